@@ -1,0 +1,169 @@
+"""The one clock every component reads.
+
+* :class:`SimClock` is virtual time: it only moves when the simulation driver calls
+  :meth:`SimClock.advance_to`, which fires due alerts and timers in time order (ties in the order
+  they were set), setting ``now`` to each one's due time before calling it. It refuses to move
+  backwards. Modelled on trio's ``MockClock`` and NautilusTrader's ``TestClock``.
+* :class:`LiveClock` is wall time on an asyncio loop; alerts are ``loop.call_at`` handles.
+
+The decision core (books, router, algos, order manager, simulated venue) receives a clock and never
+reads wall time itself: ``tests/test_clock_discipline.py`` fails if one does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from marketdata.errors import InvariantError
+
+AlertCallback = Callable[[int], None]
+"""Called with the due time in nanoseconds."""
+
+NS_PER_SECOND = 1_000_000_000
+NS_PER_MS = 1_000_000
+NS_PER_US = 1_000
+
+
+class AlertHandle:
+    """Returned by ``set_alert``/``set_timer``; ``cancel()`` stops it firing."""
+
+    __slots__ = ("_live_handle", "cancelled", "interval_ns", "stop_ns")
+
+    def __init__(self, interval_ns: int = 0, stop_ns: int | None = None) -> None:
+        self.cancelled = False
+        self.interval_ns = interval_ns
+        self.stop_ns = stop_ns
+        self._live_handle: asyncio.TimerHandle | None = None
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self._live_handle is not None:
+            self._live_handle.cancel()
+
+
+class Clock(Protocol):
+    """What the core may ask of time."""
+
+    def now_ns(self) -> int:
+        """Current time, integer nanoseconds since the Unix epoch."""
+        ...
+
+    def set_alert(self, at_ns: int, callback: AlertCallback) -> AlertHandle:
+        """Call ``callback(at_ns)`` once at ``at_ns`` (immediately-due if in the past)."""
+        ...
+
+    def set_timer(self, interval_ns: int, callback: AlertCallback, *, start_ns: int | None = None,
+                  stop_ns: int | None = None) -> AlertHandle:
+        """Call ``callback`` every ``interval_ns`` from ``start_ns`` (default now + interval)."""
+        ...
+
+
+class SimClock:
+    """Virtual time for simulation and tests. Deterministic; never goes backwards."""
+
+    def __init__(self, start_ns: int = 0) -> None:
+        self._now = start_ns
+        self._heap: list[tuple[int, int, AlertHandle, AlertCallback]] = []
+        self._seq = itertools.count()
+
+    def now_ns(self) -> int:
+        return self._now
+
+    def set_alert(self, at_ns: int, callback: AlertCallback) -> AlertHandle:
+        handle = AlertHandle()
+        heapq.heappush(self._heap, (max(at_ns, self._now), next(self._seq), handle, callback))
+        return handle
+
+    def set_timer(self, interval_ns: int, callback: AlertCallback, *, start_ns: int | None = None,
+                  stop_ns: int | None = None) -> AlertHandle:
+        if interval_ns <= 0:
+            raise ValueError(f"timer interval must be positive, got {interval_ns} ns")
+        handle = AlertHandle(interval_ns, stop_ns)
+        first = self._now + interval_ns if start_ns is None else start_ns
+        heapq.heappush(self._heap, (max(first, self._now), next(self._seq), handle, callback))
+        return handle
+
+    def next_due_ns(self) -> int | None:
+        """Due time of the earliest pending alert, or ``None``."""
+        heap = self._heap
+        while heap and heap[0][2].cancelled:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def advance_to(self, ts_ns: int) -> int:
+        """Fire every alert due at or before ``ts_ns`` in time order, then set now to ``ts_ns``.
+
+        Returns the number of callbacks fired. Raises :class:`InvariantError` if ``ts_ns`` is
+        earlier than now."""
+        if ts_ns < self._now:
+            raise InvariantError(f"SimClock cannot go backwards: now={self._now} ns, asked {ts_ns} ns")
+        fired = 0
+        heap = self._heap
+        while heap and heap[0][0] <= ts_ns:
+            due, _, handle, cb = heapq.heappop(heap)
+            if handle.cancelled:
+                continue
+            self._now = due
+            if handle.interval_ns:
+                nxt = due + handle.interval_ns
+                if handle.stop_ns is None or nxt <= handle.stop_ns:
+                    heapq.heappush(heap, (nxt, next(self._seq), handle, cb))
+            cb(due)
+            fired += 1
+        self._now = ts_ns
+        return fired
+
+    def run_until_idle(self, limit_ns: int | None = None) -> int:
+        """Fire alerts one after another (jumping time) until none are left or ``limit_ns``."""
+        fired = 0
+        while True:
+            due = self.next_due_ns()
+            if due is None or (limit_ns is not None and due > limit_ns):
+                break
+            fired += self.advance_to(due)
+        return fired
+
+
+class LiveClock:
+    """Wall-clock time; alerts run on the asyncio loop given (or the running one)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop
+
+    def _get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop or asyncio.get_running_loop()
+
+    def now_ns(self) -> int:
+        return time.time_ns()
+
+    def set_alert(self, at_ns: int, callback: AlertCallback) -> AlertHandle:
+        handle = AlertHandle()
+        loop = self._get_loop()
+        delay = max(0.0, (at_ns - time.time_ns()) / NS_PER_SECOND)
+        handle._live_handle = loop.call_later(delay, self._fire, handle, at_ns, callback)
+        return handle
+
+    def _fire(self, handle: AlertHandle, at_ns: int, callback: AlertCallback) -> None:
+        if handle.cancelled:
+            return
+        if handle.interval_ns:
+            nxt = at_ns + handle.interval_ns
+            if handle.stop_ns is None or nxt <= handle.stop_ns:
+                delay = max(0.0, (nxt - time.time_ns()) / NS_PER_SECOND)
+                handle._live_handle = self._get_loop().call_later(delay, self._fire, handle, nxt, callback)
+        callback(at_ns)
+
+    def set_timer(self, interval_ns: int, callback: AlertCallback, *, start_ns: int | None = None,
+                  stop_ns: int | None = None) -> AlertHandle:
+        if interval_ns <= 0:
+            raise ValueError(f"timer interval must be positive, got {interval_ns} ns")
+        handle = AlertHandle(interval_ns, stop_ns)
+        first = time.time_ns() + interval_ns if start_ns is None else start_ns
+        delay = max(0.0, (first - time.time_ns()) / NS_PER_SECOND)
+        handle._live_handle = self._get_loop().call_later(delay, self._fire, handle, first, callback)
+        return handle

@@ -1,0 +1,1 @@
+"""sorex tca package."""
