@@ -1,0 +1,130 @@
+"""Pre-trade risk: guardrails checked before any child order leaves for a venue.
+
+Checks, in order (the first failure refuses the order; the refusal names the rule):
+
+* ``kill_switch``      — once tripped, nothing is sent until :meth:`PreTradeRisk.reset_kill_switch`;
+* ``blacklist``        — symbols that may not be traded;
+* ``max_order_notional`` — notional of one child order (quote currency);
+* ``max_parent_notional`` — notional of everything sent for one parent (filled + working + this);
+* ``max_position``     — resulting absolute position per symbol (base units), if this order filled;
+* ``price_collar``     — a limit price further than ``price_collar_bps`` through the consolidated mid
+  (a buy above mid x (1 + collar), a sell below mid x (1 - collar)); market orders are checked at
+  the mid itself and refused when there is no mid to check against.
+
+All amounts are Decimal at this edge: risk limits come from config and are compared once per child,
+not per tick. The engine journals every refusal as a ``risk_refused`` event.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from marketdata.errors import RiskRejected
+from marketdata.model import Side
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RiskLimits:
+    """Limits; ``None`` disables a check. Notional in quote currency, positions in base units."""
+
+    max_order_notional: Decimal | None = None
+    max_parent_notional: Decimal | None = None
+    max_position: dict[str, Decimal] = field(default_factory=dict)
+    blacklist: frozenset[str] = frozenset()
+    price_collar_bps: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RiskCheck:
+    """What the checker needs to know about one child order."""
+
+    symbol: str
+    side: Side
+    quantity: Decimal
+    limit_price: Decimal | None
+    parent_id: str | None
+    mid_price: Decimal | None
+
+
+class PreTradeRisk:
+    """Stateful checker: tracks per-parent notional sent and per-symbol positions."""
+
+    def __init__(self, limits: RiskLimits) -> None:
+        self.limits = limits
+        self.killed: str | None = None
+        self._parent_notional: dict[str, Decimal] = defaultdict(Decimal)
+        self._position: dict[str, Decimal] = defaultdict(Decimal)
+        self._pending_position: dict[str, Decimal] = defaultdict(Decimal)
+        self.refusals = 0
+
+    # ---------------------------------------------------------------- state
+    def trip_kill_switch(self, reason: str) -> None:
+        log.error("kill switch tripped: %s", reason)
+        self.killed = reason
+
+    def reset_kill_switch(self) -> None:
+        self.killed = None
+
+    def on_fill(self, symbol: str, side: Side, quantity: Decimal) -> None:
+        self._position[symbol] += quantity * int(side)
+
+    def on_order_released(self, symbol: str, side: Side, quantity: Decimal) -> None:
+        """Working quantity that will no longer fill (cancelled/rejected/expired or filled)."""
+        self._pending_position[symbol] -= quantity * int(side)
+
+    def position(self, symbol: str) -> Decimal:
+        return self._position[symbol]
+
+    # ---------------------------------------------------------------- the check
+    def check(self, c: RiskCheck) -> None:
+        """Raise :class:`RiskRejected` naming the rule, or record the order as accepted."""
+        try:
+            self._check(c)
+        except RiskRejected:
+            self.refusals += 1
+            raise
+        ref_price = c.limit_price if c.limit_price is not None else c.mid_price
+        if c.parent_id is not None and ref_price is not None:
+            self._parent_notional[c.parent_id] += ref_price * c.quantity
+        self._pending_position[c.symbol] += c.quantity * int(c.side)
+
+    def _check(self, c: RiskCheck) -> None:
+        lim = self.limits
+        if self.killed is not None:
+            raise RiskRejected(f"kill switch is on ({self.killed})", rule="kill_switch")
+        if c.quantity <= 0:
+            raise RiskRejected(f"quantity {c.quantity} must be positive", rule="quantity")
+        if c.symbol in lim.blacklist:
+            raise RiskRejected(f"{c.symbol} is blacklisted", rule="blacklist")
+        ref_price = c.limit_price if c.limit_price is not None else c.mid_price
+        if lim.price_collar_bps is not None:
+            if c.mid_price is None:
+                raise RiskRejected("no consolidated mid to check the price collar against", rule="price_collar")
+            if c.limit_price is not None:
+                band = c.mid_price * lim.price_collar_bps / Decimal(10_000)
+                if (c.side is Side.BUY and c.limit_price > c.mid_price + band) or (
+                        c.side is Side.SELL and c.limit_price < c.mid_price - band):
+                    raise RiskRejected(
+                        f"{c.side.name.lower()} limit {c.limit_price} is more than {lim.price_collar_bps} bps "
+                        f"through mid {c.mid_price}", rule="price_collar")
+        if ref_price is not None:
+            notional = ref_price * c.quantity
+            if lim.max_order_notional is not None and notional > lim.max_order_notional:
+                raise RiskRejected(f"order notional {notional:.2f} > {lim.max_order_notional}",
+                                   rule="max_order_notional")
+            if lim.max_parent_notional is not None and c.parent_id is not None:
+                total = self._parent_notional[c.parent_id] + notional
+                if total > lim.max_parent_notional:
+                    raise RiskRejected(f"parent {c.parent_id} notional {total:.2f} > {lim.max_parent_notional}",
+                                       rule="max_parent_notional")
+        max_pos = lim.max_position.get(c.symbol)
+        if max_pos is not None:
+            worst = self._position[c.symbol] + self._pending_position[c.symbol] + c.quantity * int(c.side)
+            if abs(worst) > max_pos:
+                raise RiskRejected(f"position in {c.symbol} could reach {worst} (limit {max_pos})",
+                                   rule="max_position")
