@@ -30,8 +30,8 @@ def _core_files() -> list[Path]:
 def wall_clock_reads(source: str) -> list[tuple[int, str]]:
     hits = []
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-            if (node.value.id, node.attr) in FORBIDDEN:
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and (node.value.id, node.attr) in FORBIDDEN):
                 hits.append((node.lineno, f"{node.value.id}.{node.attr}"))
         if isinstance(node, ast.ImportFrom) and node.module in ("time", "datetime", "asyncio"):
             for alias in node.names:

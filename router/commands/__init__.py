@@ -1,0 +1,1 @@
+"""Sub-commands of the `sorex` CLI: each module exposes register(subparsers)."""

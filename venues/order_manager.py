@@ -1,0 +1,915 @@
+"""Order manager: the state of every child order, its fills, and per-parent quantity accounting.
+
+Synchronous and event driven (no asyncio): commands (:meth:`OrderManager.submit`, ``cancel``,
+``replace``) are journaled *before* the caller sends them; venue input (:meth:`on_event`,
+:meth:`on_status_report`, :meth:`reconcile`) is validated, de-duplicated, journaled, then applied.
+
+State machine (``OrderStatus``)::
+
+    PENDING_NEW ──ack──> NEW ──fill──> PARTIALLY_FILLED ──fill──> FILLED
+        │  └─timeout/disconnect─> UNKNOWN ──(status query | user stream | reconcile)──> any
+        ├─reject─> REJECTED            NEW/PARTIALLY_FILLED ──cancel──> PENDING_CANCEL ──> CANCELED
+        └─fill (before ack) ──> PARTIALLY_FILLED / FILLED      (cancel rejected: back to NEW/PARTIALLY_FILLED)
+
+A timed-out submit is UNKNOWN, never REJECTED: the venue may have the order. Out-of-order input is
+expected (a fill before the ack, an ack after a cancel): a fill is a fact and always counts, stale
+status events never move a terminal order back. Fills are de-duplicated by (venue, trade id).
+Filling more than ordered raises no exception into the venue's callback but is *recorded*: logged
+at ERROR, an :class:`~marketdata.errors.OverfillError` appended to :attr:`OrderManager.errors`, and
+``on_overfill`` called. Input that cannot be applied (unknown order id, negative or zero quantities,
+missing fill, wrong venue, impossible transition) is logged with the raw message and journaled as
+``garbled_event``; state is left untouched.
+
+Client order ids are deterministic: ``sx-<run>-<parent>-<n>``, ``n`` counting per parent from 1,
+at most 36 characters of ``[.A-Za-z0-9:/_-]`` (Binance's limit); long run or parent ids are replaced
+by a short hash. After a restart :meth:`OrderManager.restore` rebuilds the counters from the journal
+so new ids never collide, and a retried submit (:meth:`retry_submit`) reuses its id.
+
+Per-parent accounting (in *parent units*: the common lot of the symbol across the venues in the
+registry, see :class:`~marketdata.units.CommonGrid`): ``filled`` + ``working`` (acked, not done) +
+``in_flight`` (sent, not acked) + ``unknown``. While a replace is pending the larger of the old and
+new quantity counts; a cancel-then-new replace counts both orders until the cancel is confirmed.
+:meth:`can_send` refuses anything that would take :meth:`parent_exposure` above the parent's total.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from marketdata.clock import Clock
+from marketdata.errors import (
+    FinalVenueError,
+    InstrumentError,
+    InvariantError,
+    OverfillError,
+    RateLimited,
+    RiskRejected,
+    SorexError,
+    UnknownOrderError,
+)
+from marketdata.model import (
+    ClientOrderId,
+    DecisionId,
+    Fill,
+    Instrument,
+    InstrumentKind,
+    InstrumentRegistry,
+    Liquidity,
+    Order,
+    OrderEvent,
+    OrderEventKind,
+    OrderStatus,
+    OrderType,
+    ParentOrderId,
+    Side,
+    TimeInForce,
+    TradeId,
+    VenueId,
+    VenueOrderId,
+)
+from marketdata.units import CommonGrid
+from venues.base import OrderStatusReport
+from venues.journal import Journal, JournalRecord
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ManagedOrder", "OrderManager", "ParentAccounting", "ReconcileResult", "check_transition",
+           "make_client_order_id"]
+
+S = OrderStatus
+_LEGAL: dict[OrderStatus, frozenset[OrderStatus]] = {
+    S.PENDING_NEW: frozenset({S.NEW, S.PARTIALLY_FILLED, S.FILLED, S.REJECTED, S.CANCELED, S.EXPIRED,
+                              S.UNKNOWN, S.PENDING_CANCEL}),
+    S.UNKNOWN: frozenset({S.PENDING_NEW, S.NEW, S.PARTIALLY_FILLED, S.FILLED, S.REJECTED, S.CANCELED,
+                          S.EXPIRED, S.PENDING_CANCEL}),
+    S.NEW: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELED, S.EXPIRED}),
+    S.PARTIALLY_FILLED: frozenset({S.FILLED, S.PENDING_CANCEL, S.CANCELED, S.EXPIRED}),
+    S.PENDING_CANCEL: frozenset({S.NEW, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED}),
+    S.FILLED: frozenset(),
+    S.CANCELED: frozenset(),
+    S.REJECTED: frozenset(),
+    S.EXPIRED: frozenset(),
+}
+_WORKING = frozenset({S.NEW, S.PARTIALLY_FILLED, S.PENDING_CANCEL})
+
+
+def check_transition(frm: OrderStatus, to: OrderStatus, *, client_order_id: str = "?") -> None:
+    """Raise :class:`InvariantError` unless ``frm -> to`` is a legal order-status transition
+    (staying in the same status is always legal)."""
+    if frm is to or to in _LEGAL[frm]:
+        return
+    raise InvariantError(f"order {client_order_id}: illegal transition {frm.value} -> {to.value}")
+
+
+_ID_OK = re.compile(r"[^.A-Za-z0-9:/_]")
+MAX_ID_LEN = 36
+
+
+def _tag(text: str, max_len: int) -> str:
+    clean = _ID_OK.sub("_", text)
+    if clean and len(clean) <= max_len and clean == text:
+        return clean
+    return hashlib.blake2b(text.encode(), digest_size=max_len // 2).hexdigest()
+
+
+def make_client_order_id(run_id: str, parent_id: str | None, n: int, *, prefix: str = "sx") -> ClientOrderId:
+    """``<prefix>-<run>-<parent>-<n>``: deterministic, <= 36 chars of ``[.A-Za-z0-9:/_-]``.
+
+    A run id longer than 8 chars or a parent id longer than 12 (or using other characters) is
+    replaced by a blake2b hash of the same length, so the id stays stable and short."""
+    if n <= 0 or n >= 10**11:
+        raise ValueError(f"client order sequence {n} out of range 1..10^11-1")
+    cid = f"{_tag(prefix, 4)}-{_tag(run_id, 8)}-{_tag(parent_id or 'none', 12)}-{n}"
+    assert len(cid) <= MAX_ID_LEN, cid
+    return ClientOrderId(cid)
+
+
+@dataclass
+class ManagedOrder:
+    """One child order as the manager knows it (mutable; read it, do not change it)."""
+
+    order: Order
+    status: OrderStatus = OrderStatus.PENDING_NEW
+    filled_lots: int = 0
+    venue_filled_lots: int = 0
+    venue_order_id: VenueOrderId | None = None
+    acked: bool = False
+    retries: int = 0
+    fills: list[Fill] = field(default_factory=list)
+    pending_replace: tuple[int, int | None] | None = None
+    replaces: ClientOrderId | None = None
+    replaced_by: ClientOrderId | None = None
+    overfilled: bool = False
+    reason: str | None = None
+    history: list[tuple[int, OrderStatus]] = field(default_factory=list)
+
+    @property
+    def client_order_id(self) -> ClientOrderId:
+        return self.order.client_order_id
+
+    @property
+    def lots(self) -> int:
+        return self.order.lots
+
+    @property
+    def executed_lots(self) -> int:
+        """Filled lots as best known: our fills or what the venue reported, whichever is more."""
+        return self.filled_lots if self.filled_lots >= self.venue_filled_lots else self.venue_filled_lots
+
+    @property
+    def open_lots(self) -> int:
+        """Lots that may still execute (0 once terminal); a pending replace counts its larger size."""
+        if self.status.is_terminal:
+            return 0
+        target = self.order.lots
+        if self.pending_replace is not None and self.pending_replace[0] > target:
+            target = self.pending_replace[0]
+        return max(0, target - self.executed_lots)
+
+
+@dataclass(frozen=True, slots=True)
+class ParentAccounting:
+    """Quantities of one parent in parent units (common lots of its symbol)."""
+
+    filled: int
+    working: int
+    in_flight: int
+    unknown: int
+
+    @property
+    def exposure(self) -> int:
+        return self.filled + self.working + self.in_flight + self.unknown
+
+
+@dataclass
+class ReconcileResult:
+    """What :meth:`OrderManager.reconcile` did."""
+
+    settled: list[ClientOrderId] = field(default_factory=list)
+    unresolved: list[ClientOrderId] = field(default_factory=list)
+    foreign: list[OrderStatusReport] = field(default_factory=list)
+    mismatches: list[str] = field(default_factory=list)
+
+
+_REPORT_KIND = {S.NEW: OrderEventKind.ACCEPTED, S.PARTIALLY_FILLED: OrderEventKind.PARTIALLY_FILLED,
+                S.FILLED: OrderEventKind.FILLED, S.CANCELED: OrderEventKind.CANCELED,
+                S.REJECTED: OrderEventKind.REJECTED, S.EXPIRED: OrderEventKind.EXPIRED,
+                S.PENDING_NEW: OrderEventKind.SUBMITTED, S.PENDING_CANCEL: OrderEventKind.ACCEPTED,
+                S.UNKNOWN: OrderEventKind.SUBMITTED}
+
+OverfillCallback = Callable[[ManagedOrder, OverfillError], None]
+
+
+class OrderManager:
+    """Child-order state, fills and per-parent accounting, journaled (see the module docstring).
+
+    ``instruments``: the registry (or an iterable of :class:`Instrument`) for every venue/symbol the
+    manager will see; it converts lots/ticks to the journal's decimal strings and back."""
+
+    def __init__(self, clock: Clock, instruments: InstrumentRegistry | Iterable[Instrument], *,
+                 journal: Journal | None = None, run_id: str = "run", id_prefix: str = "sx",
+                 on_overfill: OverfillCallback | None = None) -> None:
+        self._clock = clock
+        self.instruments = (instruments if isinstance(instruments, InstrumentRegistry)
+                            else InstrumentRegistry(list(instruments)))
+        self.journal = journal
+        self.run_id = run_id
+        self.id_prefix = id_prefix
+        self.on_overfill = on_overfill
+        self._orders: dict[ClientOrderId, ManagedOrder] = {}
+        self._by_parent: dict[str | None, list[ManagedOrder]] = {}
+        self._trade_ids: set[tuple[str, str]] = set()
+        self._next_seq: dict[str, int] = {}
+        self._factor: dict[tuple[str, str], int] = {}
+        self._replaying = False
+        self.errors: list[SorexError] = []
+        self.stats: dict[str, int] = {"events": 0, "fills": 0, "duplicate_fills": 0, "garbled": 0,
+                                      "overfills": 0, "stale_events": 0, "reports": 0}
+
+    # ================================================================ ids
+    def next_client_order_id(self, parent_id: str | None) -> ClientOrderId:
+        """Allocate the next deterministic id for ``parent_id`` (skipping any already in use)."""
+        base = make_client_order_id(self.run_id, parent_id, 1, prefix=self.id_prefix).rsplit("-", 1)[0]
+        n = self._next_seq.get(base, 1)
+        while True:
+            cid = ClientOrderId(f"{base}-{n}")
+            n += 1
+            if cid not in self._orders:
+                break
+        self._next_seq[base] = n
+        return cid
+
+    def _note_id(self, cid: str) -> None:
+        base, _, tail = cid.rpartition("-")
+        if base and tail.isdigit():
+            n = int(tail) + 1
+            if n > self._next_seq.get(base, 1):
+                self._next_seq[base] = n
+
+    # ================================================================ helpers
+    def _instrument(self, venue: str, symbol: str) -> Instrument:
+        return self.instruments.get(venue, symbol)
+
+    def _parent_factor(self, venue: str, symbol: str) -> int:
+        key = (venue, symbol)
+        f = self._factor.get(key)
+        if f is None:
+            insts = [i for i in self.instruments.venues_for(symbol)
+                     if i.kind is not InstrumentKind.INVERSE_PERPETUAL]
+            if len(insts) > 1 and any(i.venue == venue for i in insts):
+                f = CommonGrid.from_instruments(insts).lot_factor[venue]
+            else:
+                f = 1
+            self._factor[key] = f
+        return f
+
+    def to_parent_units(self, venue: str, symbol: str, lots: int) -> int:
+        """Venue lots -> parent units (common lots of ``symbol`` across the registry's venues)."""
+        return lots * self._parent_factor(venue, symbol)
+
+    def _journal(self, kind: str, payload: dict[str, Any], *, venue: str | None = None,
+                 client_order_id: str | None = None, parent_id: str | None = None) -> None:
+        if self.journal is not None and not self._replaying:
+            self.journal.append(kind, self._clock.now_ns(), payload, venue=venue,
+                                client_order_id=client_order_id, parent_id=parent_id)
+
+    def _set_status(self, mo: ManagedOrder, to: OrderStatus) -> None:
+        if mo.status is to:
+            return
+        check_transition(mo.status, to, client_order_id=mo.client_order_id)
+        mo.status = to
+        mo.history.append((self._clock.now_ns(), to))
+        if to.is_terminal:
+            mo.pending_replace = None
+
+    def _command_payload(self, action: str, o: Order, *, lots: int | None = None,
+                         price_ticks: int | None = None) -> dict[str, Any]:
+        inst = self._instrument(o.venue, o.symbol)
+        lots = o.lots if lots is None else lots
+        price = o.price_ticks if price_ticks is None else price_ticks
+        return {"action": action, "client_order_id": o.client_order_id, "venue": o.venue,
+                "symbol": o.symbol, "side": "buy" if o.side is Side.BUY else "sell",
+                "order_type": o.order_type.value, "time_in_force": o.time_in_force.value,
+                "quantity": str(inst.lots_to_qty(lots)),
+                "price": None if price is None else str(inst.ticks_to_price(price)),
+                "parent_id": o.parent_id, "decision_id": o.decision_id}
+
+    def _add(self, mo: ManagedOrder) -> None:
+        self._orders[mo.client_order_id] = mo
+        self._by_parent.setdefault(mo.order.parent_id, []).append(mo)
+        self._note_id(mo.client_order_id)
+        mo.history.append((self._clock.now_ns(), mo.status))
+
+    def _record_error(self, mo: ManagedOrder | None, err: SorexError) -> None:
+        self.errors.append(err)
+        log.error("%s", err)
+        if isinstance(err, OverfillError) and mo is not None:
+            mo.overfilled = True
+            self.stats["overfills"] += 1
+            if self.on_overfill is not None:
+                self.on_overfill(mo, err)
+
+    # ================================================================ queries
+    def order(self, client_order_id: str) -> ManagedOrder:
+        """The managed order with this id (raises :class:`UnknownOrderError`)."""
+        try:
+            return self._orders[ClientOrderId(client_order_id)]
+        except KeyError:
+            raise UnknownOrderError(f"unknown client order id {client_order_id!r}") from None
+
+    def has_order(self, client_order_id: str) -> bool:
+        return client_order_id in self._orders
+
+    def orders(self, parent_id: str | None = None) -> list[ManagedOrder]:
+        """All orders (or one parent's) in creation order."""
+        if parent_id is None:
+            return list(self._orders.values())
+        return list(self._by_parent.get(parent_id, []))
+
+    def open_orders(self) -> list[ManagedOrder]:
+        return [m for m in self._orders.values() if not m.status.is_terminal]
+
+    def parent_accounting(self, parent_id: str) -> ParentAccounting:
+        """Filled / working / in-flight / unknown of ``parent_id`` in parent units. O(children)."""
+        filled = working = in_flight = unknown = 0
+        for mo in self._by_parent.get(parent_id, ()):
+            f = self._parent_factor(mo.order.venue, mo.order.symbol)
+            filled += mo.executed_lots * f
+            rem = mo.open_lots * f
+            if mo.status is S.PENDING_NEW:
+                in_flight += rem
+            elif mo.status is S.UNKNOWN:
+                unknown += rem
+            else:
+                working += rem
+        return ParentAccounting(filled, working, in_flight, unknown)
+
+    def parent_exposure(self, parent_id: str) -> int:
+        """filled + working + in-flight + unknown of ``parent_id``, in parent units."""
+        return self.parent_accounting(parent_id).exposure
+
+    def can_send(self, parent_id: str, lots: int, parent_total: int) -> bool:
+        """Whether ``lots`` more parent units keep ``parent_id``'s exposure within ``parent_total``."""
+        return lots >= 0 and self.parent_exposure(parent_id) + lots <= parent_total
+
+    # ================================================================ commands
+    def submit(self, *, venue: str, symbol: str, side: Side, lots: int,
+               order_type: OrderType = OrderType.LIMIT, price_ticks: int | None = None,
+               time_in_force: TimeInForce = TimeInForce.GTC, parent_id: str | None = None,
+               decision_id: str | None = None, parent_total: int | None = None,
+               client_order_id: str | None = None) -> Order:
+        """Create a child order, journal the ``submit`` command and return the :class:`Order` to
+        send. With ``parent_total`` (parent units) refuses (:class:`RiskRejected`, rule
+        ``parent_exposure``) an order that could overfill the parent."""
+        inst = self._instrument(venue, symbol)
+        if lots <= 0:
+            raise InstrumentError(f"{inst.key}: order quantity must be positive, got {lots} lots")
+        if order_type is OrderType.LIMIT and price_ticks is None:
+            raise InstrumentError(f"{inst.key}: a limit order needs a price")
+        if parent_total is not None and parent_id is not None:
+            units = self.to_parent_units(venue, symbol, lots)
+            if not self.can_send(parent_id, units, parent_total):
+                raise RiskRejected(f"parent {parent_id}: exposure {self.parent_exposure(parent_id)} + "
+                                   f"{units} would exceed {parent_total}", rule="parent_exposure")
+        if client_order_id is not None:
+            if client_order_id in self._orders:
+                raise InvariantError(f"client order id {client_order_id} already used")
+            if len(client_order_id) > MAX_ID_LEN or _ID_OK.search(client_order_id.replace("-", "")):
+                raise InstrumentError(f"client order id {client_order_id!r} breaks venue id rules")
+            cid = ClientOrderId(client_order_id)
+        else:
+            cid = self.next_client_order_id(parent_id)
+        order = Order(client_order_id=cid, venue=VenueId(venue), symbol=inst.symbol, side=side,
+                      order_type=order_type, lots=lots, price_ticks=price_ticks, time_in_force=time_in_force,
+                      parent_id=ParentOrderId(parent_id) if parent_id is not None else None,
+                      decision_id=DecisionId(decision_id) if decision_id is not None else None,
+                      ts_init=self._clock.now_ns())
+        self._journal("order_command", self._command_payload("submit", order), venue=venue,
+                      client_order_id=cid, parent_id=parent_id)
+        self._add(ManagedOrder(order))
+        log.info("%s %s %s: submit %s %d lots @ %s", venue, symbol, cid, side.name, lots, price_ticks)
+        return order
+
+    def retry_submit(self, client_order_id: str) -> Order:
+        """The same order again (same client id) after a timeout/disconnect: journals the retry and
+        returns the order to re-send. The venue's duplicate-id check makes the retry safe."""
+        mo = self.order(client_order_id)
+        if mo.status not in (S.UNKNOWN, S.PENDING_NEW):
+            raise InvariantError(f"order {client_order_id} is {mo.status.value}; only an UNKNOWN or "
+                                 f"pending submit can be retried")
+        payload = self._command_payload("submit", mo.order)
+        payload["retry"] = True
+        self._journal("order_command", payload, venue=mo.order.venue, client_order_id=mo.client_order_id,
+                      parent_id=mo.order.parent_id)
+        mo.retries += 1
+        self._set_status(mo, S.PENDING_NEW)
+        return mo.order
+
+    def on_send_failed(self, client_order_id: str, error: BaseException) -> OrderStatus:
+        """The transport failed to deliver the last command for this order. A retryable failure
+        (timeout, disconnect) leaves a submit UNKNOWN; a rate-limit refusal or a final venue error
+        means the venue did not take it (submit: REJECTED; cancel: back to working)."""
+        mo = self.order(client_order_id)
+        not_taken = isinstance(error, (RateLimited, FinalVenueError))
+        if mo.status is S.PENDING_NEW:
+            if not_taken:
+                self._event_local(mo, OrderEventKind.REJECTED, str(error), getattr(error, "code", None))
+            else:
+                log.warning("%s %s: submit failed (%s); order state UNKNOWN until the venue says",
+                            mo.order.venue, mo.client_order_id, error)
+                self._set_status(mo, S.UNKNOWN)
+        elif not_taken and (mo.status is S.PENDING_CANCEL or mo.pending_replace is not None):
+            self._event_local(mo, OrderEventKind.CANCEL_REJECTED, str(error), getattr(error, "code", None))
+        return mo.status
+
+    def _event_local(self, mo: ManagedOrder, kind: OrderEventKind, reason: str, code: Any) -> None:
+        now = self._clock.now_ns()
+        ev = OrderEvent(kind=kind, client_order_id=mo.client_order_id, venue=mo.order.venue, ts_event=now,
+                        ts_init=now, reason=reason, code=None if code is None else str(code))
+        self._journal_event(ev, mo, source="local")
+        self._apply(ev, mo)
+
+    def cancel(self, client_order_id: str) -> Order:
+        """Journal a cancel command and mark the order PENDING_CANCEL; returns the order to cancel."""
+        mo = self.order(client_order_id)
+        if mo.status.is_terminal:
+            raise InvariantError(f"order {client_order_id} is already {mo.status.value}; nothing to cancel")
+        self._journal("order_command", self._command_payload("cancel", mo.order), venue=mo.order.venue,
+                      client_order_id=mo.client_order_id, parent_id=mo.order.parent_id)
+        self._set_status(mo, S.PENDING_CANCEL)
+        return mo.order
+
+    def replace(self, client_order_id: str, *, lots: int | None = None, price_ticks: int | None = None,
+                native: bool = True, parent_total: int | None = None) -> Order:
+        """Change quantity (new total lots, fills included) and/or price.
+
+        ``native``: the venue modifies in place; the order counts at the larger of old/new size until
+        REPLACED (or the replace is refused). Otherwise cancel-then-new: the old order goes
+        PENDING_CANCEL and a new order (new id, ``replaces`` = old id) for the remaining
+        ``lots - filled`` is created PENDING_NEW; both count until the cancel is confirmed. Returns
+        the order to send (the same order with new fields, or the new one)."""
+        mo = self.order(client_order_id)
+        o = mo.order
+        if mo.status.is_terminal or mo.status is S.PENDING_CANCEL:
+            raise InvariantError(f"order {client_order_id} is {mo.status.value}; cannot replace")
+        new_lots = o.lots if lots is None else lots
+        new_price = o.price_ticks if price_ticks is None else price_ticks
+        if new_lots <= mo.executed_lots:
+            raise InvariantError(f"order {client_order_id}: new quantity {new_lots} lots is not above "
+                                 f"the {mo.executed_lots} already filled")
+        pid = o.parent_id
+        if native:
+            extra = max(0, new_lots - max(o.lots, mo.pending_replace[0] if mo.pending_replace else 0))
+        else:
+            extra = new_lots - mo.executed_lots
+        if parent_total is not None and pid is not None:
+            units = self.to_parent_units(o.venue, o.symbol, extra)
+            if not self.can_send(pid, units, parent_total):
+                raise RiskRejected(f"parent {pid}: replace adds {units}, exposure "
+                                   f"{self.parent_exposure(pid)} would exceed {parent_total}",
+                                   rule="parent_exposure")
+        if native:
+            payload = self._command_payload("replace", o, lots=new_lots, price_ticks=new_price)
+            payload["native"] = True
+            self._journal("order_command", payload, venue=o.venue, client_order_id=o.client_order_id,
+                          parent_id=pid)
+            mo.pending_replace = (new_lots, new_price)
+            return Order(client_order_id=o.client_order_id, venue=o.venue, symbol=o.symbol, side=o.side,
+                         order_type=o.order_type, lots=new_lots, price_ticks=new_price,
+                         time_in_force=o.time_in_force, parent_id=pid, decision_id=o.decision_id,
+                         ts_init=self._clock.now_ns())
+        new_cid = self.next_client_order_id(pid)
+        rem = new_lots - mo.executed_lots
+        payload = self._command_payload("replace", o, lots=rem, price_ticks=new_price)
+        payload["native"] = False
+        payload["new_client_order_id"] = new_cid
+        self._journal("order_command", payload, venue=o.venue, client_order_id=o.client_order_id, parent_id=pid)
+        return self._apply_cancel_then_new(mo, new_cid, rem, new_price)
+
+    def _apply_cancel_then_new(self, mo: ManagedOrder, new_cid: ClientOrderId, lots: int,
+                               price_ticks: int | None) -> Order:
+        o = mo.order
+        new = Order(client_order_id=new_cid, venue=o.venue, symbol=o.symbol, side=o.side,
+                    order_type=o.order_type, lots=lots, price_ticks=price_ticks,
+                    time_in_force=o.time_in_force, parent_id=o.parent_id, decision_id=o.decision_id,
+                    ts_init=self._clock.now_ns())
+        nmo = ManagedOrder(new, replaces=mo.client_order_id)
+        mo.replaced_by = new_cid
+        if not mo.status.is_terminal:
+            self._set_status(mo, S.PENDING_CANCEL)
+        self._add(nmo)
+        return new
+
+    # ================================================================ venue input
+    def on_garbled(self, venue: str, raw: Any, error: str) -> None:
+        """Venue input that could not be parsed or applied: log it with the raw message, journal a
+        ``garbled_event``, change nothing."""
+        self.stats["garbled"] += 1
+        raw_out = raw if isinstance(raw, (str, dict)) else repr(raw)
+        log.warning("%s: garbled venue input (%s): %r", venue, error, raw_out)
+        self._journal("garbled_event", {"venue": venue, "raw": raw_out, "error": error}, venue=venue)
+
+    def _validate(self, ev: Any) -> tuple[ManagedOrder | None, str | None]:
+        if not isinstance(ev, OrderEvent) or not isinstance(ev.kind, OrderEventKind):
+            return None, "not an OrderEvent"
+        if not ev.client_order_id:
+            return None, "missing client_order_id"
+        mo = self._orders.get(ev.client_order_id)
+        if mo is None:
+            return None, f"event for unknown client_order_id {ev.client_order_id!r}"
+        if ev.venue != mo.order.venue:
+            return None, f"event venue {ev.venue!r} differs from the order's {mo.order.venue!r}"
+        if ev.kind in (OrderEventKind.PARTIALLY_FILLED, OrderEventKind.FILLED):
+            f = ev.fill
+            if f is None:
+                return None, f"{ev.kind.value} event without its fill"
+            if not isinstance(f.lots, int) or f.lots <= 0:
+                return None, f"fill quantity {f.lots!r} lots must be a positive integer"
+            if not isinstance(f.price_ticks, int) or f.price_ticks <= 0:
+                return None, f"fill price {f.price_ticks!r} ticks must be a positive integer"
+            if not f.trade_id:
+                return None, "fill without trade id"
+            if f.client_order_id != ev.client_order_id or f.venue != ev.venue:
+                return None, "fill belongs to another order or venue"
+            if f.fee is None or not isinstance(f.fee, Decimal):
+                return None, f"fill fee {f.fee!r} is not a Decimal"
+        if ev.kind is OrderEventKind.REPLACED and (
+                (ev.new_lots is not None and ev.new_lots <= 0)
+                or (ev.new_price_ticks is not None and ev.new_price_ticks <= 0)):
+            return None, f"replace to non-positive quantity/price ({ev.new_lots}, {ev.new_price_ticks})"
+        return mo, None
+
+    def on_event(self, ev: OrderEvent) -> None:
+        """Apply one venue event (user stream or adapter): validate, drop duplicate fills, journal
+        (``fill`` or ``order_event``), then update the order. Never raises for bad venue input."""
+        mo, error = self._validate(ev)
+        if mo is None:
+            self.on_garbled(str(getattr(ev, "venue", "?")), ev, error or "invalid")
+            return
+        self.stats["events"] += 1
+        if ev.fill is not None:
+            key = (ev.venue, ev.fill.trade_id)
+            if key in self._trade_ids:
+                self.stats["duplicate_fills"] += 1
+                log.info("%s %s: duplicate fill trade_id=%s dropped", ev.venue, ev.client_order_id,
+                         ev.fill.trade_id)
+                return
+        self._journal_event(ev, mo)
+        self._apply(ev, mo)
+
+    def _journal_event(self, ev: OrderEvent, mo: ManagedOrder, *, source: str | None = None,
+                       extra: Mapping[str, Any] | None = None) -> None:
+        if self.journal is None or self._replaying:
+            return
+        o = mo.order
+        if ev.fill is not None:
+            f = ev.fill
+            inst = self._instrument(o.venue, o.symbol)
+            payload: dict[str, Any] = {
+                "client_order_id": f.client_order_id, "parent_id": o.parent_id, "venue": f.venue,
+                "symbol": o.symbol, "side": "buy" if o.side is Side.BUY else "sell", "trade_id": f.trade_id,
+                "price": str(inst.ticks_to_price(f.price_ticks)), "quantity": str(inst.lots_to_qty(f.lots)),
+                "fee": str(f.fee), "fee_currency": f.fee_currency, "liquidity": f.liquidity.value,
+                "ts_event": f.ts_event, "event_kind": ev.kind.value, "venue_order_id": ev.venue_order_id}
+            self._journal("fill", payload, venue=o.venue, client_order_id=o.client_order_id,
+                          parent_id=o.parent_id)
+            return
+        payload = {"kind": ev.kind.value, "client_order_id": ev.client_order_id, "venue": ev.venue,
+                   "venue_order_id": ev.venue_order_id, "reason": ev.reason, "code": ev.code,
+                   "ts_event": ev.ts_event}
+        if ev.kind is OrderEventKind.REPLACED:
+            inst = self._instrument(o.venue, o.symbol)
+            payload["new_quantity"] = None if ev.new_lots is None else str(inst.lots_to_qty(ev.new_lots))
+            payload["new_price"] = (None if ev.new_price_ticks is None
+                                    else str(inst.ticks_to_price(ev.new_price_ticks)))
+        if source is not None:
+            payload["source"] = source
+        if extra:
+            payload.update(extra)
+        self._journal("order_event", payload, venue=o.venue, client_order_id=o.client_order_id,
+                      parent_id=o.parent_id)
+
+    def _status_after_fill(self, mo: ManagedOrder) -> OrderStatus:
+        if mo.executed_lots >= mo.order.lots:
+            return S.FILLED
+        if mo.status is S.PENDING_CANCEL:
+            return S.PENDING_CANCEL
+        return S.PARTIALLY_FILLED if mo.executed_lots > 0 else S.NEW
+
+    def _check_overfill(self, mo: ManagedOrder, what: str) -> None:
+        if mo.executed_lots > mo.order.lots and not mo.overfilled:
+            self._record_error(mo, OverfillError(
+                f"{mo.order.venue} {mo.order.symbol} {mo.client_order_id}: {what}: filled "
+                f"{mo.executed_lots} lots > ordered {mo.order.lots}"))
+
+    def _apply(self, ev: OrderEvent, mo: ManagedOrder) -> None:
+        K = OrderEventKind
+        if ev.venue_order_id and not mo.venue_order_id:
+            mo.venue_order_id = ev.venue_order_id
+        try:
+            if ev.fill is not None:
+                self._apply_fill(mo, ev.fill)
+            elif ev.kind is K.SUBMITTED:
+                if mo.status is S.UNKNOWN:
+                    self._set_status(mo, S.NEW)
+            elif ev.kind is K.ACCEPTED:
+                mo.acked = True
+                if mo.status.is_terminal:
+                    self._stale(mo, ev)
+                elif mo.status is not S.PENDING_CANCEL:
+                    self._set_status(mo, self._status_after_fill(mo))
+            elif ev.kind is K.REJECTED:
+                dup = mo.retries > 0 and "duplicate" in (ev.reason or "").lower()
+                if dup and mo.status in (S.PENDING_NEW, S.UNKNOWN):
+                    # the retry hit the venue's duplicate-id check: the original is live
+                    self._set_status(mo, self._status_after_fill(mo))
+                elif mo.pending_replace is not None and mo.status in _WORKING:
+                    mo.pending_replace = None
+                    mo.reason = ev.reason
+                elif mo.status.is_terminal:
+                    self._stale(mo, ev)
+                else:
+                    if mo.executed_lots:
+                        raise InvariantError(f"order {mo.client_order_id}: rejected after "
+                                             f"{mo.executed_lots} lots filled")
+                    mo.reason = ev.reason
+                    self._set_status(mo, S.REJECTED)
+            elif ev.kind in (K.CANCELED, K.EXPIRED):
+                if mo.status.is_terminal:
+                    self._stale(mo, ev)
+                else:
+                    mo.reason = ev.reason
+                    self._set_status(mo, S.CANCELED if ev.kind is K.CANCELED else S.EXPIRED)
+            elif ev.kind is K.CANCEL_REJECTED:
+                mo.pending_replace = None
+                if mo.status is S.PENDING_CANCEL:
+                    mo.reason = ev.reason
+                    self._set_status(mo, S.PARTIALLY_FILLED if mo.executed_lots else S.NEW)
+            elif ev.kind is K.REPLACED:
+                self._apply_replaced(mo, ev)
+            elif ev.kind in (K.PARTIALLY_FILLED, K.FILLED):  # pragma: no cover - validated away
+                raise InvariantError(f"{ev.kind.value} without fill")
+        except InvariantError as e:
+            self._record_error(mo, e)
+            self.on_garbled(mo.order.venue, ev, str(e))
+
+    def _stale(self, mo: ManagedOrder, ev: OrderEvent) -> None:
+        self.stats["stale_events"] += 1
+        log.info("%s %s: %s after %s ignored (out of order)", mo.order.venue, mo.client_order_id,
+                 ev.kind.value, mo.status.value)
+
+    def _apply_fill(self, mo: ManagedOrder, f: Fill) -> None:
+        self._trade_ids.add((f.venue, f.trade_id))
+        mo.fills.append(f)
+        mo.filled_lots += f.lots
+        self.stats["fills"] += 1
+        if mo.status is S.REJECTED:
+            self._record_error(mo, InvariantError(f"order {mo.client_order_id}: fill {f.trade_id} on a "
+                                                  "rejected order"))
+        self._check_overfill(mo, f"fill {f.trade_id}")
+        if not mo.status.is_terminal:
+            mo.acked = True
+            self._set_status(mo, self._status_after_fill(mo))
+            if mo.status is S.FILLED:
+                mo.pending_replace = None
+
+    def _apply_replaced(self, mo: ManagedOrder, ev: OrderEvent) -> None:
+        if mo.status.is_terminal:
+            self._stale(mo, ev)
+            return
+        lots, price = mo.pending_replace if mo.pending_replace is not None else (mo.order.lots, None)
+        if ev.new_lots is not None:
+            lots = ev.new_lots
+        if ev.new_price_ticks is not None:
+            price = ev.new_price_ticks
+        o = mo.order
+        mo.order = Order(client_order_id=o.client_order_id, venue=o.venue, symbol=o.symbol, side=o.side,
+                         order_type=o.order_type, lots=lots,
+                         price_ticks=price if price is not None else o.price_ticks,
+                         time_in_force=o.time_in_force, parent_id=o.parent_id, decision_id=o.decision_id,
+                         ts_init=o.ts_init)
+        mo.pending_replace = None
+        self._check_overfill(mo, "replace")
+        if mo.status is not S.PENDING_CANCEL:
+            self._set_status(mo, self._status_after_fill(mo))
+
+    # ---------------------------------------------------------------- status reports
+    def on_status_report(self, report: OrderStatusReport, *, source: str = "status_report") -> bool:
+        """Apply what the venue says about one order (status query or reconciliation). Returns
+        False (and journals ``garbled_event``) if the report is unusable or for an unknown order."""
+        mo = self._orders.get(report.client_order_id) if isinstance(report, OrderStatusReport) else None
+        err = None
+        if mo is None:
+            err = "status report for unknown client_order_id"
+        elif report.venue != mo.order.venue:
+            err = f"report venue {report.venue!r} differs from the order's {mo.order.venue!r}"
+        elif (not isinstance(report.filled_lots, int) or report.filled_lots < 0
+              or not isinstance(report.lots, int) or report.lots < 0):
+            err = f"negative or missing quantities (lots={report.lots!r}, filled={report.filled_lots!r})"
+        elif not isinstance(report.status, OrderStatus):
+            err = f"status {report.status!r} is not an OrderStatus"
+        if err is not None or mo is None:
+            self.on_garbled(str(getattr(report, "venue", "?")), report, err or "invalid")
+            return False
+        self.stats["reports"] += 1
+        if self.journal is not None and not self._replaying:
+            inst = self._instrument(mo.order.venue, mo.order.symbol)
+            ev = OrderEvent(kind=_REPORT_KIND[report.status], client_order_id=mo.client_order_id,
+                            venue=mo.order.venue, ts_event=report.ts_event, ts_init=self._clock.now_ns(),
+                            venue_order_id=report.venue_order_id)
+            self._journal_event(ev, mo, source=source, extra={
+                "status": report.status.value, "filled": str(inst.lots_to_qty(report.filled_lots))})
+        self._apply_report(mo, report.status, report.filled_lots, report.venue_order_id)
+        return True
+
+    def _apply_report(self, mo: ManagedOrder, status: OrderStatus, filled_lots: int,
+                      venue_order_id: VenueOrderId | None) -> None:
+        if venue_order_id and not mo.venue_order_id:
+            mo.venue_order_id = venue_order_id
+        if filled_lots < mo.filled_lots:
+            log.warning("%s %s: venue reports %d lots filled, we hold fills for %d", mo.order.venue,
+                        mo.client_order_id, filled_lots, mo.filled_lots)
+        if filled_lots > mo.venue_filled_lots:
+            mo.venue_filled_lots = filled_lots
+        self._check_overfill(mo, "status report")
+        if status is S.UNKNOWN or status is mo.status:
+            return
+        if mo.status.is_terminal:
+            if status is not mo.status:
+                log.warning("%s %s: venue says %s, we have %s", mo.order.venue, mo.client_order_id,
+                            status.value, mo.status.value)
+            return
+        if status is S.PENDING_NEW:
+            return
+        if status in (S.NEW, S.PARTIALLY_FILLED):
+            mo.acked = True
+            if mo.status is S.PENDING_CANCEL:
+                return
+            status = self._status_after_fill(mo)
+        elif status is S.PENDING_CANCEL and mo.status not in (S.NEW, S.PARTIALLY_FILLED, S.PENDING_NEW,
+                                                               S.UNKNOWN):
+            return
+        try:
+            self._set_status(mo, status)
+        except InvariantError as e:
+            self._record_error(mo, e)
+
+    def reconcile(self, reports: Iterable[OrderStatusReport], *, absent_means_gone: bool = False,
+                  venues: Iterable[str] | None = None) -> ReconcileResult:
+        """Settle orders against what the venues say (after a restart or a disconnect).
+
+        Each report is applied as by :meth:`on_status_report`; reports for ids we never issued are
+        returned in ``foreign``. Non-terminal orders of the reported ``venues`` (default: the venues
+        that appear in ``reports``) that no report mentions stay as they are and are listed in
+        ``unresolved`` - unless ``absent_means_gone`` (the reports are the venue's complete open and
+        recent orders): then an UNKNOWN/pending submit becomes REJECTED (never arrived) and a working
+        order CANCELED, each journaled."""
+        res = ReconcileResult()
+        seen: set[str] = set()
+        rep_venues: set[str] = set()
+        for r in reports:
+            rep_venues.add(r.venue)
+            if r.client_order_id not in self._orders:
+                res.foreign.append(r)
+                log.warning("%s: venue reports order %s we never issued", r.venue, r.client_order_id)
+                continue
+            mo = self._orders[r.client_order_id]
+            before = mo.status
+            if mo.executed_lots != r.filled_lots:
+                res.mismatches.append(f"{r.client_order_id}: we have {mo.executed_lots} lots filled, "
+                                      f"venue {r.filled_lots}")
+            if self.on_status_report(r, source="reconcile"):
+                seen.add(r.client_order_id)
+                if mo.status is not S.UNKNOWN and (before is not mo.status
+                                                   or before in (S.UNKNOWN, S.PENDING_NEW)):
+                    res.settled.append(mo.client_order_id)
+                elif mo.status is S.UNKNOWN:
+                    res.unresolved.append(mo.client_order_id)
+        scope = set(venues) if venues is not None else rep_venues
+        for mo in list(self._orders.values()):
+            if mo.status.is_terminal or mo.client_order_id in seen or mo.order.venue not in scope:
+                continue
+            if not absent_means_gone:
+                res.unresolved.append(mo.client_order_id)
+                continue
+            kind = (OrderEventKind.REJECTED if mo.status in (S.UNKNOWN, S.PENDING_NEW)
+                    and not mo.executed_lots else OrderEventKind.CANCELED)
+            self._event_local(mo, kind, "absent at venue on reconcile", None)
+            res.settled.append(mo.client_order_id)
+        return res
+
+    # ================================================================ restore
+    @classmethod
+    def restore(cls, journal: Journal, clock: Clock, instruments: InstrumentRegistry | Iterable[Instrument],
+                **kw: Any) -> OrderManager:
+        """A manager rebuilt from ``journal`` (all orders, fills, accounting and id counters), that
+        keeps journaling into it. Submits with no venue answer come back UNKNOWN (they may or may
+        not have left before the crash); call :meth:`reconcile` next."""
+        om = cls(clock, instruments, journal=journal, **kw)
+        om._replaying = True
+        try:
+            for rec in journal.read(kinds=("order_command", "order_event", "fill", "garbled_event",
+                                           "run_started")):
+                try:
+                    om._replay(rec)
+                except (KeyError, ValueError, TypeError, SorexError) as e:
+                    log.error("journal %s seq=%d (%s) cannot be replayed: %s", journal.path, rec.seq,
+                              rec.kind, e)
+                    om.errors.append(InvariantError(f"journal seq={rec.seq}: {e}"))
+        finally:
+            om._replaying = False
+        for mo in om._orders.values():
+            if mo.status is S.PENDING_NEW:
+                mo.status = S.UNKNOWN
+                mo.history.append((clock.now_ns(), S.UNKNOWN))
+        log.info("restored %d orders, %d fills from %s", len(om._orders), len(om._trade_ids), journal.path)
+        return om
+
+    def _replay(self, rec: JournalRecord) -> None:
+        p = rec.payload
+        if rec.kind == "run_started":
+            return
+        if rec.kind == "garbled_event":
+            self.stats["garbled"] += 1
+            return
+        if rec.kind == "order_command":
+            self._replay_command(p)
+            return
+        cid = ClientOrderId(p["client_order_id"])
+        mo = self._orders.get(cid)
+        if mo is None:
+            raise UnknownOrderError(f"{rec.kind} for unknown order {cid}")
+        inst = self._instrument(mo.order.venue, mo.order.symbol)
+        if rec.kind == "fill":
+            if (mo.order.venue, p["trade_id"]) in self._trade_ids:
+                return
+            fill = Fill(client_order_id=cid, venue=VenueId(p["venue"]), symbol=mo.order.symbol,
+                        side=mo.order.side, trade_id=TradeId(p["trade_id"]),
+                        price_ticks=inst.price_to_ticks(p["price"]),
+                        lots=inst.qty_to_lots(p["quantity"], exact=True), fee=Decimal(p["fee"]),
+                        fee_currency=p["fee_currency"], liquidity=Liquidity(p["liquidity"]),
+                        ts_event=int(p["ts_event"]), ts_init=rec.ts_ns,
+                        venue_order_id=p.get("venue_order_id"))
+            kind = OrderEventKind(p.get("event_kind", "partially_filled"))
+            self._apply(OrderEvent(kind=kind, client_order_id=cid, venue=fill.venue, ts_event=fill.ts_event,
+                                   ts_init=rec.ts_ns, venue_order_id=fill.venue_order_id, fill=fill), mo)
+            return
+        # order_event
+        if p.get("source") in ("status_report", "reconcile"):
+            self._apply_report(mo, OrderStatus(p["status"]), inst.qty_to_lots(p["filled"], exact=True),
+                               p.get("venue_order_id"))
+            return
+        ev = OrderEvent(kind=OrderEventKind(p["kind"]), client_order_id=cid, venue=VenueId(p["venue"]),
+                        ts_event=int(p.get("ts_event") or rec.ts_ns), ts_init=rec.ts_ns,
+                        venue_order_id=p.get("venue_order_id"), reason=p.get("reason"), code=p.get("code"),
+                        new_lots=(None if p.get("new_quantity") is None
+                                  else inst.qty_to_lots(p["new_quantity"], exact=True)),
+                        new_price_ticks=(None if p.get("new_price") is None
+                                         else inst.price_to_ticks(p["new_price"])))
+        self._apply(ev, mo)
+
+    def _replay_command(self, p: dict[str, Any]) -> None:
+        cid = ClientOrderId(p["client_order_id"])
+        action = p["action"]
+        if action == "submit":
+            if cid in self._orders:  # a retry of the same order
+                mo = self._orders[cid]
+                mo.retries += 1
+                if mo.status is S.UNKNOWN:
+                    self._set_status(mo, S.PENDING_NEW)
+                return
+            inst = self._instrument(p["venue"], p["symbol"])
+            side = Side.parse(p["side"])
+            order = Order(client_order_id=cid, venue=VenueId(p["venue"]), symbol=inst.symbol, side=side,
+                          order_type=OrderType(p["order_type"]),
+                          lots=inst.qty_to_lots(p["quantity"], exact=True),
+                          price_ticks=None if p.get("price") is None else inst.price_to_ticks(p["price"]),
+                          time_in_force=TimeInForce(p["time_in_force"]),
+                          parent_id=None if p.get("parent_id") is None else ParentOrderId(p["parent_id"]),
+                          decision_id=None if p.get("decision_id") is None else DecisionId(p["decision_id"]))
+            self._add(ManagedOrder(order))
+            return
+        found = self._orders.get(cid)
+        if found is None:
+            raise UnknownOrderError(f"{action} command for unknown order {cid}")
+        mo = found
+        inst = self._instrument(mo.order.venue, mo.order.symbol)
+        if action == "cancel":
+            if not mo.status.is_terminal:
+                self._set_status(mo, S.PENDING_CANCEL)
+        elif action == "replace":
+            lots = inst.qty_to_lots(p["quantity"], exact=True)
+            price = None if p.get("price") is None else inst.price_to_ticks(p["price"])
+            if p.get("native", True):
+                if not mo.status.is_terminal:
+                    mo.pending_replace = (lots, price)
+            else:
+                self._apply_cancel_then_new(mo, ClientOrderId(p["new_client_order_id"]), lots, price)
+        else:
+            raise ValueError(f"unknown order_command action {action!r}")
