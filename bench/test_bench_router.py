@@ -1,0 +1,122 @@
+"""Routing decision latency: 5 venues x 20 levels each, fee- and latency-adjusted (smart).
+
+Three measurements in one run (pure Python, single core):
+* ``route_smart_take`` — a whole :meth:`Router.route` decision: health/staleness checks, latency,
+  fill-probability and capacity factors for 5 venues, the lazy-heap sweep, the explain record;
+* ``sweep_lazy_heap`` — the allocation kernel alone on the same fee/latency-adjusted ladders;
+* ``sweep_naive_sort`` — the reference: materialise all 100 levels, sort, walk.
+
+Run: python -m pytest bench/test_bench_router.py --benchmark-enable -q
+"""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal as D
+from typing import Any
+
+import pytest
+
+from marketdata.book import L2Book
+from marketdata.clock import SimClock
+from marketdata.model import Instrument, InstrumentKind, Side, Symbol, VenueId
+from router.allocation import FEE_SCALE, Ladder, naive_sweep, sweep
+from router.config import load_config_text
+from router.routing import Router, RouteRequest
+
+T0 = 1_723_161_300_000_000_000
+MS = 1_000_000
+VENUES = [("v0", "0.01", "0.00001", "1"), ("v1", "0.1", "0.001", "2.5"), ("v2", "0.01", "0.0001", "1.5"),
+          ("v3", "0.5", "0.001", "2"), ("v4", "0.1", "0.00001", "0.5")]
+FEE_E8 = {name: int(D(fee) * 10_000) for name, _t, _l, fee in VENUES}
+QTY = D("5")
+
+
+def _setup() -> tuple[Router, dict[str, L2Book], dict[str, Instrument]]:
+    rng = random.Random(7)
+    insts: dict[str, Instrument] = {}
+    books: dict[str, L2Book] = {}
+    text = ['[routing]\nstrategy = "smart"\nmax_slippage_bps = 100\n']
+    for name, tick, lot, fee in VENUES:
+        inst = Instrument(VenueId(name), Symbol("BTC-USDT"), "BTCUSDT", "BTC", "USDT", D(tick), D(lot),
+                          D(lot), D("5"), InstrumentKind.SPOT)
+        insts[name] = inst
+        best = inst.price_to_ticks(D("61800") + D(rng.randint(0, 40)) / 10, Side.SELL)
+        book = L2Book(name, "BTC-USDT")
+        step = inst.price_to_ticks(D("0.5"), Side.SELL)  # levels about 0.5-1.5 USDT apart on every venue
+        asks, px = [], best
+        for _ in range(20):
+            asks.append((px, inst.qty_to_lots(D(rng.randint(5, 80)) / 100)))
+            px += step * rng.randint(1, 3)
+        bids = [(best - 1 - i, inst.qty_to_lots(D("0.5"))) for i in range(20)]
+        book.apply_snapshot(bids, dict(asks).items(), ts_event=T0)
+        books[name] = book
+        text.append(f'[venues.{name}.fees]\ntaker_bps = {fee}\nmaker_bps = 1\n'
+                    f'[venues.{name}.latency]\norder_rtt_ms = {rng.randint(5, 40)}\n')
+    cfg = load_config_text("".join(text))
+    clock = SimClock(T0 - 2000 * MS)
+    router = Router(cfg.routing, cfg.venues, insts, books, clock)
+    # give every venue some activity so the latency haircut is non-trivial
+    for k in range(200):
+        for name, book in books.items():
+            ba = book.best_ask_ticks
+            assert ba is not None
+            book.update_ask(ba, book.ask_lots_at(ba) - 1 if k % 2 else book.ask_lots_at(ba) + 1)
+            router.on_book(name, T0 - 2000 * MS + k * 10 * MS)
+    clock.advance_to(T0 + 20 * MS)
+    return router, books, insts
+
+
+@pytest.fixture(scope="module")
+def env() -> tuple[Router, dict[str, L2Book], dict[str, Instrument]]:
+    return _setup()
+
+
+def _ladders(router: Router, books: dict[str, L2Book]) -> list[Ladder]:
+    g = router.grid
+    out = []
+    for name, _t, _l, _fee in VENUES:
+        fee_e8 = FEE_E8[name]
+        out.append(Ladder(books[name].iter_levels(Side.BUY), g.price_factor[name], g.lot_factor[name],
+                          FEE_SCALE + fee_e8 + 3_000, FEE_SCALE + fee_e8, p_gone_top=0.2, move_ticks=30.0))
+    return out
+
+
+def _p99(benchmark: Any) -> None:
+    """Record the 99th percentile of the per-round times (µs) in the benchmark's extra_info."""
+    stats = getattr(benchmark, "stats", None)
+    data = sorted(getattr(getattr(stats, "stats", None), "data", []) or [])
+    if data:
+        benchmark.extra_info["p99_us"] = round(data[min(len(data) - 1, int(0.99 * len(data)))] * 1e6, 2)
+        benchmark.extra_info["median_us"] = round(data[len(data) // 2] * 1e6, 2)
+
+
+def _want(router: Router) -> int:
+    return int(QTY / router.grid.lot_size)
+
+
+def test_route_smart_take(benchmark: Any, env: tuple[Router, dict[str, L2Book], dict[str, Instrument]]) -> None:
+    router, _books, _ = env
+    req = RouteRequest("BTC-USDT", Side.BUY, QTY, None, "take")
+    d = benchmark(router.route, req)
+    _p99(benchmark)
+    assert len(d.venues) == 5 and all(v.excluded_reason is None for v in d.venues)
+    assert d.allocated_quantity + d.residual_quantity == QTY and d.allocations
+
+
+def test_sweep_lazy_heap(benchmark: Any, env: tuple[Router, dict[str, L2Book], dict[str, Instrument]]) -> None:
+    router, books, _ = env
+    want = _want(router)
+    res = benchmark(lambda: sweep(Side.BUY, _ladders(router, books), want))
+    _p99(benchmark)
+    ref = naive_sweep(Side.BUY, _ladders(router, books), want)
+    assert (res.filled_common_lots, res.cost) == (ref.filled_common_lots, ref.cost)
+    assert sum(t.levels for t in res.takes) > 5  # several levels consumed across venues
+
+
+def test_sweep_naive_sort(benchmark: Any, env: tuple[Router, dict[str, L2Book], dict[str, Instrument]]) -> None:
+    router, books, _ = env
+    want = _want(router)
+    res = benchmark(lambda: naive_sweep(Side.BUY, _ladders(router, books), want))
+    _p99(benchmark)
+    assert res.filled_common_lots == want

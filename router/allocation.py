@@ -1,0 +1,252 @@
+"""Allocation kernels: the marketable sweep across venue ladders, and its naive reference.
+
+Every venue's ladder arrives as an iterator of ``(venue_price_ticks, venue_lots)`` levels, best
+first, together with that venue's integer conversion factors to the common grid
+(:class:`~marketdata.units.CommonGrid`) and its fee-adjusted ordering key:
+
+* buy: ``key = common_price * (1e8 + fee_e8 + penalty_e8)`` — the fee-adjusted price scaled by
+  1e8 (fees and penalties in units of 1e-8 of notional = 1e-4 bps); lower is better;
+* sell: ``key = -common_price * (1e8 - fee_e8 - penalty_e8)``; lower (= more proceeds) is better;
+* plus a per-venue ``priority`` offset (``fastest``: venues in latency order first).
+
+:func:`sweep` is a lazy heap merge: the heap holds one level per venue (its next best), the best
+key is taken as far as the quantity left, the venue's lot size, its lot cap and its notional budget
+allow, and only then is that venue's next level pulled. With ``V`` venues and ``L`` levels
+consumed it costs O(V + L log V) and never materialises a whole ladder. All arithmetic is exact
+integers, except the optional latency haircut (a float fraction of displayed lots, floored).
+
+Optimality: with a common lot size of one venue lot everywhere and linear costs (no minimums),
+the greedy order is optimal: within a venue any optimal allocation takes a best-first prefix (the
+cheapest levels are also the cheapest per unit of budget), so caps and budgets only limit the
+prefix length, and merging convex piecewise-linear costs greedily is optimal. The property test
+``tests/router/test_router_allocation.py`` checks it against brute force. Venue minimums make the
+problem non-convex; the router handles them by dropping a too-small slice and re-sweeping without
+that venue (see :mod:`router.routing`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from heapq import heapify, heappop, heapreplace
+
+from marketdata.model import Side
+
+__all__ = ["FEE_SCALE", "Ladder", "SweepResult", "VenueTake", "naive_sweep", "sweep"]
+
+FEE_SCALE = 100_000_000
+"""Keys scale prices by 1e8: a fee of 1 bps is 10_000 in these units."""
+NO_LIMIT = -1
+_UNBOUNDED = 1 << 120
+
+
+@dataclass(slots=True)
+class Ladder:
+    """One venue's input to the sweep.
+
+    ``levels``: iterator of (venue ticks, venue lots), best first. ``price_factor`` /
+    ``lot_factor``: common ticks per venue tick / common lots per venue lot. ``key_mult``: 1e8 +
+    fee + penalty for buys, 1e8 - fee - penalty for sells (in 1e-8). ``cost_mult``: 1e8 + fee
+    (buy) used for the notional ``budget`` (in venue tick-lots x 1e8; ``-1`` none; buys only, a
+    sell's budget must be turned into ``cap_lots`` by the caller). ``cap_lots``:
+    most venue lots this venue may take (``-1`` none). ``priority``: added to every key
+    (fastest-first ordering). ``p_gone_top``/``move_ticks``: latency haircut (0 disables)."""
+
+    levels: Iterator[tuple[int, int]]
+    price_factor: int = 1
+    lot_factor: int = 1
+    key_mult: int = FEE_SCALE
+    cost_mult: int = FEE_SCALE
+    cap_lots: int = NO_LIMIT
+    budget: int = NO_LIMIT
+    priority: int = 0
+    p_gone_top: float = 0.0
+    move_ticks: float = 1.0
+
+
+@dataclass(slots=True)
+class VenueTake:
+    """What the sweep took from one venue: venue lots, worst (limit) venue price, exact notional
+    in venue tick-lots, the ordering cost (sum of common lots x key), levels touched."""
+
+    lots: int = 0
+    worst_ticks: int | None = None
+    notional: int = 0
+    cost: int = 0
+    levels: int = 0
+    stop: str | None = None
+
+
+class SweepResult:
+    """Per-venue parallel lists (index = ladder index): ``lots`` (venue lots), ``worst`` (venue
+    ticks of the worst level taken, ``None`` if nothing), ``notional`` (venue tick-lots),
+    ``costs`` (common lots x key), ``levels`` touched and ``stops`` (why the venue stopped, or
+    ``None``); totals ``filled_common_lots``, ``remaining_common_lots`` and ``cost``. Plain lists
+    rather than one object per venue: building five small objects cost as much as the sweep."""
+
+    __slots__ = ("cost", "costs", "filled_common_lots", "levels", "lots", "notional", "remaining_common_lots",
+                 "stops", "worst")
+
+    def __init__(self, lots: list[int], worst: list[int | None], notional: list[int], costs: list[int],
+                 levels: list[int], stops: list[str | None], filled_common_lots: int,
+                 remaining_common_lots: int, cost: int) -> None:
+        self.lots = lots
+        self.worst = worst
+        self.notional = notional
+        self.costs = costs
+        self.levels = levels
+        self.stops = stops
+        self.filled_common_lots = filled_common_lots
+        self.remaining_common_lots = remaining_common_lots
+        self.cost = cost
+
+    @property
+    def takes(self) -> list[VenueTake]:
+        """The same per venue as :class:`VenueTake` objects (convenience, not for hot paths)."""
+        return [VenueTake(*row) for row in zip(self.lots, self.worst, self.notional, self.costs, self.levels,
+                                               self.stops, strict=True)]
+
+
+def sweep(side: Side, ladders: list[Ladder], want_common_lots: int,
+          limit_common_ticks: int | None = None) -> SweepResult:
+    """Greedy lazy-heap sweep of ``want_common_lots`` across ``ladders`` (see module docstring).
+
+    Never takes a level whose raw price is worse than ``limit_common_ticks`` (buy: above, sell:
+    below), never more than a venue's ``cap_lots`` or (buys) ``budget``, always whole venue lots.
+    ``takes[i].stop`` says why venue ``i`` stopped contributing when the order is not complete.
+
+    Inside, prices are signed (``q = +price`` for a buy, ``-price`` for a sell) so that "worse" is
+    always "larger" and one code path serves both sides."""
+    sgn = 1 if side is Side.BUY else -1
+    n = len(ladders)
+    taken = [0] * n
+    worst = [0] * n
+    notional = [0] * n
+    nlev = [0] * n
+    stops: list[str | None] = [None] * n
+    heap: list[tuple[int, int, int, int, int]] = []
+    params: list[tuple[Iterator[tuple[int, int]], int, int, int, int, int, int, float, float, int]] = []
+    lim = limit_common_ticks
+    for i, lad in enumerate(ladders):
+        pf = lad.price_factor
+        kpf = pf * lad.key_mult
+        prio = lad.priority
+        # the limit in signed venue ticks: a level is allowed while q <= qlim
+        if lim is None:
+            qlim = _UNBOUNDED
+        elif sgn > 0:
+            qlim = lim // pf  # buy: price * pf <= lim  <=>  price <= floor(lim / pf)
+        else:
+            qlim = -((lim + pf - 1) // pf)  # sell: price >= ceil(lim / pf)
+        params.append((lad.levels, kpf, lad.lot_factor, lad.cost_mult, lad.cap_lots,
+                       lad.budget if sgn > 0 else NO_LIMIT, prio, lad.p_gone_top, -pf / lad.move_ticks, qlim))
+        lvl = next(lad.levels, None)
+        if lvl is None:
+            stops[i] = "no liquidity"
+            continue
+        q = lvl[0] * sgn
+        if q > qlim:
+            stops[i] = "limit price"
+            continue
+        heap.append((prio + q * kpf, i, q, lvl[1], q))
+    heapify(heap)
+    remaining = want_common_lots
+    exp = math.exp
+    while heap:
+        _key, i, q, lots, qbest = heap[0]
+        levels, kpf, lf, cm, cap, budget, prio, p_gone, hk, qlim = params[i]
+        if p_gone:
+            lots = int(lots * (1.0 - p_gone * exp((q - qbest) * hk)))
+        take = remaining // lf
+        if lots < take:
+            take = lots
+        stop: str | None = None
+        if cap >= 0 and cap - taken[i] <= take:
+            take = cap - taken[i]
+            stop = "venue cap/balance"
+        if budget >= 0:
+            afford = (budget - notional[i] * cm) // (q * cm)
+            if afford <= take:
+                take = afford
+                stop = "balance"
+        if take > 0:
+            taken[i] += take
+            worst[i] = q
+            notional[i] += take * q
+            nlev[i] += 1
+            remaining -= take * lf
+            if remaining <= 0:
+                break
+        if stop is None and remaining < lf:
+            stop = "lot size"
+        if stop is not None:
+            stops[i] = stop
+            heappop(heap)
+            continue
+        nxt = next(levels, None)
+        if nxt is None:
+            stops[i] = "book depth"
+            heappop(heap)
+            continue
+        nq = nxt[0] * sgn
+        if nq > qlim:
+            stops[i] = "limit price"
+            heappop(heap)
+            continue
+        heapreplace(heap, (prio + nq * kpf, i, nq, nxt[1], qbest))
+    # sum over takes of common lots x (key - priority) = lot_factor x price_factor x key_mult x signed notional
+    costs = [p[2] * p[1] * v for p, v in zip(params, notional, strict=True)]
+    worst_px: list[int | None] = [w * sgn if t else None for w, t in zip(worst, taken, strict=True)]
+    if sgn < 0:
+        notional = [-v for v in notional]
+    return SweepResult(taken, worst_px, notional, costs, nlev, stops, want_common_lots - remaining, remaining,
+                       sum(costs))
+
+
+def naive_sweep(side: Side, ladders: list[Ladder], want_common_lots: int,
+                limit_common_ticks: int | None = None) -> SweepResult:
+    """Reference implementation: materialise every level of every venue, sort all by key, walk.
+
+    Same semantics as :func:`sweep` (used by tests and the benchmark's baseline)."""
+    buy = side is Side.BUY
+    rows: list[tuple[int, int, int, int, int]] = []
+    for i, lad in enumerate(ladders):
+        levels = list(lad.levels)
+        best = levels[0][0] if levels else 0
+        for px, lots in levels:
+            pc = px * lad.price_factor
+            if limit_common_ticks is not None and (pc > limit_common_ticks if buy else pc < limit_common_ticks):
+                break
+            if lad.p_gone_top:
+                dist = (px - best if buy else best - px) * lad.price_factor
+                lots = int(lots * (1.0 - lad.p_gone_top * math.exp(-dist / lad.move_ticks)))
+            key = lad.priority + (pc * lad.key_mult if buy else -pc * lad.key_mult)
+            rows.append((key, i, px, lots, pc))
+    rows.sort()
+    takes = [VenueTake() for _ in ladders]
+    remaining = want_common_lots
+    total = 0
+    for key, i, px, lots, _pc in rows:
+        if remaining <= 0:
+            break
+        lad = ladders[i]
+        t = takes[i]
+        take = min(lots, remaining // lad.lot_factor)
+        if lad.cap_lots >= 0:
+            take = min(take, lad.cap_lots - t.lots)
+        if buy and lad.budget >= 0:
+            take = min(take, (lad.budget - t.notional * lad.cost_mult) // (px * lad.cost_mult))
+        if take <= 0:
+            continue
+        t.lots += take
+        t.worst_ticks = px
+        t.notional += take * px
+        c = take * lad.lot_factor * (key - lad.priority)
+        t.cost += c
+        total += c
+        t.levels += 1
+        remaining -= take * lad.lot_factor
+    return SweepResult([t.lots for t in takes], [t.worst_ticks for t in takes], [t.notional for t in takes],
+                       [t.cost for t in takes], [t.levels for t in takes], [t.stop for t in takes],
+                       want_common_lots - remaining, remaining, total)

@@ -1,0 +1,689 @@
+"""The smart order router: score every venue, allocate one order across them, explain it.
+
+:class:`Router` is synchronous and sends nothing. :meth:`Router.route` reads the per-venue
+:class:`~marketdata.book.L2Book` s, the injected :class:`~marketdata.clock.Clock`, the venues'
+learned state (fill ratios, health, activity) and a :class:`~router.scoring.CapacityProvider`,
+and returns a :class:`RoutingDecision`: each venue's factors (or the reason it was excluded), the
+child allocations in venue ticks and lots, and the residual that could not be placed with its
+reason. Decision ids are counter based (``<prefix>000001``...), so a replay reproduces them.
+
+Styles (``RouteRequest.style``):
+
+* ``take`` — marketable: a lazy heap merge over the venues' ladders ordered by the strategy's key
+  (:mod:`router.allocation`), never above the limit price (raw price) or the slippage bound,
+  whole venue lots, per-venue caps, balances and rate-limit headroom; a venue slice below the
+  venue's min quantity / min notional is dropped and re-offered to the other venues.
+* ``post`` — passive: venues ranked by maker economics, queue ahead and fill probability; the
+  quantity goes to the best venue, the overflow (caps, balances) to the next.
+* ``mixed`` — ``urgency`` x quantity (rounded down to the common lot) is taken now, the rest and
+  whatever the take could not fill is posted; the split is stated in ``explanation``.
+
+Strategies order the marketable sweep (see docs/routing.md for the formulas):
+``best_price`` raw displayed price; ``lowest_cost`` taker-fee-adjusted price; ``fastest``
+expected arrival delay first, then fee-adjusted price; ``smart`` fee-adjusted price plus weighted
+latency cost and miss cost ``(1 - fill probability)``, on latency-haircut liquidity.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Any, Literal
+
+from marketdata.book import L2Book
+from marketdata.clock import Clock
+from marketdata.errors import ConfigError, InstrumentError
+from marketdata.model import Instrument, InstrumentKind, OrderType, Side, TimeInForce
+from marketdata.units import CommonGrid
+from router.allocation import FEE_SCALE, NO_LIMIT, Ladder, SweepResult, sweep
+from router.config import STYLES, RoutingPolicy, VenueConfig
+from router.scoring import (
+    BetaFill,
+    BreakerState,
+    CapacityProvider,
+    LatencyEstimate,
+    MarketActivity,
+    UnlimitedCapacity,
+    VenueHealth,
+    latency_haircut,
+)
+
+__all__ = ["Allocation", "RouteRequest", "Router", "RoutingDecision", "VenueScore"]
+
+log = logging.getLogger(__name__)
+
+Style = Literal["take", "post", "mixed"]
+NS_PER_MS = 1_000_000
+_PRIORITY_STEP = 1 << 96  # larger than any key: fastest's venue rank dominates the price key
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRequest:
+    """One order to route. ``quantity`` in base units, ``limit_price`` in quote per base (raw,
+    before fees); ``urgency`` in [0, 1] splits a ``mixed`` order (1 = take everything now)."""
+
+    symbol: str
+    side: Side
+    quantity: Decimal
+    limit_price: Decimal | None = None
+    style: Style = "take"
+    urgency: float = 0.5
+    parent_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.quantity, Decimal) or not self.quantity.is_finite() or self.quantity <= 0:
+            raise InstrumentError(f"route request quantity must be a positive Decimal, got {self.quantity!r}")
+        if self.limit_price is not None and (not isinstance(self.limit_price, Decimal)
+                                             or not self.limit_price.is_finite() or self.limit_price <= 0):
+            raise InstrumentError(f"route request limit_price must be a positive Decimal, got {self.limit_price!r}")
+        if self.style not in STYLES:
+            raise ValueError(f"route request style {self.style!r} is not one of {', '.join(STYLES)}")
+        if not 0.0 <= self.urgency <= 1.0:
+            raise ValueError(f"route request urgency must be in [0, 1], got {self.urgency}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"symbol": self.symbol, "side": "buy" if self.side is Side.BUY else "sell",
+                "quantity": str(self.quantity),
+                "limit_price": None if self.limit_price is None else str(self.limit_price),
+                "style": self.style, "urgency": _num(self.urgency), "parent_id": self.parent_id}
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """One child order: ``lots`` of the venue's lot, ``price_ticks`` of its tick (the IOC limit =
+    worst level taken, or the posting price). ``quantity``/``price`` are the same as Decimals."""
+
+    venue: str
+    lots: int
+    price_ticks: int | None
+    style: Literal["take", "post"]
+    order_type: OrderType
+    time_in_force: TimeInForce
+    quantity: Decimal
+    price: Decimal | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"venue": self.venue, "quantity": str(self.quantity),
+                "price": None if self.price is None else str(self.price), "style": self.style,
+                "order_type": self.order_type.value, "time_in_force": self.time_in_force.value}
+
+
+@dataclass(frozen=True, slots=True)
+class VenueScore:
+    """One venue's factors for one decision (nested dict: price, latency, fill_probability, health,
+    capacity, score) and, if it took no part, why."""
+
+    venue: str
+    factors: Mapping[str, Any]
+    excluded_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"venue": self.venue, "factors": _jsonable(self.factors), "excluded_reason": self.excluded_reason}
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingDecision:
+    """The explained result of :meth:`Router.route`. ``residual_lots`` are common-grid lots."""
+
+    decision_id: str
+    ts_ns: int
+    request: RouteRequest
+    strategy: str
+    venues: list[VenueScore]
+    allocations: list[Allocation]
+    residual_lots: int
+    residual_reason: str | None
+    residual_quantity: Decimal = Decimal(0)
+    explanation: str = ""
+
+    @property
+    def allocated_quantity(self) -> Decimal:
+        return sum((a.quantity for a in self.allocations), Decimal(0))
+
+    def score(self, venue: str) -> VenueScore:
+        for v in self.venues:
+            if v.venue == venue:
+                return v
+        raise KeyError(venue)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The journal's ``routing_decision`` payload (CONTRACTS.md); numbers as decimal strings."""
+        return {
+            "decision_id": self.decision_id, "parent_id": self.request.parent_id,
+            "ts_ns": self.ts_ns, "request": self.request.to_dict(), "strategy": self.strategy,
+            "venues": [v.to_dict() for v in self.venues],
+            "allocations": [a.to_dict() for a in self.allocations],
+            "residual": None if not self.residual_lots else {
+                "quantity": str(self.residual_quantity), "reason": self.residual_reason},
+            "explanation": self.explanation,
+        }
+
+
+def _num(x: Any) -> Any:
+    if isinstance(x, bool) or x is None or isinstance(x, str):
+        return x
+    if isinstance(x, float):
+        return format(x, ".6g")
+    if isinstance(x, int | Decimal):
+        return str(x)
+    return str(x)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    return _num(obj)
+
+
+@dataclass
+class _VenueState:
+    cfg: VenueConfig
+    instrument: Instrument | None
+    book: L2Book | None
+    activity: MarketActivity
+    health: VenueHealth
+    take_fill: BetaFill
+    post_fill: BetaFill
+    fee_taker_e8: int
+    fee_maker_e8: int
+    rtt_ns: int
+    measured_rtt_ns: float | None = None
+
+
+@dataclass
+class _Eval:
+    """Working record of one venue during one decision."""
+
+    name: str
+    st: _VenueState
+    factors: dict[str, Any] = field(default_factory=dict)
+    excluded: str | None = None
+    latency: LatencyEstimate | None = None
+    cap_lots: int = NO_LIMIT
+    budget: int = NO_LIMIT
+    score_bps: float = 0.0
+    penalty_bps: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+class Router:
+    """Routes orders for one unified symbol across the configured venues (see module docstring).
+
+    ``books`` maps venue id to that venue's live :class:`L2Book` (read at decision time, never
+    copied); ``instruments`` maps venue id to its :class:`Instrument` for ``policy.symbol``.
+    Venues configured but missing a book or instrument are reported as excluded. Call
+    :meth:`on_book` after each book update (it feeds the latency model), and the ``record_*``
+    methods with order outcomes (fill probability, health)."""
+
+    def __init__(self, policy: RoutingPolicy, venues: Mapping[str, VenueConfig],
+                 instruments: Mapping[str, Instrument], books: Mapping[str, L2Book], clock: Clock,
+                 capacity: CapacityProvider | None = None, *, decision_prefix: str = "RD-") -> None:
+        self.policy = policy
+        self.clock = clock
+        self.capacity: CapacityProvider = capacity or UnlimitedCapacity()
+        self.decision_prefix = decision_prefix
+        self._counter = 0
+        grid_insts = [i for v, i in instruments.items() if v in venues and i.symbol == policy.symbol]
+        if not grid_insts:
+            raise ConfigError(f"no instrument for symbol {policy.symbol!r} on any configured venue",
+                              key="routing.symbol", allowed=", ".join(sorted({i.symbol for i in instruments.values()})))
+        self.grid = CommonGrid.from_instruments(grid_insts)
+        tau = int(policy.activity_half_life_ms * NS_PER_MS / 0.6931471805599453)
+        self._venues: dict[str, _VenueState] = {}
+        for name, cfg in venues.items():
+            inst = instruments.get(name)
+            if inst is not None and inst.symbol != policy.symbol:
+                inst = None
+            tier = cfg.fee_tier
+            fp = policy.fill_prior
+            self._venues[name] = _VenueState(
+                cfg=cfg, instrument=inst, book=books.get(name), activity=MarketActivity(tau),
+                health=VenueHealth(policy.breaker.failures_to_open, int(policy.breaker.cooldown_ms * NS_PER_MS)),
+                take_fill=BetaFill(fp.take_alpha, fp.take_beta), post_fill=BetaFill(fp.post_alpha, fp.post_beta),
+                fee_taker_e8=int(tier.taker_bps * 10_000), fee_maker_e8=int(tier.maker_bps * 10_000),
+                rtt_ns=int((cfg.latency.order_rtt_ms + cfg.latency.jitter_ms) * NS_PER_MS))
+
+    # ------------------------------------------------------------------ learning inputs
+    @property
+    def venue_names(self) -> list[str]:
+        return list(self._venues)
+
+    def _state(self, venue: str) -> _VenueState:
+        try:
+            return self._venues[venue]
+        except KeyError:
+            raise ConfigError(f"venue {venue!r} is not configured", key="venues",
+                              allowed=", ".join(self._venues)) from None
+
+    def set_book(self, venue: str, book: L2Book) -> None:
+        """Attach (or replace, after a resync) the book of ``venue``."""
+        self._state(venue).book = book
+
+    def on_book(self, venue: str, ts_ns: int | None = None) -> None:
+        """Feed the venue's current top of book to its activity model (call after each update)."""
+        st = self._state(venue)
+        book = st.book
+        if book is None:
+            return
+        f = self.grid.price_factor.get(venue, 1)
+        bb, ba = book.best_bid_ticks, book.best_ask_ticks
+        st.activity.on_top(book.ts_event if ts_ns is None else ts_ns,
+                           None if bb is None else bb * f, 0 if bb is None else book.bid_lots_at(bb),
+                           None if ba is None else ba * f, 0 if ba is None else book.ask_lots_at(ba))
+
+    def record_outcome(self, venue: str, style: Literal["take", "post"], sent_lots: int, filled_lots: int) -> None:
+        """A child order finished: ``filled_lots`` of ``sent_lots`` (an IOC's hit ratio for
+        ``take``; a passive order's fill rate for ``post``). Updates the Beta estimators."""
+        st = self._state(venue)
+        (st.take_fill if style == "take" else st.post_fill).record(sent_lots, filled_lots)
+
+    def record_reject(self, venue: str) -> None:
+        self._state(venue).health.record_reject(self.clock.now_ns())
+
+    def record_timeout(self, venue: str) -> None:
+        self._state(venue).health.record_timeout(self.clock.now_ns())
+
+    def record_ack(self, venue: str, rtt_ns: int | None = None) -> None:
+        """An order was acknowledged: closes the breaker; ``rtt_ns`` (measured round trip) updates
+        the venue's latency estimate (EWMA, weight 0.2), replacing the configured one."""
+        st = self._state(venue)
+        st.health.record_success(self.clock.now_ns())
+        if rtt_ns is not None and rtt_ns >= 0:
+            m = st.measured_rtt_ns
+            st.measured_rtt_ns = float(rtt_ns) if m is None else 0.8 * m + 0.2 * rtt_ns
+
+    def health(self, venue: str) -> VenueHealth:
+        return self._state(venue).health
+
+    def fill_estimators(self, venue: str) -> tuple[BetaFill, BetaFill]:
+        st = self._state(venue)
+        return st.take_fill, st.post_fill
+
+    # ------------------------------------------------------------------ the decision
+    def route(self, request: RouteRequest) -> RoutingDecision:
+        """Score the venues and allocate ``request``; sends nothing. O(V + L log V) for the sweep."""
+        policy = self.policy
+        if request.symbol != policy.symbol:
+            raise InstrumentError(f"router for {policy.symbol!r} cannot route {request.symbol!r}")
+        now = self.clock.now_ns()
+        self._counter += 1
+        decision_id = f"{self.decision_prefix}{self._counter:06d}"
+        grid = self.grid
+        side = request.side
+        want_exact = request.quantity / grid.lot_size
+        if want_exact != want_exact.to_integral_value():
+            raise InstrumentError(f"{request.symbol}: quantity {request.quantity} is not a multiple of the "
+                                  f"common lot {grid.lot_size}")
+        want = int(want_exact)
+        limit_common: int | None = None
+        if request.limit_price is not None:
+            q = request.limit_price / grid.tick_size
+            limit_common = int(q.to_integral_value(rounding=ROUND_FLOOR if side is Side.BUY else ROUND_CEILING))
+
+        evals = [self._evaluate(name, st, side, now, request.style) for name, st in self._venues.items()]
+        live = [e for e in evals if e.excluded is None]
+        explanation: list[str] = []
+        allocations: list[Allocation] = []
+        residual = want
+        reason: str | None = None
+        if not live:
+            reason = "no eligible venue: " + "; ".join(f"{e.name}: {e.excluded}" for e in evals)
+        else:
+            ref = self._reference(live, side)
+            bound = limit_common
+            if policy.max_slippage_bps is not None and ref is not None and request.style != "post":
+                mult = 1 + (policy.max_slippage_bps / 10_000) * int(side)
+                b = Decimal(ref) * mult
+                slip = int(b.to_integral_value(rounding=ROUND_FLOOR if side is Side.BUY else ROUND_CEILING))
+                bound = slip if bound is None else (min(bound, slip) if side is Side.BUY else max(bound, slip))
+                explanation.append(f"slippage bound {grid.price(slip)} ({policy.max_slippage_bps} bps from "
+                                   f"best {grid.price(ref)})")
+            self._score(live, side, ref, request.style)
+            take_want = want if request.style == "take" else (
+                0 if request.style == "post" else int(want * request.urgency))
+            take_reason: str | None = None
+            if take_want:
+                take_allocs, taken, take_reason = self._take(live, side, take_want, bound, explanation)
+                allocations.extend(take_allocs)
+                residual -= taken
+            post_want = want - take_want if request.style == "mixed" else (want if request.style == "post" else 0)
+            if request.style == "mixed":
+                post_want = residual
+                unfilled = grid.quantity(post_want - (want - take_want))
+                explanation.insert(0, f"mixed: urgency {request.urgency:g} -> take "
+                                      f"{grid.quantity(take_want)} now, post {grid.quantity(post_want)} "
+                                      f"(incl. {unfilled} the take could not fill)")
+            post_reason: str | None = None
+            if post_want:
+                post_allocs, posted, post_reason = self._post(live, side, post_want, limit_common, ref, explanation)
+                allocations.extend(post_allocs)
+                residual -= posted
+            if residual:
+                reason = post_reason if post_want else take_reason
+                reason = reason or take_reason or "unplaced"
+        for e in evals:
+            e.factors["allocated_quantity"] = sum(
+                (a.quantity for a in allocations if a.venue == e.name), Decimal(0))
+            if e.notes:
+                e.factors["notes"] = list(e.notes)
+        venues = [VenueScore(e.name, e.factors, e.excluded) for e in evals]
+        residual_qty = grid.quantity(residual) if residual else Decimal(0)
+        if residual:
+            log.info("decision %s %s %s: residual %s (%s)", decision_id, request.symbol, side.name,
+                     residual_qty, reason)
+        return RoutingDecision(decision_id, now, request, policy.strategy, venues, allocations, residual,
+                               reason if residual else None, residual_qty, "; ".join(explanation))
+
+    # ------------------------------------------------------------------ per-venue factors
+    def _evaluate(self, name: str, st: _VenueState, side: Side, now: int, style: str) -> _Eval:
+        e = _Eval(name, st)
+        policy = self.policy
+        cfg = st.cfg
+        book = st.book
+        inst = st.instrument
+        f = e.factors
+        hs = st.health
+        state = hs.state(now)
+        health: dict[str, Any] = {"breaker": state.value, "rejects": hs.rejects, "timeouts": hs.timeouts,
+                                  "consecutive_failures": hs.consecutive_failures}
+        f["health"] = health
+        if not cfg.enabled:
+            e.excluded = "disabled in config"
+            return e
+        if inst is None:
+            e.excluded = f"no {policy.symbol} instrument on this venue"
+            return e
+        if book is None:
+            e.excluded = "no order book"
+            return e
+        age_ns = now - book.ts_event
+        health.update(book_age_ms=age_ns / NS_PER_MS, needs_resync=book.needs_resync, crossed=book.crossed,
+                      gaps=book.stat_gaps)
+        pf = self.grid.price_factor[name]
+        if book.needs_resync:
+            e.excluded = "book resyncing after a sequence gap"
+        elif book.crossed:
+            e.excluded = f"book crossed (bid {book.best_bid_ticks} >= ask {book.best_ask_ticks} ticks)"
+        elif age_ns > policy.max_book_age_ms * NS_PER_MS:
+            e.excluded = (f"book stale: last update {age_ns / NS_PER_MS:.0f} ms ago "
+                          f"> max_book_age_ms {policy.max_book_age_ms:g}")
+        elif state is BreakerState.OPEN:
+            e.excluded = f"circuit breaker open ({hs.consecutive_failures} consecutive failures)"
+        if e.excluded:
+            return e
+        # latency
+        rtt = int(st.measured_rtt_ns) if st.measured_rtt_ns is not None else st.rtt_ns
+        opp = book.best_ask_ticks if side is Side.BUY else book.best_bid_ticks
+        same = book.best_bid_ticks if side is Side.BUY else book.best_ask_ticks
+        ref_px = (opp if opp is not None else same or 0) * pf
+        lat = latency_haircut(age_ns, rtt, st.activity.depletion_rate_hz(side, now),
+                              st.activity.volatility_ticks(now), ref_px)
+        e.latency = lat
+        f["latency"] = {"book_age_ms": lat.book_age_s * 1e3, "order_rtt_ms": lat.order_rtt_s * 1e3,
+                        "delay_ms": lat.delay_s * 1e3, "depletion_rate_hz": lat.depletion_rate_hz,
+                        "volatility_ticks_per_sqrt_s": lat.volatility_ticks, "expected_move_ticks": lat.move_ticks,
+                        "haircut_top": lat.p_gone_top if policy.haircut_enabled else 0.0,
+                        "cost_bps": lat.cost_bps}
+        if policy.max_latency_ms is not None and lat.delay_s * 1e3 > policy.max_latency_ms:
+            e.excluded = f"expected delay {lat.delay_s * 1e3:.1f} ms > max_latency_ms {policy.max_latency_ms:g}"
+            return e
+        fill = st.take_fill if style == "take" else st.post_fill
+        f["fill_probability"] = {"take_hit_ratio": st.take_fill.mean, "post_fill_rate": st.post_fill.mean,
+                                 "take_orders": st.take_fill.orders, "post_orders": st.post_fill.orders,
+                                 "used": fill.mean}
+        # capacity
+        headroom = self.capacity.order_headroom(name)
+        cap: dict[str, Any] = {"order_headroom": headroom}
+        f["capacity"] = cap
+        if headroom is not None and headroom <= 0:
+            e.excluded = "rate limit: no order headroom"
+            return e
+        if cfg.max_quantity is not None:
+            e.cap_lots = inst.qty_to_lots(cfg.max_quantity)
+            cap["max_quantity"] = cfg.max_quantity
+        asset = inst.base if side is Side.SELL and inst.kind is InstrumentKind.SPOT else inst.quote
+        bal = self.capacity.available_balance(name, asset)
+        cap["balance_asset"] = asset
+        cap["balance"] = bal
+        if bal is not None:
+            if bal <= 0:
+                e.excluded = f"no available {asset} balance"
+                return e
+            if asset == inst.base:
+                lots = inst.qty_to_lots(bal / inst.contract_size)
+                e.cap_lots = lots if e.cap_lots < 0 else min(e.cap_lots, lots)
+            else:
+                unit = inst.tick_size * inst.lot_size * inst.contract_size
+                e.budget = int((bal * FEE_SCALE / unit).to_integral_value(rounding=ROUND_FLOOR))
+        if opp is None and (style == "take" or same is None):
+            e.excluded = f"no liquidity on the {'ask' if side is Side.BUY else 'bid'} side"
+            return e
+        return e
+
+    def _reference(self, live: list[_Eval], side: Side) -> int | None:
+        """Best raw opposite price across the eligible venues, in common ticks."""
+        best: int | None = None
+        for e in live:
+            book = e.st.book
+            assert book is not None
+            p = book.best_ask_ticks if side is Side.BUY else book.best_bid_ticks
+            if p is None:
+                continue
+            pc = p * self.grid.price_factor[e.name]
+            if best is None or (pc < best if side is Side.BUY else pc > best):
+                best = pc
+        return best
+
+    def _score(self, live: list[_Eval], side: Side, ref: int | None, style: str) -> None:
+        """Fill the price factor and the strategy score (bps, lower is better) of each venue."""
+        policy = self.policy
+        w = policy.weights
+        sgn = int(side)
+        grid = self.grid
+        tick = grid.tick_size
+        tick_e8 = tick / FEE_SCALE
+        tick_q = tick / 100
+        for e in live:
+            st = e.st
+            book = st.book
+            assert book is not None and e.latency is not None
+            pf = grid.price_factor[e.name]
+            opp = book.best_ask_ticks if side is Side.BUY else book.best_bid_ticks
+            taker_bps = st.fee_taker_e8 / 10_000
+            maker_bps = st.fee_maker_e8 / 10_000
+            price: dict[str, Any] = {"taker_fee_bps": taker_bps, "maker_fee_bps": maker_bps}
+            e.factors["price"] = price
+            if opp is not None:
+                pc = opp * pf
+                price["best"] = Decimal(pc) * tick
+                price["fee_adjusted_best"] = (Decimal(pc * (FEE_SCALE + sgn * st.fee_taker_e8)) * tick_e8).quantize(
+                    tick_q)
+                rel = sgn * (pc - ref) / ref * 1e4 if ref else 0.0
+                price["vs_reference_bps"] = rel
+            else:
+                rel = 0.0
+            lat_cost = e.latency.cost_bps
+            miss = (1.0 - st.take_fill.mean) * policy.miss_cost_bps
+            if policy.strategy == "smart":
+                e.penalty_bps = w.latency * lat_cost + w.fill * miss
+            s = policy.strategy
+            if s == "best_price":
+                e.score_bps = rel
+            elif s in ("lowest_cost", "fastest"):
+                e.score_bps = rel + taker_bps
+            else:
+                e.score_bps = rel + taker_bps + e.penalty_bps
+            e.factors["score"] = {"strategy": s, "take_score_bps": e.score_bps,
+                                  "latency_penalty_bps": w.latency * lat_cost if s == "smart" else 0.0,
+                                  "miss_penalty_bps": w.fill * miss if s == "smart" else 0.0,
+                                  "delay_ms": e.latency.delay_s * 1e3}
+
+    # ------------------------------------------------------------------ marketable
+    def _ladders(self, live: list[_Eval], side: Side, dropped: set[str]) -> list[Ladder]:
+        policy = self.policy
+        s = policy.strategy
+        haircut = policy.haircut_enabled
+        ladders: list[Ladder] = []
+        order = sorted(live, key=lambda e: e.latency.delay_s if e.latency else 0.0)
+        rank = {e.name: i for i, e in enumerate(order)}
+        sgn = int(side)
+        for e in live:
+            st = e.st
+            book = st.book
+            assert book is not None and e.latency is not None
+            if s == "best_price":
+                adj = 0
+            else:
+                adj = st.fee_taker_e8 + (int(e.penalty_bps * 10_000) if s == "smart" else 0)
+            lat = e.latency
+            ladders.append(Ladder(
+                levels=book.iter_levels(side),
+                price_factor=self.grid.price_factor[e.name], lot_factor=self.grid.lot_factor[e.name],
+                key_mult=FEE_SCALE + sgn * adj, cost_mult=FEE_SCALE + st.fee_taker_e8,
+                cap_lots=0 if e.name in dropped else e.cap_lots,
+                budget=e.budget if side is Side.BUY else NO_LIMIT,
+                priority=rank[e.name] * _PRIORITY_STEP if s == "fastest" else 0,
+                p_gone_top=lat.p_gone_top if haircut else 0.0, move_ticks=max(lat.move_ticks, 1.0)))
+            if side is Side.SELL and e.budget >= 0 and book.best_bid_ticks:
+                # sell with a quote-currency margin budget (perpetuals): cap lots at the best bid,
+                # conservative because deeper bids are lower
+                lots_cap = e.budget // (book.best_bid_ticks * (FEE_SCALE + st.fee_taker_e8))
+                lad = ladders[-1]
+                lad.cap_lots = lots_cap if lad.cap_lots < 0 else min(lad.cap_lots, lots_cap)
+        return ladders
+
+    def _take(self, live: list[_Eval], side: Side, want: int, bound: int | None,
+              explanation: list[str]) -> tuple[list[Allocation], int, str | None]:
+        dropped: set[str] = set()
+        while True:
+            res: SweepResult = sweep(side, self._ladders(live, side, dropped), want, bound)
+            bad = None
+            for e, lots, worst in zip(live, res.lots, res.worst, strict=True):
+                if lots and e.st.instrument is not None:
+                    why = e.st.instrument.check_order(worst, lots)
+                    if why:
+                        bad = (e, why)
+                        break
+            if bad is None:
+                break
+            e, why = bad
+            dropped.add(e.name)
+            e.notes.append(f"take slice dropped and re-offered: {why}")
+            explanation.append(f"{e.name}: slice dropped ({why}), re-offered to the other venues")
+        allocs: list[Allocation] = []
+        takes = res.takes
+        for e, t in zip(live, takes, strict=True):
+            inst = e.st.instrument
+            assert inst is not None
+            if t.lots:
+                allocs.append(Allocation(e.name, t.lots, t.worst_ticks, "take", OrderType.LIMIT, TimeInForce.IOC,
+                                         inst.lots_to_qty(t.lots),
+                                         None if t.worst_ticks is None else inst.ticks_to_price(t.worst_ticks)))
+                # exact ratios, rounded to 1/100 tick for display
+                q = inst.tick_size / 100
+                avg = Decimal(t.notional) / t.lots * inst.tick_size
+                e.factors["price"]["vwap_taken"] = avg.quantize(q)
+                e.factors["price"]["fee_adjusted_vwap_taken"] = (
+                    Decimal(t.notional * (FEE_SCALE + int(side) * e.st.fee_taker_e8))
+                    / (t.lots * FEE_SCALE) * inst.tick_size).quantize(q)
+            if t.stop and t.stop != "lot size":
+                e.factors.setdefault("score", {})["take_stop"] = t.stop
+        reason = None
+        if res.remaining_common_lots:
+            stops = [f"{e.name}: {t.stop}" for e, t in zip(live, takes, strict=True) if t.stop]
+            reason = "take incomplete (" + "; ".join(stops) + ")" if stops else "take incomplete"
+            if dropped:
+                reason += "; slices below venue minimums dropped: " + ", ".join(sorted(dropped))
+        explanation.append(f"take {self.grid.quantity(res.filled_common_lots)} of {self.grid.quantity(want)} "
+                           f"across {len(allocs)} venue(s) by {self.policy.strategy}")
+        return allocs, res.filled_common_lots, reason
+
+    # ------------------------------------------------------------------ passive
+    def _post(self, live: list[_Eval], side: Side, want: int, limit_common: int | None, ref: int | None,
+              explanation: list[str]) -> tuple[list[Allocation], int, str | None]:
+        policy = self.policy
+        w = policy.weights
+        grid = self.grid
+        sgn = int(side)
+        cands: list[tuple[float, int, _Eval, int]] = []
+        for idx, e in enumerate(live):
+            st = e.st
+            book = st.book
+            inst = st.instrument
+            assert book is not None and inst is not None and e.latency is not None
+            pf = grid.price_factor[e.name]
+            same = book.best_bid_ticks if side is Side.BUY else book.best_ask_ticks
+            opp = book.best_ask_ticks if side is Side.BUY else book.best_bid_ticks
+            if same is not None:
+                px = same
+            elif opp is not None:
+                px = opp - sgn
+            else:
+                e.notes.append("post: no reference price")
+                continue
+            if limit_common is not None:
+                lim = grid.to_venue_price(e.name, limit_common, side)
+                px = min(px, lim) if side is Side.BUY else max(px, lim)
+            if opp is not None:
+                px = min(px, opp - 1) if side is Side.BUY else max(px, opp + 1)
+            if px <= 0:
+                e.notes.append("post: no valid price")
+                continue
+            ahead = book.bid_lots_at(px) if side is Side.BUY else book.ask_lots_at(px)
+            ahead_c = ahead * grid.lot_factor[e.name]
+            maker_bps = st.fee_maker_e8 / 10_000
+            p_fill = st.post_fill.mean
+            queue_frac = ahead_c / (ahead_c + want)
+            rel = sgn * (px * pf - ref) / ref * 1e4 if ref else 0.0
+            s = policy.strategy
+            if s == "best_price":
+                score = rel
+            elif s == "lowest_cost":
+                score = rel + maker_bps
+            elif s == "fastest":
+                score = e.latency.delay_s * 1e3
+            else:
+                score = rel + maker_bps + (w.queue * queue_frac + w.fill * (1.0 - p_fill)) * policy.miss_cost_bps
+            e.factors["passive"] = {"price": inst.ticks_to_price(px), "maker_fee_bps": maker_bps,
+                                    "queue_ahead": inst.lots_to_qty(ahead), "queue_fraction": queue_frac,
+                                    "fill_probability": p_fill, "vs_reference_bps": rel, "score": score}
+            cands.append((score, idx, e, px))
+        cands.sort(key=lambda c: (c[0], c[1]))
+        allocs: list[Allocation] = []
+        remaining = want
+        notes: list[str] = []
+        for _score, _i, e, px in cands:
+            if remaining <= 0:
+                break
+            inst = e.st.instrument
+            assert inst is not None
+            lf = grid.lot_factor[e.name]
+            lots = remaining // lf
+            if e.cap_lots >= 0:
+                lots = min(lots, e.cap_lots)
+            if e.budget >= 0:
+                lots = min(lots, e.budget // (px * (FEE_SCALE + max(0, e.st.fee_maker_e8))))
+            if lots <= 0:
+                notes.append(f"{e.name}: no capacity or below lot size")
+                continue
+            why = inst.check_order(px, lots)
+            if why:
+                notes.append(f"{e.name}: {why}")
+                e.notes.append(f"post slice skipped: {why}")
+                continue
+            tif = TimeInForce.POST_ONLY if e.st.cfg.post_only else TimeInForce.GTC
+            allocs.append(Allocation(e.name, lots, px, "post", OrderType.LIMIT, tif, inst.lots_to_qty(lots),
+                                     inst.ticks_to_price(px)))
+            remaining -= lots * lf
+        explanation.append(f"post {grid.quantity(want - remaining)} of {grid.quantity(want)} on "
+                           + (", ".join(a.venue for a in allocs) or "no venue")
+                           + f" ranked by {policy.strategy} passive score")
+        reason = None
+        if remaining:
+            reason = "post incomplete" + (" (" + "; ".join(notes) + ")" if notes else
+                                          " (no venue with a valid posting price)")
+        return allocs, want - remaining, reason
