@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import logging
 from bisect import bisect_left, insort
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from marketdata.errors import InvariantError
+from marketdata.errors import DataError, InvariantError
 from marketdata.model import BookDeltas, Side
 
 log = logging.getLogger(__name__)
@@ -41,14 +41,31 @@ class FillEstimate:
     notional_tick_lots: int
     worst_price_ticks: int | None
     levels: int
+    taker_side: Side | None = None
 
     @property
     def average_price_ticks(self) -> float | None:
         return self.notional_tick_lots / self.filled_lots if self.filled_lots else None
 
+    @property
+    def complete(self) -> bool:
+        """``True`` when the whole ``requested_lots`` could be filled."""
+        return self.filled_lots == self.requested_lots
+
     def cost_with_fee(self, fee_bps: float) -> float:
-        """Fee-inclusive notional in tick-lots (buy: what is paid; sell: received before fee)."""
+        """Notional plus a fee of ``fee_bps`` on it, in tick-lots: ``notional * (1 + fee)``.
+
+        For a buy this is what is paid. For a sell it is NOT the proceeds (the fee is subtracted
+        from what is received); use :meth:`net_notional` for a side-aware figure."""
         return self.notional_tick_lots * (1.0 + fee_bps / 1e4)
+
+    def net_notional(self, fee_bps: float) -> float:
+        """Side-aware fee-inclusive notional in tick-lots: a buy pays ``notional * (1 + fee)``,
+        a sell receives ``notional * (1 - fee)``. Needs ``taker_side`` (set by
+        :meth:`L2Book.estimate_fill`)."""
+        if self.taker_side is None:
+            raise ValueError("net_notional needs taker_side; build the estimate with L2Book.estimate_fill")
+        return self.notional_tick_lots * (1.0 + int(self.taker_side) * fee_bps / 1e4)
 
 
 class L2Book:
@@ -94,16 +111,13 @@ class L2Book:
         (the best price sits at the end of the index, so top-of-book churn moves little)."""
         levels = self._bids
         if lots:
-            if price_ticks in levels:
-                levels[price_ticks] = lots
-                return
+            if price_ticks not in levels:
+                insort(self._bid_px, price_ticks)
+                best = self.best_bid_ticks
+                if best is None or price_ticks > best:
+                    self.best_bid_ticks = price_ticks
             levels[price_ticks] = lots
-            insort(self._bid_px, price_ticks)
-            best = self.best_bid_ticks
-            if best is None or price_ticks > best:
-                self.best_bid_ticks = price_ticks
-        elif price_ticks in levels:
-            del levels[price_ticks]
+        elif levels.pop(price_ticks, 0):  # one lookup; deleting an absent level is a no-op
             px = self._bid_px
             if price_ticks == self.best_bid_ticks:
                 px.pop()
@@ -116,16 +130,13 @@ class L2Book:
         negated prices, ascending, so the best ask is also at the end."""
         levels = self._asks
         if lots:
-            if price_ticks in levels:
-                levels[price_ticks] = lots
-                return
+            if price_ticks not in levels:
+                insort(self._ask_neg, -price_ticks)
+                best = self.best_ask_ticks
+                if best is None or price_ticks < best:
+                    self.best_ask_ticks = price_ticks
             levels[price_ticks] = lots
-            insort(self._ask_neg, -price_ticks)
-            best = self.best_ask_ticks
-            if best is None or price_ticks < best:
-                self.best_ask_ticks = price_ticks
-        elif price_ticks in levels:
-            del levels[price_ticks]
+        elif levels.pop(price_ticks, 0):
             px = self._ask_neg
             if price_ticks == self.best_ask_ticks:
                 px.pop()
@@ -155,6 +166,11 @@ class L2Book:
         self.clear()
         bid_map = {p: q for p, q in bids if q}
         ask_map = {p: q for p, q in asks if q}
+        for name, side_map in (("bid", bid_map), ("ask", ask_map)):
+            bad = [(p, q) for p, q in side_map.items() if q < 0]
+            if bad:
+                raise DataError(f"book {self.venue}:{self.symbol} snapshot {update_id}: negative lots "
+                                f"at {name} level(s) {bad[:3]} (price_ticks, lots)")
         self._bids.update(bid_map)
         self._asks.update(ask_map)
         self._bid_px.extend(sorted(bid_map))
@@ -165,7 +181,9 @@ class L2Book:
             self.stat_resyncs += 1
         self.stat_snapshots += 1
         self.needs_resync = False
-        self._first_after_snapshot = update_id >= 0
+        # The first delta after a snapshot is checked with the looser "straddles the snapshot" rule;
+        # after a snapshot without an id (update_id < 0) it anchors the chain unchecked.
+        self._first_after_snapshot = True
         self.last_update_id = update_id
         self.ts_event = ts_event
         self.ts_init = ts_init
@@ -189,7 +207,9 @@ class L2Book:
                 self.stat_stale += 1
                 return True
             if self._first_after_snapshot:
-                if rule == "contiguous":
+                if last < 0:
+                    ok = True
+                elif rule == "contiguous":
                     ok = msg.first_update_id <= last + 1 <= msg.last_update_id
                 else:
                     ok = msg.first_update_id <= last or msg.prev_update_id == last
@@ -228,6 +248,16 @@ class L2Book:
         if self.on_gap is not None:
             self.on_gap(self)
 
+    def check_crossed(self) -> bool:
+        """Re-evaluate (and return) the ``crossed`` flag.
+
+        :meth:`apply` and :meth:`apply_snapshot` do this at the end of every message, because a
+        venue message may cross the book transiently between its first and last level. Callers
+        that drive :meth:`update_bid`/:meth:`update_ask` directly call this at their own message
+        boundary. Counts a new crossed episode in ``statistics()["crossed"]``."""
+        self._check_crossed()
+        return self.crossed
+
     def _check_crossed(self) -> None:
         bb, ba = self.best_bid_ticks, self.best_ask_ticks
         crossed = bb is not None and ba is not None and bb >= ba
@@ -261,6 +291,8 @@ class L2Book:
 
     def bids(self, n: int | None = None) -> list[tuple[int, int]]:
         """Top ``n`` bid levels, best first (all when ``n`` is None). O(n)."""
+        if n is not None and n < 0:
+            raise ValueError(f"n must be >= 0 or None, got {n}")
         px = self._bid_px
         sel = px[::-1] if n is None else px[: -n - 1 if n < len(px) else None: -1]
         levels = self._bids
@@ -268,14 +300,40 @@ class L2Book:
 
     def asks(self, n: int | None = None) -> list[tuple[int, int]]:
         """Top ``n`` ask levels, best first (all when ``n`` is None). O(n)."""
+        if n is not None and n < 0:
+            raise ValueError(f"n must be >= 0 or None, got {n}")
         neg = self._ask_neg
         sel = neg[::-1] if n is None else neg[: -n - 1 if n < len(neg) else None: -1]
         levels = self._asks
         return [(-p, levels[-p]) for p in sel]
 
+    def iter_bids(self) -> Iterator[tuple[int, int]]:
+        """Lazy ``(price_ticks, lots)`` over the bids, best first. O(1) per level taken; the book
+        must not change while iterating."""
+        levels = self._bids
+        for p in reversed(self._bid_px):
+            yield p, levels[p]
+
+    def iter_asks(self) -> Iterator[tuple[int, int]]:
+        """Lazy ``(price_ticks, lots)`` over the asks, best first (see :meth:`iter_bids`)."""
+        levels = self._asks
+        for neg in reversed(self._ask_neg):
+            yield -neg, levels[-neg]
+
     def depth(self, side: Side, n: int | None = None) -> list[tuple[int, int]]:
         """Resting levels on ``side`` (BUY = bids), best first."""
         return self.bids(n) if side is Side.BUY else self.asks(n)
+
+    def iter_levels(self, taker_side: Side) -> Iterator[tuple[int, int]]:
+        """Lazily yield the levels a taker on ``taker_side`` would hit, best first, as
+        ``(price_ticks, lots)``: asks for a buy, bids for a sell. O(1) per level pulled; the book
+        must not change while the iterator is in use (the router's lazy heap merge reads only the
+        levels it needs)."""
+        if taker_side is Side.BUY:
+            asks = self._asks
+            return ((-p, asks[-p]) for p in reversed(self._ask_neg))
+        bids = self._bids
+        return ((p, bids[p]) for p in reversed(self._bid_px))
 
     def level_count(self) -> tuple[int, int]:
         return len(self._bids), len(self._asks)
@@ -310,7 +368,7 @@ class L2Book:
             notional += take * p
             worst = p
             n += 1
-        return FillEstimate(lots, lots - remaining, notional, worst, n)
+        return FillEstimate(lots, lots - remaining, notional, worst, n, taker_side)
 
     # ------------------------------------------------------------------ self-checks
     def statistics(self) -> dict[str, int]:

@@ -31,9 +31,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from heapq import heapify, heappop, heapreplace
 
+from marketdata.book import L2Book
 from marketdata.model import Side
 
-__all__ = ["FEE_SCALE", "Ladder", "SweepResult", "VenueTake", "naive_sweep", "sweep"]
+__all__ = ["FEE_SCALE", "Ladder", "SweepResult", "VenueParams", "VenueTake", "naive_sweep", "sweep", "sweep_levels"]
 
 FEE_SCALE = 100_000_000
 """Keys scale prices by 1e8: a fee of 1 bps is 10_000 in these units."""
@@ -114,34 +115,68 @@ def sweep(side: Side, ladders: list[Ladder], want_common_lots: int,
 
     Never takes a level whose raw price is worse than ``limit_common_ticks`` (buy: above, sell:
     below), never more than a venue's ``cap_lots`` or (buys) ``budget``, always whole venue lots.
-    ``takes[i].stop`` says why venue ``i`` stopped contributing when the order is not complete.
+    ``stops[i]`` says why venue ``i`` stopped contributing when the order is not complete."""
+    heads: list[tuple[int, int] | None] = []
+    params: list[VenueParams] = []
+    for lad in ladders:
+        heads.append(next(lad.levels, None))
+        params.append((lad.price_factor, lad.lot_factor, lad.key_mult, lad.cost_mult, lad.cap_lots, lad.budget,
+                       lad.priority, lad.p_gone_top, lad.move_ticks))
+    return sweep_levels(side, heads, [lad.levels for lad in ladders], None, params, want_common_lots,
+                        limit_common_ticks)
+
+
+VenueParams = tuple[int, int, int, int, int, int, int, float, float]
+"""``(price_factor, lot_factor, key_mult, cost_mult, cap_lots, budget, priority, p_gone_top,
+move_ticks)`` of one venue, as in :class:`Ladder`."""
+
+
+def sweep_levels(side: Side, heads: list[tuple[int, int] | None], rests: list[Iterator[tuple[int, int]] | None],
+                 books: list[L2Book] | None, params: list[VenueParams], want_common_lots: int,
+                 limit_common_ticks: int | None = None) -> SweepResult:
+    """The kernel of :func:`sweep`, for callers that already hold each venue's best level.
+
+    ``heads[i]``: venue ``i``'s best level ``(ticks, lots)`` or ``None`` (empty). Its deeper levels
+    come from ``rests[i]`` (an iterator positioned after the head) or, when that is ``None``, from
+    ``books[i].iter_levels(side)`` created only if the sweep gets past the head: most venues of a
+    typical decision contribute at most their best level, and creating the level iterator is a
+    large part of a venue's cost. Semantics as :func:`sweep`.
 
     Inside, prices are signed (``q = +price`` for a buy, ``-price`` for a sell) so that "worse" is
-    always "larger" and one code path serves both sides."""
-    sgn = 1 if side is Side.BUY else -1
-    n = len(ladders)
+    always "larger" and one code path serves both sides; the heap holds ``(key, venue)`` and the
+    venue's current level sits in per-venue lists."""
+    buy = side is Side.BUY
+    sgn = 1 if buy else -1
+    n = len(params)
     taken = [0] * n
     worst = [0] * n
     notional = [0] * n
     nlev = [0] * n
     stops: list[str | None] = [None] * n
-    heap: list[tuple[int, int, int, int, int]] = []
-    params: list[tuple[Iterator[tuple[int, int]], int, int, int, int, int, int, float, float, int]] = []
+    cur_q = [0] * n
+    cur_lots = [0] * n
+    qbest = [0] * n
+    qlims = [0] * n
+    kpfs = [0] * n
+    hks = [0.0] * n
+    heap: list[tuple[int, int]] = []
     lim = limit_common_ticks
-    for i, lad in enumerate(ladders):
-        pf = lad.price_factor
-        kpf = pf * lad.key_mult
-        prio = lad.priority
+    its = list(rests)
+    for i in range(n):
+        pf, _lf, km, _cm, _cap, _budget, prio, pg, mt = params[i]
+        if pg:
+            hks[i] = -pf / mt
         # the limit in signed venue ticks: a level is allowed while q <= qlim
         if lim is None:
             qlim = _UNBOUNDED
-        elif sgn > 0:
+        elif buy:
             qlim = lim // pf  # buy: price * pf <= lim  <=>  price <= floor(lim / pf)
         else:
             qlim = -((lim + pf - 1) // pf)  # sell: price >= ceil(lim / pf)
-        params.append((lad.levels, kpf, lad.lot_factor, lad.cost_mult, lad.cap_lots,
-                       lad.budget if sgn > 0 else NO_LIMIT, prio, lad.p_gone_top, -pf / lad.move_ticks, qlim))
-        lvl = next(lad.levels, None)
+        qlims[i] = qlim
+        kpf = pf * km
+        kpfs[i] = kpf
+        lvl = heads[i]
         if lvl is None:
             stops[i] = "no liquidity"
             continue
@@ -149,56 +184,95 @@ def sweep(side: Side, ladders: list[Ladder], want_common_lots: int,
         if q > qlim:
             stops[i] = "limit price"
             continue
-        heap.append((prio + q * kpf, i, q, lvl[1], q))
+        cur_q[i] = qbest[i] = q
+        cur_lots[i] = lvl[1]
+        heap.append((prio + q * kpf, i))
     heapify(heap)
     remaining = want_common_lots
     exp = math.exp
+    filled = False
     while heap:
-        _key, i, q, lots, qbest = heap[0]
-        levels, kpf, lf, cm, cap, budget, prio, p_gone, hk, qlim = params[i]
-        if p_gone:
-            lots = int(lots * (1.0 - p_gone * exp((q - qbest) * hk)))
-        take = remaining // lf
-        if lots < take:
-            take = lots
-        stop: str | None = None
-        if cap >= 0 and cap - taken[i] <= take:
-            take = cap - taken[i]
-            stop = "venue cap/balance"
-        if budget >= 0:
-            afford = (budget - notional[i] * cm) // (q * cm)
-            if afford <= take:
-                take = afford
-                stop = "balance"
-        if take > 0:
-            taken[i] += take
-            worst[i] = q
-            notional[i] += take * q
-            nlev[i] += 1
-            remaining -= take * lf
-            if remaining <= 0:
+        # venue i is the best; consume its levels while it stays the best (no heap traffic)
+        i = heap[0][1]
+        hl = len(heap)
+        if hl > 2:
+            sk, si = heap[1] if heap[1] < heap[2] else heap[2]
+        elif hl == 2:
+            sk, si = heap[1]
+        else:
+            sk, si = _UNBOUNDED * _UNBOUNDED, n
+        _pf, lf, _km, cm, cap, budget, prio, p_gone, _mt = params[i]
+        q = cur_q[i]
+        lots = cur_lots[i]
+        qb = qbest[i]
+        hk = hks[i]
+        kpf = kpfs[i]
+        tk = taken[i]
+        nt = notional[i]
+        nl = nlev[i]
+        it = its[i]
+        buy_budget = budget >= 0 and buy
+        while True:
+            if p_gone:
+                # exp(0.0) == 1.0 exactly: the best level skips the call
+                lots = int(lots * (1.0 - p_gone * (exp((q - qb) * hk) if q != qb else 1.0)))
+            take = remaining // lf
+            if lots < take:
+                take = lots
+            stop: str | None = None
+            if cap >= 0 and cap - tk <= take:
+                take = cap - tk
+                stop = "venue cap/balance"
+            if buy_budget:
+                afford = (budget - nt * cm) // (q * cm)
+                if afford <= take:
+                    take = afford
+                    stop = "balance"
+            if take > 0:
+                tk += take
+                worst[i] = q
+                nt += take * q
+                nl += 1
+                remaining -= take * lf
+                if remaining <= 0:
+                    filled = True
+                    break
+            if stop is None and remaining < lf:
+                stop = "lot size"
+            if stop is not None:
+                stops[i] = stop
+                heappop(heap)
                 break
-        if stop is None and remaining < lf:
-            stop = "lot size"
-        if stop is not None:
-            stops[i] = stop
-            heappop(heap)
-            continue
-        nxt = next(levels, None)
-        if nxt is None:
-            stops[i] = "book depth"
-            heappop(heap)
-            continue
-        nq = nxt[0] * sgn
-        if nq > qlim:
-            stops[i] = "limit price"
-            heappop(heap)
-            continue
-        heapreplace(heap, (prio + nq * kpf, i, nq, nxt[1], qbest))
+            if it is None:
+                assert books is not None
+                it = its[i] = books[i].iter_levels(side)
+                next(it, None)  # the head, already consumed
+            nxt = next(it, None)
+            if nxt is None:
+                stops[i] = "book depth"
+                heappop(heap)
+                break
+            q = nxt[0] * sgn
+            if q > qlims[i]:
+                stops[i] = "limit price"
+                heappop(heap)
+                break
+            lots = nxt[1]
+            key = prio + q * kpf
+            if key > sk or (key == sk and i > si):
+                cur_q[i] = q
+                cur_lots[i] = lots
+                heapreplace(heap, (key, i))
+                break
+        taken[i] = tk
+        notional[i] = nt
+        nlev[i] = nl
+        if filled:
+            break
     # sum over takes of common lots x (key - priority) = lot_factor x price_factor x key_mult x signed notional
-    costs = [p[2] * p[1] * v for p, v in zip(params, notional, strict=True)]
+    costs = [p[1] * k * v for p, k, v in zip(params, kpfs, notional, strict=True)]
     worst_px: list[int | None] = [w * sgn if t else None for w, t in zip(worst, taken, strict=True)]
-    if sgn < 0:
+    if not buy:
         notional = [-v for v in notional]
     return SweepResult(taken, worst_px, notional, costs, nlev, stops, want_common_lots - remaining, remaining,
                        sum(costs))

@@ -77,6 +77,12 @@ class PreTradeRisk:
         """Working quantity that will no longer fill (cancelled/rejected/expired or filled)."""
         self._pending_position[symbol] -= quantity * int(side)
 
+    def release_parent_notional(self, parent_id: str, notional: Decimal) -> None:
+        """Notional checked for ``parent_id`` that will not execute (an unfilled child ended):
+        it no longer counts toward ``max_parent_notional``."""
+        cur = self._parent_notional[parent_id] - notional
+        self._parent_notional[parent_id] = cur if cur > 0 else Decimal(0)
+
     def position(self, symbol: str) -> Decimal:
         return self._position[symbol]
 

@@ -27,9 +27,11 @@ latency cost and miss cost ``(1 - fill probability)``, on latency-haircut liquid
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from fractions import Fraction
 from typing import Any, Literal
 
 from marketdata.book import L2Book
@@ -37,17 +39,15 @@ from marketdata.clock import Clock
 from marketdata.errors import ConfigError, InstrumentError
 from marketdata.model import Instrument, InstrumentKind, OrderType, Side, TimeInForce
 from marketdata.units import CommonGrid
-from router.allocation import FEE_SCALE, NO_LIMIT, Ladder, SweepResult, sweep
+from router.allocation import FEE_SCALE, NO_LIMIT, SweepResult, VenueParams, sweep_levels
 from router.config import STYLES, RoutingPolicy, VenueConfig
 from router.scoring import (
     BetaFill,
     BreakerState,
     CapacityProvider,
-    LatencyEstimate,
     MarketActivity,
     UnlimitedCapacity,
     VenueHealth,
-    latency_haircut,
 )
 
 __all__ = ["Allocation", "RouteRequest", "Router", "RoutingDecision", "VenueScore"]
@@ -57,6 +57,34 @@ log = logging.getLogger(__name__)
 Style = Literal["take", "post", "mixed"]
 NS_PER_MS = 1_000_000
 _PRIORITY_STEP = 1 << 96  # larger than any key: fastest's venue rank dominates the price key
+NS_PER_S = 1_000_000_000
+_MEMO_MAX = 4096
+_exp = math.exp
+_sqrt = math.sqrt
+
+
+def _order_thresholds(inst: Instrument) -> tuple[int, int, bool]:
+    """Integer thresholds above which :meth:`Instrument.check_order` surely passes, so the hot
+    path only calls it (for the exact verdict and message) near or below a minimum.
+
+    ``(ok_lots, ok_size, size_by_lots)``: a positive order with ``lots >= ok_lots`` and
+    ``price_ticks * lots >= ok_size`` (``lots >= ok_size`` for inverse contracts, whose notional does
+    not depend on the price) has quantity and notional at least ``1 + 1e-20`` times the minimums in
+    exact arithmetic, far more than the Decimal context's rounding (28 digits) could take away."""
+    margin = 1 + Fraction(1, 10**20)
+    lot = Fraction(inst.lot_size)
+    ok_lots = math.ceil(Fraction(inst.min_quantity) * margin / lot) if inst.min_quantity else 0
+    inverse = inst.kind is InstrumentKind.INVERSE_PERPETUAL
+    unit = lot * Fraction(inst.contract_size) * (1 if inverse else Fraction(inst.tick_size))
+    ok_size = math.ceil(Fraction(inst.min_notional) * margin / unit) if inst.min_notional and unit else 0
+    return max(1, ok_lots), ok_size, inverse
+
+
+def _memo(table: dict[Any, Any], key: Any, value: Any) -> None:
+    """Store in a bounded memo table (cleared when full; entries are pure functions of keys)."""
+    if len(table) >= _MEMO_MAX:
+        table.clear()
+    table[key] = value
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,22 +220,174 @@ class _VenueState:
     fee_maker_e8: int
     rtt_ns: int
     measured_rtt_ns: float | None = None
+    # per-venue constants, precomputed at configuration time
+    price_factor: int = 1
+    lot_factor: int = 1
+    taker_bps: float = 0.0
+    maker_bps: float = 0.0
+    max_lots: int = NO_LIMIT
+    # instrument minimums as integer thresholds: lots >= ok_lots and (ticks x lots, or lots for
+    # inverse contracts) >= ok_size guarantee Instrument.check_order passes (see _order_thresholds)
+    ok_lots: int = 0
+    ok_size: int = 0
+    size_by_lots: bool = False
 
 
-@dataclass
 class _Eval:
-    """Working record of one venue during one decision."""
+    """Working record of one venue during one decision: the cheap numbers, captured eagerly (the
+    router's state moves on after the decision). The nested factor dict of the explain record /
+    journal payload is built from them only when read (:class:`_Factors`)."""
 
-    name: str
-    st: _VenueState
-    factors: dict[str, Any] = field(default_factory=dict)
-    excluded: str | None = None
-    latency: LatencyEstimate | None = None
-    cap_lots: int = NO_LIMIT
-    budget: int = NO_LIMIT
-    score_bps: float = 0.0
-    penalty_bps: float = 0.0
-    notes: list[str] = field(default_factory=list)
+    __slots__ = ("age_ns", "asset", "bal", "book_flags", "budget", "cap_lots", "ctx", "delay_s",
+                 "excluded", "fill", "headroom", "health", "lat", "miss", "name", "notes", "passive", "pc",
+                 "penalty_bps", "rel", "score_bps", "scored", "st", "stage", "take_lots", "take_notional",
+                 "take_stop")
+    # set as the evaluation proceeds (see ``stage``); read only when that stage was reached
+    age_ns: int
+    health: tuple[str, int, int, int]
+    book_flags: tuple[bool, bool, int]
+    lat: tuple[float, float, float, float, float, float, float, float]
+    fill: tuple[float, float, int, int, float]
+    headroom: int | None
+    asset: str
+    bal: Decimal | None
+    pc: int | None
+    rel: float
+    miss: float
+    take_notional: int
+    ctx: _Ctx
+
+    def __init__(self, name: str, st: _VenueState) -> None:
+        self.name = name
+        self.st = st
+        self.excluded: str | None = None
+        self.stage = 0  # how far the evaluation got: 0 health, 1 book, 2 latency, 3 headroom, 4 capacity
+        self.cap_lots = NO_LIMIT
+        self.budget = NO_LIMIT
+        self.score_bps = 0.0
+        self.penalty_bps = 0.0
+        self.delay_s = 0.0
+        self.scored = False
+        self.take_lots = 0
+        self.take_stop: str | None = None
+        self.passive: dict[str, Any] | None = None
+        self.notes: list[str] = []
+
+
+class _Factors(Mapping[str, Any]):
+    """``VenueScore.factors`` of one venue, built on first read from the numbers the decision
+    captured (see :meth:`Router._build_factors`); the same dict, key order and values as building
+    it eagerly."""
+
+    __slots__ = ("_d", "_e")
+
+    def __init__(self, e: _Eval) -> None:
+        self._e: _Eval | None = e
+        self._d: dict[str, Any] | None = None
+
+    def _dict(self) -> dict[str, Any]:
+        d = self._d
+        if d is None:
+            e = self._e
+            assert e is not None
+            d = self._d = _build_factors(e)
+            self._e = None
+        return d
+
+    def __getitem__(self, key: str) -> Any:
+        return self._dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dict())
+
+    def __len__(self) -> int:
+        return len(self._dict())
+
+    def __repr__(self) -> str:
+        return repr(self._dict())
+
+
+@dataclass(frozen=True, slots=True)
+class _Ctx:
+    """What the factor builder needs from the decision (all immutable)."""
+
+    policy: RoutingPolicy
+    grid: CommonGrid
+    side: Side
+    allocations: tuple[Allocation, ...]
+
+
+def _build_factors(e: _Eval) -> dict[str, Any]:
+    """The nested factor dict of one venue (health, latency, fill_probability, capacity, price,
+    score, passive, allocated_quantity, notes), in the order the decision computed them."""
+    ctx: _Ctx = e.ctx
+    policy = ctx.policy
+    st = e.st
+    f: dict[str, Any] = {}
+    breaker, rejects, timeouts, consecutive = e.health
+    health: dict[str, Any] = {"breaker": breaker, "rejects": rejects, "timeouts": timeouts,
+                              "consecutive_failures": consecutive}
+    f["health"] = health
+    stage = e.stage
+    if stage >= 1:
+        needs_resync, crossed, gaps = e.book_flags
+        health.update(book_age_ms=e.age_ns / NS_PER_MS, needs_resync=needs_resync, crossed=crossed, gaps=gaps)
+    if stage >= 2:
+        age_s, rtt_s, delay_s, rate, vol, move, p_gone, cost = e.lat
+        f["latency"] = {"book_age_ms": age_s * 1e3, "order_rtt_ms": rtt_s * 1e3,
+                        "delay_ms": delay_s * 1e3, "depletion_rate_hz": rate,
+                        "volatility_ticks_per_sqrt_s": vol, "expected_move_ticks": move,
+                        "haircut_top": p_gone if policy.haircut_enabled else 0.0,
+                        "cost_bps": cost}
+    if stage >= 3:
+        take_mean, post_mean, take_orders, post_orders, used = e.fill
+        f["fill_probability"] = {"take_hit_ratio": take_mean, "post_fill_rate": post_mean,
+                                 "take_orders": take_orders, "post_orders": post_orders, "used": used}
+        cap: dict[str, Any] = {"order_headroom": e.headroom}
+        f["capacity"] = cap
+        if stage >= 4:
+            if st.cfg.max_quantity is not None:
+                cap["max_quantity"] = st.cfg.max_quantity
+            cap["balance_asset"] = e.asset
+            cap["balance"] = e.bal
+    if e.scored:
+        sgn = int(ctx.side)
+        tick = ctx.grid.tick_size
+        price: dict[str, Any] = {"taker_fee_bps": st.taker_bps, "maker_fee_bps": st.maker_bps}
+        f["price"] = price
+        pc = e.pc
+        if pc is not None:
+            price["best"] = Decimal(pc) * tick
+            price["fee_adjusted_best"] = (Decimal(pc * (FEE_SCALE + sgn * st.fee_taker_e8))
+                                          * (tick / FEE_SCALE)).quantize(tick / 100)
+            price["vs_reference_bps"] = e.rel
+        s = policy.strategy
+        w = policy.weights
+        lat_cost = e.lat[7]
+        score: dict[str, Any] = {"strategy": s, "take_score_bps": e.score_bps,
+                                 "latency_penalty_bps": w.latency * lat_cost if s == "smart" else 0.0,
+                                 "miss_penalty_bps": w.fill * e.miss if s == "smart" else 0.0,
+                                 "delay_ms": e.delay_s * 1e3}
+        f["score"] = score
+        lots = e.take_lots
+        if lots:
+            inst = st.instrument
+            assert inst is not None
+            # exact ratios, rounded to 1/100 tick for display
+            q = inst.tick_size / 100
+            notional = e.take_notional
+            price["vwap_taken"] = (Decimal(notional) / lots * inst.tick_size).quantize(q)
+            price["fee_adjusted_vwap_taken"] = (
+                Decimal(notional * (FEE_SCALE + sgn * st.fee_taker_e8))
+                / (lots * FEE_SCALE) * inst.tick_size).quantize(q)
+        if e.take_stop:
+            score["take_stop"] = e.take_stop
+    if e.passive is not None:
+        f["passive"] = e.passive
+    f["allocated_quantity"] = sum((a.quantity for a in ctx.allocations if a.venue == e.name), Decimal(0))
+    if e.notes:
+        f["notes"] = list(e.notes)
+    return f
 
 
 class Router:
@@ -245,7 +425,19 @@ class Router:
                 health=VenueHealth(policy.breaker.failures_to_open, int(policy.breaker.cooldown_ms * NS_PER_MS)),
                 take_fill=BetaFill(fp.take_alpha, fp.take_beta), post_fill=BetaFill(fp.post_alpha, fp.post_beta),
                 fee_taker_e8=int(tier.taker_bps * 10_000), fee_maker_e8=int(tier.maker_bps * 10_000),
-                rtt_ns=int((cfg.latency.order_rtt_ms + cfg.latency.jitter_ms) * NS_PER_MS))
+                rtt_ns=int((cfg.latency.order_rtt_ms + cfg.latency.jitter_ms) * NS_PER_MS),
+                price_factor=self.grid.price_factor.get(name, 1), lot_factor=self.grid.lot_factor.get(name, 1),
+                taker_bps=int(tier.taker_bps * 10_000) / 10_000, maker_bps=int(tier.maker_bps * 10_000) / 10_000,
+                max_lots=inst.qty_to_lots(cfg.max_quantity) if inst is not None and cfg.max_quantity is not None
+                else NO_LIMIT)
+            if inst is not None:
+                st = self._venues[name]
+                st.ok_lots, st.ok_size, st.size_by_lots = _order_thresholds(inst)
+        # small memo tables of pure functions of immutable inputs (bounded, see _memo)
+        self._want_memo: dict[Decimal, int] = {}
+        self._limit_memo: dict[tuple[Decimal, Side], int] = {}
+        self._slip_memo: dict[tuple[int, Side], tuple[int, str]] = {}
+        self._qty_memo: dict[int, Decimal] = {}
 
     # ------------------------------------------------------------------ learning inputs
     @property
@@ -305,7 +497,10 @@ class Router:
 
     # ------------------------------------------------------------------ the decision
     def route(self, request: RouteRequest) -> RoutingDecision:
-        """Score the venues and allocate ``request``; sends nothing. O(V + L log V) for the sweep."""
+        """Score the venues and allocate ``request``; sends nothing. O(V + L log V) for the sweep.
+
+        The per-venue factor record (``VenueScore.factors``) is captured as plain numbers here and
+        assembled into its nested dict when first read (``to_dict()``, the CLI table)."""
         policy = self.policy
         if request.symbol != policy.symbol:
             raise InstrumentError(f"router for {policy.symbol!r} cannot route {request.symbol!r}")
@@ -314,17 +509,25 @@ class Router:
         decision_id = f"{self.decision_prefix}{self._counter:06d}"
         grid = self.grid
         side = request.side
-        want_exact = request.quantity / grid.lot_size
-        if want_exact != want_exact.to_integral_value():
-            raise InstrumentError(f"{request.symbol}: quantity {request.quantity} is not a multiple of the "
-                                  f"common lot {grid.lot_size}")
-        want = int(want_exact)
+        want = self._want_memo.get(request.quantity)
+        if want is None:
+            want_exact = request.quantity / grid.lot_size
+            if want_exact != want_exact.to_integral_value():
+                raise InstrumentError(f"{request.symbol}: quantity {request.quantity} is not a multiple of the "
+                                      f"common lot {grid.lot_size}")
+            want = int(want_exact)
+            _memo(self._want_memo, request.quantity, want)
         limit_common: int | None = None
         if request.limit_price is not None:
-            q = request.limit_price / grid.tick_size
-            limit_common = int(q.to_integral_value(rounding=ROUND_FLOOR if side is Side.BUY else ROUND_CEILING))
+            lkey = (request.limit_price, side)
+            limit_common = self._limit_memo.get(lkey)
+            if limit_common is None:
+                q = request.limit_price / grid.tick_size
+                limit_common = int(q.to_integral_value(rounding=ROUND_FLOOR if side is Side.BUY else ROUND_CEILING))
+                _memo(self._limit_memo, lkey, limit_common)
 
-        evals = [self._evaluate(name, st, side, now, request.style) for name, st in self._venues.items()]
+        style = request.style
+        evals = [self._evaluate(name, st, side, now, style) for name, st in self._venues.items()]
         live = [e for e in evals if e.excluded is None]
         explanation: list[str] = []
         allocations: list[Allocation] = []
@@ -335,23 +538,29 @@ class Router:
         else:
             ref = self._reference(live, side)
             bound = limit_common
-            if policy.max_slippage_bps is not None and ref is not None and request.style != "post":
-                mult = 1 + (policy.max_slippage_bps / 10_000) * int(side)
-                b = Decimal(ref) * mult
-                slip = int(b.to_integral_value(rounding=ROUND_FLOOR if side is Side.BUY else ROUND_CEILING))
+            if policy.max_slippage_bps is not None and ref is not None and style != "post":
+                skey = (ref, side)
+                memo = self._slip_memo.get(skey)
+                if memo is None:
+                    mult = 1 + (policy.max_slippage_bps / 10_000) * int(side)
+                    b = Decimal(ref) * mult
+                    slip = int(b.to_integral_value(rounding=ROUND_FLOOR if side is Side.BUY else ROUND_CEILING))
+                    memo = (slip, f"slippage bound {grid.price(slip)} ({policy.max_slippage_bps} bps from "
+                                  f"best {grid.price(ref)})")
+                    _memo(self._slip_memo, skey, memo)
+                slip, text = memo
                 bound = slip if bound is None else (min(bound, slip) if side is Side.BUY else max(bound, slip))
-                explanation.append(f"slippage bound {grid.price(slip)} ({policy.max_slippage_bps} bps from "
-                                   f"best {grid.price(ref)})")
-            self._score(live, side, ref, request.style)
-            take_want = want if request.style == "take" else (
-                0 if request.style == "post" else int(want * request.urgency))
+                explanation.append(text)
+            self._score(live, side, ref)
+            take_want = want if style == "take" else (
+                0 if style == "post" else int(want * request.urgency))
             take_reason: str | None = None
             if take_want:
                 take_allocs, taken, take_reason = self._take(live, side, take_want, bound, explanation)
                 allocations.extend(take_allocs)
                 residual -= taken
-            post_want = want - take_want if request.style == "mixed" else (want if request.style == "post" else 0)
-            if request.style == "mixed":
+            post_want = want - take_want if style == "mixed" else (want if style == "post" else 0)
+            if style == "mixed":
                 post_want = residual
                 unfilled = grid.quantity(post_want - (want - take_want))
                 explanation.insert(0, f"mixed: urgency {request.urgency:g} -> take "
@@ -365,12 +574,11 @@ class Router:
             if residual:
                 reason = post_reason if post_want else take_reason
                 reason = reason or take_reason or "unplaced"
+        ctx = _Ctx(policy, grid, side, tuple(allocations))
+        venues = []
         for e in evals:
-            e.factors["allocated_quantity"] = sum(
-                (a.quantity for a in allocations if a.venue == e.name), Decimal(0))
-            if e.notes:
-                e.factors["notes"] = list(e.notes)
-        venues = [VenueScore(e.name, e.factors, e.excluded) for e in evals]
+            e.ctx = ctx
+            venues.append(VenueScore(e.name, _Factors(e), e.excluded))
         residual_qty = grid.quantity(residual) if residual else Decimal(0)
         if residual:
             log.info("decision %s %s %s: residual %s (%s)", decision_id, request.symbol, side.name,
@@ -378,32 +586,43 @@ class Router:
         return RoutingDecision(decision_id, now, request, policy.strategy, venues, allocations, residual,
                                reason if residual else None, residual_qty, "; ".join(explanation))
 
+    def _quantity(self, common_lots: int) -> Decimal:
+        """``grid.quantity`` memoised (it formats a Decimal)."""
+        q = self._qty_memo.get(common_lots)
+        if q is None:
+            q = self.grid.quantity(common_lots)
+            _memo(self._qty_memo, common_lots, q)
+        return q
+
     # ------------------------------------------------------------------ per-venue factors
     def _evaluate(self, name: str, st: _VenueState, side: Side, now: int, style: str) -> _Eval:
         e = _Eval(name, st)
-        policy = self.policy
         cfg = st.cfg
         book = st.book
         inst = st.instrument
-        f = e.factors
         hs = st.health
-        state = hs.state(now)
-        health: dict[str, Any] = {"breaker": state.value, "rejects": hs.rejects, "timeouts": hs.timeouts,
-                                  "consecutive_failures": hs.consecutive_failures}
-        f["health"] = health
+        opened = hs.opened_at_ns
+        if opened is None:
+            state = BreakerState.CLOSED
+        elif now - opened >= hs.cooldown_ns:
+            state = BreakerState.HALF_OPEN
+        else:
+            state = BreakerState.OPEN
+        e.health = (state.value, hs.rejects, hs.timeouts, hs.consecutive_failures)
         if not cfg.enabled:
             e.excluded = "disabled in config"
             return e
         if inst is None:
-            e.excluded = f"no {policy.symbol} instrument on this venue"
+            e.excluded = f"no {self.policy.symbol} instrument on this venue"
             return e
         if book is None:
             e.excluded = "no order book"
             return e
+        policy = self.policy
         age_ns = now - book.ts_event
-        health.update(book_age_ms=age_ns / NS_PER_MS, needs_resync=book.needs_resync, crossed=book.crossed,
-                      gaps=book.stat_gaps)
-        pf = self.grid.price_factor[name]
+        e.stage = 1
+        e.age_ns = age_ns
+        e.book_flags = (book.needs_resync, book.crossed, book.stat_gaps)
         if book.needs_resync:
             e.excluded = "book resyncing after a sequence gap"
         elif book.crossed:
@@ -415,40 +634,43 @@ class Router:
             e.excluded = f"circuit breaker open ({hs.consecutive_failures} consecutive failures)"
         if e.excluded:
             return e
-        # latency
-        rtt = int(st.measured_rtt_ns) if st.measured_rtt_ns is not None else st.rtt_ns
-        opp = book.best_ask_ticks if side is Side.BUY else book.best_bid_ticks
-        same = book.best_bid_ticks if side is Side.BUY else book.best_ask_ticks
-        ref_px = (opp if opp is not None else same or 0) * pf
-        lat = latency_haircut(age_ns, rtt, st.activity.depletion_rate_hz(side, now),
-                              st.activity.volatility_ticks(now), ref_px)
-        e.latency = lat
-        f["latency"] = {"book_age_ms": lat.book_age_s * 1e3, "order_rtt_ms": lat.order_rtt_s * 1e3,
-                        "delay_ms": lat.delay_s * 1e3, "depletion_rate_hz": lat.depletion_rate_hz,
-                        "volatility_ticks_per_sqrt_s": lat.volatility_ticks, "expected_move_ticks": lat.move_ticks,
-                        "haircut_top": lat.p_gone_top if policy.haircut_enabled else 0.0,
-                        "cost_bps": lat.cost_bps}
-        if policy.max_latency_ms is not None and lat.delay_s * 1e3 > policy.max_latency_ms:
-            e.excluded = f"expected delay {lat.delay_s * 1e3:.1f} ms > max_latency_ms {policy.max_latency_ms:g}"
+        # latency (scoring.latency_haircut, inlined: same float operations, no object)
+        m = st.measured_rtt_ns
+        rtt = int(m) if m is not None else st.rtt_ns
+        if side is Side.BUY:
+            opp, same = book.best_ask_ticks, book.best_bid_ticks
+        else:
+            opp, same = book.best_bid_ticks, book.best_ask_ticks
+        ref_px = (opp if opp is not None else same or 0) * st.price_factor
+        rate, vol = st.activity.rate_and_volatility(side, now)
+        age_s = max(0, age_ns) / NS_PER_S
+        rtt_s = max(0, rtt) / NS_PER_S
+        delay = age_s + rtt_s
+        p_gone = 1.0 - _exp(-rate * delay)
+        move = vol * _sqrt(delay)
+        cost = p_gone * move / ref_px * 1e4 if ref_px > 0 else 0.0
+        e.lat = (age_s, rtt_s, delay, rate, vol, move, p_gone, cost)
+        e.delay_s = delay
+        e.stage = 2
+        if policy.max_latency_ms is not None and delay * 1e3 > policy.max_latency_ms:
+            e.excluded = f"expected delay {delay * 1e3:.1f} ms > max_latency_ms {policy.max_latency_ms:g}"
             return e
-        fill = st.take_fill if style == "take" else st.post_fill
-        f["fill_probability"] = {"take_hit_ratio": st.take_fill.mean, "post_fill_rate": st.post_fill.mean,
-                                 "take_orders": st.take_fill.orders, "post_orders": st.post_fill.orders,
-                                 "used": fill.mean}
+        tf, pf_ = st.take_fill, st.post_fill
+        take_mean, post_mean = tf.mean, pf_.mean
+        e.fill = (take_mean, post_mean, tf.orders, pf_.orders, take_mean if style == "take" else post_mean)
         # capacity
         headroom = self.capacity.order_headroom(name)
-        cap: dict[str, Any] = {"order_headroom": headroom}
-        f["capacity"] = cap
+        e.headroom = headroom
+        e.stage = 3
         if headroom is not None and headroom <= 0:
             e.excluded = "rate limit: no order headroom"
             return e
-        if cfg.max_quantity is not None:
-            e.cap_lots = inst.qty_to_lots(cfg.max_quantity)
-            cap["max_quantity"] = cfg.max_quantity
+        e.cap_lots = st.max_lots
         asset = inst.base if side is Side.SELL and inst.kind is InstrumentKind.SPOT else inst.quote
         bal = self.capacity.available_balance(name, asset)
-        cap["balance_asset"] = asset
-        cap["balance"] = bal
+        e.asset = asset
+        e.bal = bal
+        e.stage = 4
         if bal is not None:
             if bal <= 0:
                 e.excluded = f"no available {asset} balance"
@@ -467,104 +689,112 @@ class Router:
     def _reference(self, live: list[_Eval], side: Side) -> int | None:
         """Best raw opposite price across the eligible venues, in common ticks."""
         best: int | None = None
+        buy = side is Side.BUY
         for e in live:
-            book = e.st.book
+            st = e.st
+            book = st.book
             assert book is not None
-            p = book.best_ask_ticks if side is Side.BUY else book.best_bid_ticks
+            p = book.best_ask_ticks if buy else book.best_bid_ticks
             if p is None:
                 continue
-            pc = p * self.grid.price_factor[e.name]
-            if best is None or (pc < best if side is Side.BUY else pc > best):
+            pc = p * st.price_factor
+            if best is None or (pc < best if buy else pc > best):
                 best = pc
         return best
 
-    def _score(self, live: list[_Eval], side: Side, ref: int | None, style: str) -> None:
-        """Fill the price factor and the strategy score (bps, lower is better) of each venue."""
+    def _score(self, live: list[_Eval], side: Side, ref: int | None) -> None:
+        """The price factor and the strategy score (bps, lower is better) of each venue."""
         policy = self.policy
         w = policy.weights
         sgn = int(side)
-        grid = self.grid
-        tick = grid.tick_size
-        tick_e8 = tick / FEE_SCALE
-        tick_q = tick / 100
+        buy = side is Side.BUY
+        s = policy.strategy
+        smart = s == "smart"
+        miss_cost = policy.miss_cost_bps
         for e in live:
             st = e.st
             book = st.book
-            assert book is not None and e.latency is not None
-            pf = grid.price_factor[e.name]
-            opp = book.best_ask_ticks if side is Side.BUY else book.best_bid_ticks
-            taker_bps = st.fee_taker_e8 / 10_000
-            maker_bps = st.fee_maker_e8 / 10_000
-            price: dict[str, Any] = {"taker_fee_bps": taker_bps, "maker_fee_bps": maker_bps}
-            e.factors["price"] = price
+            assert book is not None
+            opp = book.best_ask_ticks if buy else book.best_bid_ticks
+            e.scored = True
             if opp is not None:
-                pc = opp * pf
-                price["best"] = Decimal(pc) * tick
-                price["fee_adjusted_best"] = (Decimal(pc * (FEE_SCALE + sgn * st.fee_taker_e8)) * tick_e8).quantize(
-                    tick_q)
+                pc = opp * st.price_factor
+                e.pc = pc
                 rel = sgn * (pc - ref) / ref * 1e4 if ref else 0.0
-                price["vs_reference_bps"] = rel
+                e.rel = rel
             else:
+                e.pc = None
                 rel = 0.0
-            lat_cost = e.latency.cost_bps
-            miss = (1.0 - st.take_fill.mean) * policy.miss_cost_bps
-            if policy.strategy == "smart":
+            lat_cost = e.lat[7]
+            miss = (1.0 - e.fill[0]) * miss_cost
+            e.miss = miss
+            if smart:
                 e.penalty_bps = w.latency * lat_cost + w.fill * miss
-            s = policy.strategy
             if s == "best_price":
                 e.score_bps = rel
             elif s in ("lowest_cost", "fastest"):
-                e.score_bps = rel + taker_bps
+                e.score_bps = rel + st.taker_bps
             else:
-                e.score_bps = rel + taker_bps + e.penalty_bps
-            e.factors["score"] = {"strategy": s, "take_score_bps": e.score_bps,
-                                  "latency_penalty_bps": w.latency * lat_cost if s == "smart" else 0.0,
-                                  "miss_penalty_bps": w.fill * miss if s == "smart" else 0.0,
-                                  "delay_ms": e.latency.delay_s * 1e3}
+                e.score_bps = rel + st.taker_bps + e.penalty_bps
 
     # ------------------------------------------------------------------ marketable
-    def _ladders(self, live: list[_Eval], side: Side, dropped: set[str]) -> list[Ladder]:
+    def _sweep_inputs(self, live: list[_Eval], side: Side, dropped: set[str]
+                      ) -> tuple[list[tuple[int, int] | None], list[L2Book], list[VenueParams]]:
+        """Each venue's best level, book and fee/latency-adjusted sweep parameters."""
         policy = self.policy
         s = policy.strategy
         haircut = policy.haircut_enabled
-        ladders: list[Ladder] = []
-        order = sorted(live, key=lambda e: e.latency.delay_s if e.latency else 0.0)
-        rank = {e.name: i for i, e in enumerate(order)}
         sgn = int(side)
+        buy = side is Side.BUY
+        rank: dict[str, int] = {}
+        if s == "fastest":
+            rank = {e.name: i for i, e in enumerate(sorted(live, key=lambda e: e.delay_s))}
+        heads: list[tuple[int, int] | None] = []
+        books: list[L2Book] = []
+        params: list[VenueParams] = []
         for e in live:
             st = e.st
             book = st.book
-            assert book is not None and e.latency is not None
+            assert book is not None
+            books.append(book)
+            if buy:
+                p = book.best_ask_ticks
+                heads.append(None if p is None else (p, book.ask_lots_at(p)))
+            else:
+                p = book.best_bid_ticks
+                heads.append(None if p is None else (p, book.bid_lots_at(p)))
+            fee = st.fee_taker_e8
             if s == "best_price":
                 adj = 0
             else:
-                adj = st.fee_taker_e8 + (int(e.penalty_bps * 10_000) if s == "smart" else 0)
-            lat = e.latency
-            ladders.append(Ladder(
-                levels=book.iter_levels(side),
-                price_factor=self.grid.price_factor[e.name], lot_factor=self.grid.lot_factor[e.name],
-                key_mult=FEE_SCALE + sgn * adj, cost_mult=FEE_SCALE + st.fee_taker_e8,
-                cap_lots=0 if e.name in dropped else e.cap_lots,
-                budget=e.budget if side is Side.BUY else NO_LIMIT,
-                priority=rank[e.name] * _PRIORITY_STEP if s == "fastest" else 0,
-                p_gone_top=lat.p_gone_top if haircut else 0.0, move_ticks=max(lat.move_ticks, 1.0)))
-            if side is Side.SELL and e.budget >= 0 and book.best_bid_ticks:
+                adj = fee + (int(e.penalty_bps * 10_000) if s == "smart" else 0)
+            cap = 0 if e.name in dropped else e.cap_lots
+            if not buy and e.budget >= 0 and book.best_bid_ticks:
                 # sell with a quote-currency margin budget (perpetuals): cap lots at the best bid,
                 # conservative because deeper bids are lower
-                lots_cap = e.budget // (book.best_bid_ticks * (FEE_SCALE + st.fee_taker_e8))
-                lad = ladders[-1]
-                lad.cap_lots = lots_cap if lad.cap_lots < 0 else min(lad.cap_lots, lots_cap)
-        return ladders
+                lots_cap = e.budget // (book.best_bid_ticks * (FEE_SCALE + fee))
+                cap = lots_cap if cap < 0 else min(cap, lots_cap)
+            lat = e.lat
+            move = lat[5]
+            params.append((st.price_factor, st.lot_factor, FEE_SCALE + sgn * adj, FEE_SCALE + fee, cap,
+                           e.budget if buy else NO_LIMIT, rank[e.name] * _PRIORITY_STEP if rank else 0,
+                           lat[6] if haircut else 0.0, move if move > 1.0 else 1.0))
+        return heads, books, params
 
     def _take(self, live: list[_Eval], side: Side, want: int, bound: int | None,
               explanation: list[str]) -> tuple[list[Allocation], int, str | None]:
         dropped: set[str] = set()
         while True:
-            res: SweepResult = sweep(side, self._ladders(live, side, dropped), want, bound)
+            heads, books, params = self._sweep_inputs(live, side, dropped)
+            res: SweepResult = sweep_levels(side, heads, [None] * len(books), books, params, want, bound)
             bad = None
             for e, lots, worst in zip(live, res.lots, res.worst, strict=True):
-                if lots and e.st.instrument is not None:
-                    why = e.st.instrument.check_order(worst, lots)
+                st = e.st
+                if lots and st.instrument is not None:
+                    if (lots >= st.ok_lots and worst is not None and worst > 0
+                            and (lots if st.size_by_lots else worst * lots) >= st.ok_size):
+                        continue  # surely above the minimums (see _order_thresholds)
+                    why = st.instrument.check_order(worst, lots)
                     if why:
                         bad = (e, why)
                         break
@@ -575,32 +805,27 @@ class Router:
             e.notes.append(f"take slice dropped and re-offered: {why}")
             explanation.append(f"{e.name}: slice dropped ({why}), re-offered to the other venues")
         allocs: list[Allocation] = []
-        takes = res.takes
-        for e, t in zip(live, takes, strict=True):
-            inst = e.st.instrument
-            assert inst is not None
-            if t.lots:
-                allocs.append(Allocation(e.name, t.lots, t.worst_ticks, "take", OrderType.LIMIT, TimeInForce.IOC,
-                                         inst.lots_to_qty(t.lots),
-                                         None if t.worst_ticks is None else inst.ticks_to_price(t.worst_ticks)))
-                # exact ratios, rounded to 1/100 tick for display
-                q = inst.tick_size / 100
-                avg = Decimal(t.notional) / t.lots * inst.tick_size
-                e.factors["price"]["vwap_taken"] = avg.quantize(q)
-                e.factors["price"]["fee_adjusted_vwap_taken"] = (
-                    Decimal(t.notional * (FEE_SCALE + int(side) * e.st.fee_taker_e8))
-                    / (t.lots * FEE_SCALE) * inst.tick_size).quantize(q)
-            if t.stop and t.stop != "lot size":
-                e.factors.setdefault("score", {})["take_stop"] = t.stop
+        for e, lots, worst, notional, stop in zip(live, res.lots, res.worst, res.notional, res.stops, strict=True):
+            if lots:
+                inst = e.st.instrument
+                assert inst is not None
+                allocs.append(Allocation(e.name, lots, worst, "take", OrderType.LIMIT, TimeInForce.IOC,
+                                         inst.lots_to_qty(lots),
+                                         None if worst is None else inst.ticks_to_price(worst)))
+                e.take_lots = lots
+                e.take_notional = notional
+            if stop and stop != "lot size":
+                e.take_stop = stop
         reason = None
+        filled = res.filled_common_lots
         if res.remaining_common_lots:
-            stops = [f"{e.name}: {t.stop}" for e, t in zip(live, takes, strict=True) if t.stop]
+            stops = [f"{e.name}: {t}" for e, t in zip(live, res.stops, strict=True) if t]
             reason = "take incomplete (" + "; ".join(stops) + ")" if stops else "take incomplete"
             if dropped:
                 reason += "; slices below venue minimums dropped: " + ", ".join(sorted(dropped))
-        explanation.append(f"take {self.grid.quantity(res.filled_common_lots)} of {self.grid.quantity(want)} "
+        explanation.append(f"take {self._quantity(filled)} of {self._quantity(want)} "
                            f"across {len(allocs)} venue(s) by {self.policy.strategy}")
-        return allocs, res.filled_common_lots, reason
+        return allocs, filled, reason
 
     # ------------------------------------------------------------------ passive
     def _post(self, live: list[_Eval], side: Side, want: int, limit_common: int | None, ref: int | None,
@@ -614,8 +839,8 @@ class Router:
             st = e.st
             book = st.book
             inst = st.instrument
-            assert book is not None and inst is not None and e.latency is not None
-            pf = grid.price_factor[e.name]
+            assert book is not None and inst is not None
+            pf = st.price_factor
             same = book.best_bid_ticks if side is Side.BUY else book.best_ask_ticks
             opp = book.best_ask_ticks if side is Side.BUY else book.best_bid_ticks
             if same is not None:
@@ -645,10 +870,10 @@ class Router:
             elif s == "lowest_cost":
                 score = rel + maker_bps
             elif s == "fastest":
-                score = e.latency.delay_s * 1e3
+                score = e.delay_s * 1e3
             else:
                 score = rel + maker_bps + (w.queue * queue_frac + w.fill * (1.0 - p_fill)) * policy.miss_cost_bps
-            e.factors["passive"] = {"price": inst.ticks_to_price(px), "maker_fee_bps": maker_bps,
+            e.passive = {"price": inst.ticks_to_price(px), "maker_fee_bps": maker_bps,
                                     "queue_ahead": inst.lots_to_qty(ahead), "queue_fraction": queue_frac,
                                     "fill_probability": p_fill, "vs_reference_bps": rel, "score": score}
             cands.append((score, idx, e, px))

@@ -1,0 +1,119 @@
+"""POV (percentage of volume): trade a target share of the market volume as it happens.
+
+Market volume is the sum of public trades of the symbol seen by ``on_trade`` since ``start``,
+minus this order's own fills when the feed carries them (``ctx.own_trades_in_feed``): our own
+prints never raise our own target, so there is no feedback loop. With ``V`` that volume and ``F``
+our filled lots:
+
+* target ``target_rate * V``; floor ``min_rate * V``; ceiling ``max_rate * V``;
+* ahead (``F > max_rate * V``): cancel the posts and send nothing (paused) until volume catches up;
+* behind (``F < min_rate * V`` or target minus ``F`` above ``catchup_threshold`` of the parent):
+  cancel posts and take the shortfall (within the limit);
+* otherwise post the shortfall at the near touch, at least ``min_child_lots`` (so that the
+  order is present in the book before volume arrives), never committing more than the ceiling
+  plus that one child.
+
+It re-evaluates on every trade and every ``check_ns`` (default 1 s); it does not sweep: at
+``end`` the remainder is reported.
+"""
+
+from __future__ import annotations
+
+from algos.base import AlgoStatus, ChildRecord, ExecutionAlgo
+from algos.params import CommonParams
+from marketdata.errors import ConfigError
+from marketdata.model import TradeTick
+
+__all__ = ["PovAlgo"]
+
+
+class PovAlgo(ExecutionAlgo):
+    """Participation algo; rates are fractions in (0, 1]."""
+
+    name = "pov"
+
+    def __init__(self, params: CommonParams, *, target_rate: float, min_rate: float | None = None,
+                 max_rate: float | None = None, catchup_threshold: float = 0.02,
+                 check_ns: int = 1_000_000_000, retry_ns: int = 1_000_000_000) -> None:
+        super().__init__(params)
+        lo = target_rate / 2 if min_rate is None else min_rate
+        hi = min(1.0, target_rate * 1.5) if max_rate is None else max_rate
+        for key, v, low_open in (("target_rate", target_rate, True), ("min_rate", lo, False),
+                                 ("max_rate", hi, True)):
+            if not ((v > 0 if low_open else v >= 0) and v <= 1):
+                raise ConfigError(f"{v}", key=key, allowed="(0, 1]" if low_open else "[0, 1]")
+        if not lo <= target_rate <= hi:
+            raise ConfigError(f"min {lo} <= target {target_rate} <= max {hi} does not hold",
+                              key="target_rate", allowed="min_rate <= target_rate <= max_rate")
+        if not 0 <= catchup_threshold <= 1:
+            raise ConfigError(f"{catchup_threshold}", key="catchup_threshold", allowed="[0, 1]")
+        if check_ns <= 0 or retry_ns <= 0:
+            raise ConfigError("intervals must be positive", key="check_interval", allowed="> 0")
+        self.target_rate, self.min_rate, self.max_rate = target_rate, lo, hi
+        self.catchup_threshold = catchup_threshold
+        self.check_ns = check_ns
+        self.retry_ns = retry_ns
+        self._market_lots = 0
+        self._last_take_ns: int | None = None
+        self.paused_ahead = False
+
+    def market_volume_ex_own(self) -> int:
+        own = self.filled_lots if self.ctx.own_trades_in_feed else 0
+        return max(0, self._market_lots - own)
+
+    def _begin(self) -> None:
+        p = self.params
+        self._track(p.end_ns, self.ctx.clock.set_timer(self.check_ns, self._fire, start_ns=p.start_ns,
+                                                       stop_ns=p.end_ns))
+        self._at(p.end_ns)
+
+    def _on_trade(self, trade: TradeTick) -> None:
+        now = self.ctx.clock.now_ns()
+        if self.params.start_ns <= now < self.params.end_ns:
+            self._market_lots += trade.lots
+            self._reconcile(now)
+
+    def _on_book(self) -> None:
+        self._check_would()
+
+    def _on_child_done(self, rec: ChildRecord) -> None:
+        self._reconcile(self.ctx.clock.now_ns())
+
+    def _reconcile(self, now_ns: int) -> None:
+        if self.status is not AlgoStatus.RUNNING:
+            return
+        p = self.params
+        if now_ns >= p.end_ns:
+            rem = self.remaining_lots()
+            self._finish(AlgoStatus.FINISHED if rem else AlgoStatus.COMPLETED,
+                         f"end time reached with {rem} lots unfilled" if rem else "filled")
+            return
+        if now_ns < p.start_ns:
+            return
+        vol = self.market_volume_ex_own()
+        filled = self.filled_lots
+        target = int(self.target_rate * vol)
+        ceiling = int(self.max_rate * vol)
+        if filled > ceiling:
+            if not self.paused_ahead:
+                self.paused_ahead = True
+                self.ctx.log_event("pov_ahead", algo=self.name, filled_lots=filled, ceiling_lots=ceiling)
+            self._cancel_open(styles=("post", "mixed"))
+            return
+        self.paused_ahead = False
+        shortfall = target - filled
+        behind = filled < int(self.min_rate * vol) or shortfall > self.catchup_threshold * self.parent_lots
+        if behind and shortfall > 0 and not p.passive_only:
+            if self.open_children("post"):
+                self._cancel_open(styles=("post", "mixed"))
+            open_take = any(c.request.style == "take" for c in self.open_children())
+            rested = self._last_take_ns is None or now_ns - self._last_take_ns >= self.retry_ns
+            if not open_take and rested and self._send(shortfall, style="take", reason="catchup") is not None:
+                self._last_take_ns = now_ns
+            return
+        open_posts = sum(c.open_lots for c in self.open_children("post"))
+        want = max(shortfall, p.min_child_lots) - open_posts
+        want = min(want, ceiling + p.min_child_lots - filled - self.open_lots())
+        if want > 0 and not any(c.cancel_requested for c in self.open_children("post")):
+            self._send(want, style="post", reason="participate")
+        self._check_would()

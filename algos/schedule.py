@@ -1,0 +1,257 @@
+"""Schedule-following machinery shared by TWAP, VWAP and implementation shortfall.
+
+A schedule is a list of slice start times and the *cumulative* lots due by the end of each slice;
+the last cumulative target is exactly the parent quantity (:func:`split_exact` carries every
+rounding remainder forward). :class:`ScheduleAlgo` follows it passive first: at each slice it
+posts the lots due and not yet filled or open at the near touch; when the fills lag the schedule
+of the previous slice by more than ``catchup_tolerance`` of the parent, it cancels its posts and
+takes the lag; ``sweep_lead_ns`` before the end it cancels everything and takes the whole
+remainder (within the parent limit), retrying every ``retry_ns`` until the end time.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Sequence
+from fractions import Fraction
+from math import gcd
+
+from algos.base import AlgoStatus, ChildRecord, ExecutionAlgo
+from algos.params import CommonParams
+from marketdata.errors import ConfigError, InvariantError
+from marketdata.model import TradeTick
+
+__all__ = ["ScheduleAlgo", "split_exact"]
+
+log = logging.getLogger(__name__)
+
+
+def split_exact(total: int, weights: Sequence[float | int | Fraction]) -> list[int]:
+    """Cumulative integer targets proportional to ``weights``: ``c[k] = floor(total * W_k / W)``
+    in exact integer arithmetic (floats are first fixed to 1e-12, Fractions brought to a common
+    denominator), so ``c[-1] == total`` and slices ``c[k] - c[k-1]`` are
+    non-negative integers that add up to ``total`` exactly. Zero weights give empty slices;
+    all-zero weights fall back to equal ones."""
+    if total < 0:
+        raise InvariantError(f"split_exact of negative total {total}")
+    if not weights:
+        raise InvariantError("split_exact needs at least one weight")
+    ints: list[int]
+    if all(isinstance(w, int) for w in weights):
+        ints = [int(w) for w in weights]
+    elif any(isinstance(w, Fraction) for w in weights):
+        fr = [Fraction(w) for w in weights]
+        den = 1
+        for f in fr:
+            den = den * f.denominator // gcd(den, f.denominator)
+        ints = [int(f * den) for f in fr]
+    else:
+        # floats: fixed point with 1e-12 resolution; sums stay exact integers
+        ints = [round(float(w) * 1_000_000_000_000) for w in weights]
+    if any(w < 0 for w in ints):
+        raise InvariantError("split_exact weights must be >= 0")
+    whole = sum(ints)
+    if whole == 0:
+        ints = [1] * len(ints)
+        whole = len(ints)
+    out: list[int] = []
+    acc = 0
+    for w in ints:
+        acc += w
+        out.append(total * acc // whole)
+    out[-1] = total
+    return out
+
+
+class ScheduleAlgo(ExecutionAlgo):
+    """Follows ``self.slice_ns`` / ``self.cum_targets`` (set by ``_plan``); see module doc.
+
+    Extra parameters: ``catchup_tolerance`` (fraction of parent, default 0.05),
+    ``sweep_lead_ns`` (default 5% of the window), ``retry_ns`` (minimum gap between two takes,
+    default 1 s or a tenth of a slice if shorter), ``final_sweep`` (default True),
+    ``max_participation`` (fraction of market volume excluding our fills, default None = no cap).
+    """
+
+    name = "schedule"
+
+    def __init__(self, params: CommonParams, *, catchup_tolerance: float = 0.05,
+                 sweep_lead_ns: int | None = None, retry_ns: int | None = None,
+                 final_sweep: bool = True, max_participation: float | None = None) -> None:
+        super().__init__(params)
+        if not 0.0 <= catchup_tolerance <= 1.0:
+            raise ConfigError(f"{catchup_tolerance}", key="catchup_tolerance", allowed="[0, 1]")
+        if max_participation is not None and not 0.0 < max_participation <= 1.0:
+            raise ConfigError(f"{max_participation}", key="max_participation", allowed="(0, 1]")
+        lead = sweep_lead_ns if sweep_lead_ns is not None else params.duration_ns // 20
+        if not 0 <= lead < params.duration_ns:
+            raise ConfigError(f"{lead} ns", key="sweep_lead", allowed="[0, end - start)")
+        self.catchup_tolerance = catchup_tolerance
+        self.sweep_ns = params.end_ns - lead
+        self.final_sweep = final_sweep
+        self.max_participation = max_participation
+        self._retry_ns = retry_ns
+        self.slice_ns: list[int] = []
+        self.cum_targets: list[int] = []
+        self._last_take_ns: int | None = None
+        self._retry_at: int | None = None
+        self._market_lots = 0
+        self._last_slice = -1
+
+    # ------------------------------------------------------------------ planning
+    def _plan(self) -> None:
+        """Fill ``slice_ns`` (ascending, within [start, sweep)) and ``cum_targets``."""
+        raise NotImplementedError
+
+    def _slice_started(self, k: int) -> None:
+        """Hook: slice ``k`` just began (IS re-plans here)."""
+
+    def _begin(self) -> None:
+        self._plan()
+        self._validate_plan()
+        if self._retry_ns is None:
+            slice_len = self.params.duration_ns // max(1, len(self.slice_ns))
+            self._retry_ns = max(1, min(1_000_000_000, slice_len // 10))
+        for t in sorted(set(self.slice_ns)):
+            self._at(t)
+        if self.final_sweep:
+            self._at(self.sweep_ns)
+        self._at(self.params.end_ns)
+        self.ctx.log_event("algo_schedule", algo=self.name, slice_ns=self.slice_ns,
+                           cum_targets=self.cum_targets)
+
+    def _validate_plan(self) -> None:
+        if len(self.slice_ns) != len(self.cum_targets) or not self.slice_ns:
+            raise InvariantError(f"{self.name}: plan has {len(self.slice_ns)} times and "
+                                 f"{len(self.cum_targets)} targets")
+        if self.cum_targets[-1] != self.parent_lots:
+            raise InvariantError(f"{self.name}: schedule sums to {self.cum_targets[-1]}, "
+                                 f"parent is {self.parent_lots}")
+        if any(b < a for a, b in zip(self.cum_targets, self.cum_targets[1:], strict=False)):
+            raise InvariantError(f"{self.name}: cumulative targets decrease")
+        if any(b < a for a, b in zip(self.slice_ns, self.slice_ns[1:], strict=False)):
+            raise InvariantError(f"{self.name}: slice times decrease")
+
+    def slice_lots(self) -> list[int]:
+        """Per-slice lots (differences of the cumulative targets); they sum to the parent."""
+        prev, out = 0, []
+        for c in self.cum_targets:
+            out.append(c - prev)
+            prev = c
+        return out
+
+    def _replan(self) -> None:
+        # after an amend: rescale the remaining cumulative targets to the new parent
+        if not self.cum_targets:
+            return
+        k = max(0, self._last_slice)
+        before = self.cum_targets[k - 1] if k > 0 else 0
+        done = min(before, self.parent_lots)
+        prev = [before, *self.cum_targets[k:-1]]
+        weights = [b - a for a, b in zip(prev, self.cum_targets[k:], strict=True)]
+        tail = split_exact(self.parent_lots - done, weights)
+        self.cum_targets = [min(c, done) for c in self.cum_targets[:k]] + [done + t for t in tail]
+        self._validate_plan()
+
+    # ------------------------------------------------------------------ market volume
+    def market_volume_ex_own(self) -> int:
+        """Public volume traded in the window, minus our own fills when the feed carries them."""
+        own = self.filled_lots if self.ctx.own_trades_in_feed else 0
+        return max(0, self._market_lots - own)
+
+    def _on_trade(self, trade: TradeTick) -> None:
+        now = self.ctx.clock.now_ns()
+        if self.params.start_ns <= now < self.params.end_ns:
+            self._market_lots += trade.lots
+        self._check_would()
+
+    def participation_room(self) -> int | None:
+        """Lots that may still be committed under ``max_participation`` (None = no cap)."""
+        if self.max_participation is None:
+            return None
+        cap = int(self.max_participation * self.market_volume_ex_own())
+        return max(0, cap - self.committed_lots())
+
+    # ------------------------------------------------------------------ following
+    def current_slice(self, now_ns: int) -> int:
+        """Index of the slice in force at ``now_ns`` (-1 before the first)."""
+        return bisect.bisect_right(self.slice_ns, now_ns) - 1
+
+    def _take_allowed(self, now_ns: int) -> bool:
+        last = self._last_take_ns
+        assert self._retry_ns is not None
+        if last is not None and now_ns - last < self._retry_ns:
+            due = last + self._retry_ns
+            if self._retry_at != due:  # one pending retry alert, not one per call
+                self._retry_at = due
+                self._at(due)
+            return False
+        return not any(c.request.style == "take" for c in self.open_children())
+
+    def _take(self, lots: int, now_ns: int, reason: str) -> None:
+        if lots <= 0 or self.params.passive_only or not self._take_allowed(now_ns):
+            return
+        room = self.participation_room()
+        if room is not None:
+            lots = min(lots, room)
+        if lots > 0 and self._send(lots, style="take", reason=reason) is not None:
+            self._last_take_ns = now_ns
+
+    def _reconcile(self, now_ns: int) -> None:
+        if self.status is not AlgoStatus.RUNNING:
+            return
+        p = self.params
+        if now_ns >= p.end_ns:
+            rem = self.remaining_lots()
+            self._finish(AlgoStatus.FINISHED if rem else AlgoStatus.COMPLETED,
+                         f"end time reached with {rem} lots unfilled" if rem else "filled")
+            return
+        if now_ns < p.start_ns:
+            return
+        if self.final_sweep and now_ns >= self.sweep_ns:
+            self._cancel_open(styles=("post", "mixed"))
+            self._take(self.parent_lots - self.filled_lots, now_ns, "sweep")
+            if self.params.passive_only:  # no takes allowed: keep the remainder posted
+                self._post_upto(self.parent_lots, reason="sweep")
+            return
+        if self.would_active():
+            self._check_would()
+            return
+        k = self.current_slice(now_ns)
+        if k < 0:
+            return
+        if k != self._last_slice:
+            for j in range(self._last_slice + 1, k + 1):
+                self._slice_started(j)
+            self._last_slice = k
+            self._reprice()
+        due = self.cum_targets[k]
+        behind_ref = self.cum_targets[k - 1] if k > 0 else 0
+        lag = behind_ref - self.filled_lots
+        if lag > self.catchup_tolerance * self.parent_lots and not self.params.passive_only:
+            if self.open_children("post"):
+                self._cancel_open(styles=("post", "mixed"))
+            self._take(lag, now_ns, "catchup")
+        self._post_upto(due, reason="slice")
+
+    def _post_upto(self, due: int, *, reason: str) -> None:
+        want = due - self.filled_lots - self.open_lots()
+        if want <= 0:
+            return
+        if any(c.cancel_requested for c in self.open_children("post")):
+            return  # wait for the cancels to land before re-posting
+        room = self.participation_room()
+        if room is not None:
+            want = min(want, room)
+        if want > 0:
+            self._send(want, style="post", reason=reason)
+
+    def _reprice(self) -> None:
+        """Cancel resting posts that are no longer at the passive price (re-posted on done)."""
+        target = self.passive_price()
+        for c in self.open_children("post"):
+            if target is not None and c.request.limit_ticks != target:
+                self._cancel(c.child_id)
+
+    def _on_child_done(self, rec: ChildRecord) -> None:
+        self._reconcile(self.ctx.clock.now_ns())

@@ -1,0 +1,61 @@
+"""VWAP: follow an intraday volume profile, capped by a maximum participation rate.
+
+The window (``start`` to ``end``, or to the sweep when ``final_sweep``) is cut at the profile's
+bin edges; each segment's target is the profile volume it covers, split exactly in lots
+(:func:`~algos.schedule.split_exact`; if the profile has no volume in the window the targets
+are even, with a warning). The algo then follows the schedule like TWAP (post first, take when
+behind by more than ``catchup_tolerance``), except that everything it commits, filled plus open,
+is kept at or below ``max_participation`` x the market volume observed on the trade feed since
+``start``, excluding its own fills. With the cap binding the order can finish behind schedule:
+VWAP does not sweep by default (``final_sweep=False``) and reports the remainder at ``end``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from algos.params import CommonParams
+from algos.profile import VolumeProfile
+from algos.schedule import ScheduleAlgo, split_exact
+from marketdata.errors import ConfigError
+
+__all__ = ["VwapAlgo"]
+
+log = logging.getLogger(__name__)
+
+
+class VwapAlgo(ScheduleAlgo):
+    """Profile-following slicing. ``profile`` default: :meth:`VolumeProfile.u_shape` (5-min
+    bins over the whole day); ``max_participation`` default 0.25 (``None`` disables the cap)."""
+
+    name = "vwap"
+
+    def __init__(self, params: CommonParams, *, profile: VolumeProfile | None = None,
+                 max_participation: float | None = 0.25, catchup_tolerance: float = 0.05,
+                 sweep_lead_ns: int | None = None, retry_ns: int | None = None,
+                 final_sweep: bool = False, max_slice_ns: int | None = None) -> None:
+        super().__init__(params, catchup_tolerance=catchup_tolerance, sweep_lead_ns=sweep_lead_ns,
+                         retry_ns=retry_ns, final_sweep=final_sweep, max_participation=max_participation)
+        if max_slice_ns is not None and max_slice_ns <= 0:
+            raise ConfigError(f"{max_slice_ns} ns", key="max_slice", allowed="> 0")
+        self.profile = profile or VolumeProfile.u_shape()
+        self.max_slice_ns = max_slice_ns
+
+    def _plan(self) -> None:
+        p = self.params
+        end = self.sweep_ns if self.final_sweep else p.end_ns
+        segs = self.profile.segments(p.start_ns, end)
+        if self.max_slice_ns:  # cut long bins so that re-posting happens often enough
+            fine = []
+            for a, b, w in segs:
+                n = -(-(b - a) // self.max_slice_ns)
+                for i in range(n):
+                    sa, sb = a + (b - a) * i // n, a + (b - a) * (i + 1) // n
+                    fine.append((sa, sb, w * (sb - sa) / (b - a)))
+            segs = fine
+        weights = [w for _, _, w in segs]
+        if sum(weights) == 0:
+            log.warning("vwap parent=%s: profile %s has no volume in the window; using even slices",
+                        self.ctx.parent_id, self.profile.source)
+        self.slice_ns = [a for a, _, _ in segs]
+        self.cum_targets = split_exact(self.parent_lots, weights)

@@ -1,0 +1,187 @@
+"""Whole-engine throughput and tick-to-child latency on the bundled real data.
+
+Market events of binance-spot and binance-usdm (BTC-USDT, the whole bundled span, ~193,000 events)
+are decoded once per session and replayed from memory, so parsing is not measured. Variants:
+
+* ``bare_books``     reference: ``L2Book.apply`` of every BookDeltas into the two books, nothing else
+* ``driver_books``   reference: SimulationDriver + the two simulated venues (matching engines fed at
+  exchange time, market-data latency on the delayed feed) + a subscriber keeping its own two books:
+  the bare driver+books replay every engine run pays
+* ``engine_vwap``    the full engine: one VWAP parent (buy 3 BTC over 4 min, 10 % participation,
+  final sweep) routed across both venues, risk checks, order manager, rate limiters, journal off;
+  the run continues to the end of the data after the parent completes
+* ``engine_vwap_probe`` the same with the tick-to-child probe on (``time.perf_counter_ns``): for every
+  child order leaving the rate limiter inside a market-event or algo-timer callback, the wall time
+  from the start of that callback
+
+Run: ``python -m pytest bench/test_bench_engine.py --benchmark-enable -q -s``
+Figures are printed at the end (``-s``) and recorded in bench/results/engine.md.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import pytest
+
+from marketdata.book import L2Book
+from marketdata.clock import SimClock
+from marketdata.model import BookDeltas, Instrument, MarketEvent
+from marketdata.replay import Dataset, default_dataset
+from router.engine import POV, VWAP, Engine, ParentOrder
+from router.engine_config import load_engine_config_text
+from venues.latency import LatencyModel
+from venues.sim import SimulatedVenue, SimVenueConfig
+from venues.sim_driver import SimulationDriver
+
+VENUES = ["binance-spot", "binance-usdm"]
+ROUNDS = 3
+RESULTS: dict[str, float] = {}
+EVENTS: dict[str, int] = {}
+LATENCY: dict[str, list[int]] = {}
+
+
+class _MemoryDataset:
+    """A Dataset replaying pre-decoded events (same instruments and sequence rules)."""
+
+    def __init__(self, ds: Dataset, events: list[MarketEvent]) -> None:
+        self._ds = ds
+        self._events = events
+        self.instruments: dict[str, Instrument] = ds.instruments
+        self.start_ns, self.end_ns = ds.start_ns, ds.end_ns
+        self.source, self.format = ds.source, ds.format
+
+    def sequence_rule(self, venue: str) -> Any:
+        return self._ds.sequence_rule(venue)
+
+    def events(self, venues: Iterable[str] | None = None) -> Iterator[MarketEvent]:
+        return iter(self._events)
+
+
+@pytest.fixture(scope="module")
+def data() -> _MemoryDataset:
+    ds = default_dataset()
+    return _MemoryDataset(ds, list(ds.events(VENUES)))
+
+
+def _engine(data: _MemoryDataset, probe: Any = None, algo: Any = None) -> Engine:
+    cfg = load_engine_config_text('[engine]\nseed = 3\n', file="bench.toml")
+    engine = Engine(cfg, dataset=data, tick_probe=probe)   # type: ignore[arg-type]
+    engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="3",
+                              algo=algo or VWAP(end="+4m", max_participation=0.1, final_sweep=True)))
+    return engine
+
+
+def _record(name: str, benchmark: Any, events: int) -> None:
+    RESULTS[name] = benchmark.stats.stats.median
+    EVENTS[name] = events
+
+
+def test_bare_books(benchmark: Any, data: _MemoryDataset) -> None:
+    evs = data._events
+
+    def setup() -> tuple[tuple[dict[str, L2Book]], dict[str, Any]]:
+        return ({v: L2Book(v, "BTC-USDT", sequence_rule=data.sequence_rule(v)) for v in VENUES},), {}
+
+    def replay(books: dict[str, L2Book]) -> None:
+        for ev in evs:
+            if type(ev) is BookDeltas:
+                books[ev.venue].apply(ev)
+
+    benchmark.pedantic(replay, setup=setup, rounds=ROUNDS, warmup_rounds=1)
+    _record("bare_books", benchmark, len(evs))
+
+
+def test_driver_books(benchmark: Any, data: _MemoryDataset) -> None:
+    evs = data._events
+    from router.engine_config import DEFAULT_BALANCES
+    from venues.base import FeeSchedule, FeeTier
+
+    def setup() -> tuple[tuple[SimulationDriver], dict[str, Any]]:
+        clock = SimClock(data.start_ns)
+        driver = SimulationDriver(clock, evs)
+        books = {v: L2Book(v, "BTC-USDT", sequence_rule=data.sequence_rule(v)) for v in VENUES}
+        for k, v in enumerate(VENUES):
+            driver.add_venue(SimulatedVenue(SimVenueConfig(
+                venue=v, instruments=[data.instruments[v]],  # type: ignore[arg-type]
+                fees=FeeSchedule((FeeTier(),)), balances=dict(DEFAULT_BALANCES),
+                market_data_latency=LatencyModel.lognormal(3_000_000, 0.3),
+                sequence_rule=data.sequence_rule(v), seed=k), clock))
+
+        def on(ev: MarketEvent) -> None:
+            if type(ev) is BookDeltas:
+                books[ev.venue].apply(ev)
+        driver.subscribe(on, VENUES, delayed=True)
+        return (driver,), {}
+
+    benchmark.pedantic(lambda d: d.run(), setup=setup, rounds=ROUNDS, warmup_rounds=1)
+    _record("driver_books", benchmark, len(evs))
+
+
+def test_engine_vwap(benchmark: Any, data: _MemoryDataset) -> None:
+    done: list[Engine] = []
+
+    def setup() -> tuple[tuple[Engine], dict[str, Any]]:
+        return (_engine(data),), {}
+
+    def run(engine: Engine) -> None:
+        engine.run(stop_when=lambda: False)
+        done.append(engine)
+
+    benchmark.pedantic(run, setup=setup, rounds=ROUNDS, warmup_rounds=1)
+    e = done[-1]
+    p = e.summary()["parents"][0]
+    assert p["status"] == "filled", p
+    _record("engine_vwap", benchmark, e.stats.market_events)
+
+
+def test_engine_vwap_probe(benchmark: Any, data: _MemoryDataset) -> None:
+    done: list[Engine] = []
+
+    def setup() -> tuple[tuple[Engine], dict[str, Any]]:
+        return (_engine(data, time.perf_counter_ns),), {}
+
+    def run(engine: Engine) -> None:
+        engine.run(stop_when=lambda: False)
+        done.append(engine)
+
+    benchmark.pedantic(run, setup=setup, rounds=ROUNDS, warmup_rounds=1)
+    LATENCY["vwap"] = [x for e in done for x in e.stats.tick_to_child_ns]
+    _record("engine_vwap_probe", benchmark, done[-1].stats.market_events)
+
+
+def test_engine_pov_probe(benchmark: Any, data: _MemoryDataset) -> None:
+    """POV reacts to every public trade: many children leave inside market-event callbacks."""
+    done: list[Engine] = []
+
+    def setup() -> tuple[tuple[Engine], dict[str, Any]]:
+        return (_engine(data, time.perf_counter_ns, POV(end="+4m", target_rate=0.05)),), {}
+
+    def run(engine: Engine) -> None:
+        engine.run(stop_when=lambda: False)
+        done.append(engine)
+
+    benchmark.pedantic(run, setup=setup, rounds=ROUNDS, warmup_rounds=1)
+    LATENCY["pov"] = [x for e in done for x in e.stats.tick_to_child_ns]
+    _record("engine_pov_probe", benchmark, done[-1].stats.market_events)
+
+
+def teardown_module() -> None:
+    if not RESULTS:
+        return
+    ref = RESULTS.get("driver_books")
+    print("\nvariant              median s   events   events/s   x driver_books")
+    for name, med in RESULTS.items():
+        n = EVENTS[name]
+        ratio = f"{med / ref:.2f}" if ref else "-"
+        print(f"{name:<20} {med:8.3f} {n:8d} {n / med:10,.0f}   {ratio}")
+    for name, lat in LATENCY.items():
+        if not lat:
+            continue
+        xs = sorted(lat)
+        p99 = xs[min(len(xs) - 1, int(len(xs) * 0.99))]
+        print(f"tick-to-child ({name}): n={len(xs)} median {statistics.median(xs) / 1e3:.1f} us, "
+              f"p99 {p99 / 1e3:.1f} us, max {xs[-1] / 1e3:.1f} us")

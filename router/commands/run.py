@@ -1,0 +1,114 @@
+"""``sorex run CONFIG.toml [--json] [--out DIR] [--quiet]``
+
+Runs the parent orders of the config's ``[[parents]]`` sections against the configured venues (with
+no ``[venues.*]`` sections: the embedded default, simulated binance-spot and binance-usdm replaying
+the bundled real data). Progress goes to stderr while it runs; at the end the journal (SQLite) and
+the TCA report are written under ``--out`` (default ``./sorex-run``) and their paths printed.
+``--json`` prints one summary object on stdout. Reference: docs/engine.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from marketdata.errors import ConfigError, DataError
+from router.engine import Engine
+from router.engine_config import load_engine_config
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``run`` sub-command."""
+    p = subparsers.add_parser(
+        "run", help="run the parent orders of a config (simulation on recorded data by default)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", metavar="CONFIG.toml", help="sorex config with [[parents]] (docs/engine.md)")
+    p.add_argument("--json", action="store_true", help="print one JSON summary object on stdout")
+    p.add_argument("--out", metavar="DIR", default="sorex-run",
+                   help="directory for journal.sqlite and the TCA report (default ./sorex-run)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--no-tca", action="store_true", help="skip the TCA report")
+    p.set_defaults(func=run)
+
+
+def _fmt_ns(ns: int) -> str:
+    s, rem = divmod(ns, 1_000_000_000)
+    return time.strftime("%H:%M:%S", time.gmtime(s)) + f".{rem // 1_000_000:03d}"
+
+
+class _Progress:
+    """Throttled progress lines on stderr: on virtual-time ticks, at most every 0.5 s of wall time."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.last_wall = 0.0
+
+    def __call__(self, engine: Engine, *, force: bool = False) -> None:
+        if self.quiet:
+            return
+        wall = time.monotonic()
+        if not force and wall - self.last_wall < 0.5:
+            return
+        self.last_wall = wall
+        parts = []
+        for h in engine.handles():
+            pct = (h.filled / h.quantity * 100) if h.quantity else 0
+            avg = h.average_price
+            slip = h.slippage_bps
+            venues = engine._runs[h.id].by_venue
+            split = " ".join(f"{v}={q}" for v, q in sorted(venues.items())) or "-"
+            parts.append(f"{h.id} {h.status} {pct:5.1f}% avg {avg if avg is not None else '-'} "
+                         f"slip {f'{slip:+.2f}bps' if slip is not None else '-'} [{split}]")
+        sys.stderr.write(f"[{_fmt_ns(engine.clock.now_ns())}] " + (" | ".join(parts) or "no parents") + "\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_engine_config(args.config)
+    if not config.parents:
+        raise ConfigError("no [[parents]] section: nothing to run", file=config.path, key="parents")
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create output directory: {exc.strerror}", key="--out") from None
+    journal_path = out / "journal.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(journal_path) + suffix).unlink(missing_ok=True)
+    progress = _Progress(args.quiet)
+    engine = Engine(config, journal=journal_path, on_progress=progress)
+    try:
+        engine.run()
+        progress(engine, force=True)
+        summary = engine.summary()
+    finally:
+        engine.close()
+    tca_paths: dict[str, Any] | None = None
+    if not args.no_tca:
+        from tca import run_report
+        try:
+            tca_paths = run_report(journal_path, out / "tca")
+        except DataError as exc:
+            sys.stderr.write(f"sorex run: TCA report failed: {exc}\n")
+    summary["journal"] = str(journal_path)
+    summary["tca"] = None if tca_paths is None else {k: (str(v) if not isinstance(v, list) else [str(x) for x in v])
+                                                     for k, v in tca_paths.items()}
+    if args.json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    else:
+        for p in summary["parents"]:
+            sys.stdout.write(
+                f"{p['id']}: {p['side']} {p['quantity']} {p['symbol']} ({p['algo']}) {p['status']}: "
+                f"filled {p['filled']} "
+                f"avg {p['average_price']} arrival {p['arrival_price']} slippage {p['slippage_bps']} bps, "
+                f"{p['children']} child orders, venues {p['venues']}"
+                + (f"\n    reason: {p['reason']}" if p["reason"] else "") + "\n")
+        sys.stdout.write(f"journal: {journal_path}\n")
+        if tca_paths is not None:
+            sys.stdout.write(f"tca: {tca_paths.get('html')} ({tca_paths.get('json')})\n")
+    return 0

@@ -1,0 +1,1319 @@
+"""The engine: parent orders in, algos + pre-trade risk + router + order manager + rate limiters +
+venues wired together, journal and TCA out.
+
+::
+
+    from router.engine import Engine, ParentOrder, VWAP
+    engine = Engine.from_toml("examples/vwap.toml")        # or Engine.default()
+    handle = engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="2",
+                                       algo=VWAP(end="+4m", max_participation=0.1), limit_price="62000"))
+    engine.run()                    # simulation: virtual time, as fast as the machine allows
+    handle.status, handle.filled, handle.average_price, handle.children
+
+Data flow (one thread, one :class:`~marketdata.clock.SimClock` in simulation)::
+
+    replayed market data -> SimulationDriver -> simulated venues (matching engines, exchange time)
+                                             -> (market-data latency) engine books -> router activity,
+                                                consolidated book -> algos' on_book / on_trade
+    algo.send_child(ChildRequest) -> PreTradeRisk.check  (refusal: risk_refused + on_child_done(REJECTED))
+                                  -> Router.route        (routing_decision; residual = never sent)
+                                  -> OrderManager.submit (client id, order_command)
+                                  -> RateLimiter.acquire_at (a burst is paced on the clock, not refused)
+                                  -> Venue.submit
+    venue OrderEvent -> OrderManager.on_event (journal) -> algo.on_child_fill (common lots/ticks) and
+                        exactly once algo.on_child_done per child; PreTradeRisk position
+
+One algo child (a :class:`~algos.base.ChildRequest`) may become several venue orders (the router
+splits it); the algo sees one child id and one ``on_child_done`` when every venue order of it is
+terminal. A parent is terminal when its algo is and no venue order of it is still open; it ends
+with a ``parent_finished`` journal record whose ``reason`` says why whenever it is not fully
+filled. See docs/engine.md.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import deque
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal
+from pathlib import Path
+from typing import Any
+
+from algos.base import AlgoStatus, ChildRequest, ExecutionAlgo
+from algos.params import parse_time
+from marketdata.book import L2Book
+from marketdata.clock import AlertCallback, AlertHandle, Clock, SimClock
+from marketdata.consolidated import ConsolidatedBook
+from marketdata.errors import ConfigError, InstrumentError, RiskRejected, SorexError, VenueError
+from marketdata.model import (
+    BookDeltas,
+    ClientOrderId,
+    Instrument,
+    MarketEvent,
+    Order,
+    OrderEvent,
+    OrderEventKind,
+    OrderStatus,
+    Side,
+    TimeInForce,
+    TradeId,
+    TradeTick,
+    VenueId,
+)
+from marketdata.replay import Dataset, default_dataset, open_dataset
+from marketdata.units import CommonGrid
+from router.engine_algos import IS, POV, TWAP, VWAP, Iceberg
+from router.engine_config import (
+    DEFAULT_BALANCES,
+    EngineConfig,
+    ParentOrder,
+    SimVenueSettings,
+    load_engine_config,
+    load_engine_config_text,
+)
+from router.risk import PreTradeRisk, RiskCheck
+from router.routing import Router, RouteRequest
+from venues.base import run_now
+from venues.journal import Journal
+from venues.latency import LatencyModel
+from venues.order_manager import OrderManager, ParentAccounting
+from venues.ratelimit import PRESETS, RateLimiter
+from venues.sim import QueueModel, SimulatedVenue, SimVenueConfig
+from venues.sim_driver import SimulationDriver
+
+__all__ = ["IS", "POV", "TWAP", "VWAP", "Engine", "Iceberg", "ParentHandle", "ParentOrder"]
+
+log = logging.getLogger(__name__)
+
+NS_PER_MS = 1_000_000
+LIVE_ADAPTERS: dict[str, Any] = {}
+"""Venue id -> live adapter factory. Empty: no live adapter exists in this build."""
+
+TERMINAL_STATUSES = frozenset({"filled", "finished", "cancelled", "killed", "data_ended", "rejected"})
+
+
+# ============================================================================ bookkeeping records
+class _VenueChild:
+    """One venue order of a child group."""
+
+    __slots__ = ("cancel_retries", "cancel_sent", "cid", "done", "group", "lots", "order", "sent", "sent_ns",
+                 "style", "unsent_cancelled", "venue")
+
+    def __init__(self, cid: ClientOrderId, group: _Group, order: Order, style: str) -> None:
+        self.cid = cid
+        self.group = group
+        self.order = order
+        self.venue = order.venue
+        self.lots = order.lots
+        self.style = style
+        self.sent = False
+        self.sent_ns = 0
+        self.done = False
+        self.cancel_sent = False
+        self.cancel_retries = 0
+        self.unsent_cancelled = False
+
+
+class _Group:
+    """One algo child (a ChildRequest) and the venue orders the router made of it."""
+
+    __slots__ = ("cancel_wanted", "child_id", "decision_id", "done", "filled", "open", "orders", "request",
+                 "returned", "run", "statuses")
+
+    def __init__(self, child_id: str, run: _ParentRun, request: ChildRequest) -> None:
+        self.child_id = child_id
+        self.run = run
+        self.request = request
+        self.filled = 0              # common lots
+        self.orders: list[_VenueChild] = []
+        self.open = 0
+        self.done = False
+        self.returned = False
+        self.cancel_wanted = False
+        self.decision_id: str | None = None
+        self.statuses: list[OrderStatus] = []
+
+
+class _ParentRun:
+    """The engine's state of one parent (its algo's context is a :class:`_Ctx` over it)."""
+
+    def __init__(self, engine: Engine, parent: ParentOrder, parent_id: str) -> None:
+        self.engine = engine
+        self.parent = parent
+        self.id = parent_id
+        self.side: Side = parent.side_
+        self.quantity: Decimal = parent.quantity_
+        self.limit_price: Decimal | None = parent.limit_price_
+        self.algo: ExecutionAlgo | None = None
+        self.status = "pending"
+        self.reason: str | None = None
+        self.arrival_price: Decimal | None = None
+        self.start_ns: int | None = None
+        self.end_ns: int | None = None
+        self.filled_lots = 0                     # common lots
+        self.notional = Decimal(0)
+        self.fees: dict[str, Decimal] = {}
+        self.by_venue: dict[str, Decimal] = {}
+        self.groups: dict[str, _Group] = {}
+        self.open_groups = 0
+        self.children: list[_VenueChild] = []
+        self.group_seq = itertools.count(1)
+        self.empty_streak = 0
+        self.forced_reason: str | None = None
+        self.forced_status: str | None = None
+        self.acct: tuple[int, ParentAccounting] | None = None
+
+    # ------------------------------------------------------------------ what the algo context reads
+    @property
+    def clock(self) -> Clock:
+        return self.engine._algo_clock
+
+    @property
+    def parent_id(self) -> str:
+        return self.id
+
+    @property
+    def symbol(self) -> str:
+        return self.parent.symbol
+
+    @property
+    def parent_lots(self) -> int:
+        return self.engine._to_common_lots(self.quantity)
+
+    @property
+    def tick_size(self) -> Decimal:
+        return self.engine.grid.tick_size
+
+    @property
+    def lot_size(self) -> Decimal:
+        return self.engine.grid.lot_size
+
+    @property
+    def own_trades_in_feed(self) -> bool:
+        return False   # replayed public trades never contain our simulated fills
+
+    def cancel_child(self, child_id: str) -> None:
+        g = self.groups.get(child_id)
+        if g is not None:
+            self.engine._cancel_group(g)
+
+    def working_lots(self) -> int:
+        return self.engine._accounting(self).working
+
+    def inflight_or_unknown_lots(self) -> int:
+        acc = self.engine._accounting(self)
+        return acc.in_flight + acc.unknown
+
+    def log_event(self, kind: str, **fields: Any) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("parent=%s %s %s", self.id, kind, fields)
+
+    # ------------------------------------------------------------------ derived figures
+    @property
+    def filled_quantity(self) -> Decimal:
+        return self.engine.grid.lot_size * self.filled_lots
+
+    @property
+    def average_price(self) -> Decimal | None:
+        q = self.filled_quantity
+        if not q:
+            return None
+        tick = min((i.tick_size for i in self.engine.instruments.values()), default=Decimal("0.01"))
+        return (self.notional / q).quantize(tick / 100)
+
+    @property
+    def slippage_bps(self) -> float | None:
+        avg, arr = self.average_price, self.arrival_price
+        if avg is None or arr is None or not arr:
+            return None
+        return round(float(int(self.side) * (avg - arr) / arr * 10_000), 3)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class _Ctx:
+    """The :class:`algos.base.AlgoContext` given to one algo (a thin view of its parent run)."""
+
+    __slots__ = ("_run",)
+
+    def __init__(self, run: _ParentRun) -> None:
+        self._run = run
+
+    clock = property(lambda self: self._run.clock)
+    parent_id = property(lambda self: self._run.id)
+    symbol = property(lambda self: self._run.symbol)
+    side = property(lambda self: self._run.side)
+    parent_lots = property(lambda self: self._run.parent_lots)
+    tick_size = property(lambda self: self._run.tick_size)
+    lot_size = property(lambda self: self._run.lot_size)
+    own_trades_in_feed = property(lambda self: False)
+
+    def best_bid_ticks(self) -> int | None:
+        return self._run.engine._best_bid_common()
+
+    def best_ask_ticks(self) -> int | None:
+        return self._run.engine._best_ask_common()
+
+    def last_trade_ticks(self) -> int | None:
+        return self._run.engine._last_trade_common
+
+    def send_child(self, request: ChildRequest) -> str:
+        return self._run.engine._send_child(self._run, request)
+
+    def cancel_child(self, child_id: str) -> None:
+        self._run.cancel_child(child_id)
+
+    def filled_lots(self) -> int:
+        return self._run.filled_lots
+
+    def working_lots(self) -> int:
+        return self._run.working_lots()
+
+    def inflight_or_unknown_lots(self) -> int:
+        return self._run.inflight_or_unknown_lots()
+
+    def supports_native_iceberg(self) -> bool:
+        return False
+
+    def log_event(self, kind: str, **fields: Any) -> None:
+        self._run.log_event(kind, **fields)
+
+
+class _ProbeClock:
+    """Clock proxy for algos while the tick-to-child probe is on: an algo alert firing counts as
+    the triggering event of the children it sends (measurement only)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._clock = engine.clock
+
+    def now_ns(self) -> int:
+        return self._clock.now_ns()
+
+    def _wrap(self, callback: AlertCallback) -> AlertCallback:
+        engine = self._engine
+
+        def fire(ts: int) -> None:
+            probe = engine._probe
+            engine._tick_t0 = probe() if probe is not None else 0
+            try:
+                callback(ts)
+            finally:
+                engine._tick_t0 = 0
+        return fire
+
+    def set_alert(self, at_ns: int, callback: AlertCallback) -> AlertHandle:
+        return self._clock.set_alert(at_ns, self._wrap(callback))
+
+    def set_timer(self, interval_ns: int, callback: AlertCallback, *, start_ns: int | None = None,
+                  stop_ns: int | None = None) -> AlertHandle:
+        return self._clock.set_timer(interval_ns, self._wrap(callback), start_ns=start_ns, stop_ns=stop_ns)
+
+
+# ============================================================================ public handle
+class ParentHandle:
+    """What :meth:`Engine.submit` returns: live figures and controls of one parent order."""
+
+    def __init__(self, engine: Engine, run: _ParentRun) -> None:
+        self._engine = engine
+        self._run = run
+
+    @property
+    def id(self) -> str:
+        return self._run.id
+
+    @property
+    def status(self) -> str:
+        """pending | working | paused | filled | finished | cancelled | killed | data_ended | rejected."""
+        return self._run.status
+
+    @property
+    def reason(self) -> str | None:
+        """Why the parent is not (yet) fully filled, once terminal."""
+        return self._run.reason
+
+    @property
+    def quantity(self) -> Decimal:
+        return self._run.quantity
+
+    @property
+    def filled(self) -> Decimal:
+        """Filled quantity in base units."""
+        return self._run.filled_quantity
+
+    @property
+    def average_price(self) -> Decimal | None:
+        return self._run.average_price
+
+    @property
+    def arrival_price(self) -> Decimal | None:
+        """Consolidated mid when the parent started."""
+        return self._run.arrival_price
+
+    @property
+    def slippage_bps(self) -> float | None:
+        """side * (average - arrival) / arrival * 1e4; positive is a cost."""
+        return self._run.slippage_bps
+
+    @property
+    def children(self) -> list[dict[str, Any]]:
+        """Every venue order of this parent: client id, venue, side, quantity, price, status, filled."""
+        om = self._engine.om
+        out = []
+        for vc in self._run.children:
+            inst = self._engine.instruments[vc.venue]
+            mo = om.order(vc.cid)
+            out.append({"client_order_id": vc.cid, "child_id": vc.group.child_id, "venue": vc.venue,
+                        "style": vc.style, "side": "buy" if vc.order.side is Side.BUY else "sell",
+                        "quantity": inst.lots_to_qty(mo.order.lots),
+                        "price": None if mo.order.price_ticks is None else inst.ticks_to_price(mo.order.price_ticks),
+                        "status": mo.status.value, "filled": inst.lots_to_qty(mo.executed_lots)})
+        return out
+
+    @property
+    def is_terminal(self) -> bool:
+        return self._run.is_terminal
+
+    def cancel(self, reason: str = "cancelled by user") -> None:
+        """Stop the algo and cancel every working child."""
+        self._engine._cancel_parent(self._run, reason)
+
+    def pause(self) -> None:
+        """Cancel working children and send nothing until :meth:`resume`."""
+        algo = self._run.algo
+        if algo is not None and algo.status is AlgoStatus.RUNNING:
+            algo.pause()
+            self._run.status = "paused"
+
+    def resume(self) -> None:
+        algo = self._run.algo
+        if algo is not None and algo.status is AlgoStatus.PAUSED:
+            self._run.status = "working"
+            algo.resume()
+
+    def amend(self, *, quantity: Decimal | str | None = None, limit_price: Decimal | str | None = None) -> None:
+        """Change the parent's quantity (not below what is filled) and/or limit price."""
+        self._engine._amend(self._run, quantity, limit_price)
+
+    def wait(self) -> ParentHandle:
+        """Run the engine until this parent is terminal (simulation: on virtual time)."""
+        if not self.is_terminal:
+            self._engine.run(stop_when=lambda: self._run.is_terminal)
+        return self
+
+    def __await__(self) -> Generator[Any, None, ParentHandle]:
+        """``await handle``: the same as :meth:`wait` (a simulation never suspends)."""
+        return self.wait()
+        yield  # pragma: no cover
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._engine._parent_summary(self._run)
+
+    def __repr__(self) -> str:
+        return f"ParentHandle({self.id}, {self.status}, filled {self.filled}/{self.quantity})"
+
+
+@dataclass
+class RunStats:
+    """Counters of the engine's run so far."""
+
+    market_events: int = 0
+    wall_seconds: float = 0.0
+    sim_start_ns: int = 0
+    sim_end_ns: int = 0
+    data_ended: bool = False
+    tick_to_child_ns: list[int] = field(default_factory=list)
+
+
+# ============================================================================ the engine
+class Engine:
+    """Runs parent orders (see the module docstring). Build it with :meth:`from_toml`,
+    :meth:`default` or from an :class:`EngineConfig`.
+
+    ``dataset``: replayed market data (default: ``[engine] data`` files, else the bundled data);
+    ``journal``: path of the SQLite journal (default ``[engine] journal``; ``None`` = no journal);
+    ``tick_probe``: a wall-clock function (e.g. ``time.perf_counter_ns``) to measure the
+    in-process latency from an event (market event or algo timer) to a child order leaving the
+    rate limiter, for benchmarks; ``on_progress(engine)`` is called every ``progress_interval`` of
+    virtual time."""
+
+    def __init__(self, config: EngineConfig, *, dataset: Dataset | None = None, journal: str | Path | None = None,
+                 tick_probe: Callable[[], int] | None = None,
+                 on_progress: Callable[[Engine], None] | None = None) -> None:
+        self.config = config
+        s = self.settings = config.engine
+        sx = config.sorex
+        self.mode = s.mode
+        self.symbol = sx.routing.symbol
+        self.venue_ids = [v for v in sx.enabled_venues]
+        if not self.venue_ids:
+            raise ConfigError("no enabled venue", file=config.path, key="venues")
+        if self.mode == "live":
+            missing = [v for v in self.venue_ids if v not in LIVE_ADAPTERS]
+            if missing:
+                raise ConfigError(
+                    f"venue {missing[0]!r} has no live adapter: live adapters are not available in this build "
+                    "(use mode = \"simulate\" or \"shadow\")", file=config.path, key="engine.mode",
+                    allowed="simulate, shadow")
+        if dataset is None:
+            dataset = (open_dataset(list(s.data), s.data_format) if s.data else default_dataset())
+        self.dataset = dataset
+        insts: dict[str, Instrument] = {}
+        for v in self.venue_ids:
+            inst = dataset.instruments.get(v)
+            if inst is None or inst.symbol != self.symbol:
+                inst = dataset.instruments.get(f"{v}:{self.symbol}")
+            if inst is None:
+                raise ConfigError(f"venue {v!r} has no {self.symbol} market data in {dataset.source}",
+                                  file=config.path, key=f"venues.{v}",
+                                  allowed=", ".join(k for k, i in dataset.instruments.items()
+                                                    if i.symbol == self.symbol))
+            insts[v] = inst
+        self.instruments = insts
+        self.grid = CommonGrid.from_instruments(list(insts.values()))
+        self._pf = dict(self.grid.price_factor)
+        self._lf = dict(self.grid.lot_factor)
+        self.clock = SimClock(dataset.start_ns)
+        self._probe = tick_probe
+        self._tick_t0 = 0
+        self._algo_clock: Clock = _ProbeClock(self) if tick_probe is not None else self.clock
+        self.books = {v: L2Book(v, self.symbol, sequence_rule=dataset.sequence_rule(v)) for v in insts}
+        self._book_list = [(b, self._pf[v], v) for v, b in self.books.items()]
+        self._ref_venue = self.venue_ids[0]
+        self._ref_book = self.books[self._ref_venue]
+        self._ref_f = self._pf[self._ref_venue]
+        self._basis: dict[str, int] = dict.fromkeys(self.books, 0)
+        self._basis_f: dict[str, float] = {}
+        self.consolidated = ConsolidatedBook(
+            self.grid, self.clock, books=self.books,
+            taker_fees_bps={v: float(sx.venues[v].fee_tier.taker_bps) for v in insts})
+        self.router = Router(sx.routing, {v: sx.venues[v] for v in insts}, insts, self.books, self.clock,
+                             capacity=self)
+        fine = min(self._lf.values())
+        fine_venues = [v for v in insts if self._lf[v] == fine]
+        self._fine_router: Router | None = None
+        if len(fine_venues) < len(insts):
+            self._fine_router = Router(sx.routing, {v: sx.venues[v] for v in fine_venues},
+                                       {v: insts[v] for v in fine_venues}, {v: self.books[v] for v in fine_venues},
+                                       self.clock, capacity=self, decision_prefix="RF-")
+        self._fine_set = frozenset(fine_venues)
+        self.risk = PreTradeRisk(config.risk)
+        jpath = journal if journal is not None else s.journal
+        self.journal: Journal | None = Journal(jpath, synchronous=s.journal_sync) if jpath else None
+        self.run_id = f"r{s.seed}"
+        self.om = OrderManager(self.clock, list(insts.values()), journal=self.journal, run_id=self.run_id)
+        self.venues: dict[str, SimulatedVenue] = {}
+        self.limiters: dict[str, RateLimiter] = {}
+        for k, v in enumerate(insts):
+            sim = config.simulation.get(v, SimVenueSettings())
+            vc = sx.venues[v]
+            half_rtt = vc.latency.order_rtt_ms / 2
+            entry = sim.order_entry_latency_ms if sim.order_entry_latency_ms is not None else half_rtt
+            ack = sim.ack_latency_ms if sim.ack_latency_ms is not None else half_rtt
+            venue = SimulatedVenue(SimVenueConfig(
+                venue=VenueId(v), instruments=[insts[v]], fees=vc.fees,
+                balances=dict(vc.balances) if vc.balances else dict(DEFAULT_BALANCES),
+                market_data_latency=LatencyModel.lognormal(int(sim.market_data_latency_ms * NS_PER_MS),
+                                                           sim.latency_sigma),
+                order_entry_latency=LatencyModel.lognormal(int(entry * NS_PER_MS), sim.latency_sigma),
+                ack_latency=LatencyModel.lognormal(int(ack * NS_PER_MS), sim.latency_sigma),
+                rate_limit_orders=sim.venue_rate_limit_orders, queue_model=QueueModel(sim.queue_model),
+                sequence_rule=dataset.sequence_rule(v), seed=s.seed * 1000 + k), self.clock)
+            venue.set_event_handler(self._on_order_event)
+            self.venues[v] = venue
+            preset = sim.rate_limit_preset or (v if v in PRESETS else None)
+            if preset is not None and preset != "none":
+                if preset not in PRESETS:
+                    raise ConfigError(f"unknown rate-limit preset {preset!r}", file=config.path,
+                                      key=f"simulation.{v}.rate_limit_preset", allowed=", ".join(sorted(PRESETS)))
+                self.limiters[v] = RateLimiter.from_preset(preset, self.clock)
+        self.driver = SimulationDriver(self.clock, dataset.events(list(insts)))
+        for venue in self.venues.values():
+            self.driver.add_venue(venue)
+        self.driver.subscribe(self._on_market, list(insts), delayed=True)
+        self._on_progress = on_progress
+        self._last_trade_common: int | None = None
+        self._price_history: deque[tuple[int, Decimal]] = deque(maxlen=36_000)
+        self._last_bucket = -1
+        self._first_trade_ns = 0
+        self._traded_lots = 0
+        self._runs: dict[str, _ParentRun] = {}
+        self._active: list[_ParentRun] = []
+        self._pending: list[_ParentRun] = []
+        self._vchildren: dict[str, _VenueChild] = {}
+        self._om_version = 0
+        self._min_lots_cache: dict[int | None, int] = {}
+        self._parent_seq = itertools.count(1)
+        self._started = False
+        self._stop_when: Callable[[], bool] | None = None
+        self._until_ns: int | None = None
+        if s.until is not None:
+            self._until_ns = parse_time(s.until, now_ns=dataset.start_ns, key="engine.until")
+        self.stats = RunStats(sim_start_ns=dataset.start_ns, sim_end_ns=dataset.start_ns)
+        self.killed: str | None = None
+        self._journal("run_started", {
+            "run_id": self.run_id, "mode": self.mode,
+            "market_data": {"source": "default" if not s.data else list(s.data), "format": dataset.format},
+            "venues": list(insts), "config_path": config.path, "seed": s.seed})
+        for p in config.parents:
+            self._schedule_toml_parent(p)
+
+    # ------------------------------------------------------------------ construction helpers
+    @classmethod
+    def from_toml(cls, path: str | Path, **kw: Any) -> Engine:
+        """Engine from a sorex TOML file (``[routing]``, ``[venues.*]``, ``[engine]``, ``[risk]``,
+        ``[simulation.*]``, ``[[parents]]``; without venues: the embedded default venues)."""
+        return cls(load_engine_config(path), **kw)
+
+    @classmethod
+    def from_toml_text(cls, text: str, *, file: str = "<string>", **kw: Any) -> Engine:
+        return cls(load_engine_config_text(text, file=file), **kw)
+
+    @classmethod
+    def default(cls, **kw: Any) -> Engine:
+        """Engine on the embedded default: simulated binance-spot and binance-usdm (BTC-USDT)
+        replaying the bundled real data, VIP0 fees, realistic latencies, ample balances."""
+        return cls(load_engine_config_text("", file="<default>"), **kw)
+
+    # ------------------------------------------------------------------ CapacityProvider (router)
+    def available_balance(self, venue: str, asset: str) -> Decimal | None:
+        v = self.venues.get(venue)
+        if v is None or self.mode != "simulate":
+            return None
+        b = run_now(v.balances()).get(asset)
+        return None if b is None else b.free
+
+    def order_headroom(self, venue: str) -> int | None:
+        return None
+
+    # ------------------------------------------------------------------ market view (hot)
+    def _aligned_top(self) -> tuple[int | None, int | None]:
+        """Best bid and ask across venues in common ticks, each venue shifted by its basis to the
+        reference venue (the first configured): the algos' view. If the shifted books still cross
+        (the basis moved faster than its estimate) the reference venue's own top is used. O(venues)."""
+        bid: int | None = None
+        ask: int | None = None
+        basis = self._basis
+        for book, f, v in self._book_list:
+            b, a = book.best_bid_ticks, book.best_ask_ticks
+            if b is not None:
+                b = b * f - basis[v]
+                if bid is None or b > bid:
+                    bid = b
+            if a is not None:
+                a = a * f - basis[v]
+                if ask is None or a < ask:
+                    ask = a
+        if bid is not None and ask is not None and bid >= ask:
+            ref, f = self._ref_book, self._ref_f
+            rb, ra = ref.best_bid_ticks, ref.best_ask_ticks
+            return (None if rb is None else rb * f), (None if ra is None else ra * f)
+        return bid, ask
+
+    def _best_bid_common(self) -> int | None:
+        return self._aligned_top()[0]
+
+    def _best_ask_common(self) -> int | None:
+        return self._aligned_top()[1]
+
+    def _raw_best(self) -> tuple[int | None, int | None]:
+        bid: int | None = None
+        ask: int | None = None
+        for book, f, _ in self._book_list:
+            b, a = book.best_bid_ticks, book.best_ask_ticks
+            if b is not None and (bid is None or b * f > bid):
+                bid = b * f
+            if a is not None and (ask is None or a * f < ask):
+                ask = a * f
+        return bid, ask
+
+    def _update_basis(self, venue: str) -> None:
+        """EWMA (weight 1/64 per update) of a venue's mid minus the reference venue's mid, in
+        common ticks: spot and perpetuals of one symbol trade at a premium/discount to each other,
+        and an algo comparing raw prices across them would see a permanently crossed book."""
+        ref = self._ref_book
+        rb, ra = ref.best_bid_ticks, ref.best_ask_ticks
+        book = self.books[venue]
+        b, a = book.best_bid_ticks, book.best_ask_ticks
+        if rb is None or ra is None or b is None or a is None:
+            return
+        f = self._pf[venue]
+        diff = ((b + a) * f - (rb + ra) * self._ref_f) / 2
+        est = self._basis_f.get(venue)
+        est = diff if est is None else est + (diff - est) / 64
+        self._basis_f[venue] = est
+        self._basis[venue] = round(est)
+
+    def mid_price(self) -> Decimal | None:
+        """Consolidated mid (quote per base) of the engine's view, or ``None``."""
+        bb, ba = self._raw_best()
+        if bb is None or ba is None:
+            return None
+        return self.grid.tick_size * (bb + ba) / 2
+
+    def _to_common_lots(self, quantity: Decimal) -> int:
+        n = quantity / self.grid.lot_size
+        if n != n.to_integral_value():
+            raise InstrumentError(f"{self.symbol}: quantity {quantity} is not a multiple of the common lot "
+                                  f"{self.grid.lot_size}")
+        return int(n)
+
+    def _min_routable_lots(self) -> int:
+        """Smallest order (common lots) some venue accepts at the current mid: its min quantity
+        and min notional, rounded up to its lot. Used to keep children and parent remainders
+        above what can be routed (a remainder below it could never fill: "dust")."""
+        bb, ba = self._raw_best()
+        key = None if bb is None or ba is None else (bb + ba) >> 12   # cached per price bucket
+        cached = self._min_lots_cache.get(key)
+        if cached is not None:
+            return cached
+        mid = None if key is None else self.grid.tick_size * (bb + ba) / 2  # type: ignore[operator]
+        best: int | None = None
+        for v, inst in self.instruments.items():
+            lots = max(1, inst.qty_to_lots(inst.min_quantity))
+            if inst.min_quantity % inst.lot_size:
+                lots += 1
+            if mid is not None and inst.min_notional:
+                need = inst.min_notional / (mid * inst.lot_size * inst.contract_size)
+                lots = max(lots, int(need.to_integral_value(rounding=ROUND_CEILING)) + 1)
+            common = lots * self._lf[v]
+            if best is None or common < best:
+                best = common
+        if len(self._min_lots_cache) > 4096:
+            self._min_lots_cache.clear()
+        self._min_lots_cache[key] = best or 1
+        return best or 1
+
+    def _on_market(self, ev: MarketEvent) -> None:
+        probe = self._probe
+        if probe is not None:
+            self._tick_t0 = probe()
+        t = type(ev)
+        if t is BookDeltas:
+            self.books[ev.venue].apply(ev)  # type: ignore[arg-type]
+            if ev.venue != self._ref_venue:
+                self._update_basis(ev.venue)
+            self.router.on_book(ev.venue)
+            fr = self._fine_router
+            if fr is not None and ev.venue in self._fine_set:
+                fr.on_book(ev.venue)
+            for run in self._active:
+                algo = run.algo
+                if algo is not None:
+                    algo.on_book(ev)  # type: ignore[arg-type]
+            if self._pending:
+                self._start_pending()
+        elif t is TradeTick:
+            tr: TradeTick = ev  # type: ignore[assignment]
+            pf = self._pf[tr.venue]
+            px_common = tr.price_ticks * pf
+            self._last_trade_common = px_common
+            bucket = tr.ts_event // 100_000_000
+            if bucket != self._last_bucket:   # one (ts, price) sample per 100 ms for model estimates
+                self._last_bucket = bucket
+                self._price_history.append((tr.ts_event, self.grid.tick_size * px_common))
+                if not self._first_trade_ns:
+                    self._first_trade_ns = tr.ts_event
+            self._traded_lots += tr.lots * self._lf[tr.venue]
+            if self._active:
+                ct = TradeTick(tr.venue, tr.symbol, tr.price_ticks * pf, tr.lots * self._lf[tr.venue],
+                               tr.aggressor, tr.trade_id, tr.ts_event, tr.ts_init)
+                for run in self._active:
+                    algo = run.algo
+                    if algo is not None:
+                        algo.on_trade(ct)
+        self._tick_t0 = 0
+
+    # ------------------------------------------------------------------ journal
+    def _journal(self, kind: str, payload: dict[str, Any], **kw: Any) -> None:
+        if self.journal is not None:
+            self.journal.append(kind, self.clock.now_ns(), payload, **kw)
+
+    # ------------------------------------------------------------------ parents
+    def _schedule_toml_parent(self, p: ParentOrder) -> None:
+        if p.submit_at is None:
+            self.submit(p)
+            return
+        at = parse_time(p.submit_at, now_ns=self.dataset.start_ns, key="submit_at")
+        self._validate_parent(p)
+        def later(_ts: int) -> None:
+            self.submit(p)
+        self.clock.set_alert(at, later)
+
+    def _validate_parent(self, p: ParentOrder) -> None:
+        if p.symbol != self.symbol:
+            raise ConfigError(f"unknown symbol {p.symbol!r}: the engine routes {self.symbol} "
+                              f"on {', '.join(self.venue_ids)}", file=self.config.path, key="symbol",
+                              allowed=self.symbol)
+        lots = self._to_common_lots_checked(p.quantity_)
+        if lots <= 0:
+            raise ConfigError(f"quantity {p.quantity} is below one lot ({self.grid.lot_size})", key="quantity")
+        p.algo.common(now_ns=self.clock.now_ns(), side=p.side_, tick_size=self.grid.tick_size,
+                      lot_size=self.grid.lot_size, limit_price=p.limit_price_)
+        if p.id is not None and p.id in self._runs:
+            raise ConfigError(f"parent id {p.id!r} already used", key="id")
+
+    def _to_common_lots_checked(self, q: Decimal) -> int:
+        try:
+            return self._to_common_lots(q)
+        except InstrumentError as exc:
+            raise ConfigError(str(exc), key="quantity", allowed=f"multiples of {self.grid.lot_size}") from None
+
+    def submit(self, parent: ParentOrder) -> ParentHandle:
+        """Accept a parent order (validated now; nothing is sent before it passes). It starts at
+        once when the market is two-sided, else as soon as it is (after ``[engine] warmup``)."""
+        self._validate_parent(parent)
+        pid = parent.id or f"P{next(self._parent_seq)}"
+        while pid in self._runs:
+            pid = f"P{next(self._parent_seq)}"
+        run = _ParentRun(self, parent, pid)
+        # parent-level guardrails: refused before anything is sent
+        lim = self.config.risk
+        rule = None
+        if self.killed is not None:
+            rule, why = "kill_switch", f"kill switch is on ({self.killed})"
+        elif parent.symbol in lim.blacklist:
+            rule, why = "blacklist", f"{parent.symbol} is blacklisted"
+        else:
+            ref = parent.limit_price_ if parent.limit_price_ is not None else self.mid_price()
+            if lim.max_parent_notional is not None and ref is not None \
+                    and ref * parent.quantity_ > lim.max_parent_notional:
+                rule, why = "max_parent_notional", (f"parent notional {ref * parent.quantity_:.2f} > "
+                                                    f"{lim.max_parent_notional}")
+        if rule is not None:
+            self._journal("risk_refused", {"rule": rule, "reason": why, "parent_id": pid,
+                                           "order": self._parent_payload(run)}, parent_id=pid)
+            raise RiskRejected(why, rule=rule)
+        self._runs[pid] = run
+        self._pending.append(run)
+        handle = ParentHandle(self, run)
+        if self._market_ready():
+            self._start_pending()
+        return handle
+
+    def _market_ready(self) -> bool:
+        now = self.clock.now_ns()
+        if self._best_bid_common() is None or self._best_ask_common() is None:
+            return False
+        if all(b.best_bid_ticks is not None and b.best_ask_ticks is not None for b, _, _ in self._book_list):
+            return True
+        return now >= self.dataset.start_ns + self.settings.warmup_ns
+
+    def _start_pending(self) -> None:
+        if not self._market_ready():
+            return
+        pending, self._pending = self._pending, []
+        for run in pending:
+            if run.status == "pending":
+                self._start(run)
+
+    def _start(self, run: _ParentRun) -> None:
+        p = run.parent
+        now = self.clock.now_ns()
+        min_child = self.grid.lot_size * self._min_routable_lots()
+        algo = p.algo.build(now_ns=now, side=run.side, tick_size=self.grid.tick_size, lot_size=self.grid.lot_size,
+                            limit_price=run.limit_price, defaults={"min_child_size": str(min_child)},
+                            market=self._market_stats())
+        run.algo = algo
+        run.arrival_price = self.mid_price()
+        run.start_ns = now
+        run.status = "working"
+        self._journal("parent_submitted", self._parent_payload(run), parent_id=run.id)
+        self._active.append(run)
+        try:
+            algo.on_start(_Ctx(run))
+        except SorexError as exc:
+            # e.g. a model input that cannot be estimated from the market: the parent ends here
+            log.error("parent %s: algo %s could not start: %s", run.id, p.algo.name, exc)
+            algo.status = AlgoStatus.CANCELLED
+            run.forced_status, run.forced_reason = "rejected", f"algo could not start: {exc}"
+            self._maybe_finish(run)
+            return
+        log.info("parent %s started: %s %s %s with %s (arrival %s)", run.id, p.side_.name.lower(), run.quantity,
+                 p.symbol, p.algo, run.arrival_price)
+        self._maybe_finish(run)
+
+    def _accounting(self, run: _ParentRun) -> ParentAccounting:
+        """The order manager's accounting of ``run`` (O(children)), cached until the next order
+        command or event: algos ask for it several times per decision."""
+        cached = run.acct
+        if cached is not None and cached[0] == self._om_version:
+            return cached[1]
+        acc = self.om.parent_accounting(run.id)
+        run.acct = (self._om_version, acc)
+        return acc
+
+    def _market_stats(self) -> dict[str, Any]:
+        """What the engine observed so far, for algos that estimate model inputs (IS)."""
+        span_s = (self.clock.now_ns() - self._first_trade_ns) / 1e9 if self._first_trade_ns else 0.0
+        volume = self.grid.lot_size * self._traded_lots
+        return {"price_history": list(self._price_history),
+                "volume_per_second": (volume / Decimal(repr(span_s))) if span_s > 1 else None}
+
+    def _parent_payload(self, run: _ParentRun) -> dict[str, Any]:
+        p = run.parent
+        return {"parent_id": run.id, "symbol": p.symbol, "side": "buy" if run.side is Side.BUY else "sell",
+                "quantity": str(run.quantity), "algo": p.algo.name, "params": p.algo.to_dict(),
+                "limit_price": None if run.limit_price is None else str(run.limit_price),
+                "arrival_price": None if run.arrival_price is None else str(run.arrival_price),
+                "decision_ts_ns": self.clock.now_ns()}
+
+    def _cancel_parent(self, run: _ParentRun, reason: str, *, status: str = "cancelled") -> None:
+        if run.is_terminal:
+            return
+        run.forced_status, run.forced_reason = status, reason
+        if run.algo is None:
+            if run in self._pending:
+                self._pending.remove(run)
+            self._finish(run)
+            return
+        run.algo.cancel(reason)
+        for g in list(run.groups.values()):
+            if not g.done:
+                self._cancel_group(g)
+        self._maybe_finish(run)
+
+    def _amend(self, run: _ParentRun, quantity: Decimal | str | None, limit_price: Decimal | str | None) -> None:
+        if run.is_terminal:
+            raise ConfigError(f"parent {run.id} is {run.status}; it cannot be amended", key="amend")
+        q = None if quantity is None else ParentOrder(run.parent.symbol, run.side, quantity, run.parent.algo).quantity_
+        lp = None if limit_price is None else ParentOrder(run.parent.symbol, run.side, "1", run.parent.algo,
+                                                          limit_price=limit_price).limit_price_
+        if q is not None:
+            self._to_common_lots_checked(q)
+        if run.algo is None:
+            run.quantity = q if q is not None else run.quantity
+            run.limit_price = lp if lp is not None else run.limit_price
+            return
+        run.algo.amend(quantity=q, limit_price=lp)
+        if q is not None:
+            run.quantity = q
+        if lp is not None:
+            run.limit_price = lp
+        self._maybe_finish(run)
+
+    def kill(self, reason: str) -> None:
+        """Kill switch: refuse every new child, stop every parent and cancel every working order."""
+        log.error("engine kill switch: %s", reason)
+        self.killed = reason
+        self.risk.trip_kill_switch(reason)
+        for run in list(self._runs.values()):
+            self._cancel_parent(run, f"killed: {reason}", status="killed")
+        for mo in self.om.open_orders():
+            vc = self._vchildren.get(mo.client_order_id)
+            if vc is not None and not vc.done:
+                self._cancel_venue_child(vc)
+
+    # ------------------------------------------------------------------ children
+    def _send_child(self, run: _ParentRun, req: ChildRequest) -> str:
+        gid = f"{run.id}-c{next(run.group_seq)}"
+        g = _Group(gid, run, req)
+        run.groups[gid] = g
+        run.open_groups += 1
+        grid = self.grid
+        side = run.side
+        lots = req.lots
+        # keep the parent's remainder routable: never leave less than the smallest order any
+        # venue accepts (it could never be filled); the trimmed part returns to the algo unfilled
+        dust = self._min_routable_lots()
+        after = run.parent_lots - self._accounting(run).exposure - lots
+        if 0 < after < dust:
+            lots -= dust - after
+        if (lots < dust and after != 0) or lots <= 0:
+            g.returned = True
+            g.statuses.append(OrderStatus.EXPIRED)
+            self._defer_done(g)
+            return gid
+        qty = grid.lot_size * lots
+        limit_price = None if req.limit_ticks is None else grid.tick_size * req.limit_ticks
+        mid = self.mid_price()
+        try:
+            self.risk.check(RiskCheck(self.symbol, side, qty, limit_price, run.id, mid))
+        except RiskRejected as exc:
+            self._journal("risk_refused", {
+                "rule": exc.rule, "reason": str(exc), "parent_id": run.id,
+                "order": {"child_id": gid, "symbol": self.symbol, "side": "buy" if side is Side.BUY else "sell",
+                          "quantity": str(qty), "limit_price": None if limit_price is None else str(limit_price),
+                          "style": req.style}}, parent_id=run.id)
+            g.statuses.append(OrderStatus.REJECTED)
+            g.returned = True
+            self._defer_done(g, risk_checked=False)
+            return gid
+        request = RouteRequest(self.symbol, side, qty, limit_price, req.style, req.urgency, run.id)
+        decision = self.router.route(request)
+        if decision.residual_lots and self._fine_router is not None:
+            # the venues with the coarse lots could not take the odd part: try the whole child on
+            # the fine-lot venues alone and keep whichever leaves less behind
+            alt = self._fine_router.route(request)
+            if alt.residual_lots < decision.residual_lots:
+                decision = alt
+        g.decision_id = decision.decision_id
+        if self.journal is not None:   # to_dict() is costly (~0.8 ms): only when it is written
+            self._journal("routing_decision", decision.to_dict(), parent_id=run.id)
+        for alloc in decision.allocations:
+            self._place(g, alloc.venue, alloc.lots, alloc.price_ticks, alloc.order_type, alloc.time_in_force,
+                        alloc.style)
+        g.returned = True
+        if g.open == 0:
+            self._defer_done(g)
+        else:
+            run.empty_streak = 0
+        return gid
+
+    def _place(self, g: _Group, venue: str, lots: int, price_ticks: int | None, order_type: Any, tif: Any,
+               style: str) -> None:
+        run = g.run
+        inst = self.instruments[venue]
+        # last line of defence: never send a child priced through the parent limit
+        if run.limit_price is not None:
+            lim = inst.price_to_ticks(run.limit_price, run.side)
+            if price_ticks is None or (price_ticks - lim) * int(run.side) > 0:
+                log.error("parent=%s %s: allocation at %s ticks crosses the limit %s; dropped", run.id, venue,
+                          price_ticks, lim)
+                return
+        # the order manager's parent_exposure rule, on the cached accounting (the manager's own
+        # check walks every child of the parent on each submit)
+        units = lots * self._lf[venue]
+        exposure = self._accounting(run).exposure
+        if exposure + units > run.parent_lots:
+            why = f"parent {run.id}: exposure {exposure} + {units} would exceed {run.parent_lots}"
+            self._journal("risk_refused", {"rule": "parent_exposure", "reason": why, "parent_id": run.id,
+                                           "order": {"venue": venue, "lots": lots, "price_ticks": price_ticks}},
+                          parent_id=run.id)
+            log.error("%s", why)
+            return
+        order = self.om.submit(venue=venue, symbol=self.symbol, side=run.side, lots=lots, order_type=order_type,
+                               price_ticks=price_ticks, time_in_force=tif, parent_id=run.id,
+                               decision_id=g.decision_id)
+        self._om_version += 1
+        vc = _VenueChild(order.client_order_id, g, order, style)
+        self._vchildren[vc.cid] = vc
+        g.orders.append(vc)
+        g.open += 1
+        run.children.append(vc)
+        now = self.clock.now_ns()
+        if self.mode == "shadow":
+            # journaled, never sent: a resting order is acknowledged locally and works until the
+            # algo cancels it; an IOC/FOK expires locally (it would have had to fill at once)
+            sim = self.venues[venue]
+            at = now + sim.config.order_entry_latency.sample(sim.rng) + sim.config.ack_latency.sample(sim.rng)
+            if tif in (TimeInForce.IOC, TimeInForce.FOK):
+                self.clock.set_alert(at, lambda _ts: self._local_event(vc, OrderEventKind.EXPIRED,
+                                                                       "shadow mode: journaled, not sent"))
+            else:
+                self.clock.set_alert(at, lambda _ts: self._local_event(vc, OrderEventKind.ACCEPTED,
+                                                                       "shadow mode: journaled, not sent"))
+            vc.sent = True
+            return
+        lim_ = self.limiters.get(venue)
+        at = lim_.acquire_at("new_order") if lim_ is not None else now
+        if at <= now:
+            self._send_now(vc)
+        else:
+            self.clock.set_alert(at, lambda _ts: self._send_now(vc))
+
+    def _send_now(self, vc: _VenueChild) -> None:
+        if vc.unsent_cancelled or vc.done:
+            return
+        probe = self._probe
+        if probe is not None and self._tick_t0:
+            self.stats.tick_to_child_ns.append(probe() - self._tick_t0)
+        vc.sent = True
+        vc.sent_ns = self.clock.now_ns()
+        try:
+            run_now(self.venues[vc.venue].submit(vc.order))
+        except VenueError as exc:
+            self.om.on_send_failed(vc.cid, exc)
+            self._after_event(vc)
+
+    def _local_event(self, vc: _VenueChild, kind: OrderEventKind, reason: str) -> None:
+        now = self.clock.now_ns()
+        self._on_order_event(OrderEvent(kind=kind, client_order_id=vc.cid, venue=VenueId(vc.venue), ts_event=now,
+                                        ts_init=now, reason=reason))
+
+    def _defer_done(self, g: _Group, *, risk_checked: bool = True) -> None:
+        """Report a child that left nothing at any venue (refused or nothing routable) as done a
+        little later (never from inside send_child), backing off while it keeps happening."""
+        run = g.run
+        run.empty_streak += 1
+        delay = self.settings.local_reject_delay_ns * (1 << min(run.empty_streak - 1, 10))
+        delay = min(delay, 1_000_000_000)
+        if not risk_checked:
+            g.filled = 0
+        self.clock.set_alert(self.clock.now_ns() + delay, lambda _ts: self._group_done(g, risk_checked))
+
+    def _cancel_group(self, g: _Group) -> None:
+        g.cancel_wanted = True
+        for vc in list(g.orders):
+            if not vc.done:
+                self._cancel_venue_child(vc)
+
+    def _cancel_venue_child(self, vc: _VenueChild) -> None:
+        if vc.done:
+            return
+        if not vc.sent:
+            vc.unsent_cancelled = True
+            self._local_event(vc, OrderEventKind.CANCELED, "cancelled before leaving the rate limiter")
+            return
+        mo = self.om.order(vc.cid)
+        if mo.status.is_terminal or mo.status is OrderStatus.PENDING_CANCEL:
+            return
+        if self.mode == "shadow":
+            self.om.cancel(vc.cid)
+            self._local_event(vc, OrderEventKind.CANCELED, "shadow mode: cancelled locally")
+            return
+        self.om.cancel(vc.cid)
+        self._om_version += 1
+        vc.cancel_sent = True
+        lim = self.limiters.get(vc.venue)
+        now = self.clock.now_ns()
+        at = lim.acquire_at("cancel") if lim is not None else now
+        venue = self.venues[vc.venue]
+        if at <= now:
+            run_now(venue.cancel(vc.cid))
+        else:
+            self.clock.set_alert(at, lambda _ts: run_now(venue.cancel(vc.cid)))
+
+    # ------------------------------------------------------------------ venue events
+    def _on_order_event(self, ev: OrderEvent) -> None:
+        self._om_version += 1
+        om = self.om
+        cid = ev.client_order_id
+        vc = self._vchildren.get(cid)
+        if vc is None or not om.has_order(cid):
+            om.on_event(ev)   # journals it as garbled if unknown
+            return
+        mo = om.order(cid)
+        before = mo.filled_lots
+        om.on_event(ev)
+        delta = mo.filled_lots - before
+        K = OrderEventKind
+        kind = ev.kind
+        if delta > 0 and ev.fill is not None:
+            self._on_fill(vc, ev.fill.price_ticks, delta, ev.fill.fee, ev.fill.fee_currency, ev.fill.liquidity,
+                          ev.fill.trade_id)
+        elif kind is K.ACCEPTED:
+            self.router.record_ack(vc.venue, self.clock.now_ns() - vc.sent_ns if vc.sent else None)
+        elif kind is K.REJECTED and ev.reason and "cancelled before" not in ev.reason:
+            self.router.record_reject(vc.venue)
+            log.info("%s %s rejected: %s (%s)", vc.venue, cid, ev.reason, ev.code)
+        elif kind is K.CANCEL_REJECTED and vc.group.cancel_wanted and not mo.status.is_terminal \
+                and vc.cancel_retries < 20:
+            # the cancel overtook the order on the way in (or crossed a fill): try again shortly
+            vc.cancel_retries += 1
+            self.clock.set_alert(self.clock.now_ns() + self.settings.cancel_retry_ns,
+                                 lambda _ts: self._cancel_venue_child(vc))
+        self._after_event(vc)
+
+    def _after_event(self, vc: _VenueChild) -> None:
+        mo = self.om.order(vc.cid)
+        if mo.status.is_terminal and not vc.done:
+            vc.done = True
+            g = vc.group
+            g.open -= 1
+            g.statuses.append(mo.status)
+            if vc.sent:
+                self.router.record_outcome(vc.venue, "take" if vc.style == "take" else "post", vc.lots,
+                                           mo.executed_lots)
+            if g.open == 0 and g.returned:
+                self._group_done(g, True)
+
+    def _on_fill(self, vc: _VenueChild, price_ticks: int, lots: int, fee: Decimal, fee_ccy: str,
+                 liquidity: Any, trade_id: TradeId) -> None:
+        g = vc.group
+        run = g.run
+        inst = self.instruments[vc.venue]
+        common_lots = lots * self._lf[vc.venue]
+        common_px = price_ticks * self._pf[vc.venue]
+        qty = inst.lots_to_qty(lots)
+        px = inst.ticks_to_price(price_ticks)
+        g.filled += common_lots
+        run.filled_lots += common_lots
+        run.notional += px * qty
+        run.by_venue[vc.venue] = run.by_venue.get(vc.venue, Decimal(0)) + qty
+        run.fees[fee_ccy] = run.fees.get(fee_ccy, Decimal(0)) + fee
+        self.risk.on_fill(self.symbol, run.side, qty)
+        self.risk.on_order_released(self.symbol, run.side, qty)
+        if run.limit_price is not None and (px - run.limit_price) * int(run.side) > 0:
+            log.error("parent=%s %s %s: fill %s at %s is through the limit %s", run.id, vc.venue, vc.cid, trade_id,
+                      px, run.limit_price)
+        if g.done:
+            log.warning("parent=%s child %s: fill after the child was reported done", run.id, g.child_id)
+        elif run.algo is not None:
+            run.algo.on_child_fill(g.child_id, common_lots, common_px, liquidity)
+
+    def _group_done(self, g: _Group, risk_checked: bool) -> None:
+        if g.done:
+            return
+        g.done = True
+        run = g.run
+        run.open_groups -= 1
+        req_lots = g.request.lots
+        if risk_checked:
+            unfilled = self.grid.lot_size * max(0, req_lots - g.filled)
+            if unfilled:
+                self.risk.on_order_released(self.symbol, run.side, unfilled)
+                ref = (self.grid.tick_size * g.request.limit_ticks if g.request.limit_ticks is not None
+                       else self.mid_price())
+                if ref is not None:
+                    self.risk.release_parent_notional(run.id, ref * unfilled)
+        sts = g.statuses
+        if g.filled >= req_lots:
+            status = OrderStatus.FILLED
+        elif sts and all(s is OrderStatus.REJECTED for s in sts):
+            status = OrderStatus.REJECTED
+        elif OrderStatus.EXPIRED in sts or not sts:
+            status = OrderStatus.EXPIRED
+        else:
+            status = OrderStatus.CANCELED
+        if run.algo is not None:
+            run.algo.on_child_done(g.child_id, status)
+        self._maybe_finish(run)
+
+    # ------------------------------------------------------------------ parent completion
+    def _maybe_finish(self, run: _ParentRun) -> None:
+        if run.is_terminal or run.algo is None:
+            return
+        if not run.algo.status.is_terminal:
+            if run.algo.status is AlgoStatus.PAUSED:
+                run.status = "paused"
+            return
+        if run.open_groups > 0:
+            return
+        self._finish(run)
+
+    def _finish(self, run: _ParentRun) -> None:
+        algo = run.algo
+        full = run.filled_lots >= run.parent_lots
+        if full:
+            run.status, run.reason = "filled", None
+        elif run.forced_status is not None:
+            run.status, run.reason = run.forced_status, run.forced_reason
+        elif algo is not None and algo.status is AlgoStatus.FINISHED:
+            run.status, run.reason = "finished", algo.finish_reason
+        elif algo is not None and algo.status is AlgoStatus.CANCELLED:
+            run.status, run.reason = "cancelled", algo.finish_reason
+        else:
+            run.status, run.reason = "finished", algo.finish_reason if algo is not None else "not started"
+        if not full:
+            run.reason = (f"{run.reason or 'stopped'}; filled {run.filled_quantity} of {run.quantity}")
+        run.end_ns = self.clock.now_ns()
+        if run in self._active:
+            self._active.remove(run)
+        avg = run.average_price
+        self._journal("parent_finished", {"parent_id": run.id, "status": run.status, "filled": str(run.filled_quantity),
+                                          "average_price": None if avg is None else str(avg), "reason": run.reason},
+                      parent_id=run.id)
+        log.info("parent %s %s: filled %s/%s avg %s (%s)", run.id, run.status, run.filled_quantity, run.quantity,
+                 avg, run.reason or "complete")
+        if self._should_stop():
+            self.driver.stop()
+
+    def _should_stop(self) -> bool:
+        if self._stop_when is not None:
+            return self._stop_when()
+        return all(r.is_terminal for r in self._runs.values())
+
+    # ------------------------------------------------------------------ running
+    def run(self, until_ns: int | None = None, *, stop_when: Callable[[], bool] | None = None) -> list[ParentHandle]:
+        """Simulation: replay until every parent is terminal (or ``stop_when()`` is true), the
+        data ends, or ``until_ns`` (exchange time). Parents still working when the data ends are
+        stopped, their orders cancelled, and they finish as ``data_ended`` with a reason.
+        Returns the handles of every parent."""
+        if self.mode == "live":  # pragma: no cover - refused at construction
+            raise ConfigError("live mode needs live adapters", key="engine.mode")
+        self._stop_when = stop_when
+        progress: AlertHandle | None = None
+        if self._on_progress is not None:
+            cb = self._on_progress
+            progress = self.clock.set_timer(self.settings.progress_interval_ns, lambda _ts: cb(self))
+        until = until_ns if until_ns is not None else self._until_ns
+        try:
+            if self._runs and self._should_stop():
+                return self.handles()
+            st = self.driver.run(until_ns=until)
+            self.stats.market_events += st.events
+            self.stats.wall_seconds += st.wall_seconds
+            self.stats.sim_end_ns = self.clock.now_ns()
+            if self.driver.exhausted or (until_ns is None and until is not None and self.clock.now_ns() >= until):
+                self._end_of_data()   # the data (or the configured [engine] until) is over
+        finally:
+            if progress is not None:
+                progress.cancel()
+            self._stop_when = None
+        return self.handles()
+
+    def _end_of_data(self) -> None:
+        if self.stats.data_ended:
+            return
+        self.stats.data_ended = True
+        now = self.clock.now_ns()
+        why = f"market data ended at {now} ns before the parent completed"
+        for run in list(self._runs.values()):
+            if not run.is_terminal:
+                self._cancel_parent(run, why, status="data_ended")
+        self.driver.flush(self.settings.flush_ns)
+        for run in list(self._runs.values()):
+            if not run.is_terminal:
+                if run.algo is not None and not run.algo.status.is_terminal:
+                    run.algo.cancel(why)
+                self._finish(run)
+        self.stats.sim_end_ns = self.clock.now_ns()
+
+    def handles(self) -> list[ParentHandle]:
+        return [ParentHandle(self, r) for r in self._runs.values()]
+
+    def parent(self, parent_id: str) -> ParentHandle:
+        try:
+            return ParentHandle(self, self._runs[parent_id])
+        except KeyError:
+            raise ConfigError(f"unknown parent {parent_id!r}", key="parent_id",
+                              allowed=", ".join(self._runs)) from None
+
+    # ------------------------------------------------------------------ reporting
+    def _parent_summary(self, run: _ParentRun) -> dict[str, Any]:
+        avg = run.average_price
+        return {
+            "id": run.id, "symbol": run.parent.symbol, "side": "buy" if run.side is Side.BUY else "sell",
+            "algo": run.parent.algo.name, "status": run.status, "quantity": str(run.quantity),
+            "filled": str(run.filled_quantity), "average_price": None if avg is None else str(avg),
+            "arrival_price": None if run.arrival_price is None else str(run.arrival_price),
+            "limit_price": None if run.limit_price is None else str(run.limit_price),
+            "slippage_bps": run.slippage_bps, "children": len(run.children),
+            "child_requests": len(run.groups),
+            "venues": {v: str(q) for v, q in sorted(run.by_venue.items())},
+            "fees": {c: str(f) for c, f in sorted(run.fees.items())},
+            "start_ns": run.start_ns, "end_ns": run.end_ns, "reason": run.reason,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The run's summary: mode, venues, market events, virtual span, and every parent."""
+        return {"mode": self.mode, "venues": list(self.instruments), "symbol": self.symbol,
+                "market_events": self.stats.market_events, "sim_start_ns": self.stats.sim_start_ns,
+                "sim_end_ns": self.stats.sim_end_ns, "data_ended": self.stats.data_ended,
+                "risk_refusals": self.risk.refusals, "killed": self.killed,
+                "journal": None if self.journal is None else str(self.journal.path),
+                "parents": [self._parent_summary(r) for r in self._runs.values()]}
+
+    def close(self) -> None:
+        """Close the journal."""
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+            self.om.journal = None
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def iter_fills(journal_path: str | Path) -> Iterable[dict[str, Any]]:
+    """The ``fill`` payloads of a journal, in order (tests and tools)."""
+    with Journal(journal_path) as j:
+        return [r.payload for r in j.read(kinds=["fill"])]

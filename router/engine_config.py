@@ -1,0 +1,351 @@
+"""Engine configuration: the ``[engine]``, ``[simulation.<venue>]``, ``[risk]`` and ``[[parents]]``
+sections of a sorex TOML file, the :class:`ParentOrder` value, and the embedded default venues.
+
+These sections sit beside ``[routing]`` and ``[venues.<id>]`` (owned by :mod:`router.config`) and
+are parsed as strictly: every unknown key, wrong type or out-of-range value is a
+:class:`~marketdata.errors.ConfigError` naming the file, the dotted key and the allowed values.
+A file without ``[venues.*]`` gets the embedded default venues (simulated ``binance-spot`` and
+``binance-usdm``, Binance VIP0 fees); without ``[routing]`` the default routing policy.
+Full reference: docs/engine.md.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Literal
+
+from algos.params import parse_duration_ns
+from marketdata.errors import ConfigError
+from marketdata.model import Side
+from router.config import SorexConfig, Table, parse_config
+from router.engine_algos import AlgoSpec, algo_spec
+from router.risk import RiskLimits
+
+__all__ = ["DEFAULT_CONFIG_TOML", "EngineConfig", "EngineSettings", "ParentOrder", "SimVenueSettings",
+           "load_engine_config", "load_engine_config_text", "parse_parent"]
+
+Mode = Literal["simulate", "shadow", "live"]
+MODES = ("simulate", "shadow", "live")
+
+# Embedded defaults: Binance VIP0 published fees (spot 0.1 %/0.1 %; USD-M 0.02 %/0.05 %),
+# round trips of a client in the same region as the matching engine (AWS Tokyo: ~10-15 ms REST).
+DEFAULT_ROUTING_TOML = """
+[routing]
+strategy = "smart"
+symbol = "BTC-USDT"
+max_slippage_bps = 25
+max_book_age_ms = 5000
+default_style = "take"
+"""
+
+DEFAULT_VENUES_TOML = """
+[venues.binance-spot]
+post_only = true
+[venues.binance-spot.fees]
+maker_bps = 10
+taker_bps = 10
+[venues.binance-spot.latency]
+order_rtt_ms = 14.0
+jitter_ms = 4.0
+
+[venues.binance-usdm]
+post_only = true
+[venues.binance-usdm.fees]
+maker_bps = 2
+taker_bps = 5
+[venues.binance-usdm.latency]
+order_rtt_ms = 10.0
+jitter_ms = 3.0
+"""
+
+DEFAULT_CONFIG_TOML = DEFAULT_ROUTING_TOML + DEFAULT_VENUES_TOML
+"""The embedded default configuration (routing + the two simulated Binance venues)."""
+
+DEFAULT_BALANCES = {"USDT": Decimal("10000000"), "BTC": Decimal("1000"), "USD": Decimal("10000000")}
+"""Ample starting balances of a simulated venue when the config gives none."""
+
+
+@dataclass(frozen=True)
+class ParentOrder:
+    """One parent order: ``quantity`` of ``symbol`` (base units, decimal string or Decimal) to
+    ``side`` (buy/sell) with ``algo`` (a spec such as ``VWAP(end="+20m")``), optional
+    ``limit_price`` (quote per base; no fill is ever worse) and an optional ``id``.
+
+    Validated at construction: a bad side, a non-positive or non-numeric quantity or a limit
+    price that is not a positive number raise :class:`ConfigError` before anything is sent."""
+
+    symbol: str
+    side: Side | str
+    quantity: Decimal | str | int
+    algo: AlgoSpec
+    limit_price: Decimal | str | int | None = None
+    id: str | None = None
+    submit_at: str | int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.symbol, str) or not self.symbol:
+            raise ConfigError(f"symbol {self.symbol!r} must be a non-empty string", key="symbol")
+        try:
+            side = Side.parse(self.side)
+        except ValueError as exc:
+            raise ConfigError(str(exc), key="side", allowed="buy, sell") from None
+        object.__setattr__(self, "side", side)
+        object.__setattr__(self, "quantity", _positive_decimal(self.quantity, "quantity"))
+        if self.limit_price is not None:
+            object.__setattr__(self, "limit_price", _positive_decimal(self.limit_price, "limit_price"))
+        if not isinstance(self.algo, AlgoSpec):
+            raise ConfigError(f"algo {self.algo!r} is not an algo spec", key="algo",
+                              allowed="TWAP(...), VWAP(...), POV(...), Iceberg(...), IS(...)")
+        if self.algo.needs_limit and self.limit_price is None:
+            raise ConfigError(f"algo {self.algo.name} needs a limit_price on the parent", key="limit_price")
+        if self.id is not None and (not isinstance(self.id, str) or not self.id
+                                    or not all(c.isalnum() or c in "-_." for c in self.id)):
+            raise ConfigError(f"parent id {self.id!r}", key="id", allowed="letters, digits, '-', '_', '.'")
+
+    @property
+    def side_(self) -> Side:
+        s = self.side
+        assert isinstance(s, Side)
+        return s
+
+    @property
+    def quantity_(self) -> Decimal:
+        q = self.quantity
+        assert isinstance(q, Decimal)
+        return q
+
+    @property
+    def limit_price_(self) -> Decimal | None:
+        p = self.limit_price
+        assert p is None or isinstance(p, Decimal)
+        return p
+
+
+def _positive_decimal(v: Any, key: str) -> Decimal:
+    if isinstance(v, bool):
+        raise ConfigError(f"{v!r} is not a number", key=key)
+    if isinstance(v, float):
+        v = repr(v)
+    try:
+        d = Decimal(str(v).strip()) if not isinstance(v, Decimal) else v
+    except InvalidOperation:
+        raise ConfigError(f"{v!r} is not a number", key=key, allowed="a positive decimal") from None
+    if not d.is_finite() or d <= 0:
+        raise ConfigError(f"{v!r} must be a positive number", key=key, allowed="> 0")
+    return d
+
+
+@dataclass(frozen=True, slots=True)
+class SimVenueSettings:
+    """One ``[simulation.<venue>]`` table (all optional). Latencies in ms; order entry and ack
+    default to half of the venue's ``latency.order_rtt_ms`` each, with lognormal spread
+    ``latency_sigma``."""
+
+    market_data_latency_ms: float = 3.0
+    order_entry_latency_ms: float | None = None
+    ack_latency_ms: float | None = None
+    latency_sigma: float = 0.3
+    queue_model: Literal["power", "log", "risk_averse"] = "power"
+    rate_limit_preset: str | None = None
+    """Name of a :data:`venues.ratelimit.PRESETS` entry; default: the venue id when it is a preset,
+    ``"none"`` disables the client-side limiter."""
+    venue_rate_limit_orders: int | None = 50
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """The ``[engine]`` section."""
+
+    mode: Mode = "simulate"
+    seed: int = 1
+    data: tuple[str, ...] = ()
+    data_format: str | None = None
+    until: str | None = None
+    journal: str | None = None
+    journal_sync: Literal["FULL", "NORMAL"] = "NORMAL"
+    progress_interval_ns: int = 10_000_000_000
+    warmup_ns: int = 2_000_000_000
+    flush_ns: int = 2_000_000_000
+    local_reject_delay_ns: int = 1_000_000
+    cancel_retry_ns: int = 50_000_000
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """A whole engine configuration: routing + venues (:class:`SorexConfig`), engine settings,
+    per-venue simulation settings, risk limits and the parent orders of ``[[parents]]``."""
+
+    sorex: SorexConfig
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    simulation: dict[str, SimVenueSettings] = field(default_factory=dict)
+    risk: RiskLimits = field(default_factory=RiskLimits)
+    parents: tuple[ParentOrder, ...] = ()
+    default_venues: bool = False
+    path: str = "<default>"
+
+
+# --------------------------------------------------------------------------- section parsers
+def _parse_engine(t: Table) -> EngineSettings:
+    data = t.data.get("data")
+    if isinstance(data, str):
+        t._used.add("data")
+        files: tuple[str, ...] = (data,)
+    else:
+        files = t.string_list("data", ())
+    progress = t.data.get("progress_interval", "10s")
+    t._used.add("progress_interval")
+    warm = t.data.get("warmup", "2s")
+    t._used.add("warmup")
+
+    def dur(v: Any, k: str) -> int:
+        try:
+            return parse_duration_ns(v, key=t.key(k))
+        except ConfigError as exc:
+            raise ConfigError(str(exc), file=t.file) from None
+
+    s = EngineSettings(
+        mode=t.string("mode", "simulate", allowed=MODES),
+        seed=t.integer("seed", 1, min=0),
+        data=files,
+        data_format=t.string("data_format", None, allowed=("binance-raw", "tardis-book", "tardis-trades", "bundle")),
+        until=t.string("until", None),
+        journal=t.string("journal", None),
+        journal_sync=t.string("journal_sync", "NORMAL", allowed=("FULL", "NORMAL")),
+        progress_interval_ns=dur(progress, "progress_interval"),
+        warmup_ns=dur(warm, "warmup"),
+        local_reject_delay_ns=int(t.number("local_reject_delay_ms", 1.0, min=0, max=60_000) * 1_000_000),
+        cancel_retry_ns=int(t.number("cancel_retry_ms", 50.0, min=0, min_exclusive=True, max=60_000) * 1_000_000),
+    )
+    t.finish()
+    return s
+
+
+def _parse_simulation(t: Table) -> dict[str, SimVenueSettings]:
+    out: dict[str, SimVenueSettings] = {}
+    for venue in list(t):
+        vt = t.table(venue)
+        out[venue] = SimVenueSettings(
+            market_data_latency_ms=vt.number("market_data_latency_ms", 3.0, min=0, max=60_000),
+            order_entry_latency_ms=vt.number("order_entry_latency_ms", None, min=0, max=60_000),
+            ack_latency_ms=vt.number("ack_latency_ms", None, min=0, max=60_000),
+            latency_sigma=vt.number("latency_sigma", 0.3, min=0, max=3),
+            queue_model=vt.string("queue_model", "power", allowed=("power", "log", "risk_averse")),
+            rate_limit_preset=vt.string("rate_limit_preset", None),
+            venue_rate_limit_orders=vt.integer("venue_rate_limit_orders", 50, min=1, max=1_000_000))
+        vt.finish()
+    t.finish()
+    return out
+
+
+def _parse_risk(t: Table) -> RiskLimits:
+    mp = t.table("max_position")
+    max_position = {sym: mp.decimal(sym, min=0) for sym in mp}
+    mp.finish()
+    limits = RiskLimits(
+        max_order_notional=t.decimal("max_order_notional", None, min=0, min_exclusive=True),
+        max_parent_notional=t.decimal("max_parent_notional", None, min=0, min_exclusive=True),
+        max_position=max_position,
+        blacklist=frozenset(t.string_list("blacklist", ())),
+        price_collar_bps=t.decimal("price_collar_bps", None, min=0, min_exclusive=True, max=10_000))
+    t.finish()
+    return limits
+
+
+_PARENT_KEYS = ("id", "symbol", "side", "quantity", "limit_price", "algo", "submit_at", "params")
+
+
+def _rekey(exc: ConfigError, file: str, key: str | None) -> ConfigError:
+    """The same error, re-anchored at ``file`` / ``key`` (a dotted path in the TOML)."""
+    parts = [p for p in (exc.file, f"key '{exc.key}'" if exc.key else None) if p]
+    text = str(exc)
+    prefix = ": ".join(parts)
+    msg = text[len(prefix) + 2:] if prefix and text.startswith(prefix + ": ") else text
+    if exc.allowed and msg.endswith(f" (allowed: {exc.allowed})"):
+        msg = msg[: -len(f" (allowed: {exc.allowed})")]
+    return ConfigError(msg, file=file, key=key, allowed=exc.allowed)
+
+
+def parse_parent(t: Table) -> ParentOrder:
+    """One ``[[parents]]`` table -> :class:`ParentOrder` (errors name the file and key)."""
+    pt = t.table("params")
+    algo_name = t.string("algo")
+    try:
+        spec = algo_spec(algo_name, dict(pt.data))
+    except ConfigError as exc:
+        where = t.key("algo") if exc.key in (None, "algo") else pt.key(exc.key or "")
+        raise _rekey(exc, t.file, where) from None
+    submit_at = t.data.get("submit_at")
+    t._used.update(("submit_at", "quantity", "limit_price"))
+    if submit_at is not None and (isinstance(submit_at, bool) or not isinstance(submit_at, str | int)):
+        raise t.error("submit_at", f"{submit_at!r}", allowed="'+10s' (from the data start), ns, ISO time")
+    side = t.string("side", allowed=("buy", "sell"))
+    symbol = t.string("symbol")
+    ident = t.string("id", None)
+    if "quantity" not in t.data:
+        raise t.error("quantity", "is required")
+    try:
+        parent = ParentOrder(symbol=symbol, side=side, quantity=t.data["quantity"], algo=spec,
+                             limit_price=t.data.get("limit_price"), id=ident, submit_at=submit_at)
+    except ConfigError as exc:
+        raise _rekey(exc, t.file, t.key(exc.key) if exc.key else None) from None
+    t.finish()
+    return parent
+
+
+def _parse_parents(ts: list[Table] | Table) -> tuple[ParentOrder, ...]:
+    if isinstance(ts, Table):
+        raise ts.error(None, "parents must be an array of tables: write [[parents]]")
+    out = tuple(parse_parent(t) for t in ts)
+    ids = [p.id for p in out if p.id is not None]
+    dup = {i for i in ids if ids.count(i) > 1}
+    if dup:
+        raise ConfigError(f"duplicate parent id {sorted(dup)[0]!r}", file=ts[0].file if ts else None,
+                          key="parents.id")
+    return out
+
+
+SECTIONS = {"engine": _parse_engine, "simulation": _parse_simulation, "risk": _parse_risk,
+            "parents": _parse_parents}
+
+
+def load_engine_config_text(text: str, *, file: str = "<string>") -> EngineConfig:
+    """Parse TOML text into an :class:`EngineConfig` (see module docstring)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", file=file) from None
+    return parse_engine_config(data, file=file)
+
+
+def parse_engine_config(data: dict[str, Any], *, file: str = "<config>") -> EngineConfig:
+    """Validate a parsed TOML document; fills in the embedded default routing and venues."""
+    data = dict(data)
+    defaults = tomllib.loads(DEFAULT_CONFIG_TOML)
+    default_venues = "venues" not in data
+    if default_venues:
+        data["venues"] = defaults["venues"]
+    if "routing" not in data:
+        data["routing"] = defaults["routing"]
+    sorex = parse_config(data, file=file, sections=SECTIONS)
+    sec = sorex.sections
+    sim = sec.get("simulation", {})
+    for v in sim:
+        if v not in sorex.venues:
+            raise ConfigError(f"simulation settings for unknown venue {v!r}", file=file, key=f"simulation.{v}",
+                              allowed=", ".join(sorex.venues))
+    return EngineConfig(sorex=sorex, engine=sec.get("engine", EngineSettings()), simulation=dict(sim),
+                        risk=sec.get("risk", RiskLimits()), parents=tuple(sec.get("parents", ())),
+                        default_venues=default_venues, path=file)
+
+
+def load_engine_config(path: str | Path) -> EngineConfig:
+    """Load a sorex TOML file for the engine (strict; :class:`ConfigError` names file and key)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config: {exc.strerror}", file=str(p)) from None
+    return load_engine_config_text(text, file=str(p))

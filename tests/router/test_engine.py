@@ -1,0 +1,282 @@
+"""End-to-end tests of the engine on the bundled real data (simulated binance-spot + binance-usdm)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from marketdata.errors import ConfigError, RiskRejected
+from router.cli import main
+from router.engine import TWAP, VWAP, Engine, ParentOrder
+from router.engine_config import load_engine_config_text
+from venues.journal import Journal
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = ["twap", "vwap", "pov", "iceberg", "is"]
+
+
+def _journal(path: Path, kinds: list[str]) -> list[dict]:
+    with Journal(path) as j:
+        return [dict(r.payload, _ts=r.ts_ns, _cid=r.client_order_id) for r in j.read(kinds=kinds)]
+
+
+def _check_fills(jpath: Path, summary: dict) -> None:
+    """Sum of journaled fills == reported filled; no child filled beyond its quantity; limit kept."""
+    fills = _journal(jpath, ["fill"])
+    cmds = {c["client_order_id"]: c for c in _journal(jpath, ["order_command"]) if c["action"] == "submit"}
+    for p in summary["parents"]:
+        mine = [f for f in fills if f["parent_id"] == p["id"]]
+        assert sum((Decimal(f["quantity"]) for f in mine), Decimal(0)) == Decimal(p["filled"])
+        assert Decimal(p["filled"]) <= Decimal(p["quantity"])
+        per_child: dict[str, Decimal] = {}
+        for f in mine:
+            per_child[f["client_order_id"]] = per_child.get(f["client_order_id"], Decimal(0)) + Decimal(f["quantity"])
+            if p["limit_price"] is not None:
+                lim = Decimal(p["limit_price"])
+                if p["side"] == "buy":
+                    assert Decimal(f["price"]) <= lim, f
+                else:
+                    assert Decimal(f["price"]) >= lim, f
+        for cid, q in per_child.items():
+            assert q <= Decimal(cmds[cid]["quantity"]), f"child {cid} overfilled"
+        assert p["children"] == len([c for c in cmds.values() if c["parent_id"] == p["id"]])
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_runs_to_completion(name: str, tmp_path: Path) -> None:
+    jpath = tmp_path / "j.sqlite"
+    with Engine.from_toml(REPO / "examples" / f"{name}.toml", journal=jpath) as engine:
+        engine.run()
+        summary = engine.summary()
+    assert len(summary["parents"]) == 1
+    p = summary["parents"][0]
+    assert p["status"] == "filled" or p["reason"], p
+    if p["status"] == "filled":
+        assert Decimal(p["filled"]) == Decimal(p["quantity"])
+        assert p["reason"] is None
+    _check_fills(jpath, summary)
+    finished = _journal(jpath, ["parent_finished"])
+    assert [f["status"] for f in finished] == [p["status"]]
+    assert _journal(jpath, ["routing_decision"]), "every child goes through the router"
+
+
+def test_limit_price_never_crossed(tmp_path: Path) -> None:
+    jpath = tmp_path / "j.sqlite"
+    with Engine.default(journal=jpath) as engine:
+        # a buy limit below the market at the start: fills only when the market comes down to it
+        buy = engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="1.5",
+                                        algo=TWAP(end="+150s", slices=5), limit_price="61790"))
+        sell = engine.submit(ParentOrder(symbol="BTC-USDT", side="sell", quantity="1",
+                                         algo=VWAP(end="+150s", final_sweep=True), limit_price="61780"))
+        engine.run()
+        summary = engine.summary()
+    assert buy.is_terminal and sell.is_terminal
+    assert buy.filled > 0 and sell.filled > 0
+    _check_fills(jpath, summary)
+    for h in (buy, sell):
+        if h.filled < h.quantity:
+            assert h.reason and "filled" in h.reason
+
+
+def _fills(jpath: Path) -> list[tuple]:
+    return [(f["_cid"], f["venue"], f["price"], f["quantity"], f["ts_event"], f["liquidity"])
+            for f in _journal(jpath, ["fill"])]
+
+
+def test_same_seed_same_fills(tmp_path: Path) -> None:
+    runs = []
+    for k in range(2):
+        jpath = tmp_path / f"j{k}.sqlite"
+        with Engine.from_toml(REPO / "examples" / "twap.toml", journal=jpath) as engine:
+            engine.run()
+        runs.append(_fills(jpath))
+    assert runs[0] and runs[0] == runs[1]
+
+
+def test_different_seed_changes_the_run(tmp_path: Path) -> None:
+    text = (REPO / "examples" / "twap.toml").read_text().replace("seed = 7", "seed = 8")
+    a, b = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
+    with Engine.from_toml(REPO / "examples" / "twap.toml", journal=a) as e1:
+        e1.run(until_ns=e1.dataset.start_ns + 90 * 10**9)
+    with Engine.from_toml_text(text, file="seed8.toml", journal=b) as e2:
+        e2.run(until_ns=e2.dataset.start_ns + 90 * 10**9)
+    assert _fills(a) != _fills(b)
+
+
+def test_risk_refusals_are_journaled(tmp_path: Path) -> None:
+    jpath = tmp_path / "j.sqlite"
+    cfg = load_engine_config_text('[risk]\nmax_order_notional = 1000\n', file="risk.toml")
+    with Engine(cfg, journal=jpath) as engine:
+        h = engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="0.5", algo=TWAP(end="+60s")))
+        engine.run()
+    refused = _journal(jpath, ["risk_refused"])
+    assert refused and all(r["rule"] == "max_order_notional" for r in refused)
+    assert refused[0]["parent_id"] == h.id and refused[0]["order"]["quantity"]
+    assert h.is_terminal and h.filled < h.quantity and h.reason
+    # nothing that was refused reached a venue
+    assert not [c for c in _journal(jpath, ["order_command"]) if Decimal(c["quantity"]) * 62000 > 1000]
+
+
+def test_parent_level_risk_refuses_before_sending(tmp_path: Path) -> None:
+    jpath = tmp_path / "j.sqlite"
+    cfg = load_engine_config_text('[risk]\nmax_parent_notional = 10000\nblacklist = ["ETH-USDT"]\n', file="r.toml")
+    with Engine(cfg, journal=jpath) as engine:
+        with pytest.raises(RiskRejected) as exc:
+            engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="1", algo=TWAP(end="+60s"),
+                                      limit_price="62000"))
+        assert exc.value.rule == "max_parent_notional"
+    assert [r["rule"] for r in _journal(jpath, ["risk_refused"])] == ["max_parent_notional"]
+    assert not _journal(jpath, ["order_command"])
+
+
+def test_kill_switch_cancels_working_orders(tmp_path: Path) -> None:
+    jpath = tmp_path / "j.sqlite"
+    with Engine.default(journal=jpath) as engine:
+        # passive slices rest on the venues: there is something to cancel
+        h = engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="3",
+                                      algo=TWAP(end="+4m", slices=4, passive_only=True)))
+        start = engine.dataset.start_ns
+        t = start + 20 * 10**9
+        while not engine.om.open_orders() and t < start + 200 * 10**9:
+            engine.run(until_ns=t)
+            t += 5 * 10**9
+        working = [m.client_order_id for m in engine.om.open_orders()]
+        assert working, "expected resting children before the kill"
+        engine.kill("test kill")
+        engine.run(until_ns=engine.clock.now_ns() + 2 * 10**9)
+        assert not engine.om.open_orders()
+        assert h.status == "killed" and "test kill" in (h.reason or "")
+        # nothing new is sent after the kill
+        n_cmds = len(_journal(jpath, ["order_command"]))
+        with pytest.raises(RiskRejected):
+            engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="1", algo=TWAP(end="+60s")))
+        engine.run(until_ns=engine.clock.now_ns() + 10 * 10**9)
+    cancels = [c["client_order_id"] for c in _journal(jpath, ["order_command"]) if c["action"] == "cancel"]
+    assert set(working) <= set(cancels)
+    assert len([c for c in _journal(jpath, ["order_command"]) if c["action"] == "submit"]) <= n_cmds
+
+
+@pytest.mark.parametrize("kwargs, key", [
+    ({"symbol": "ETH-USDT"}, "symbol"),
+    ({"quantity": "-1"}, "quantity"),
+    ({"quantity": "0"}, "quantity"),
+    ({"limit_price": "abc"}, "limit_price"),
+    ({"side": "hold"}, "side"),
+])
+def test_bad_parent_input_is_refused_before_sending(kwargs: dict, key: str, tmp_path: Path) -> None:
+    jpath = tmp_path / "j.sqlite"
+    with Engine.default(journal=jpath) as engine:
+        args = {"symbol": "BTC-USDT", "side": "buy", "quantity": "1", "algo": TWAP(end="+60s")}
+        args.update(kwargs)
+        with pytest.raises(ConfigError) as exc:
+            engine.submit(ParentOrder(**args))
+        assert key in str(exc.value)
+        assert not engine.handles()
+    assert not _journal(jpath, ["order_command", "parent_submitted"])
+
+
+def test_bad_algo_parameters() -> None:
+    with pytest.raises(ConfigError, match="max_participation"):
+        VWAP(end="+1m", max_participation=2)
+    with pytest.raises(ConfigError, match="slice"):
+        TWAP(end="+1m", slice=3)
+    with pytest.raises(ConfigError, match="end"):
+        TWAP()
+
+
+@pytest.mark.parametrize("text, needle", [
+    ('[[parents]]\nsymbol = "BTC-USDT"\nside = "buy"\nquantity = "1"\nalgo = "twapx"\n[parents.params]\nend = "+1m"\n',
+     "parents[0].algo"),
+    ('[[parents]]\nsymbol = "BTC-USDT"\nside = "buy"\nquantity = "1"\nalgo = "twap"\nlimit_price = "x"\n'
+     '[parents.params]\nend = "+1m"\n', "parents[0].limit_price"),
+    ('[[parents]]\nsymbol = "BTC-USDT"\nside = "buy"\nquantity = -2\nalgo = "twap"\n[parents.params]\nend = "+1m"\n',
+     "parents[0].quantity"),
+    ('[engine]\nmode = "paper"\n', "engine.mode"),
+    ('[engine\nmode = 1', "not valid TOML"),
+    ('[risk]\nmax_order_notional = "lots"\n', "risk.max_order_notional"),
+])
+def test_bad_config_names_file_and_key(text: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_engine_config_text(text, file="bad.toml")
+    assert "bad.toml" in str(exc.value) and needle in str(exc.value)
+
+
+def test_unknown_symbol_in_toml_fails_before_anything_is_sent(tmp_path: Path) -> None:
+    text = ('[[parents]]\nsymbol = "DOGE-USDT"\nside = "buy"\nquantity = "1"\nalgo = "twap"\n'
+            '[parents.params]\nend = "+1m"\n')
+    with pytest.raises(ConfigError, match="DOGE-USDT"):
+        Engine.from_toml_text(text, file="doge.toml", journal=tmp_path / "j.sqlite")
+    assert not _journal(tmp_path / "j.sqlite", ["order_command"])
+
+
+def test_live_mode_without_adapter_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError) as exc:
+        Engine(load_engine_config_text('[engine]\nmode = "live"\n', file="live.toml"))
+    text = str(exc.value)
+    assert "binance-spot" in text and "live adapters are not available" in text and "live.toml" in text
+
+
+def test_shadow_mode_journals_orders_without_sending(tmp_path: Path) -> None:
+    jpath = tmp_path / "j.sqlite"
+    cfg = load_engine_config_text('[engine]\nmode = "shadow"\n', file="shadow.toml")
+    with Engine(cfg, journal=jpath) as engine:
+        h = engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="1", algo=TWAP(end="+30s")))
+        engine.run()
+        assert all(v.stat_orders == 0 for v in engine.venues.values())
+    assert _journal(jpath, ["order_command"])
+    assert not _journal(jpath, ["fill"])
+    events = _journal(jpath, ["order_event"])
+    assert events and all("shadow" in (e["reason"] or "") for e in events)
+    assert h.is_terminal and h.filled == 0 and h.reason
+
+
+def test_handle_controls(tmp_path: Path) -> None:
+    with Engine.default() as engine:
+        h = engine.submit(ParentOrder(symbol="BTC-USDT", side="sell", quantity="2", algo=TWAP(end="+3m")))
+        start = engine.dataset.start_ns
+        engine.run(until_ns=start + 40 * 10**9)
+        assert h.status == "working" and h.arrival_price is not None
+        h.pause()
+        assert h.status == "paused"
+        filled = h.filled
+        engine.run(until_ns=start + 70 * 10**9)
+        assert h.filled - filled <= Decimal("0.5")   # only fills of children already on their way
+        h.resume()
+        h.amend(quantity="1")
+        h.wait()
+        assert h.is_terminal and h.filled <= Decimal("1") and h.quantity == Decimal("1")
+        assert h.children and all(c["venue"] in ("binance-spot", "binance-usdm") for c in h.children)
+        h2 = engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="1", algo=TWAP(end="+2m")))
+        engine.run(until_ns=engine.clock.now_ns() + 10 * 10**9)
+        h2.cancel()
+        h2.wait()
+        assert h2.status in ("cancelled", "filled")
+
+
+def test_cli_run_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["run", str(REPO / "examples" / "iceberg.toml"), "--json", "--out", str(tmp_path), "--quiet"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert "parents" in out and len(out["parents"]) == 1
+    p = out["parents"][0]
+    for key in ("id", "status", "filled", "quantity", "average_price", "arrival_price", "slippage_bps",
+                "children", "venues"):
+        assert key in p
+    if p["status"] != "filled":
+        assert p["reason"]
+    if p["average_price"] is not None and p["arrival_price"] is not None:
+        avg, arr = Decimal(p["average_price"]), Decimal(p["arrival_price"])
+        assert p["slippage_bps"] == pytest.approx(float((avg - arr) / arr * 10_000), abs=1e-3)
+    assert Path(out["journal"]).is_file()
+    assert out["tca"] and Path(out["tca"]["html"]).is_file()
+
+
+def test_cli_bad_config_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[parents]]\nsymbol = "BTC-USDT"\nside = "buy"\nquantity = "1"\nalgo = "nope"\n')
+    assert main(["run", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.toml" in err and "parents[0].algo" in err

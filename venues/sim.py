@@ -1,0 +1,910 @@
+"""A simulated exchange on virtual time, fed with replayed market data.
+
+:class:`SimulatedVenue` implements the :class:`~venues.base.Venue` interface. Every async method
+completes without suspending, so :func:`venues.base.run_now` drives it inside the discrete-event
+simulation; requests and events travel on the :class:`~marketdata.clock.SimClock` as alerts.
+
+Time line of one order (all latencies sampled from the venue's seeded ``random.Random``)::
+
+    submit() at t0 --order-entry latency--> matching engine at t1 --ack latency--> handler at t2
+
+The matching engine keeps its own :class:`~marketdata.book.L2Book` per instrument, built from the
+feed the driver pushes in with :meth:`SimulatedVenue.on_market_event` at exchange time.
+
+Matching rules (documented in docs/venues-sim.md):
+
+* **Taking.** A marketable order walks the visible opposite side level by level, at those prices.
+  Liquidity we took stays taken: per level the venue keeps the lots *consumed* by us, and the size
+  available to our next order is ``displayed - consumed``. The consumed count of a level is reset
+  when the feed sends an update for that level (a delta naming that price, or a snapshot), because
+  from then on the displayed size is the market's own new truth. So two of our orders never consume
+  the same displayed size.
+* **Resting.** A resting order joins the queue behind the displayed size at its price
+  (``front`` = lots ahead of it). Trades printing at its price advance it (trade volume beyond the
+  queue ahead fills it); a shrinking level advances it according to the :class:`QueueModel`
+  (hftbacktest's probabilistic queue models: a cancel of ``chg`` lots happens ahead of us with
+  probability ``1 - f(back) / (f(back) + f(front))``, ``f(x) = x**n`` "power" or ``log(1 + x)``
+  "log"); level growth never advances it. A trade printing *through* its price, or available
+  opposite liquidity at or through its price (the book moved through it), fills it at its own
+  price as maker. Our own orders never match each other.
+* Order types MARKET and LIMIT; time in force GTC, IOC, FOK (all-or-nothing against visible
+  available liquidity), POST_ONLY (rejected if it would take), GTD (expires at ``expire_ts``).
+  Remainders of IOC and MARKET orders, and FOK orders that cannot fill, end EXPIRED (Binance).
+* Fees from the :class:`~venues.base.FeeSchedule` in bps of notional, in the quote currency, on
+  every fill; negative is a rebate.
+* Balances (base and quote, ``Decimal``) with funds locked by open orders; an order the account
+  cannot pay for is REJECTED (``-2010`` "Account has insufficient balance for requested action.").
+* Instrument rules and venue-side rate limits reject with Binance's codes and texts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import random
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal
+
+from marketdata.book import L2Book, SequenceRule
+from marketdata.clock import NS_PER_SECOND, AlertHandle, SimClock
+from marketdata.errors import ConfigError, UnknownOrderError
+from marketdata.model import (
+    BookDeltas,
+    ClientOrderId,
+    Fill,
+    Instrument,
+    Liquidity,
+    Order,
+    OrderEvent,
+    OrderEventKind,
+    OrderStatus,
+    OrderType,
+    QuoteTick,
+    Side,
+    TimeInForce,
+    TradeId,
+    TradeTick,
+    VenueId,
+    VenueOrderId,
+)
+from venues.base import (
+    Balance,
+    EventHandler,
+    FeeSchedule,
+    OrderStatusReport,
+    Position,
+    Venue,
+    VenueCapabilities,
+    VenueInfo,
+)
+from venues.latency import LatencyModel
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CODE_DUPLICATE",
+    "CODE_FILTER",
+    "CODE_INSUFFICIENT_BALANCE",
+    "CODE_RATE_LIMIT",
+    "CODE_UNKNOWN_ORDER",
+    "LatencyModel",
+    "QueueModel",
+    "SimVenueConfig",
+    "SimulatedVenue",
+]
+
+# Binance error codes and texts used by the simulated venue.
+CODE_FILTER = "-1013"
+CODE_RATE_LIMIT = "-1015"
+CODE_INSUFFICIENT_BALANCE = "-2010"
+CODE_DUPLICATE = "-2010"
+CODE_UNKNOWN_ORDER = "-2011"
+CODE_BAD_SYMBOL = "-1121"
+CODE_UNSUPPORTED = "-1116"
+CODE_GTD = "-1106"
+TEXT_INSUFFICIENT = "Account has insufficient balance for requested action."
+TEXT_POST_ONLY = "Order would immediately match and take."
+TEXT_UNKNOWN_ORDER = "Unknown order sent."
+TEXT_DUPLICATE = "Duplicate order sent."
+
+_FEE_QUANT = Decimal("0.00000001")
+_BPS = Decimal(10_000)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueModel:
+    """How a shrinking price level moves our resting order forward (hftbacktest's ProbQueueModel).
+
+    When a level at our price shrinks by ``chg`` lots that trades did not explain, with ``front``
+    lots ahead of us and ``back = previous_level - front`` behind, the share of the cancel that
+    happened *behind* us is ``p = f(back) / (f(back) + f(front))`` with ``f(x) = x**power``
+    ("power") or ``log(1 + x)`` ("log"); "risk_averse" assumes every cancel was behind us
+    (the queue ahead only shrinks when the level falls below it).
+
+    ``stochastic=False`` moves ``front`` by the expectation (hftbacktest's rule:
+    ``front - (1-p)*chg + min(back - p*chg, 0)``); ``stochastic=True`` draws, with the venue's
+    seeded RNG, whether the whole cancel was ahead of us (probability ``1 - p``). Both are
+    deterministic for a seed."""
+
+    kind: Literal["power", "log", "risk_averse"] = "power"
+    power: float = 2.0
+    stochastic: bool = False
+
+    def prob_behind(self, front: int, back: int) -> float:
+        if self.kind == "risk_averse":
+            return 1.0
+        if self.kind == "log":
+            fb, ff = math.log1p(back), math.log1p(front)
+        else:
+            fb, ff = float(back) ** self.power, float(front) ** self.power
+        total = fb + ff
+        return fb / total if total > 0 else 1.0
+
+    def front_after_cancel(self, front: int, prev_level: int, new_level: int, chg: int,
+                           rng: random.Random) -> int:
+        """Lots ahead of us after the level went ``prev_level -> new_level`` by ``chg`` cancelled lots."""
+        back = max(0, prev_level - front)
+        p = self.prob_behind(front, back)
+        if self.stochastic:
+            if rng.random() < 1.0 - p:
+                est = front - chg
+            else:
+                est = front - max(0, chg - back)
+        else:
+            est = int(front - (1.0 - p) * chg + min(back - p * chg, 0.0))
+        return max(0, min(est, new_level))
+
+
+@dataclass
+class SimVenueConfig:
+    """Everything that makes one simulated venue.
+
+    ``balances`` are the starting free balances by asset. ``rate_limit_orders`` new orders (submits
+    and replaces) per ``rate_limit_window_ns`` are enforced at the matching engine (``None``
+    disables). ``market_data_latency`` is what the driver applies between the exchange and our
+    strategy; ``order_entry_latency`` between ``submit()`` and the matching engine;
+    ``ack_latency`` between the matching engine and our event handler."""
+
+    venue: VenueId
+    instruments: list[Instrument]
+    fees: FeeSchedule = field(default_factory=FeeSchedule)
+    balances: dict[str, Decimal] = field(default_factory=dict)
+    market_data_latency: LatencyModel = field(default_factory=lambda: LatencyModel.constant(0))
+    order_entry_latency: LatencyModel = field(default_factory=lambda: LatencyModel.constant(0))
+    ack_latency: LatencyModel = field(default_factory=lambda: LatencyModel.constant(0))
+    rate_limit_orders: int | None = 50
+    rate_limit_window_ns: int = 10 * NS_PER_SECOND
+    native_modify: bool = True
+    queue_model: QueueModel = field(default_factory=QueueModel)
+    sequence_rule: SequenceRule = "none"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.instruments:
+            raise ConfigError(f"simulated venue {self.venue}: needs at least one instrument", key="instruments")
+        for inst in self.instruments:
+            if inst.venue != self.venue:
+                raise ConfigError(f"instrument {inst.key} does not belong to venue {self.venue}",
+                                  key="instruments")
+        if self.rate_limit_orders is not None and self.rate_limit_orders <= 0:
+            raise ConfigError(f"rate_limit_orders {self.rate_limit_orders} must be > 0 or None",
+                              key="rate_limit_orders")
+        if self.rate_limit_window_ns <= 0:
+            raise ConfigError("rate_limit_window_ns must be > 0", key="rate_limit_window_ns")
+        for asset, amount in self.balances.items():
+            if not isinstance(amount, Decimal) or amount < 0:
+                raise ConfigError(f"balance of {asset} must be a Decimal >= 0, got {amount!r}", key="balances")
+
+
+class _SimOrder:
+    """Matching-engine state of one of our orders."""
+
+    __slots__ = ("expire_handle", "filled", "front", "inst", "lock_asset", "locked", "lots",
+                 "notional_ticks", "order", "price_ticks", "side", "status", "traded_since",
+                 "ts_event", "venue_order_id")
+
+    def __init__(self, order: Order, inst: Instrument, venue_order_id: VenueOrderId) -> None:
+        self.order = order
+        self.inst = inst
+        self.venue_order_id = venue_order_id
+        self.side = order.side
+        self.lots = order.lots
+        self.price_ticks = order.price_ticks
+        self.filled = 0
+        self.notional_ticks = 0
+        self.status = OrderStatus.NEW
+        self.front = 0
+        self.traded_since = 0
+        self.lock_asset = ""
+        self.locked = Decimal(0)
+        self.expire_handle: AlertHandle | None = None
+        self.ts_event = 0
+
+    @property
+    def remaining(self) -> int:
+        return self.lots - self.filled
+
+
+class _Market:
+    """Per-instrument engine state: the book, consumed lots, our resting orders."""
+
+    __slots__ = ("ask_orders", "bid_orders", "book", "consumed_ask", "consumed_bid", "idle", "inst",
+                 "our_best_ask", "our_best_bid")
+
+    def __init__(self, inst: Instrument, rule: SequenceRule) -> None:
+        self.inst = inst
+        self.book = L2Book(inst.venue, inst.symbol, sequence_rule=rule)
+        self.consumed_bid: dict[int, int] = {}
+        self.consumed_ask: dict[int, int] = {}
+        self.bid_orders: dict[int, list[_SimOrder]] = {}
+        self.ask_orders: dict[int, list[_SimOrder]] = {}
+        self.our_best_bid: int | None = None
+        self.our_best_ask: int | None = None
+        self.idle = True
+        """No resting orders and nothing consumed: book deltas need only ``L2Book.apply``."""
+
+    def refresh_best(self) -> None:
+        self.our_best_bid = max(self.bid_orders) if self.bid_orders else None
+        self.our_best_ask = min(self.ask_orders) if self.ask_orders else None
+        self.refresh_idle()
+
+    def refresh_idle(self) -> None:
+        self.idle = not (self.bid_orders or self.ask_orders or self.consumed_bid or self.consumed_ask)
+
+    def available(self, taker: Side, limit_ticks: int | None) -> Iterable[tuple[int, int]]:
+        """(price, available lots) on the side a ``taker`` takes from, best first, up to ``limit``.
+
+        Reads the L2Book's documented layout (dict of levels + sorted price index) directly:
+        this is the matching hot path."""
+        book = self.book
+        if taker is Side.BUY:
+            levels, consumed = book._asks, self.consumed_ask
+            for neg in reversed(book._ask_neg):
+                p = -neg
+                if limit_ticks is not None and p > limit_ticks:
+                    return
+                avail = levels[p] - consumed.get(p, 0)
+                if avail > 0:
+                    yield p, avail
+        else:
+            levels, consumed = book._bids, self.consumed_bid
+            for p in reversed(book._bid_px):
+                if limit_ticks is not None and p < limit_ticks:
+                    return
+                avail = levels[p] - consumed.get(p, 0)
+                if avail > 0:
+                    yield p, avail
+
+
+class SimulatedVenue(Venue):
+    """A simulated exchange for one or more instruments (see the module docstring for the rules).
+
+    Construct with a :class:`SimVenueConfig` and the simulation's :class:`SimClock`; push market
+    data with :meth:`on_market_event` (normally via :class:`venues.sim_driver.SimulationDriver`)."""
+
+    def __init__(self, config: SimVenueConfig, clock: SimClock) -> None:
+        self.config = config
+        self.clock = clock
+        tifs = frozenset({TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK, TimeInForce.POST_ONLY,
+                          TimeInForce.GTD})
+        self.info = VenueInfo(
+            venue=config.venue,
+            instruments={i.symbol: i for i in config.instruments},
+            capabilities=VenueCapabilities(order_types=frozenset({OrderType.MARKET, OrderType.LIMIT}),
+                                           time_in_force=tifs, native_modify=config.native_modify),
+            fees=config.fees,
+        )
+        self.rng = random.Random(config.seed)
+        self._markets: dict[str, _Market] = {i.symbol: _Market(i, config.sequence_rule)
+                                             for i in config.instruments}
+        self._orders: dict[ClientOrderId, _SimOrder] = {}
+        self._free: dict[str, Decimal] = {a: Decimal(v) for a, v in config.balances.items()}
+        self._locked: dict[str, Decimal] = {a: Decimal(0) for a in config.balances}
+        self._positions: dict[str, tuple[Decimal, Decimal]] = {}   # symbol -> (qty, cost in quote)
+        self._handler: EventHandler | None = None
+        self._order_ids = itertools.count(1)
+        self._trade_ids = itertools.count(1)
+        self._replace_ids = itertools.count(1)
+        self._venue_id = config.venue
+        self._rate_window: deque[int] = deque()
+        self._last_delivery_ns = 0
+        self._last_feed_ns = 0
+        self._maker_bps = config.fees.maker_bps
+        self._taker_bps = config.fees.taker_bps
+        self._lock_buffer = 1 + max(self._maker_bps, self._taker_bps, Decimal(0)) / _BPS
+        self.connected = False
+        self.stat_market_events = 0
+        self.stat_orders = 0
+        self.stat_fills = 0
+        self.stat_rejects = 0
+        self.stat_ignored_events = 0
+
+    # ------------------------------------------------------------------ market data (hot path)
+    def book(self, symbol: str) -> L2Book:
+        """The matching engine's book of ``symbol`` (exchange-time truth, no latency)."""
+        return self._market(symbol).book
+
+    def on_market_event(self, event: BookDeltas | TradeTick | QuoteTick) -> None:
+        """Feed one market event (exchange time) to the matching engine.
+
+        Cost when we have no orders and consumed nothing on that instrument: one ``L2Book.apply``
+        plus a few attribute loads."""
+        self.stat_market_events += 1
+        tp = type(event)
+        if tp is QuoteTick:
+            # the engine's book comes from depth; quotes carry no extra information for matching
+            return
+        mkt = self._markets.get(event.symbol)
+        if mkt is None or event.venue != self._venue_id:
+            self.stat_ignored_events += 1
+            return
+        if tp is BookDeltas:
+            if mkt.idle:
+                mkt.book.apply(event)  # type: ignore[arg-type]
+            else:
+                self._on_deltas(mkt, event)  # type: ignore[arg-type]
+        elif tp is TradeTick:
+            if event.aggressor is Side.SELL:  # type: ignore[union-attr]
+                if mkt.bid_orders:
+                    self._on_trade(mkt, event, Side.BUY)  # type: ignore[arg-type]
+            elif mkt.ask_orders:
+                self._on_trade(mkt, event, Side.SELL)  # type: ignore[arg-type]
+
+    def _on_deltas(self, mkt: _Market, msg: BookDeltas) -> None:
+        book = mkt.book
+        prev_bid = {p: book._bids.get(p, 0) for p in mkt.bid_orders}
+        prev_ask = {p: book._asks.get(p, 0) for p in mkt.ask_orders}
+        if not book.apply(msg):
+            return
+        if msg.is_snapshot:
+            mkt.consumed_bid.clear()
+            mkt.consumed_ask.clear()
+        else:
+            cb, ca = mkt.consumed_bid, mkt.consumed_ask
+            if cb:
+                for p, _ in msg.bids:
+                    if p in cb:
+                        del cb[p]
+            if ca:
+                for p, _ in msg.asks:
+                    if p in ca:
+                        del ca[p]
+        qm, rng = self.config.queue_model, self.rng
+        for orders_by_px, prev, levels in ((mkt.bid_orders, prev_bid, book._bids),
+                                           (mkt.ask_orders, prev_ask, book._asks)):
+            for p, orders in orders_by_px.items():
+                before, after = prev[p], levels.get(p, 0)
+                if after == before:
+                    continue
+                for so in orders:
+                    traded, so.traded_since = so.traded_since, 0
+                    if after > before:
+                        so.front = min(so.front, after)
+                        continue
+                    chg = before - after - traded
+                    if chg <= 0:
+                        so.front = min(so.front, after)
+                    else:
+                        so.front = qm.front_after_cancel(so.front, before, after, chg, rng)
+        self._match_through(mkt)
+        mkt.refresh_idle()
+
+    def _on_trade(self, mkt: _Market, trade: TradeTick, resting_side: Side) -> None:
+        """A public trade hit ``resting_side`` at ``trade.price_ticks``: advance and fill our queue."""
+        px = trade.price_ticks
+        if resting_side is Side.BUY:
+            book_orders = mkt.bid_orders
+            through = [p for p in book_orders if p > px]
+        else:
+            book_orders = mkt.ask_orders
+            through = [p for p in book_orders if p < px]
+        for p in sorted(through, reverse=resting_side is Side.BUY):
+            for so in list(book_orders.get(p, ())):
+                self._fill(mkt, so, p, so.remaining, Liquidity.MAKER)
+        orders = book_orders.get(px)
+        if not orders:
+            return
+        # Each of our orders at the price sees the whole print go by (the displayed level shrinks by
+        # all of it); the part beyond its queue ahead fills it, minus what our earlier orders there
+        # already took from this print.
+        volume, used = trade.lots, 0
+        for so in list(orders):
+            front = so.front
+            so.front = max(0, front - volume)
+            so.traded_since += volume
+            excess = volume - front - used
+            if excess > 0:
+                qty = min(excess, so.remaining)
+                self._fill(mkt, so, px, qty, Liquidity.MAKER)
+                used += qty
+
+    def _match_through(self, mkt: _Market) -> None:
+        """Fill resting orders that the visible opposite side now reaches (book moved through)."""
+        book = mkt.book
+        while mkt.our_best_bid is not None and book.best_ask_ticks is not None \
+                and book.best_ask_ticks <= mkt.our_best_bid:
+            if not self._cross_resting(mkt, Side.BUY, mkt.our_best_bid):
+                break
+        while mkt.our_best_ask is not None and book.best_bid_ticks is not None \
+                and book.best_bid_ticks >= mkt.our_best_ask:
+            if not self._cross_resting(mkt, Side.SELL, mkt.our_best_ask):
+                break
+
+    def _cross_resting(self, mkt: _Market, side: Side, px: int) -> bool:
+        """Resting orders at ``px`` on ``side`` meet available opposite liquidity at or through
+        ``px``: they fill at ``px`` as makers, FIFO, and the liquidity counts as consumed.
+        Returns whether anything filled."""
+        orders = (mkt.bid_orders if side is Side.BUY else mkt.ask_orders).get(px)
+        if not orders:
+            return False
+        consumed = mkt.consumed_ask if side is Side.BUY else mkt.consumed_bid
+        any_fill = False
+        for level_px, avail in list(mkt.available(side, px)):
+            for so in list(orders):
+                if avail <= 0:
+                    break
+                qty = min(avail, so.remaining)
+                consumed[level_px] = consumed.get(level_px, 0) + qty
+                mkt.idle = False
+                avail -= qty
+                self._fill(mkt, so, px, qty, Liquidity.MAKER)
+                any_fill = True
+            if not orders:
+                break
+        return any_fill
+
+    # ------------------------------------------------------------------ Venue API
+    def set_event_handler(self, handler: EventHandler) -> None:
+        self._handler = handler
+
+    async def connect(self) -> None:
+        self.connected = True
+
+    async def close(self) -> None:
+        self.connected = False
+
+    async def submit(self, order: Order) -> None:
+        """Schedule ``order`` to reach the matching engine after the order-entry latency."""
+        at = self.clock.now_ns() + self.config.order_entry_latency.sample(self.rng)
+        self.clock.set_alert(at, lambda _ts: self._arrive_new(order))
+
+    async def cancel(self, client_order_id: ClientOrderId) -> None:
+        at = self.clock.now_ns() + self.config.order_entry_latency.sample(self.rng)
+        self.clock.set_alert(at, lambda _ts: self._arrive_cancel(client_order_id))
+
+    async def replace(self, client_order_id: ClientOrderId, *, lots: int | None = None,
+                      price_ticks: int | None = None) -> None:
+        """Modify an open order. Native modify (``config.native_modify``): keeps queue priority only
+        when the price is unchanged and the quantity reduced; otherwise the order goes to the back
+        of the queue at its (new) price, and if the new price crosses it takes liquidity first.
+        Without native modify: cancel, then a new order with client id ``<id>~r<n>`` sent after the
+        cancel confirmation (ack latency + order-entry latency)."""
+        at = self.clock.now_ns() + self.config.order_entry_latency.sample(self.rng)
+        self.clock.set_alert(at, lambda _ts: self._arrive_replace(client_order_id, lots, price_ticks))
+
+    async def order_status(self, client_order_id: ClientOrderId) -> OrderStatusReport:
+        so = self._orders.get(client_order_id)
+        if so is None:
+            raise UnknownOrderError(f"{self.config.venue}: unknown client order id {client_order_id!r}")
+        return self._report(so)
+
+    async def open_orders(self, symbol: str | None = None) -> list[OrderStatusReport]:
+        return [self._report(so) for so in self._orders.values()
+                if not so.status.is_terminal and (symbol is None or so.order.symbol == symbol)]
+
+    async def balances(self) -> dict[str, Balance]:
+        assets = sorted(set(self._free) | set(self._locked))
+        return {a: Balance(a, self._free.get(a, Decimal(0)), self._locked.get(a, Decimal(0))) for a in assets}
+
+    async def positions(self) -> list[Position]:
+        out = []
+        for sym, (qty, cost) in sorted(self._positions.items()):
+            avg = (cost / qty).quantize(self._markets[sym].inst.tick_size) if qty else None
+            out.append(Position(sym, qty, avg))
+        return out
+
+    def feed_arrival_ns(self, ts_event: int) -> int:
+        """When a market event stamped ``ts_event`` reaches us over this venue's feed: the exchange
+        time plus a sampled market-data latency, never earlier than the previous event's arrival
+        (one ordered stream). For the driver."""
+        lat = self.config.market_data_latency
+        at = ts_event + (lat.value_ns if lat.kind == "constant" else lat.sample(self.rng))
+        if at < self._last_feed_ns:
+            at = self._last_feed_ns
+        self._last_feed_ns = at
+        return at
+
+    # ------------------------------------------------------------------ engine: requests
+    def _market(self, symbol: str) -> _Market:
+        try:
+            return self._markets[symbol]
+        except KeyError:
+            raise UnknownOrderError(f"{self.config.venue}: no instrument {symbol!r}") from None
+
+    def _arrive_new(self, order: Order, *, count_rate: bool = True) -> None:
+        now = self.clock.now_ns()
+        self.stat_orders += 1
+        cid = order.client_order_id
+        if cid in self._orders:
+            # The original order keeps its state; the duplicate is refused.
+            self._emit_raw(OrderEventKind.REJECTED, cid, None, TEXT_DUPLICATE, CODE_DUPLICATE)
+            return
+        mkt = self._markets.get(order.symbol)
+        inst = mkt.inst if mkt is not None else None
+        so = _SimOrder(order, inst if inst is not None else self.config.instruments[0],
+                       VenueOrderId(str(next(self._order_ids))))
+        so.ts_event = now
+        self._orders[cid] = so
+        if mkt is None or order.venue != self.config.venue:
+            return self._reject(so, f"Invalid symbol {order.symbol!r} on {self.config.venue}.", CODE_BAD_SYMBOL)
+        if order.order_type not in (OrderType.MARKET, OrderType.LIMIT):
+            return self._reject(so, f"Unsupported order type {order.order_type.value}.", CODE_UNSUPPORTED)
+        if order.display_lots is not None:
+            return self._reject(so, "Iceberg orders are not supported.", CODE_UNSUPPORTED)
+        if count_rate and not self._rate_ok(now):
+            limit, window = self.config.rate_limit_orders, self.config.rate_limit_window_ns
+            return self._reject(so, f"Too many new orders; current limit is {limit} orders per "
+                                    f"{window // NS_PER_SECOND} SECOND.", CODE_RATE_LIMIT)
+        reason = self._filter_failure(mkt, order)
+        if reason is not None:
+            return self._reject(so, reason, CODE_FILTER)
+        tif = order.time_in_force
+        if order.order_type is OrderType.MARKET and tif in (TimeInForce.POST_ONLY, TimeInForce.GTD):
+            return self._reject(so, f"Market orders cannot be {tif.value}.", CODE_UNSUPPORTED)
+        if tif is TimeInForce.GTD and (order.expire_ts is None or order.expire_ts <= now):
+            return self._reject(so, "Good-till-date expire_ts must be in the future.", CODE_GTD)
+        limit_px = order.price_ticks if order.order_type is OrderType.LIMIT else None
+        if tif is TimeInForce.POST_ONLY and next(iter(mkt.available(order.side, limit_px)), None):
+            return self._reject(so, TEXT_POST_ONLY, CODE_INSUFFICIENT_BALANCE)
+        if not self._lock_funds(mkt, so):
+            return self._reject(so, TEXT_INSUFFICIENT, CODE_INSUFFICIENT_BALANCE)
+        self._emit(so, OrderEventKind.ACCEPTED)
+        self._execute(mkt, so)
+
+    def _execute(self, mkt: _Market, so: _SimOrder) -> None:
+        """Take what the order can, then rest, expire or finish it."""
+        order = so.order
+        tif = order.time_in_force
+        limit_px = so.price_ticks if order.order_type is OrderType.LIMIT else None
+        if tif is TimeInForce.FOK:
+            avail = 0
+            for _, a in mkt.available(so.side, limit_px):
+                avail += a
+                if avail >= so.remaining:
+                    break
+            if avail < so.remaining:
+                return self._finish(so, OrderStatus.EXPIRED, OrderEventKind.EXPIRED,
+                                    "FOK order could not be filled completely.")
+        if tif is not TimeInForce.POST_ONLY:
+            self._take(mkt, so, limit_px)
+        if so.status.is_terminal:
+            return
+        if order.order_type is OrderType.MARKET or tif in (TimeInForce.IOC, TimeInForce.FOK):
+            return self._finish(so, OrderStatus.EXPIRED, OrderEventKind.EXPIRED,
+                                "Remaining quantity expired (no more liquidity).")
+        self._rest(mkt, so)
+        if tif is TimeInForce.GTD and order.expire_ts is not None and so.expire_handle is None:
+            cid = order.client_order_id
+            so.expire_handle = self.clock.set_alert(order.expire_ts, lambda _ts: self._expire(cid))
+
+    def _take(self, mkt: _Market, so: _SimOrder, limit_px: int | None) -> None:
+        consumed = mkt.consumed_ask if so.side is Side.BUY else mkt.consumed_bid
+        # lazily: a market order must not materialise the whole opposite side
+        for px, avail in mkt.available(so.side, limit_px):
+            qty = min(avail, so.remaining)
+            consumed[px] = consumed.get(px, 0) + qty
+            mkt.idle = False
+            self._fill(mkt, so, px, qty, Liquidity.TAKER)
+            if so.remaining <= 0:
+                break
+
+    def _rest(self, mkt: _Market, so: _SimOrder) -> None:
+        px = so.price_ticks
+        assert px is not None
+        if so.side is Side.BUY:
+            so.front = mkt.book._bids.get(px, 0)
+            mkt.bid_orders.setdefault(px, []).append(so)
+        else:
+            so.front = mkt.book._asks.get(px, 0)
+            mkt.ask_orders.setdefault(px, []).append(so)
+        so.traded_since = 0
+        mkt.refresh_best()
+
+    def _unrest(self, mkt: _Market, so: _SimOrder) -> None:
+        px = so.price_ticks
+        book_orders = mkt.bid_orders if so.side is Side.BUY else mkt.ask_orders
+        lst = book_orders.get(px) if px is not None else None
+        if lst and so in lst:
+            lst.remove(so)
+            if not lst:
+                del book_orders[px]  # type: ignore[arg-type]
+            mkt.refresh_best()
+
+    def _arrive_cancel(self, cid: ClientOrderId) -> None:
+        so = self._orders.get(cid)
+        if so is None or so.status.is_terminal:
+            self._emit_raw(OrderEventKind.CANCEL_REJECTED, cid, so.venue_order_id if so else None,
+                           TEXT_UNKNOWN_ORDER, CODE_UNKNOWN_ORDER)
+            return
+        self._finish(so, OrderStatus.CANCELED, OrderEventKind.CANCELED, None)
+
+    def _arrive_replace(self, cid: ClientOrderId, lots: int | None, price_ticks: int | None) -> None:
+        now = self.clock.now_ns()
+        so = self._orders.get(cid)
+        if so is None or so.status.is_terminal:
+            self._emit_raw(OrderEventKind.CANCEL_REJECTED, cid, so.venue_order_id if so else None,
+                           TEXT_UNKNOWN_ORDER, CODE_UNKNOWN_ORDER)
+            return
+        mkt = self._markets[so.order.symbol]
+        new_lots = so.lots if lots is None else lots
+        new_px = so.price_ticks if price_ticks is None else price_ticks
+        if so.order.order_type is not OrderType.LIMIT or new_px is None:
+            self._emit_raw(OrderEventKind.CANCEL_REJECTED, cid, so.venue_order_id,
+                           "Only resting limit orders can be modified.", CODE_UNSUPPORTED)
+            return
+        if not self.config.native_modify:
+            self._finish(so, OrderStatus.CANCELED, OrderEventKind.CANCELED, "canceled for replace")
+            new_order = Order(
+                client_order_id=ClientOrderId(f"{cid}~r{next(self._replace_ids)}"), venue=so.order.venue,
+                symbol=so.order.symbol, side=so.side, order_type=OrderType.LIMIT,
+                lots=new_lots - so.filled, price_ticks=new_px, time_in_force=so.order.time_in_force,
+                expire_ts=so.order.expire_ts, parent_id=so.order.parent_id,
+                decision_id=so.order.decision_id, ts_init=now)
+            delay = self.config.ack_latency.sample(self.rng) + self.config.order_entry_latency.sample(self.rng)
+            self.clock.set_alert(now + delay, lambda _ts: self._arrive_new(new_order))
+            return
+        if not self._rate_ok(now):
+            self._emit_raw(OrderEventKind.CANCEL_REJECTED, cid, so.venue_order_id,
+                           f"Too many new orders; current limit is {self.config.rate_limit_orders} "
+                           f"orders per {self.config.rate_limit_window_ns // NS_PER_SECOND} SECOND.",
+                           CODE_RATE_LIMIT)
+            return
+        reason = mkt.inst.check_order(new_px, new_lots)
+        if new_lots <= so.filled:
+            reason = f"new quantity {new_lots} lots is not above the filled {so.filled} lots"
+        if reason is not None:
+            self._emit_raw(OrderEventKind.CANCEL_REJECTED, cid, so.venue_order_id,
+                           _filter_text(reason), CODE_FILTER)
+            return
+        keeps_priority = new_px == so.price_ticks and new_lots <= so.lots
+        if so.order.time_in_force is TimeInForce.POST_ONLY and new_px != so.price_ticks \
+                and next(iter(mkt.available(so.side, new_px)), None):
+            self._emit_raw(OrderEventKind.CANCEL_REJECTED, cid, so.venue_order_id, TEXT_POST_ONLY,
+                           CODE_INSUFFICIENT_BALANCE)
+            return
+        # re-lock funds for the new terms
+        old_locked = so.locked
+        self._release(so)
+        old_px, old_lots = so.price_ticks, so.lots
+        so.price_ticks, so.lots = new_px, new_lots
+        if not self._lock_funds(mkt, so):
+            so.price_ticks, so.lots = old_px, old_lots
+            so.locked = old_locked
+            self._free[so.lock_asset] -= old_locked
+            self._locked[so.lock_asset] = self._locked.get(so.lock_asset, Decimal(0)) + old_locked
+            self._emit_raw(OrderEventKind.CANCEL_REJECTED, cid, so.venue_order_id, TEXT_INSUFFICIENT,
+                           CODE_INSUFFICIENT_BALANCE)
+            return
+        if keeps_priority:
+            self._emit(so, OrderEventKind.REPLACED, new_lots=new_lots, new_price_ticks=new_px)
+            return
+        so.price_ticks = old_px
+        self._unrest(mkt, so)
+        so.price_ticks = new_px
+        self._emit(so, OrderEventKind.REPLACED, new_lots=new_lots, new_price_ticks=new_px)
+        if so.order.time_in_force is not TimeInForce.POST_ONLY:
+            self._take(mkt, so, new_px)
+        if not so.status.is_terminal:
+            self._rest(mkt, so)
+
+    def _expire(self, cid: ClientOrderId) -> None:
+        so = self._orders.get(cid)
+        if so is not None and not so.status.is_terminal:
+            so.expire_handle = None
+            self._finish(so, OrderStatus.EXPIRED, OrderEventKind.EXPIRED, "Good-till-date reached.")
+
+    def _rate_ok(self, now: int) -> bool:
+        limit = self.config.rate_limit_orders
+        if limit is None:
+            return True
+        window = self._rate_window
+        horizon = now - self.config.rate_limit_window_ns
+        while window and window[0] <= horizon:
+            window.popleft()
+        if len(window) >= limit:
+            return False
+        window.append(now)
+        return True
+
+    def _filter_failure(self, mkt: _Market, order: Order) -> str | None:
+        inst = mkt.inst
+        if order.lots <= 0 or (inst.min_quantity and inst.lots_to_qty(order.lots) < inst.min_quantity):
+            return "Filter failure: LOT_SIZE"
+        if order.order_type is OrderType.LIMIT:
+            if order.price_ticks is None or order.price_ticks <= 0:
+                return "Filter failure: PRICE_FILTER"
+            ref_px: int | None = order.price_ticks
+        else:
+            book = mkt.book
+            ref_px = book.best_ask_ticks if order.side is Side.BUY else book.best_bid_ticks
+        if ref_px is not None and inst.min_notional and inst.notional(ref_px, order.lots) < inst.min_notional:
+            return "Filter failure: MIN_NOTIONAL"
+        return None
+
+    # ------------------------------------------------------------------ engine: money
+    def _lock_funds(self, mkt: _Market, so: _SimOrder) -> bool:
+        inst = mkt.inst
+        remaining = so.remaining
+        if so.side is Side.SELL:
+            asset, need = inst.base, inst.lots_to_qty(remaining)
+        else:
+            asset = inst.quote
+            if so.price_ticks is not None:
+                need = inst.notional(so.price_ticks, remaining)
+            else:  # market buy: what walking the visible available book would cost
+                left, tick_lots = remaining, 0
+                for px, avail in mkt.available(Side.BUY, None):
+                    take = min(avail, left)
+                    tick_lots += take * px
+                    left -= take
+                    if not left:
+                        break
+                need = inst.tick_size * inst.lot_size * tick_lots * inst.contract_size
+            need *= self._lock_buffer
+        free = self._free.get(asset, Decimal(0))
+        if need > free:
+            return False
+        self._free[asset] = free - need
+        self._locked[asset] = self._locked.get(asset, Decimal(0)) + need
+        so.lock_asset, so.locked = asset, need
+        return True
+
+    def _release(self, so: _SimOrder) -> None:
+        if so.locked:
+            self._locked[so.lock_asset] -= so.locked
+            self._free[so.lock_asset] = self._free.get(so.lock_asset, Decimal(0)) + so.locked
+            so.locked = Decimal(0)
+
+    def _fill(self, mkt: _Market, so: _SimOrder, px: int, lots: int, liq: Liquidity) -> None:
+        if lots <= 0:
+            return
+        inst = mkt.inst
+        now = self.clock.now_ns()
+        before = so.remaining
+        notional = inst.notional(px, lots)
+        bps = self._maker_bps if liq is Liquidity.MAKER else self._taker_bps
+        fee = (notional * bps / _BPS).quantize(_FEE_QUANT)
+        qty = inst.lots_to_qty(lots)
+        release = so.locked if lots >= before else so.locked * lots / before
+        so.locked -= release
+        self._locked[so.lock_asset] -= release
+        base, quote = inst.base, inst.quote
+        free = self._free
+        if so.side is Side.BUY:
+            free[quote] = free.get(quote, Decimal(0)) + release - notional - fee
+            free[base] = free.get(base, Decimal(0)) + qty
+        else:
+            free[base] = free.get(base, Decimal(0)) + release - qty
+            free[quote] = free.get(quote, Decimal(0)) + notional - fee
+        pq, pc = self._positions.get(inst.symbol, (Decimal(0), Decimal(0)))
+        signed = qty if so.side is Side.BUY else -qty
+        if pq == 0 or (pq > 0) == (signed > 0):
+            pq, pc = pq + signed, pc + signed * inst.ticks_to_price(px)
+        else:  # reducing (or flipping): keep the average of what is left
+            avg = pc / pq
+            pq_new = pq + signed
+            pc = pq_new * (avg if (pq_new > 0) == (pq > 0) else inst.ticks_to_price(px))
+            pq = pq_new
+        self._positions[inst.symbol] = (pq, pc)
+        so.filled += lots
+        so.notional_ticks += px * lots
+        self.stat_fills += 1
+        fill = Fill(
+            client_order_id=so.order.client_order_id, venue=self.config.venue, symbol=inst.symbol,
+            side=so.side, trade_id=TradeId(f"{self.config.venue}-{next(self._trade_ids)}"),
+            price_ticks=px, lots=lots, fee=fee, fee_currency=quote, liquidity=liq, ts_event=now,
+            ts_init=now, venue_order_id=so.venue_order_id)
+        if so.remaining <= 0:
+            so.status = OrderStatus.FILLED
+            self._unrest(mkt, so)
+            self._release(so)
+            self._cancel_expiry(so)
+            self._emit(so, OrderEventKind.FILLED, fill=fill)
+        else:
+            so.status = OrderStatus.PARTIALLY_FILLED
+            self._emit(so, OrderEventKind.PARTIALLY_FILLED, fill=fill)
+
+    def _finish(self, so: _SimOrder, status: OrderStatus, kind: OrderEventKind, reason: str | None) -> None:
+        mkt = self._markets.get(so.order.symbol)
+        if mkt is not None:
+            self._unrest(mkt, so)
+        so.status = status
+        self._release(so)
+        self._cancel_expiry(so)
+        self._emit(so, kind, reason=reason)
+
+    def _cancel_expiry(self, so: _SimOrder) -> None:
+        handle = so.expire_handle
+        if handle is not None:
+            handle.cancel()
+            so.expire_handle = None
+
+    def _reject(self, so: _SimOrder, reason: str, code: str) -> None:
+        self.stat_rejects += 1
+        so.status = OrderStatus.REJECTED
+        log.info("%s %s rejected: %s (%s)", self.config.venue, so.order.client_order_id, reason, code)
+        self._emit(so, OrderEventKind.REJECTED, reason=reason, code=code)
+
+    # ------------------------------------------------------------------ events
+    def _emit(self, so: _SimOrder, kind: OrderEventKind, *, fill: Fill | None = None,
+              reason: str | None = None, code: str | None = None, new_lots: int | None = None,
+              new_price_ticks: int | None = None) -> None:
+        now = self.clock.now_ns()
+        at = self._delivery_ns(now)
+        ev = OrderEvent(kind=kind, client_order_id=so.order.client_order_id, venue=self.config.venue,
+                        ts_event=now, ts_init=at, venue_order_id=so.venue_order_id, fill=fill,
+                        reason=reason, code=code, new_lots=new_lots, new_price_ticks=new_price_ticks)
+        self._deliver_at(at, ev)
+
+    def _emit_raw(self, kind: OrderEventKind, cid: ClientOrderId, venue_order_id: VenueOrderId | None,
+                  reason: str, code: str) -> None:
+        now = self.clock.now_ns()
+        at = self._delivery_ns(now)
+        ev = OrderEvent(kind=kind, client_order_id=cid, venue=self.config.venue, ts_event=now,
+                        ts_init=at, venue_order_id=venue_order_id, reason=reason, code=code)
+        self._deliver_at(at, ev)
+
+    def _delivery_ns(self, now: int) -> int:
+        # One ordered user stream: an event never overtakes an earlier one.
+        at = now + self.config.ack_latency.sample(self.rng)
+        if at < self._last_delivery_ns:
+            at = self._last_delivery_ns
+        self._last_delivery_ns = at
+        return at
+
+    def _deliver_at(self, at: int, ev: OrderEvent) -> None:
+        self.clock.set_alert(at, lambda _ts: self._deliver(ev))
+
+    def _deliver(self, ev: OrderEvent) -> None:
+        if self._handler is not None:
+            self._handler(ev)
+
+    def _report(self, so: _SimOrder) -> OrderStatusReport:
+        return OrderStatusReport(
+            client_order_id=so.order.client_order_id, venue=self.config.venue, symbol=so.order.symbol,
+            side=so.side, status=so.status, lots=so.lots, filled_lots=so.filled, price_ticks=so.price_ticks,
+            venue_order_id=so.venue_order_id,
+            average_price_ticks=so.notional_ticks / so.filled if so.filled else None, ts_event=so.ts_event)
+
+    # ------------------------------------------------------------------ introspection for tests
+    def queue_ahead(self, client_order_id: ClientOrderId) -> int:
+        """Lots the engine believes are ahead of a resting order in its price queue."""
+        so = self._orders.get(client_order_id)
+        if so is None:
+            raise UnknownOrderError(f"{self.config.venue}: unknown client order id {client_order_id!r}")
+        return so.front
+
+    def consumed_lots(self, symbol: str, side: Side, price_ticks: int) -> int:
+        """Lots of the displayed level at ``price_ticks`` on book side ``side`` already taken by us."""
+        mkt = self._market(symbol)
+        return (mkt.consumed_bid if side is Side.BUY else mkt.consumed_ask).get(price_ticks, 0)
+
+    def statistics(self) -> dict[str, int]:
+        return {"market_events": self.stat_market_events, "orders": self.stat_orders,
+                "fills": self.stat_fills, "rejects": self.stat_rejects,
+                "ignored_events": self.stat_ignored_events,
+                "open_orders": sum(1 for so in self._orders.values() if not so.status.is_terminal)}
+
+
+def _filter_text(reason: str) -> str:
+    if "notional" in reason:
+        return "Filter failure: MIN_NOTIONAL"
+    if "price" in reason:
+        return "Filter failure: PRICE_FILTER"
+    if "quantity" in reason:
+        return "Filter failure: LOT_SIZE"
+    return reason
