@@ -35,7 +35,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections import deque
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
@@ -819,7 +819,8 @@ class Engine:
                             limit_price=run.limit_price, defaults={"min_child_size": str(min_child)},
                             market=self._market_stats())
         run.algo = algo
-        run.arrival_price = self.mid_price()
+        cmid = self.consolidated.mid_ticks()   # merged books of the healthy venues
+        run.arrival_price = (self.grid.tick_size * Decimal(repr(cmid)) if cmid is not None else self.mid_price())
         run.start_ns = now
         run.status = "working"
         self._journal("parent_submitted", self._parent_payload(run), parent_id=run.id)
@@ -1312,8 +1313,3 @@ class Engine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def iter_fills(journal_path: str | Path) -> Iterable[dict[str, Any]]:
-    """The ``fill`` payloads of a journal, in order (tests and tools)."""
-    with Journal(journal_path) as j:
-        return [r.payload for r in j.read(kinds=["fill"])]
