@@ -22,7 +22,9 @@ at the end (``-s``) and recorded in bench/results/sim.md.
 
 from __future__ import annotations
 
+import statistics
 import sys
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -55,6 +57,7 @@ pytestmark = pytest.mark.skipif(not usdm_path().exists(), reason=f"real data not
 
 ROUNDS = 9
 RESULTS: dict[str, tuple[float, float]] = {}   # name -> (median s, min s)
+INTERLEAVED: dict[str, list[float]] = {}
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +72,13 @@ def report() -> Iterator[None]:
         return
     ref_med, ref_min = RESULTS["bare_l2book"]
     n = len(load_usdm_events())
+    if INTERLEAVED:
+        ref = statistics.median(INTERLEAVED["bare_l2book"])
+        rounds = len(INTERLEAVED["bare_l2book"])
+        print(f"\ninterleaved round-robin, {n} events, {rounds} rounds (median; robust to load swings)")
+        for name, times in INTERLEAVED.items():
+            med = statistics.median(times)
+            print(f"  {name:22s} {med * 1e3:7.1f} ms {n / med:>10,.0f} ev/s  x{med / ref:.2f} of bare L2Book")
     print(f"\nsimulated venue throughput, {n} events, {ROUNDS} rounds (median | min)")
     for name, (med, low) in RESULTS.items():
         print(f"  {name:18s} {med * 1e3:7.1f} ms {n / med:>10,.0f} ev/s x{med / ref_med:.2f}"
@@ -193,3 +203,43 @@ def test_sim_driver_orders(benchmark: Any, events: tuple[MarketEvent, ...]) -> N
 def test_sim_driver_orders_md_latency(benchmark: Any, events: tuple[MarketEvent, ...]) -> None:
     """Strategy on the delayed feed (2 ms): adds the per-event latency bookkeeping."""
     _bench_orders(benchmark, events, "sim_orders_md_latency", delayed=True)
+
+
+def test_interleaved_ratios(benchmark: Any, events: tuple[MarketEvent, ...]) -> None:
+    """All variants once per round, round-robin, each timed on its own (``time.perf_counter``):
+    every variant sees the same machine load, so the ratios hold even on a busy shared machine."""
+    INTERLEAVED.clear()
+
+    def bare() -> None:
+        book = L2Book(VENUE, SYMBOL, sequence_rule="prev")
+        apply = book.apply
+        t0 = time.perf_counter()
+        for e in events:
+            if type(e) is BookDeltas:
+                apply(e)
+        INTERLEAVED.setdefault("bare_l2book", []).append(time.perf_counter() - t0)
+
+    def direct() -> None:
+        on_event = _venue(SimClock(events[0].ts_event)).on_market_event
+        t0 = time.perf_counter()
+        for e in events:
+            on_event(e)
+        INTERLEAVED.setdefault("sim_direct", []).append(time.perf_counter() - t0)
+
+    def driven(name: str, driver: SimulationDriver) -> None:
+        t0 = time.perf_counter()
+        driver.run()
+        INTERLEAVED.setdefault(name, []).append(time.perf_counter() - t0)
+
+    def one_round() -> None:
+        bare()
+        direct()
+        clock = SimClock(events[0].ts_event)
+        plain = SimulationDriver(clock, events)
+        plain.add_venue(_venue(clock))
+        driven("sim_driver", plain)
+        driven("sim_driver_orders", _strategy_setup(events, delayed=False)[0])
+        driven("sim_orders_md_latency", _strategy_setup(events, delayed=True)[0])
+
+    benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1)
+    assert len(INTERLEAVED["bare_l2book"]) >= 1 and len(INTERLEAVED) == 5
