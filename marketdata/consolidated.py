@@ -199,7 +199,10 @@ class ConsolidatedBook:
         self._venue(venue).unhealthy_reason = None
 
     def staleness_ns(self, venue: str) -> int:
-        """Time since ``venue``'s book last received an update: ``clock.now_ns() - book.ts_init``."""
+        """Time since ``venue``'s book last received an update: ``clock.now_ns() - book.ts_init``.
+
+        A book that never received anything has ``ts_init == 0`` and so counts as stale under any
+        ``max_staleness_ns`` (it is usually also excluded as needing its first snapshot)."""
         return self.clock.now_ns() - self._venue(venue).book.ts_init
 
     def _exclusion_reason(self, v: _Venue, now: int) -> str | None:
@@ -362,7 +365,8 @@ class ConsolidatedBook:
     # ------------------------------------------------------------------ crosses
     @property
     def is_crossed(self) -> bool:
-        """Whether two included venues cross on raw prices right now."""
+        """Whether two included venues cross (raw, basis-aligned prices) right now. Runs
+        :meth:`crosses`, so it updates the cross counters like any other check."""
         return bool(self.crosses())
 
     def crosses(self, *, fee_adjusted: bool = False) -> list[VenueCross]:
@@ -406,30 +410,35 @@ class ConsolidatedBook:
         return found
 
     def _matchable_lots(self, vb: _Venue, va: _Venue, fee_adjusted: bool) -> int:
-        """Lots matchable between vb's bids (walked down) and va's asks (walked up) while they cross."""
-        bids = vb.book.bids()
-        asks = va.book.asks()
+        """Lots matchable between vb's bids (walked down) and va's asks (walked up) while they
+        cross. Lazy: only the crossing levels (plus one per side) are read."""
+        bids, asks = vb.book.iter_bids(), va.book.iter_asks()
         fb = (1.0 - vb.fee) if fee_adjusted else 1.0
         fa = (1.0 + va.fee) if fee_adjusted else 1.0
-        i = j = 0
+        bpf, bbasis, blf = vb.price_f, vb.basis, vb.lot_f
+        apf, abasis, alf = va.price_f, va.basis, va.lot_f
         matched = 0
-        bq = aq = 0
-        while i < len(bids) and j < len(asks):
-            bp, ap = bids[i][0] * vb.price_f - vb.basis, asks[j][0] * va.price_f - va.basis
-            if bp * fb < ap * fa:
-                break
-            if not bq:
-                bq = bids[i][1] * vb.lot_f
-            if not aq:
-                aq = asks[j][1] * va.lot_f
+        bid = next(bids, None)
+        ask = next(asks, None)
+        if bid is None or ask is None:
+            return 0
+        bp, bq = bid[0] * bpf - bbasis, bid[1] * blf
+        ap, aq = ask[0] * apf - abasis, ask[1] * alf
+        while bp * fb >= ap * fa:
             take = min(bq, aq)
             matched += take
             bq -= take
             aq -= take
             if not bq:
-                i += 1
+                bid = next(bids, None)
+                if bid is None:
+                    break
+                bp, bq = bid[0] * bpf - bbasis, bid[1] * blf
             if not aq:
-                j += 1
+                ask = next(asks, None)
+                if ask is None:
+                    break
+                ap, aq = ask[0] * apf - abasis, ask[1] * alf
         return matched
 
     # ------------------------------------------------------------------ statistics

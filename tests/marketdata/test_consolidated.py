@@ -255,3 +255,27 @@ def test_basis_aligns_a_premium_venue() -> None:
     # an aligned buy limit of 6180020 reaches coarse's real 618252 (= 6180020 + 2500) but not beyond
     assert cb.lots_available_by_venue(Side.BUY, 6_180_020) == {"fine": 10, "coarse": 100}
     assert cb.lots_available_by_venue(Side.BUY, 6_180_019) == {"fine": 10, "coarse": 0}
+
+
+def test_cross_size_equals_call_auction_volume() -> None:
+    """The matchable size of a cross is the call-auction volume max_x min(bids >= x, asks <= x)."""
+    rng = random.Random(5)
+    seen = 0
+    for _ in range(300):
+        fb = [(rng.randint(6_179_900, 6_180_100), rng.randint(1, 9)) for _ in range(rng.randint(1, 15))]
+        fa = [(rng.randint(6_180_101, 6_180_400), rng.randint(1, 9)) for _ in range(rng.randint(1, 15))]
+        kb = [(rng.randint(618_000, 618_040), rng.randint(1, 3)) for _ in range(rng.randint(1, 15))]
+        ka = [(rng.randint(618_041, 618_080), rng.randint(1, 3)) for _ in range(rng.randint(1, 15))]
+        cb, fine, coarse, _ = make(fb, fa, kb, ka)
+        for c in cb.crosses():
+            bids = (coarse if c.bid_venue == "coarse" else fine).bids()
+            asks = (fine if c.ask_venue == "fine" else coarse).asks()
+            bf = GRID.price_factor[c.bid_venue]
+            af = GRID.price_factor[c.ask_venue]
+            blf, alf = GRID.lot_factor[c.bid_venue], GRID.lot_factor[c.ask_venue]
+            xs = {p * bf for p, _ in bids} | {p * af for p, _ in asks}
+            volume = max(min(sum(q * blf for p, q in bids if p * bf >= x), sum(q * alf for p, q in asks if p * af <= x))
+                         for x in xs)
+            assert c.lots == volume
+            seen += 1
+    assert seen > 50
