@@ -1,9 +1,16 @@
 """Routing decision latency: 5 venues x 20 levels each, fee- and latency-adjusted (smart).
 
-Three measurements in one run (pure Python, single core):
+Measurements in one run (pure Python, single core):
 * ``route_smart_take`` — a whole :meth:`Router.route` decision: health/staleness checks, latency,
-  fill-probability and capacity factors for 5 venues, the lazy-heap sweep, the explain record;
-* ``sweep_lazy_heap`` — the allocation kernel alone on the same fee/latency-adjusted ladders;
+  fill-probability and capacity factors for 5 venues, the lazy-heap sweep, min-notional checks, the
+  allocations; the explain record's numbers are captured, its nested dict is built on first read;
+* ``route_smart_take_to_dict`` — the same plus ``to_dict()`` (the journal payload the engine writes
+  for every decision: builds the factor dicts and the decimal strings);
+* ``sweep_router_kernel`` — the allocation kernel as the router runs it: each venue's best level
+  read from its live book, per-venue constants prepared once, fee/latency-adjusted lazy heap
+  merge (:func:`router.allocation.sweep_levels`; deeper levels pulled from the book on demand);
+* ``sweep_lazy_heap`` — the generic kernel API (:func:`router.allocation.sweep`) on the same
+  ladders given as ``Ladder`` objects over ``L2Book.iter_levels`` (the previous kernel measurement);
 * ``sweep_naive_sort`` — the reference: materialise all 100 levels, sort, walk.
 
 Run: python -m pytest bench/test_bench_router.py --benchmark-enable -q
@@ -20,7 +27,7 @@ import pytest
 from marketdata.book import L2Book
 from marketdata.clock import SimClock
 from marketdata.model import Instrument, InstrumentKind, Side, Symbol, VenueId
-from router.allocation import FEE_SCALE, Ladder, naive_sweep, sweep
+from router.allocation import FEE_SCALE, Ladder, SweepResult, VenueParams, naive_sweep, sweep, sweep_levels
 from router.config import load_config_text
 from router.routing import Router, RouteRequest
 
@@ -102,6 +109,42 @@ def test_route_smart_take(benchmark: Any, env: tuple[Router, dict[str, L2Book], 
     _p99(benchmark)
     assert len(d.venues) == 5 and all(v.excluded_reason is None for v in d.venues)
     assert d.allocated_quantity + d.residual_quantity == QTY and d.allocations
+
+
+def test_route_smart_take_to_dict(benchmark: Any,
+                                  env: tuple[Router, dict[str, L2Book], dict[str, Instrument]]) -> None:
+    router, _books, _ = env
+    req = RouteRequest("BTC-USDT", Side.BUY, QTY, None, "take")
+    payload = benchmark(lambda: router.route(req).to_dict())
+    _p99(benchmark)
+    assert len(payload["venues"]) == 5 and payload["allocations"]
+
+
+def _kernel_inputs(router: Router, books: dict[str, L2Book]) -> tuple[list[L2Book], list[VenueParams]]:
+    """Per-venue constants, prepared once (as the router does at configuration time)."""
+    g = router.grid
+    bl = [books[name] for name, *_ in VENUES]
+    params: list[VenueParams] = [(g.price_factor[name], g.lot_factor[name], FEE_SCALE + FEE_E8[name] + 3_000,
+                                  FEE_SCALE + FEE_E8[name], -1, -1, 0, 0.2, 30.0) for name, *_ in VENUES]
+    return bl, params
+
+
+def _router_kernel(bl: list[L2Book], params: list[VenueParams], want: int) -> SweepResult:
+    heads: list[tuple[int, int] | None] = []
+    for b in bl:
+        ba = b.best_ask_ticks
+        heads.append(None if ba is None else (ba, b.ask_lots_at(ba)))
+    return sweep_levels(Side.BUY, heads, None, bl, params, want)
+
+
+def test_sweep_router_kernel(benchmark: Any, env: tuple[Router, dict[str, L2Book], dict[str, Instrument]]) -> None:
+    router, books, _ = env
+    want = _want(router)
+    bl, params = _kernel_inputs(router, books)
+    res = benchmark(_router_kernel, bl, params, want)
+    _p99(benchmark)
+    ref = naive_sweep(Side.BUY, _ladders(router, books), want)
+    assert (res.filled_common_lots, res.cost, res.lots) == (ref.filled_common_lots, ref.cost, ref.lots)
 
 
 def test_sweep_lazy_heap(benchmark: Any, env: tuple[Router, dict[str, L2Book], dict[str, Instrument]]) -> None:

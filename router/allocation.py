@@ -40,6 +40,9 @@ FEE_SCALE = 100_000_000
 """Keys scale prices by 1e8: a fee of 1 bps is 10_000 in these units."""
 NO_LIMIT = -1
 _UNBOUNDED = 1 << 120
+_CHUNKS = {1: 8, 8: 64}  # levels asked of a live book next, after having asked for this many; then all
+_NO_LEVELS: list[tuple[int, int]] = []
+_ZERO_STATE: tuple[int, int, int, list[tuple[int, int]], int, int, int, int, int] = (0, 0, 0, _NO_LEVELS, 1, 0, 0, 0, 0)
 
 
 @dataclass(slots=True)
@@ -131,41 +134,39 @@ VenueParams = tuple[int, int, int, int, int, int, int, float, float]
 move_ticks)`` of one venue, as in :class:`Ladder`."""
 
 
-def sweep_levels(side: Side, heads: list[tuple[int, int] | None], rests: list[Iterator[tuple[int, int]] | None],
+def sweep_levels(side: Side, heads: list[tuple[int, int] | None], rests: list[Iterator[tuple[int, int]] | None] | None,
                  books: list[L2Book] | None, params: list[VenueParams], want_common_lots: int,
                  limit_common_ticks: int | None = None) -> SweepResult:
     """The kernel of :func:`sweep`, for callers that already hold each venue's best level.
 
     ``heads[i]``: venue ``i``'s best level ``(ticks, lots)`` or ``None`` (empty). Its deeper levels
-    come from ``rests[i]`` (an iterator positioned after the head) or, when that is ``None``, from
-    ``books[i].iter_levels(side)`` created only if the sweep gets past the head: most venues of a
-    typical decision contribute at most their best level, and creating the level iterator is a
-    large part of a venue's cost. Semantics as :func:`sweep`.
+    come from ``rests[i]`` (an iterator positioned after the head) or, when that (or ``rests``) is
+    ``None``, from ``books[i]``, read in chunks of its top (8 levels, 64, then all) and only once the
+    sweep gets past the head: most venues of a typical decision contribute at most their best
+    level. Semantics as :func:`sweep`.
 
     Inside, prices are signed (``q = +price`` for a buy, ``-price`` for a sell) so that "worse" is
-    always "larger" and one code path serves both sides; the heap holds ``(key, venue)`` and the
-    venue's current level sits in per-venue lists."""
+    always "larger" and one code path serves both sides. The heap holds ``(key, venue)``; the venue
+    on top keeps taking its next levels without heap traffic while its key stays below the
+    runner-up's, and a venue's constants and state are single tuples (one unpack per visit)."""
     buy = side is Side.BUY
-    sgn = 1 if buy else -1
     n = len(params)
-    taken = [0] * n
-    worst = [0] * n
-    notional = [0] * n
-    nlev = [0] * n
     stops: list[str | None] = [None] * n
-    cur_q = [0] * n
-    cur_lots = [0] * n
-    qbest = [0] * n
-    qlims = [0] * n
-    kpfs = [0] * n
-    hks = [0.0] * n
+    # per venue in the heap: constants vp[i] = (lot_factor, priority, p_gone, signed best price,
+    # haircut exponent factor, price_factor x key_mult, signed limit, cost_mult, cap, budget), and the
+    # state vs[i] = (current signed price, its lots, index in chunk, chunk of book levels read so far,
+    # levels asked of the book for it (-1: all), lots taken, signed notional, levels used, worst price)
+    vp: list[tuple[int, int, float, int, float, int, int, int, int, int] | None] = [None] * n
+    vs: list[tuple[int, int, int, list[tuple[int, int]], int, int, int, int, int]] = [_ZERO_STATE] * n
     heap: list[tuple[int, int]] = []
     lim = limit_common_ticks
-    its = list(rests)
+    its = rests
     for i in range(n):
-        pf, _lf, km, _cm, _cap, _budget, prio, pg, mt = params[i]
-        if pg:
-            hks[i] = -pf / mt
+        lvl = heads[i]
+        if lvl is None:
+            stops[i] = "no liquidity"
+            continue
+        pf, lf, km, cm, cap, budget, prio, pg, mt = params[i]
         # the limit in signed venue ticks: a level is allowed while q <= qlim
         if lim is None:
             qlim = _UNBOUNDED
@@ -173,19 +174,13 @@ def sweep_levels(side: Side, heads: list[tuple[int, int] | None], rests: list[It
             qlim = lim // pf  # buy: price * pf <= lim  <=>  price <= floor(lim / pf)
         else:
             qlim = -((lim + pf - 1) // pf)  # sell: price >= ceil(lim / pf)
-        qlims[i] = qlim
-        kpf = pf * km
-        kpfs[i] = kpf
-        lvl = heads[i]
-        if lvl is None:
-            stops[i] = "no liquidity"
-            continue
-        q = lvl[0] * sgn
+        q = lvl[0] if buy else -lvl[0]
         if q > qlim:
             stops[i] = "limit price"
             continue
-        cur_q[i] = qbest[i] = q
-        cur_lots[i] = lvl[1]
+        kpf = pf * km
+        vp[i] = (lf, prio, pg, q, -pf / mt if pg else 0.0, kpf, qlim, cm, cap, budget if buy else NO_LIMIT)
+        vs[i] = (q, lvl[1], 0, _NO_LEVELS, 1, 0, 0, 0, 0)
         heap.append((prio + q * kpf, i))
     heapify(heap)
     remaining = want_common_lots
@@ -201,81 +196,120 @@ def sweep_levels(side: Side, heads: list[tuple[int, int] | None], rests: list[It
             sk, si = heap[1]
         else:
             sk, si = _UNBOUNDED * _UNBOUNDED, n
-        _pf, lf, _km, cm, cap, budget, prio, p_gone, _mt = params[i]
-        q = cur_q[i]
-        lots = cur_lots[i]
-        qb = qbest[i]
-        hk = hks[i]
-        kpf = kpfs[i]
-        tk = taken[i]
-        nt = notional[i]
-        nl = nlev[i]
-        it = its[i]
-        buy_budget = budget >= 0 and buy
-        while True:
-            if p_gone:
-                # exp(0.0) == 1.0 exactly: the best level skips the call
-                lots = int(lots * (1.0 - p_gone * (exp((q - qb) * hk) if q != qb else 1.0)))
-            take = remaining // lf
-            if lots < take:
-                take = lots
-            stop: str | None = None
-            if cap >= 0 and cap - tk <= take:
-                take = cap - tk
-                stop = "venue cap/balance"
-            if buy_budget:
-                afford = (budget - nt * cm) // (q * cm)
-                if afford <= take:
-                    take = afford
-                    stop = "balance"
-            if take > 0:
-                tk += take
-                worst[i] = q
-                nt += take * q
-                nl += 1
-                remaining -= take * lf
-                if remaining <= 0:
-                    filled = True
+        c = vp[i]
+        assert c is not None
+        lf, prio, p_gone, qb, hk, kpf, qlim, cm, cap, budget = c
+        q, lots, k, lv, f, tk, nt, nl, wq = vs[i]
+        it = its[i] if its is not None else None
+        if it is None and cap < 0 and budget < 0:
+            # the common case, kept lean: a live book, no cap, no budget
+            nlv = len(lv)
+            while True:
+                if p_gone:  # exp(0.0) == 1.0 exactly, so the venue's best level needs no call
+                    lots = int(lots * (1.0 - p_gone * exp((q - qb) * hk))) if q != qb else int(lots * (1.0 - p_gone))
+                take = remaining // lf
+                if lots < take:
+                    take = lots
+                if take > 0:
+                    tk += take
+                    wq = q
+                    nt += take * q
+                    nl += 1
+                    remaining -= take * lf
+                    if remaining <= 0:
+                        filled = True
+                        break
+                if remaining < lf:
+                    stops[i] = "lot size"
+                    heappop(heap)
                     break
-            if stop is None and remaining < lf:
-                stop = "lot size"
-            if stop is not None:
-                stops[i] = stop
-                heappop(heap)
-                break
-            if it is None:
-                assert books is not None
-                it = its[i] = books[i].iter_levels(side)
-                next(it, None)  # the head, already consumed
-            nxt = next(it, None)
-            if nxt is None:
-                stops[i] = "book depth"
-                heappop(heap)
-                break
-            q = nxt[0] * sgn
-            if q > qlims[i]:
-                stops[i] = "limit price"
-                heappop(heap)
-                break
-            lots = nxt[1]
-            key = prio + q * kpf
-            if key > sk or (key == sk and i > si):
-                cur_q[i] = q
-                cur_lots[i] = lots
-                heapreplace(heap, (key, i))
-                break
-        taken[i] = tk
-        notional[i] = nt
-        nlev[i] = nl
+                k += 1
+                if k >= nlv:
+                    if k >= f > 0:  # read deeper: 8, 64, then all levels
+                        assert books is not None
+                        f = _CHUNKS.get(f, -1)
+                        lv = (books[i].asks if buy else books[i].bids)(None if f < 0 else f)
+                        nlv = len(lv)
+                    if k >= nlv:
+                        stops[i] = "book depth"
+                        heappop(heap)
+                        break
+                p, lots = lv[k]
+                q = p if buy else -p
+                if q > qlim:
+                    stops[i] = "limit price"
+                    heappop(heap)
+                    break
+                key = prio + q * kpf
+                if key > sk or (key == sk and i > si):
+                    heapreplace(heap, (key, i))
+                    break
+        else:
+            while True:
+                if p_gone:
+                    lots = int(lots * (1.0 - p_gone * exp((q - qb) * hk)))
+                take = remaining // lf
+                if lots < take:
+                    take = lots
+                stop: str | None = None
+                if cap >= 0 and cap - tk <= take:
+                    take = cap - tk
+                    stop = "venue cap/balance"
+                if budget >= 0:
+                    afford = (budget - nt * cm) // (q * cm)
+                    if afford <= take:
+                        take = afford
+                        stop = "balance"
+                if take > 0:
+                    tk += take
+                    wq = q
+                    nt += take * q
+                    nl += 1
+                    remaining -= take * lf
+                    if remaining <= 0:
+                        filled = True
+                        break
+                if stop is None and remaining < lf:
+                    stop = "lot size"
+                if stop is not None:
+                    stops[i] = stop
+                    heappop(heap)
+                    break
+                if it is not None:
+                    nxt = next(it, None)
+                else:
+                    k += 1
+                    if k >= len(lv) and k >= f > 0:
+                        assert books is not None
+                        f = _CHUNKS.get(f, -1)
+                        lv = (books[i].asks if buy else books[i].bids)(None if f < 0 else f)
+                    nxt = lv[k] if k < len(lv) else None
+                if nxt is None:
+                    stops[i] = "book depth"
+                    heappop(heap)
+                    break
+                q = nxt[0] if buy else -nxt[0]
+                lots = nxt[1]
+                if q > qlim:
+                    stops[i] = "limit price"
+                    heappop(heap)
+                    break
+                key = prio + q * kpf
+                if key > sk or (key == sk and i > si):
+                    heapreplace(heap, (key, i))
+                    break
+        vs[i] = (q, lots, k, lv, f, tk, nt, nl, wq)
         if filled:
             break
+    taken = [v[5] for v in vs]
+    notional = [v[6] for v in vs]
     # sum over takes of common lots x (key - priority) = lot_factor x price_factor x key_mult x signed notional
-    costs = [p[1] * k * v for p, k, v in zip(params, kpfs, notional, strict=True)]
-    worst_px: list[int | None] = [w * sgn if t else None for w, t in zip(worst, taken, strict=True)]
+    costs = [0 if c is None else c[0] * c[5] * v[6] for c, v in zip(vp, vs, strict=True)]
+    worst_px: list[int | None] = [(v[8] if buy else -v[8]) if v[5] else None for v in vs]
     if not buy:
         notional = [-v for v in notional]
-    return SweepResult(taken, worst_px, notional, costs, nlev, stops, want_common_lots - remaining, remaining,
-                       sum(costs))
+    return SweepResult(taken, worst_px, notional, costs, [v[7] for v in vs], stops, want_common_lots - remaining,
+                       remaining, sum(costs))
 
 
 def naive_sweep(side: Side, ladders: list[Ladder], want_common_lots: int,

@@ -306,6 +306,10 @@ class _Factors(Mapping[str, Any]):
     def __repr__(self) -> str:
         return repr(self._dict())
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # copy / deepcopy / pickle give the plain dict (as before the factors were built lazily)
+        return (dict, (self._dict(),))
+
 
 @dataclass(frozen=True, slots=True)
 class _Ctx:
@@ -643,8 +647,8 @@ class Router:
             opp, same = book.best_bid_ticks, book.best_ask_ticks
         ref_px = (opp if opp is not None else same or 0) * st.price_factor
         rate, vol = st.activity.rate_and_volatility(side, now)
-        age_s = max(0, age_ns) / NS_PER_S
-        rtt_s = max(0, rtt) / NS_PER_S
+        age_s = (age_ns if age_ns > 0 else 0) / NS_PER_S
+        rtt_s = (rtt if rtt > 0 else 0) / NS_PER_S
         delay = age_s + rtt_s
         p_gone = 1.0 - _exp(-rate * delay)
         move = vol * _sqrt(delay)
@@ -786,7 +790,7 @@ class Router:
         dropped: set[str] = set()
         while True:
             heads, books, params = self._sweep_inputs(live, side, dropped)
-            res: SweepResult = sweep_levels(side, heads, [None] * len(books), books, params, want, bound)
+            res: SweepResult = sweep_levels(side, heads, None, books, params, want, bound)
             bad = None
             for e, lots, worst in zip(live, res.lots, res.worst, strict=True):
                 st = e.st

@@ -188,7 +188,8 @@ class MarketActivity:
         last = self._last_ns
         if last is None:
             return 0.0, 0.0
-        decay = math.exp(-max(0, now_ns - last) / self.tau_ns)
+        dt = now_ns - last
+        decay = math.exp(-(dt if dt > 0 else 0) / self.tau_ns)
         v = self._depl_ask if taker_side is Side.BUY else self._depl_bid
         return v * decay * NS_PER_S / self.tau_ns, math.sqrt(self._sq * decay * NS_PER_S / self.tau_ns)
 

@@ -119,7 +119,7 @@ def _sweep_v1(side: Side, ladders: list[Ladder], want_common_lots: int,
 
 venue_st = st.tuples(
     st.integers(900, 1100),                                               # best price (venue ticks)
-    st.lists(st.tuples(st.integers(1, 4), st.integers(1, 30)), min_size=0, max_size=8),  # (gap, lots)
+    st.lists(st.tuples(st.integers(1, 4), st.integers(1, 30)), min_size=0, max_size=12),  # (gap, lots)
     st.sampled_from([1, 2, 5]),                                           # price factor
     st.sampled_from([1, 10, 100]),                                        # lot factor
     st.integers(-5_000, 60_000),                                          # fee + penalty (1e-8)

@@ -7,7 +7,9 @@ payloads rendered after the router's books and learned state moved on."""
 
 from __future__ import annotations
 
+import copy
 import json
+import pickle
 from pathlib import Path
 
 from marketdata.model import Side
@@ -42,3 +44,8 @@ def test_payload_is_stable_across_repeated_to_dict_and_factor_reads() -> None:
     router.record_outcome("v1", "take", 10, 1)
     assert d.to_dict() == first
     assert digest(d.to_dict()) == digest(first)
+    # copies and pickles of a decision carry the same payload (factors become a plain dict)
+    d2 = router.route(RouteRequest("BTC-USDT", Side.SELL, D("2"), None, "mixed"))
+    for clone in (copy.deepcopy(d2), pickle.loads(pickle.dumps(d2))):
+        assert digest(clone.to_dict()) == digest(d2.to_dict())
+        assert isinstance(clone.venues[0].factors, dict)
