@@ -13,8 +13,9 @@ our filled lots:
   order is present in the book before volume arrives), never committing more than the ceiling
   plus that one child.
 
-It re-evaluates on every trade and every ``check_ns`` (default 1 s); it does not sweep: at
-``end`` the remainder is reported.
+It re-evaluates every ``check_ns`` (default 1 s), and at once on a trade that leaves it below its
+floor (filled plus open below ``min_rate * V``) or above its ceiling; it does not sweep: at ``end``
+the remainder is reported.
 """
 
 from __future__ import annotations
@@ -71,7 +72,13 @@ class PovAlgo(ExecutionAlgo):
         now = self.ctx.clock.now_ns()
         if self.params.start_ns <= now < self.params.end_ns:
             self._market_lots += trade.lots
-            self._reconcile(now)
+            # Re-plan at once only when the order fell below its floor (a catch-up is due) or went
+            # above its ceiling (posts must come down); otherwise the check timer re-posts, so the
+            # order is not re-sized on every print (thousands of tiny children on a busy tape).
+            vol = self.market_volume_ex_own()
+            committed = self.filled_lots + self.open_lots()
+            if committed < int(self.min_rate * vol) or self.filled_lots > int(self.max_rate * vol):
+                self._reconcile(now)
 
     def _on_book(self) -> None:
         self._check_would()

@@ -56,6 +56,7 @@ from marketdata.model import (
     OrderEvent,
     OrderEventKind,
     OrderStatus,
+    QuoteTick,
     Side,
     TimeInForce,
     TradeId,
@@ -508,6 +509,7 @@ class Engine:
         self.om = OrderManager(self.clock, list(insts.values()), journal=self.journal, run_id=self.run_id)
         self.venues: dict[str, SimulatedVenue] = {}
         self.limiters: dict[str, RateLimiter] = {}
+        self._send_queues: dict[str, deque[_VenueChild]] = {}
         for k, v in enumerate(insts):
             sim = config.simulation.get(v, SimVenueSettings())
             vc = sx.venues[v]
@@ -521,7 +523,8 @@ class Engine:
                                                            sim.latency_sigma),
                 order_entry_latency=LatencyModel.lognormal(int(entry * NS_PER_MS), sim.latency_sigma),
                 ack_latency=LatencyModel.lognormal(int(ack * NS_PER_MS), sim.latency_sigma),
-                rate_limit_orders=sim.venue_rate_limit_orders, queue_model=QueueModel(sim.queue_model),
+                rate_limit_orders=sim.venue_rate_limit_orders or _venue_orders_per_10s(
+                    sim.rate_limit_preset or v), queue_model=QueueModel(sim.queue_model),
                 sequence_rule=dataset.sequence_rule(v), seed=s.seed * 1000 + k), self.clock)
             venue.set_event_handler(self._on_order_event)
             self.venues[v] = venue
@@ -689,10 +692,12 @@ class Engine:
         return best or 1
 
     def _on_market(self, ev: MarketEvent) -> None:
+        t = type(ev)
+        if t is QuoteTick:   # the engine's view is built from depth and trades: nothing to do
+            return
         probe = self._probe
         if probe is not None:
             self._tick_t0 = probe()
-        t = type(ev)
         if t is BookDeltas:
             self.books[ev.venue].apply(ev)  # type: ignore[arg-type]
             if ev.venue != self._ref_venue:
@@ -1010,12 +1015,44 @@ class Engine:
                                                                        "shadow mode: journaled, not sent"))
             vc.sent = True
             return
-        lim_ = self.limiters.get(venue)
-        at = lim_.acquire_at("new_order") if lim_ is not None else now
-        if at <= now:
+        self._enqueue_send(vc)
+
+    def _enqueue_send(self, vc: _VenueChild) -> None:
+        """Pace new orders through the venue's rate limiter, FIFO per venue. Capacity is taken only
+        when an order actually leaves, so an order cancelled while it waits costs nothing (as a
+        cancelled ``await limiter.acquire()`` live) and cannot push later orders further out."""
+        lim = self.limiters.get(vc.venue)
+        if lim is None:
             self._send_now(vc)
-        else:
-            self.clock.set_alert(at, lambda _ts: self._send_now(vc))
+            return
+        queue = self._send_queues.setdefault(vc.venue, deque())
+        if queue:
+            queue.append(vc)
+            return
+        wait = lim.try_acquire("new_order", self.clock.now_ns())
+        if wait == 0:
+            self._send_now(vc)
+            return
+        queue.append(vc)
+        self._arm_send_queue(vc.venue, wait)
+
+    def _arm_send_queue(self, venue: str, wait_ns: int) -> None:
+        self.clock.set_alert(self.clock.now_ns() + wait_ns, lambda _ts: self._drain_send_queue(venue))
+
+    def _drain_send_queue(self, venue: str) -> None:
+        queue = self._send_queues[venue]
+        lim = self.limiters[venue]
+        while queue:
+            vc = queue[0]
+            if vc.unsent_cancelled or vc.done:
+                queue.popleft()
+                continue
+            wait = lim.try_acquire("new_order", self.clock.now_ns())
+            if wait:
+                self._arm_send_queue(venue, wait)
+                return
+            queue.popleft()
+            self._send_now(vc)
 
     def _send_now(self, vc: _VenueChild) -> None:
         if vc.unsent_cancelled or vc.done:
@@ -1058,14 +1095,18 @@ class Engine:
             return
         if not vc.sent:
             vc.unsent_cancelled = True
-            self._local_event(vc, OrderEventKind.CANCELED, "cancelled before leaving the rate limiter")
+            # Deferred through the clock: the algo must never be called back from inside cancel_child
+            # (an algo that re-plans on on_child_done would otherwise recurse without bound).
+            self.clock.set_alert(self.clock.now_ns(), lambda _ts, vc=vc: self._local_event(
+                vc, OrderEventKind.CANCELED, "cancelled before leaving the rate limiter"))
             return
         mo = self.om.order(vc.cid)
         if mo.status.is_terminal or mo.status is OrderStatus.PENDING_CANCEL:
             return
         if self.mode == "shadow":
             self.om.cancel(vc.cid)
-            self._local_event(vc, OrderEventKind.CANCELED, "shadow mode: cancelled locally")
+            self.clock.set_alert(self.clock.now_ns(), lambda _ts, vc=vc: self._local_event(
+                vc, OrderEventKind.CANCELED, "shadow mode: cancelled locally"))
             return
         self.om.cancel(vc.cid)
         self._om_version += 1
@@ -1313,3 +1354,13 @@ class Engine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+
+def _venue_orders_per_10s(preset: str) -> int:
+    """The order limit per 10 s a venue publishes (its preset's order bucket with a 10 s window),
+    which the simulated matching engine enforces; 50 when the preset has none."""
+    p = PRESETS.get(preset)
+    if p is not None:
+        for name, spec in p.buckets.items():
+            if "ORDER" in name.upper() and len(spec) >= 2 and spec[1] == 10:
+                return int(spec[0])
+    return 50

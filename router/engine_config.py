@@ -152,7 +152,9 @@ class SimVenueSettings:
     rate_limit_preset: str | None = None
     """Name of a :data:`venues.ratelimit.PRESETS` entry; default: the venue id when it is a preset,
     ``"none"`` disables the client-side limiter."""
-    venue_rate_limit_orders: int | None = 50
+    venue_rate_limit_orders: int | None = None
+    """New orders per 10 s that the simulated matching engine enforces (Binance code -1015 beyond
+    it); default: the venue preset's order limit per 10 s (spot 50, USD-M 300), else 50."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +236,7 @@ def _parse_simulation(t: Table) -> dict[str, SimVenueSettings]:
             latency_sigma=vt.number("latency_sigma", 0.3, min=0, max=3),
             queue_model=vt.string("queue_model", "power", allowed=("power", "log", "risk_averse")),
             rate_limit_preset=vt.string("rate_limit_preset", None),
-            venue_rate_limit_orders=vt.integer("venue_rate_limit_orders", 50, min=1, max=1_000_000))
+            venue_rate_limit_orders=vt.integer("venue_rate_limit_orders", None, min=1, max=1_000_000))
         vt.finish()
     t.finish()
     return out

@@ -1,0 +1,76 @@
+"""Execution-quality bounds stated in docs/engine.md ("Quality bounds"), checked by TCA on real data.
+
+* VWAP: |slippage against the interval VWAP| <= 5 bps (market VWAP of both venues over the parent's
+  life, our own fills excluded by construction: the replayed feed does not contain them).
+* POV: realised participation (our fills / market volume over the parent's life) within
+  [min_rate, max_rate].
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import tca
+from router.engine import Engine
+
+VWAP_BOUND_BPS = 5.0
+
+
+def _run(tmp_path: Path, text: str) -> dict[str, object]:
+    journal = tmp_path / "journal.sqlite"
+    engine = Engine.from_toml_text(text, journal=journal)
+    engine.run()
+    engine.close()
+    out = tca.run_report(journal, tmp_path / "tca")
+    doc = json.loads(Path(out["json"]).read_text())
+    [parent] = doc["parents"]
+    return parent  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(("seed", "side", "qty", "participation"),
+                         [(1, "buy", "3", 0.10), (2, "sell", "2", 0.05), (3, "buy", "1.5", 0.20)])
+def test_vwap_tracks_interval_vwap(tmp_path: Path, seed: int, side: str, qty: str, participation: float) -> None:
+    parent = _run(tmp_path, f"""
+[engine]
+seed = {seed}
+[[parents]]
+id = "v"
+symbol = "BTC-USDT"
+side = "{side}"
+quantity = "{qty}"
+algo = "vwap"
+submit_at = "+10s"
+[parents.params]
+end = "+4m"
+max_participation = {participation}
+""")
+    assert parent["fill_rate"] == pytest.approx(1.0, abs=1e-3)
+    assert parent["vwap_slippage_bps"] is not None
+    assert abs(parent["vwap_slippage_bps"]) <= VWAP_BOUND_BPS, parent["vwap_slippage_bps"]
+
+
+@pytest.mark.parametrize(("seed", "side", "target", "lo", "hi"),
+                         [(1, "sell", 0.05, 0.025, 0.075), (2, "buy", 0.02, 0.01, 0.03), (3, "buy", 0.08, 0.05, 0.11)])
+def test_pov_participation_within_band(tmp_path: Path, seed: int, side: str, target: float, lo: float,
+                                       hi: float) -> None:
+    parent = _run(tmp_path, f"""
+[engine]
+seed = {seed}
+[[parents]]
+id = "p"
+symbol = "BTC-USDT"
+side = "{side}"
+quantity = "50"
+algo = "pov"
+submit_at = "+10s"
+[parents.params]
+end = "+4m"
+target_rate = {target}
+min_rate = {lo}
+max_rate = {hi}
+""")
+    assert parent["participation"] is not None
+    assert lo <= parent["participation"] <= hi, parent["participation"]
