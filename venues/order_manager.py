@@ -90,7 +90,10 @@ _LEGAL: dict[OrderStatus, frozenset[OrderStatus]] = {
                           S.EXPIRED, S.PENDING_CANCEL}),
     S.NEW: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.PENDING_CANCEL, S.CANCELED, S.EXPIRED}),
     S.PARTIALLY_FILLED: frozenset({S.FILLED, S.PENDING_CANCEL, S.CANCELED, S.EXPIRED}),
-    S.PENDING_CANCEL: frozenset({S.NEW, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED}),
+    # REJECTED / PENDING_NEW: a cancel sent before the venue acknowledged the order can overtake it
+    # (the order is then rejected, or the cancel is refused as unknown and the order is still pending).
+    S.PENDING_CANCEL: frozenset({S.PENDING_NEW, S.NEW, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED,
+                                 S.REJECTED}),
     S.FILLED: frozenset(),
     S.CANCELED: frozenset(),
     S.REJECTED: frozenset(),
@@ -227,6 +230,13 @@ class OrderManager:
         self._trade_ids: set[tuple[str, str]] = set()
         self._next_seq: dict[str, int] = {}
         self._factor: dict[tuple[str, str], int] = {}
+        self._id_base: dict[str | None, str] = {}
+        # parent accounting, O(orders not yet seen terminal): terminal orders are folded into a
+        # per-parent filled sum the first time parent_accounting meets them; a later change of their
+        # executed lots (a late fill, a status report) or a move out of a terminal status corrects it
+        self._acct_open: dict[str | None, list[ManagedOrder]] = {}
+        self._acct_closed: dict[str | None, int] = {}
+        self._closed_contrib: dict[ClientOrderId, int] = {}
         self._replaying = False
         self.errors: list[SorexError] = []
         self.stats: dict[str, int] = {"events": 0, "fills": 0, "duplicate_fills": 0, "garbled": 0,
@@ -235,7 +245,10 @@ class OrderManager:
     # ================================================================ ids
     def next_client_order_id(self, parent_id: str | None) -> ClientOrderId:
         """Allocate the next deterministic id for ``parent_id`` (skipping any already in use)."""
-        base = make_client_order_id(self.run_id, parent_id, 1, prefix=self.id_prefix).rsplit("-", 1)[0]
+        base = self._id_base.get(parent_id)
+        if base is None:
+            base = self._id_base[parent_id] = make_client_order_id(
+                self.run_id, parent_id, 1, prefix=self.id_prefix).rsplit("-", 1)[0]
         n = self._next_seq.get(base, 1)
         while True:
             cid = ClientOrderId(f"{base}-{n}")
@@ -284,6 +297,8 @@ class OrderManager:
             return
         check_transition(mo.status, to, client_order_id=mo.client_order_id)
         mo.status = to
+        if not to.is_terminal and mo.client_order_id in self._closed_contrib:
+            self._reopen(mo)
         mo.history.append((self._clock.now_ns(), to))
         if to.is_terminal:
             mo.pending_replace = None
@@ -303,6 +318,7 @@ class OrderManager:
     def _add(self, mo: ManagedOrder) -> None:
         self._orders[mo.client_order_id] = mo
         self._by_parent.setdefault(mo.order.parent_id, []).append(mo)
+        self._acct_open.setdefault(mo.order.parent_id, []).append(mo)
         self._note_id(mo.client_order_id)
         mo.history.append((self._clock.now_ns(), mo.status))
 
@@ -336,19 +352,50 @@ class OrderManager:
         return [m for m in self._orders.values() if not m.status.is_terminal]
 
     def parent_accounting(self, parent_id: str) -> ParentAccounting:
-        """Filled / working / in-flight / unknown of ``parent_id`` in parent units. O(children)."""
+        """Filled / working / in-flight / unknown of ``parent_id`` in parent units.
+        O(orders of the parent not yet terminal when last asked)."""
         filled = working = in_flight = unknown = 0
-        for mo in self._by_parent.get(parent_id, ()):
-            f = self._parent_factor(mo.order.venue, mo.order.symbol)
-            filled += mo.executed_lots * f
-            rem = mo.open_lots * f
-            if mo.status is S.PENDING_NEW:
-                in_flight += rem
-            elif mo.status is S.UNKNOWN:
-                unknown += rem
-            else:
-                working += rem
+        orders = self._acct_open.get(parent_id)
+        if orders:
+            closed = 0
+            keep: list[ManagedOrder] = []
+            for mo in orders:
+                f = self._parent_factor(mo.order.venue, mo.order.symbol)
+                if mo.status.is_terminal:   # open_lots is 0 from now on: fold it into the sum
+                    c = mo.executed_lots * f
+                    self._closed_contrib[mo.client_order_id] = c
+                    closed += c
+                    continue
+                keep.append(mo)
+                filled += mo.executed_lots * f
+                rem = mo.open_lots * f
+                if mo.status is S.PENDING_NEW:
+                    in_flight += rem
+                elif mo.status is S.UNKNOWN:
+                    unknown += rem
+                else:
+                    working += rem
+            if closed or len(keep) != len(orders):
+                self._acct_open[parent_id] = keep
+                self._acct_closed[parent_id] = self._acct_closed.get(parent_id, 0) + closed
+        filled += self._acct_closed.get(parent_id, 0)
         return ParentAccounting(filled, working, in_flight, unknown)
+
+    def _recount(self, mo: ManagedOrder) -> None:
+        """A folded (terminal) order's executed lots changed: correct its parent's filled sum."""
+        cid = mo.client_order_id
+        old = self._closed_contrib.get(cid)
+        if old is not None:
+            new = mo.executed_lots * self._parent_factor(mo.order.venue, mo.order.symbol)
+            self._closed_contrib[cid] = new
+            pid = mo.order.parent_id
+            self._acct_closed[pid] = self._acct_closed.get(pid, 0) + new - old
+
+    def _reopen(self, mo: ManagedOrder) -> None:
+        """A folded order left its terminal status: count it among the open ones again."""
+        pid = mo.order.parent_id
+        self._acct_closed[pid] = self._acct_closed.get(pid, 0) - self._closed_contrib.pop(mo.client_order_id)
+        self._acct_open.setdefault(pid, []).append(mo)
 
     def parent_exposure(self, parent_id: str) -> int:
         """filled + working + in-flight + unknown of ``parent_id``, in parent units."""
@@ -390,8 +437,9 @@ class OrderManager:
                       parent_id=ParentOrderId(parent_id) if parent_id is not None else None,
                       decision_id=DecisionId(decision_id) if decision_id is not None else None,
                       ts_init=self._clock.now_ns())
-        self._journal("order_command", self._command_payload("submit", order), venue=venue,
-                      client_order_id=cid, parent_id=parent_id)
+        if self.journal is not None and not self._replaying:   # the payload's decimals cost: only when written
+            self._journal("order_command", self._command_payload("submit", order), venue=venue,
+                          client_order_id=cid, parent_id=parent_id)
         self._add(ManagedOrder(order))
         log.info("%s %s %s: submit %s %d lots @ %s", venue, symbol, cid, side.name, lots, price_ticks)
         return order
@@ -440,8 +488,9 @@ class OrderManager:
         mo = self.order(client_order_id)
         if mo.status.is_terminal:
             raise InvariantError(f"order {client_order_id} is already {mo.status.value}; nothing to cancel")
-        self._journal("order_command", self._command_payload("cancel", mo.order), venue=mo.order.venue,
-                      client_order_id=mo.client_order_id, parent_id=mo.order.parent_id)
+        if self.journal is not None and not self._replaying:
+            self._journal("order_command", self._command_payload("cancel", mo.order), venue=mo.order.venue,
+                          client_order_id=mo.client_order_id, parent_id=mo.order.parent_id)
         self._set_status(mo, S.PENDING_CANCEL)
         return mo.order
 
@@ -650,7 +699,11 @@ class OrderManager:
                 mo.pending_replace = None
                 if mo.status is S.PENDING_CANCEL:
                     mo.reason = ev.reason
-                    self._set_status(mo, S.PARTIALLY_FILLED if mo.executed_lots else S.NEW)
+                    if mo.executed_lots:
+                        self._set_status(mo, S.PARTIALLY_FILLED)
+                    else:
+                        # not acknowledged yet: the cancel overtook the order, which is still pending
+                        self._set_status(mo, S.NEW if mo.acked else S.PENDING_NEW)
             elif ev.kind is K.REPLACED:
                 self._apply_replaced(mo, ev)
             elif ev.kind in (K.PARTIALLY_FILLED, K.FILLED):  # pragma: no cover - validated away
@@ -668,6 +721,8 @@ class OrderManager:
         self._trade_ids.add((f.venue, f.trade_id))
         mo.fills.append(f)
         mo.filled_lots += f.lots
+        if mo.client_order_id in self._closed_contrib:
+            self._recount(mo)
         self.stats["fills"] += 1
         if mo.status is S.REJECTED:
             self._record_error(mo, InvariantError(f"order {mo.client_order_id}: fill {f.trade_id} on a "
@@ -737,6 +792,8 @@ class OrderManager:
                         mo.client_order_id, filled_lots, mo.filled_lots)
         if filled_lots > mo.venue_filled_lots:
             mo.venue_filled_lots = filled_lots
+            if mo.client_order_id in self._closed_contrib:
+                self._recount(mo)
         self._check_overfill(mo, "status report")
         if status is S.UNKNOWN or status is mo.status:
             return

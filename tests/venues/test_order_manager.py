@@ -359,3 +359,39 @@ def test_random_sequences_never_let_exposure_exceed_parent(actions: list[tuple[s
         assert acc.filled <= total
         assert min(acc.filled, acc.working, acc.in_flight, acc.unknown) >= 0
     assert not any(isinstance(e, OverfillError) for e in om.errors)
+
+
+def test_cancel_overtaking_an_unacked_order_keeps_the_later_rejection() -> None:
+    """A cancel sent before the ack can reach the venue first ("Unknown order sent."); the order is
+    then still pending, and the venue's later rejection (post-only would take) must be applied, not
+    dropped as an illegal transition (found replaying a POV on the bundled data)."""
+    from decimal import Decimal
+
+    from marketdata.clock import SimClock
+    from marketdata.model import (
+        Instrument,
+        OrderEvent,
+        OrderEventKind,
+        OrderStatus,
+        OrderType,
+        Side,
+        Symbol,
+        TimeInForce,
+        VenueId,
+    )
+    from venues.order_manager import OrderManager
+
+    clock = SimClock(1_000)
+    inst = Instrument(VenueId("v"), Symbol("BTC-USDT"), "BTCUSDT", "BTC", "USDT", Decimal("0.01"), Decimal("0.00001"))
+    om = OrderManager(clock, [inst], journal=None, run_id="t")
+    o = om.submit(venue="v", symbol="BTC-USDT", side=Side.BUY, lots=36, order_type=OrderType.LIMIT,
+                  price_ticks=6168771, time_in_force=TimeInForce.POST_ONLY, parent_id="p")
+    om.cancel(o.client_order_id)
+    assert om.order(o.client_order_id).status is OrderStatus.PENDING_CANCEL
+    om.on_event(OrderEvent(OrderEventKind.CANCEL_REJECTED, o.client_order_id, VenueId("v"), 2_000, 2_000,
+                           reason="Unknown order sent.", code="-2011"))
+    assert om.order(o.client_order_id).status is OrderStatus.PENDING_NEW
+    om.cancel(o.client_order_id)
+    om.on_event(OrderEvent(OrderEventKind.REJECTED, o.client_order_id, VenueId("v"), 3_000, 3_000,
+                           reason="Order would immediately match and take.", code="-2010"))
+    assert om.order(o.client_order_id).status is OrderStatus.REJECTED
