@@ -7,7 +7,11 @@ snapshot on a fresh clock/venue (built in the untimed setup):
 
 * ``bare_l2book``       reference: ``L2Book.apply`` on every BookDeltas, nothing else (sequence
   rule ``prev`` checked, as in every variant)
-* ``sim_direct``        ``SimulatedVenue.on_market_event`` on every event, no orders, no driver
+* ``sim_direct``        ``SimulatedVenue.on_market_event`` on every event, no orders, no driver: the
+  venue is idle and nobody reads its book, so depth messages are coalesced (applied as one when
+  the book is next needed; here once, at the end)
+* ``sim_direct_eager``  the same with the venue's book handed out first (``venue.book()``), so
+  every depth message is applied as it comes: the per-message cost of the venue's book
 * ``sim_driver``        ``SimulationDriver`` (SimClock + dispatch) with the venue, no orders
 * ``sim_driver_orders`` the same plus a strategy called on every event at exchange time (1-3 ms
   order entry, 1 ms acks): a resting bid at the best bid re-placed (cancel + new) every 200
@@ -133,6 +137,23 @@ def test_sim_direct(benchmark: Any, events: tuple[MarketEvent, ...]) -> None:
     _record(benchmark, "sim_direct")
 
 
+def test_sim_direct_eager(benchmark: Any, events: tuple[MarketEvent, ...]) -> None:
+    def setup() -> tuple[tuple[SimulatedVenue], dict[str, Any]]:
+        venue = _venue(SimClock(events[0].ts_event))
+        venue.book(SYMBOL)   # handed out: kept current on every message
+        return (venue,), {}
+
+    def run(venue: SimulatedVenue) -> SimulatedVenue:
+        on_event = venue.on_market_event
+        for e in events:
+            on_event(e)
+        return venue
+
+    venue = benchmark.pedantic(run, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    assert venue.stat_market_events == len(events)
+    _record(benchmark, "sim_direct_eager")
+
+
 def test_sim_driver(benchmark: Any, events: tuple[MarketEvent, ...]) -> None:
     def setup() -> tuple[tuple[SimulationDriver], dict[str, Any]]:
         clock = SimClock(events[0].ts_event)
@@ -225,6 +246,13 @@ def test_interleaved_ratios(benchmark: Any, events: tuple[MarketEvent, ...]) -> 
         for e in events:
             on_event(e)
         INTERLEAVED.setdefault("sim_direct", []).append(time.perf_counter() - t0)
+        eager = _venue(SimClock(events[0].ts_event))
+        eager.book(SYMBOL)
+        on_event = eager.on_market_event
+        t0 = time.perf_counter()
+        for e in events:
+            on_event(e)
+        INTERLEAVED.setdefault("sim_direct_eager", []).append(time.perf_counter() - t0)
 
     def driven(name: str, driver: SimulationDriver) -> None:
         t0 = time.perf_counter()
@@ -242,4 +270,4 @@ def test_interleaved_ratios(benchmark: Any, events: tuple[MarketEvent, ...]) -> 
         driven("sim_orders_md_latency", _strategy_setup(events, delayed=True)[0])
 
     benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1)
-    assert len(INTERLEAVED["bare_l2book"]) >= 1 and len(INTERLEAVED) == 5
+    assert len(INTERLEAVED["bare_l2book"]) >= 1 and len(INTERLEAVED) == 6

@@ -88,6 +88,47 @@ class SimClock:
         heapq.heappush(self._heap, (max(first, self._now), next(self._seq), handle, callback))
         return handle
 
+    # ------------------------------------------------------------------ merged external queues
+    # A scheduler that keeps its own time-ordered queue (the simulation driver's delayed market-data
+    # feeds) can merge it with the clock's alerts without one heap entry per item: it reserves the
+    # tie-break number an alert set now would get (reserve_seq), fires the clock's alerts ordered
+    # before its own item (advance_before), or hands the item back to the clock with that number
+    # (set_alert_seq). The firing order is exactly what set_alert at the reservation would give.
+
+    def reserve_seq(self) -> int:
+        """Take the tie-break number an alert set at this moment would get (alerts due at the
+        same time fire in the order of these numbers)."""
+        return next(self._seq)
+
+    def set_alert_seq(self, at_ns: int, seq: int, callback: AlertCallback) -> AlertHandle:
+        """``set_alert`` with a tie-break number taken earlier with :meth:`reserve_seq`: the alert
+        fires where an alert set at the time of the reservation would have."""
+        handle = AlertHandle()
+        heapq.heappush(self._heap, (max(at_ns, self._now), seq, handle, callback))
+        return handle
+
+    def advance_before(self, ts_ns: int, seq: int) -> int:
+        """Fire every alert ordered before ``(ts_ns, seq)`` (due earlier, or due at ``ts_ns`` with
+        a smaller tie-break number), then set now to ``ts_ns``. Returns the callbacks fired.
+        Raises :class:`InvariantError` if ``ts_ns`` is earlier than now."""
+        if ts_ns < self._now:
+            raise InvariantError(f"SimClock cannot go backwards: now={self._now} ns, asked {ts_ns} ns")
+        fired = 0
+        heap = self._heap
+        while heap and (heap[0][0] < ts_ns or (heap[0][0] == ts_ns and heap[0][1] < seq)):
+            due, _, handle, cb = heapq.heappop(heap)
+            if handle.cancelled:
+                continue
+            self._now = due
+            if handle.interval_ns:
+                nxt = due + handle.interval_ns
+                if handle.stop_ns is None or nxt <= handle.stop_ns:
+                    heapq.heappush(heap, (nxt, next(self._seq), handle, cb))
+            cb(due)
+            fired += 1
+        self._now = ts_ns
+        return fired
+
     def next_due_ns(self) -> int | None:
         """Due time of the earliest pending alert, or ``None``."""
         heap = self._heap

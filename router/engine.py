@@ -550,6 +550,7 @@ class Engine:
         self._vchildren: dict[str, _VenueChild] = {}
         self._om_version = 0
         self._min_lots_cache: dict[int | None, int] = {}
+        self._limit_ticks: dict[tuple[str, Decimal], int] = {}   # (venue, parent limit) -> limit in venue ticks
         self._parent_seq = itertools.count(1)
         self._started = False
         self._stop_when: Callable[[], bool] | None = None
@@ -725,8 +726,11 @@ class Engine:
                     self._first_trade_ns = tr.ts_event
             self._traded_lots += tr.lots * self._lf[tr.venue]
             if self._active:
-                ct = TradeTick(tr.venue, tr.symbol, tr.price_ticks * pf, tr.lots * self._lf[tr.venue],
-                               tr.aggressor, tr.trade_id, tr.ts_event, tr.ts_init)
+                lf = self._lf[tr.venue]
+                # the same values in common units (a venue on the common grid passes its own tick)
+                ct = tr if pf == 1 and lf == 1 else TradeTick(
+                    tr.venue, tr.symbol, tr.price_ticks * pf, tr.lots * lf, tr.aggressor, tr.trade_id,
+                    tr.ts_event, tr.ts_init)
                 for run in self._active:
                     algo = run.algo
                     if algo is not None:
@@ -976,7 +980,12 @@ class Engine:
         inst = self.instruments[venue]
         # last line of defence: never send a child priced through the parent limit
         if run.limit_price is not None:
-            lim = inst.price_to_ticks(run.limit_price, run.side)
+            key = (venue, run.limit_price)
+            lim = self._limit_ticks.get(key)
+            if lim is None:
+                if len(self._limit_ticks) > 256:
+                    self._limit_ticks.clear()
+                lim = self._limit_ticks[key] = inst.price_to_ticks(run.limit_price, run.side)
             if price_ticks is None or (price_ticks - lim) * int(run.side) > 0:
                 log.error("parent=%s %s: allocation at %s ticks crosses the limit %s; dropped", run.id, venue,
                           price_ticks, lim)
@@ -995,7 +1004,15 @@ class Engine:
         order = self.om.submit(venue=venue, symbol=self.symbol, side=run.side, lots=lots, order_type=order_type,
                                price_ticks=price_ticks, time_in_force=tif, parent_id=run.id,
                                decision_id=g.decision_id)
+        # the new order is PENDING_NEW with all its lots open: the parent's accounting grows by
+        # exactly that (in flight), so a current cached copy is updated instead of recomputed
+        acct = run.acct
+        fresh = acct is not None and acct[0] == self._om_version
         self._om_version += 1
+        if fresh:
+            a = acct[1]  # type: ignore[index]
+            run.acct = (self._om_version, ParentAccounting(
+                a.filled, a.working, a.in_flight + self.om.to_parent_units(venue, self.symbol, lots), a.unknown))
         vc = _VenueChild(order.client_order_id, g, order, style)
         self._vchildren[vc.cid] = vc
         g.orders.append(vc)
@@ -1097,7 +1114,7 @@ class Engine:
             vc.unsent_cancelled = True
             # Deferred through the clock: the algo must never be called back from inside cancel_child
             # (an algo that re-plans on on_child_done would otherwise recurse without bound).
-            self.clock.set_alert(self.clock.now_ns(), lambda _ts, vc=vc: self._local_event(
+            self.clock.set_alert(self.clock.now_ns(), lambda _ts: self._local_event(
                 vc, OrderEventKind.CANCELED, "cancelled before leaving the rate limiter"))
             return
         mo = self.om.order(vc.cid)
@@ -1105,7 +1122,7 @@ class Engine:
             return
         if self.mode == "shadow":
             self.om.cancel(vc.cid)
-            self.clock.set_alert(self.clock.now_ns(), lambda _ts, vc=vc: self._local_event(
+            self.clock.set_alert(self.clock.now_ns(), lambda _ts: self._local_event(
                 vc, OrderEventKind.CANCELED, "shadow mode: cancelled locally"))
             return
         self.om.cancel(vc.cid)

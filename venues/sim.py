@@ -44,14 +44,14 @@ import logging
 import math
 import random
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
 from marketdata.book import L2Book, SequenceRule
 from marketdata.clock import NS_PER_SECOND, AlertHandle, SimClock
-from marketdata.errors import ConfigError, UnknownOrderError
+from marketdata.errors import ConfigError, InvariantError, UnknownOrderError
 from marketdata.model import (
     BookDeltas,
     ClientOrderId,
@@ -230,10 +230,19 @@ class _SimOrder:
 
 
 class _Market:
-    """Per-instrument engine state: the book, consumed lots, our resting orders."""
+    """Per-instrument engine state: the book, consumed lots, our resting orders.
 
-    __slots__ = ("ask_orders", "bid_orders", "book", "consumed_ask", "consumed_bid", "idle", "inst",
-                 "our_best_ask", "our_best_bid")
+    While the market is *idle* (none of our orders rest and nothing is consumed) nobody reads the
+    book between our order arrivals, so depth messages that continue the venue's update-id chain are
+    not applied one by one: their levels are coalesced (the last write per price wins, as applying
+    them in order would give) and applied as one message, with the same sequence check, when the
+    book is next needed (an order arriving, the market leaving idle, :meth:`SimulatedVenue.book`).
+    The book is then exactly what applying every message would have made. Once the book object has
+    been handed out by :meth:`SimulatedVenue.book` it is kept current on every message."""
+
+    __slots__ = ("ask_orders", "bid_orders", "book", "chain_last", "consumed_ask", "consumed_bid", "idle", "inst",
+                 "our_best_ask", "our_best_bid", "pend_asks", "pend_bids", "pend_first", "pend_last", "pend_levels",
+                 "rule", "shared", "steady")
 
     def __init__(self, inst: Instrument, rule: SequenceRule) -> None:
         self.inst = inst
@@ -246,6 +255,69 @@ class _Market:
         self.our_best_ask: int | None = None
         self.idle = True
         """No resting orders and nothing consumed: book deltas need only ``L2Book.apply``."""
+        self.rule = rule
+        self.steady = False        # the book is in sync and past its first delta after a snapshot
+        self.shared = False        # the book was handed out: apply every message at once
+        self.chain_last = -1       # last update id the book has or will have after the pending apply
+        self.pend_bids: dict[int, int] = {}
+        self.pend_asks: dict[int, int] = {}
+        self.pend_first: BookDeltas | None = None
+        self.pend_last: BookDeltas | None = None
+        self.pend_levels = 0
+
+    def on_depth_idle(self, msg: BookDeltas) -> None:
+        """A depth message while idle: coalesce it if it continues the chain, else apply now."""
+        if self.steady and not msg.is_snapshot and not self.shared:
+            rule = self.rule
+            u = msg.last_update_id
+            last = self.chain_last
+            if rule == "none" or (u > last and (msg.prev_update_id == last if rule == "prev"
+                                                 else msg.first_update_id == last + 1)):
+                self.pend_bids.update(msg.bids)
+                self.pend_asks.update(msg.asks)
+                self.pend_levels += len(msg.bids) + len(msg.asks)
+                if self.pend_first is None:
+                    self.pend_first = msg
+                self.pend_last = msg
+                if u >= 0:
+                    self.chain_last = u
+                return
+        self.apply_now(msg)
+
+    def apply_now(self, msg: BookDeltas) -> bool:
+        """Apply one message at once (after any pending ones); returns ``L2Book.apply``'s result."""
+        if self.pend_first is not None:
+            self.flush()
+        book = self.book
+        before = book.last_update_id
+        ok = book.apply(msg)
+        if self.rule == "none":
+            self.steady = not book.needs_resync
+        elif msg.is_snapshot or not ok or book.needs_resync:
+            self.steady = False
+        elif book.last_update_id != before:   # a diff was applied: past the snapshot's first delta
+            self.steady = True
+        self.chain_last = book.last_update_id
+        return ok
+
+    def flush(self) -> None:
+        """Apply the coalesced pending messages as one (same sequence check as each of them)."""
+        first, last = self.pend_first, self.pend_last
+        if first is None or last is None:
+            return
+        bids, asks = list(self.pend_bids.items()), list(self.pend_asks.items())
+        levels = self.pend_levels
+        self.pend_bids = {}
+        self.pend_asks = {}
+        self.pend_first = self.pend_last = None
+        self.pend_levels = 0
+        book = self.book
+        merged = BookDeltas(first.venue, first.symbol, bids, asks, last.ts_event, last.ts_init, False,
+                            first.first_update_id, self.chain_last, first.prev_update_id)
+        if not book.apply(merged):   # cannot happen: every message continued the chain
+            raise InvariantError(f"{book.venue}:{book.symbol}: coalesced depth messages "
+                                 f"{first.first_update_id}..{self.chain_last} did not apply")
+        book.stat_updates += levels - len(bids) - len(asks)   # count the levels as sent
 
     def refresh_best(self) -> None:
         self.our_best_bid = max(self.bid_orders) if self.bid_orders else None
@@ -260,6 +332,8 @@ class _Market:
 
         Reads the L2Book's documented layout (dict of levels + sorted price index) directly:
         this is the matching hot path."""
+        if self.pend_first is not None:
+            self.flush()
         book = self.book
         if taker is Side.BUY:
             levels, consumed = book._asks, self.consumed_ask
@@ -313,6 +387,9 @@ class SimulatedVenue(Venue):
         self._rate_window: deque[int] = deque()
         self._last_delivery_ns = 0
         self._last_feed_ns = 0
+        # market-data latency: its own seeded stream, drawn in vectorised blocks (one per market
+        # event would otherwise be the feed's largest cost); order latencies use self.rng
+        self._md_next = config.market_data_latency.stream(config.seed).__next__
         self._maker_bps = config.fees.maker_bps
         self._taker_bps = config.fees.taker_bps
         self._lock_buffer = 1 + max(self._maker_bps, self._taker_bps, Decimal(0)) / _BPS
@@ -325,8 +402,12 @@ class SimulatedVenue(Venue):
 
     # ------------------------------------------------------------------ market data (hot path)
     def book(self, symbol: str) -> L2Book:
-        """The matching engine's book of ``symbol`` (exchange-time truth, no latency)."""
-        return self._market(symbol).book
+        """The matching engine's book of ``symbol`` (exchange-time truth, no latency). From this
+        call on, the book is kept current on every market event (no coalescing while idle)."""
+        mkt = self._market(symbol)
+        mkt.flush()
+        mkt.shared = True
+        return mkt.book
 
     def on_market_event(self, event: BookDeltas | TradeTick | QuoteTick) -> None:
         """Feed one market event (exchange time) to the matching engine.
@@ -344,7 +425,7 @@ class SimulatedVenue(Venue):
             return
         if tp is BookDeltas:
             if mkt.idle:
-                mkt.book.apply(event)  # type: ignore[arg-type]
+                mkt.on_depth_idle(event)  # type: ignore[arg-type]
             else:
                 self._on_deltas(mkt, event)  # type: ignore[arg-type]
         elif tp is TradeTick:
@@ -355,10 +436,12 @@ class SimulatedVenue(Venue):
                 self._on_trade(mkt, event, Side.SELL)  # type: ignore[arg-type]
 
     def _on_deltas(self, mkt: _Market, msg: BookDeltas) -> None:
+        if mkt.pend_first is not None:
+            mkt.flush()
         book = mkt.book
         prev_bid = {p: book._bids.get(p, 0) for p in mkt.bid_orders}
         prev_ask = {p: book._asks.get(p, 0) for p in mkt.ask_orders}
-        if not book.apply(msg):
+        if not mkt.apply_now(msg):
             return
         if msg.is_snapshot:
             mkt.consumed_bid.clear()
@@ -507,12 +590,18 @@ class SimulatedVenue(Venue):
             out.append(Position(sym, qty, avg))
         return out
 
+    def feed_clock(self) -> tuple[Callable[[], int], int]:
+        """``(next_latency, last_arrival_ns)`` of this venue's market-data feed, for a driver that
+        computes arrivals itself (as :meth:`feed_arrival_ns` does) from then on."""
+        return self._md_next, self._last_feed_ns
+
     def feed_arrival_ns(self, ts_event: int) -> int:
         """When a market event stamped ``ts_event`` reaches us over this venue's feed: the exchange
         time plus a sampled market-data latency, never earlier than the previous event's arrival
-        (one ordered stream). For the driver."""
-        lat = self.config.market_data_latency
-        at = ts_event + (lat.value_ns if lat.kind == "constant" else lat.sample(self.rng))
+        (one ordered stream). For code feeding the venue without a driver; a
+        :class:`~venues.sim_driver.SimulationDriver` takes the feed clock over (:meth:`feed_clock`)
+        and computes the same thing inline."""
+        at = ts_event + self._md_next()
         if at < self._last_feed_ns:
             at = self._last_feed_ns
         self._last_feed_ns = at
@@ -534,6 +623,8 @@ class SimulatedVenue(Venue):
             self._emit_raw(OrderEventKind.REJECTED, cid, None, TEXT_DUPLICATE, CODE_DUPLICATE)
             return
         mkt = self._markets.get(order.symbol)
+        if mkt is not None:
+            mkt.flush()
         inst = mkt.inst if mkt is not None else None
         so = _SimOrder(order, inst if inst is not None else self.config.instruments[0],
                        VenueOrderId(str(next(self._order_ids))))
@@ -603,6 +694,7 @@ class SimulatedVenue(Venue):
                 break
 
     def _rest(self, mkt: _Market, so: _SimOrder) -> None:
+        mkt.flush()
         px = so.price_ticks
         assert px is not None
         if so.side is Side.BUY:
@@ -640,6 +732,7 @@ class SimulatedVenue(Venue):
                            TEXT_UNKNOWN_ORDER, CODE_UNKNOWN_ORDER)
             return
         mkt = self._markets[so.order.symbol]
+        mkt.flush()
         new_lots = so.lots if lots is None else lots
         new_px = so.price_ticks if price_ticks is None else price_ticks
         if so.order.order_type is not OrderType.LIMIT or new_px is None:
@@ -721,6 +814,7 @@ class SimulatedVenue(Venue):
         return True
 
     def _filter_failure(self, mkt: _Market, order: Order) -> str | None:
+        mkt.flush()
         inst = mkt.inst
         if order.lots <= 0 or (inst.min_quantity and inst.lots_to_qty(order.lots) < inst.min_quantity):
             return "Filter failure: LOT_SIZE"

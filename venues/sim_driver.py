@@ -9,8 +9,14 @@
 2. hands the event to the simulated venue of ``event.venue`` (the matching engine sees exchange time,
    no latency);
 3. hands it to subscribers: ``delayed=True`` subscribers of a simulated venue see it when that
-   venue's feed delivers it (``ts_event`` + the venue's market-data latency, in stream order, as a
-   clock alert); ``delayed=False`` subscribers and venues without a simulator see it at once.
+   venue's feed delivers it (``ts_event`` + the venue's market-data latency, in stream order),
+   exactly where a clock alert set at that moment would fire among the clock's alerts;
+   ``delayed=False`` subscribers and venues without a simulator see it at once.
+
+Inside :meth:`SimulationDriver.run` the delayed feeds are merged with the clock's alerts by the
+loop itself (no heap entry or closure per burst, no ``advance_to`` call unless an alert is due);
+outside it a pending delivery is a real clock alert with the same due time and tie-break number,
+so advancing the clock directly (``flush``, tests) delivers it the same way.
 
 Nothing here sleeps or reads wall time. To report its own throughput (events per wall second) the
 driver reads a ``wall_timer`` the caller injects (e.g. ``time.perf_counter`` from the CLI or a
@@ -25,7 +31,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from marketdata.clock import SimClock
+from marketdata.clock import AlertHandle, SimClock
 from marketdata.errors import ConfigError, InvariantError
 from marketdata.model import MarketEvent
 from venues.sim import SimulatedVenue
@@ -79,6 +85,8 @@ class SimulationDriver:
         self._stop = False
         self._pending: MarketEvent | None = None
         self._feeds: dict[str, _DelayedFeed] = {}
+        self._armed: list[_DelayedFeed] = []   # feeds with a pending delivery (inside run)
+        self._fired = 0
         self.events_total = 0
         self.exhausted = False
 
@@ -112,13 +120,10 @@ class SimulationDriver:
         advanced to it so alerts due by then fire), ``max_events``, or :meth:`stop`."""
         self._stop = False
         clock = self.clock
-        advance = clock.advance_to
         routes: dict[str, tuple[Callable[[MarketEvent], None] | None, list[MarketCallback],
-                                 list[MarketCallback], SimulatedVenue | None]] = {}
-        feeds = self._feeds
+                                 _DelayedFeed | None]] = {}
         start_ns = clock.now_ns()
         n = 0
-        fired = 0
         timer = self._wall_timer
         t0 = timer() if timer is not None else 0.0
         limit = max_events if max_events is not None else -1
@@ -127,61 +132,160 @@ class SimulationDriver:
         if self._pending is not None:
             source = itertools.chain((self._pending,), self._events)
             self._pending = None
-        for ev in source:
-            if n == limit or self._stop:
-                self._pending = ev
-                break
-            ts = ev.ts_event
-            if ts > until:
-                self._pending = ev
-                break
-            try:
-                fired += advance(ts)
-            except InvariantError as exc:
-                raise InvariantError(
-                    f"market event out of time order: {type(ev).__name__} {ev.venue}:{ev.symbol} "
-                    f"ts_event={ts} < clock now={clock.now_ns()}") from exc
-            vid = ev.venue
-            route = routes.get(vid)
-            if route is None:
-                route = routes[vid] = self._route(vid)
-            on_event, now_subs, later_subs, venue = route
-            if on_event is not None:
-                on_event(ev)
-            for cb in now_subs:
-                cb(ev)
-            if later_subs:
-                at = venue.feed_arrival_ns(ts) if venue is not None else ts
-                feed = feeds[vid]
-                if at <= ts and not feed.queue:
-                    for cb in later_subs:
-                        cb(ev)
+        feeds = list(self._feeds.values())
+        for f in feeds:
+            f.virtualise()
+        self._armed = sorted((f for f in feeds if f.armed), key=lambda f: (f.due, f.seq))
+        self._fired = 0
+        # Hot loop. The delayed feeds are merged here instead of through clock alerts: each armed
+        # feed carries the (due, tie-break) its alert would have had, and ``feed_due`` is the
+        # earliest of them. The clock's own heap is read directly (SimClock and this loop are
+        # written together): when nothing is due by the event's time, now is set without a call.
+        heap = clock._heap
+        advance = clock.advance_to
+        advance_before = clock.advance_before
+        next_seq = clock._seq.__next__      # = clock.reserve_seq, without the call
+        armed = self._armed
+        feed_due = self._feed_due()
+        fired = 0
+        try:
+            for ev in source:
+                if n == limit or self._stop:
+                    self._pending = ev
+                    break
+                ts = ev.ts_event
+                if ts > until:
+                    self._pending = ev
+                    break
+                if ts < clock._now:
+                    raise InvariantError(
+                        f"market event out of time order: {type(ev).__name__} {ev.venue}:{ev.symbol} "
+                        f"ts_event={ts} < clock now={clock._now}")
+                if feed_due <= ts:
+                    # deliver the delayed feeds due by ts, each at its (due, seq) among the alerts
+                    while armed:
+                        head = armed[0]            # armed is kept sorted by (due, seq)
+                        due = head.due
+                        if due > ts:
+                            break
+                        seq = head.seq
+                        if heap and (heap[0][0] < due or (heap[0][0] == due and heap[0][1] < seq)):
+                            fired += advance_before(due, seq)
+                        else:
+                            clock._now = due
+                        fired += 1
+                        queue = head.queue
+                        cbs = head.callbacks
+                        while queue and queue[0][0] <= due:
+                            item = queue.popleft()[1]
+                            for cb in cbs:
+                                cb(item)
+                        if queue:
+                            head.due = nd = queue[0][0]
+                            head.seq = next_seq()   # the largest yet: goes after every equal due
+                            if len(armed) > 1 and armed[1].due <= nd:
+                                del armed[0]
+                                i = 1
+                                while i < len(armed) and armed[i].due <= nd:
+                                    i += 1
+                                armed.insert(i, head)
+                        else:
+                            head.armed = False
+                            del armed[0]
+                    feed_due = armed[0].due if armed else _NEVER
+                if heap and heap[0][0] <= ts:
+                    fired += advance(ts)
                 else:
-                    feed.push(at, ev)
-            n += 1
-        else:
-            self.exhausted = True
-        if until_ns is not None and not self._stop and clock.now_ns() < until_ns \
-                and (self._pending is not None or self.exhausted):
-            fired += advance(until_ns)
+                    clock._now = ts
+                route = routes.get(ev.venue)
+                if route is None:
+                    route = routes[ev.venue] = self._route(ev.venue)
+                on_event, now_subs, feed = route
+                if on_event is not None:
+                    on_event(ev)
+                if now_subs:
+                    for cb in now_subs:
+                        cb(ev)
+                if feed is not None:
+                    # = venue.feed_arrival_ns(ts), inlined: the venue's latency stream, clamped to
+                    # the previous arrival (one ordered stream)
+                    at = ts + feed.latency_next()
+                    if at < feed.last_at:
+                        at = feed.last_at
+                    feed.last_at = at
+                    if feed.armed:
+                        feed.queue.append((at, ev))
+                    elif at <= ts:
+                        for cb in feed.callbacks:
+                            cb(ev)
+                    else:
+                        feed.queue.append((at, ev))
+                        feed.armed = True
+                        feed.due = at
+                        feed.seq = next_seq()
+                        i = 0
+                        while i < len(armed) and armed[i].due <= at:
+                            i += 1
+                        armed.insert(i, feed)
+                        feed_due = armed[0].due
+                n += 1
+            else:
+                self.exhausted = True
+            self._fired += fired
+            if until_ns is not None and not self._stop and clock.now_ns() < until_ns \
+                    and (self._pending is not None or self.exhausted):
+                self._drain(until_ns)
+        finally:
+            for f in armed:
+                f.materialise()
+            self._armed = []
+        fired = self._fired
         wall = timer() - t0 if timer is not None else 0.0
         self.events_total += n
         return DriverStats(n, fired, wall, start_ns, clock.now_ns(), self._stop)
 
+    def _feed_due(self) -> int:
+        armed = self._armed
+        if not armed:
+            return _NEVER
+        if len(armed) == 1:
+            return armed[0].due
+        return min(f.due for f in armed)
+
+    def _drain(self, ts: int) -> None:
+        """Advance the clock to ``ts``, delivering the delayed feeds' events due by then in the
+        order their clock alerts would have fired."""
+        clock = self.clock
+        armed = self._armed
+        while armed:
+            head = armed[0]
+            if len(armed) > 1:
+                for f in armed:
+                    if f.due < head.due or (f.due == head.due and f.seq < head.seq):
+                        head = f
+            due = head.due
+            if due > ts:
+                break
+            self._fired += clock.advance_before(due, head.seq) + 1
+            if not head.deliver(due):
+                armed.remove(head)
+        self._fired += clock.advance_to(ts)
+
     def _route(self, vid: str) -> tuple[Callable[[MarketEvent], None] | None, list[MarketCallback],
-                                         list[MarketCallback], SimulatedVenue | None]:
+                                         _DelayedFeed | None]:
         venue = self._venues.get(vid)
         now_subs = self._immediate.get(vid, []) + self._all_immediate
         later_subs = self._delayed.get(vid, []) + self._all_delayed
         if venue is None:   # no simulator: nothing to delay by
             now_subs, later_subs = now_subs + later_subs, []
-        if later_subs:
+        feed: _DelayedFeed | None = None
+        if later_subs and venue is not None:
             feed = self._feeds.get(vid)
             if feed is None:
-                self._feeds[vid] = _DelayedFeed(self.clock, later_subs)
+                feed = self._feeds[vid] = _DelayedFeed(self.clock, later_subs, venue)
             else:   # subscriptions changed between runs
                 feed.callbacks = later_subs
-        return (venue.on_market_event if venue is not None else None, now_subs, later_subs, venue)
+        return (venue.on_market_event if venue is not None else None, now_subs, feed)
 
     def flush(self, extra_ns: int) -> int:
         """Advance the clock ``extra_ns`` past now, firing what falls due (e.g. the last acks)."""
@@ -190,33 +294,57 @@ class SimulationDriver:
 
 class _DelayedFeed:
     """One venue's market-data stream as seen by us: events queued with their (non-decreasing)
-    arrival times, delivered by a single clock alert at the head's arrival that re-arms itself for
-    the next one. One alert per burst instead of one per event."""
+    arrival times, delivered in one go at the head's arrival, then re-armed for the next one.
 
-    __slots__ = ("armed", "callbacks", "clock", "queue")
+    Inside :meth:`SimulationDriver.run` the feed is *virtual*: its pending delivery is the pair
+    ``(due, seq)`` (the due time and the clock tie-break number its alert would have), merged with
+    the clock's alerts by the driver, so no heap entry or closure is made per burst. Outside a run
+    (e.g. :meth:`SimulationDriver.flush` or a caller advancing the clock itself) it is a real clock
+    alert with the same ``(due, seq)``, so the firing order is the same either way."""
 
-    def __init__(self, clock: SimClock, callbacks: list[MarketCallback]) -> None:
+    __slots__ = ("armed", "callbacks", "clock", "due", "handle", "last_at", "latency_next", "queue", "seq")
+
+    def __init__(self, clock: SimClock, callbacks: list[MarketCallback], venue: SimulatedVenue) -> None:
         self.clock = clock
         self.callbacks = callbacks
+        self.latency_next, self.last_at = venue.feed_clock()
         self.queue: deque[tuple[int, MarketEvent]] = deque()
         self.armed = False
+        self.due = 0
+        self.seq = 0
+        self.handle: AlertHandle | None = None
 
-    def push(self, at: int, ev: MarketEvent) -> None:
-        self.queue.append((at, ev))
-        if not self.armed:
-            self.armed = True
-            self.clock.set_alert(at, self.fire)
-
-    def fire(self, due: int) -> None:
+    def deliver(self, due: int) -> bool:
+        """Deliver every queued event due by ``due``; re-arm (new tie-break number) for the next
+        one. Returns whether the feed is still armed."""
         queue, cbs = self.queue, self.callbacks
         while queue and queue[0][0] <= due:
             ev = queue.popleft()[1]
             for cb in cbs:
                 cb(ev)
         if queue:
-            self.clock.set_alert(queue[0][0], self.fire)
-        else:
-            self.armed = False
+            self.due = queue[0][0]
+            self.seq = self.clock.reserve_seq()
+            return True
+        self.armed = False
+        return False
+
+    def materialise(self) -> None:
+        """Hand the pending delivery to the clock as a real alert (leaving the driver's loop)."""
+        if self.armed and self.handle is None:
+            self.handle = self.clock.set_alert_seq(self.due, self.seq, self._fire)
+
+    def virtualise(self) -> None:
+        """Take a pending real alert back into the driver's loop (entering it)."""
+        handle = self.handle
+        if handle is not None:
+            handle.cancel()
+            self.handle = None
+
+    def _fire(self, due: int) -> None:
+        self.handle = None
+        if self.deliver(due):
+            self.materialise()
 
 
 __all__ = ["DriverStats", "MarketCallback", "SimulationDriver"]
