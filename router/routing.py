@@ -177,7 +177,7 @@ class RoutingDecision:
         raise KeyError(venue)
 
     def to_dict(self) -> dict[str, Any]:
-        """The journal's ``routing_decision`` payload (CONTRACTS.md); numbers as decimal strings."""
+        """The journal's ``routing_decision`` payload (docs/contracts.md); numbers as decimal strings."""
         return {
             "decision_id": self.decision_id, "parent_id": self.request.parent_id,
             "ts_ns": self.ts_ns, "request": self.request.to_dict(), "strategy": self.strategy,

@@ -1,4 +1,4 @@
-"""Inputs of TCA: the sorex journal (SQLite, schema in CONTRACTS.md), a fills CSV for executions
+"""Inputs of TCA: the sorex journal (SQLite, schema in docs/contracts.md), a fills CSV for executions
 done elsewhere (format in docs/tca.md), and market data (``marketdata.replay`` datasets, or raw
 Binance captures read by a small built-in reader when the replay module is not available).
 
@@ -79,7 +79,7 @@ _JOURNAL_KINDS = ("run_started", "parent_submitted", "parent_finished", "routing
 
 
 def load_journal(path: str | Path) -> list[Execution]:
-    """Read a sorex journal (SQLite ``events`` table of CONTRACTS.md) into one
+    """Read a sorex journal (SQLite ``events`` table of docs/contracts.md) into one
     :class:`Execution` per parent order, in order of submission.
 
     Fills are tied to a parent by their ``parent_id`` (payload, else row), else through the

@@ -1,6 +1,6 @@
 """The run journal: an append-only SQLite log of everything that happened in a run.
 
-Format (CONTRACTS.md, fixed)::
+Format (docs/contracts.md, fixed)::
 
     events(seq INTEGER PRIMARY KEY AUTOINCREMENT, ts_ns INTEGER NOT NULL, kind TEXT NOT NULL,
            venue TEXT, client_order_id TEXT, parent_id TEXT, payload TEXT NOT NULL)
@@ -41,7 +41,7 @@ __all__ = ["KINDS", "Journal", "JournalRecord", "SecretInPayload", "scrub"]
 
 KINDS = frozenset({"run_started", "parent_submitted", "parent_finished", "routing_decision",
                    "order_command", "order_event", "fill", "risk_refused", "garbled_event"})
-"""The record kinds of CONTRACTS.md."""
+"""The record kinds of docs/contracts.md."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events(

@@ -1,4 +1,4 @@
-"""The bundled dataset: API of CONTRACTS.md, provenance, and equality with the raw captures."""
+"""The bundled dataset: API of docs/contracts.md, provenance, and equality with the raw captures."""
 
 from __future__ import annotations
 

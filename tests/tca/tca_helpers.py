@@ -1,4 +1,4 @@
-"""Helpers for the TCA tests: write journals of the CONTRACTS.md schema directly with sqlite3,
+"""Helpers for the TCA tests: write journals of the docs/contracts.md schema directly with sqlite3,
 and build a small synthetic market whose answers are worked out by hand in the tests."""
 
 from __future__ import annotations
