@@ -53,7 +53,9 @@ class Ladder:
     ``lot_factor``: common ticks per venue tick / common lots per venue lot. ``key_mult``: 1e8 +
     fee + penalty for buys, 1e8 - fee - penalty for sells (in 1e-8). ``cost_mult``: 1e8 + fee
     (buy) used for the notional ``budget`` (in venue tick-lots x 1e8; ``-1`` none; buys only, a
-    sell's budget must be turned into ``cap_lots`` by the caller). ``cap_lots``:
+    sell's budget must be turned into ``cap_lots`` by the caller). The budget is checked as the
+    venue checks a limit buy: every lot taken on the venue valued at the worst level taken (the
+    child's IOC limit price), not at the walked average. ``cap_lots``:
     most venue lots this venue may take (``-1`` none). ``priority``: added to every key
     (fastest-first ordering). ``p_gone_top``/``move_ticks``: latency haircut (0 disables)."""
 
@@ -256,7 +258,9 @@ def sweep_levels(side: Side, heads: list[tuple[int, int] | None], rests: list[It
                     take = cap - tk
                     stop = "venue cap/balance"
                 if budget >= 0:
-                    afford = (budget - nt * cm) // (q * cm)
+                    # the venue checks (and locks) quantity x limit price, and the IOC limit is the
+                    # worst level taken: every lot on this venue is valued at this level's price
+                    afford = budget // (q * cm) - tk
                     if afford <= take:
                         take = afford
                         stop = "balance"
@@ -344,7 +348,7 @@ def naive_sweep(side: Side, ladders: list[Ladder], want_common_lots: int,
         if lad.cap_lots >= 0:
             take = min(take, lad.cap_lots - t.lots)
         if buy and lad.budget >= 0:
-            take = min(take, (lad.budget - t.notional * lad.cost_mult) // (px * lad.cost_mult))
+            take = min(take, lad.budget // (px * lad.cost_mult) - t.lots)
         if take <= 0:
             continue
         t.lots += take

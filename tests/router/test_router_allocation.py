@@ -141,3 +141,21 @@ def test_haircut_reduces_top_more_than_depth() -> None:
     res = sweep(Side.BUY, [Ladder(iter([(100, 100), (110, 100)]), p_gone_top=0.5, move_ticks=2.0)], 1000)
     # top keeps 50 %, a level 10 ticks behind keeps 1 - 0.5 * exp(-5) ~ 99.7 %
     assert res.takes[0].lots == 50 + 99
+
+
+def test_budget_values_every_lot_at_the_limit_price() -> None:
+    """A venue checks (and locks) quantity x limit price for a limit buy; the IOC limit is the worst
+    level taken, so the budget must hold for all lots at that price, not at the walked average
+    (found by the routing property test: 0.07694 BTC at limit 10000.30 with 7.5 bps fee against a
+    770 USDT balance)."""
+    from router.allocation import Ladder, sweep
+
+    cm = 100_000_000 + 75_000          # 1e8 + 7.5 bps (in 1e-8)
+    budget = 770 * 100 * 100_000 * 100_000_000  # 770 USDT in (0.01-tick x 0.00001-lot) x 1e8
+    lad = Ladder(levels=iter([(1_000_015, 50), (1_000_030, 7644)]), price_factor=1, lot_factor=1,
+                 key_mult=cm, cost_mult=cm, budget=budget)
+    res = sweep(Side.BUY, [lad], 7694)
+    lots, worst = res.lots[0], res.worst[0]
+    assert worst == 1_000_030 and res.stops[0] == "balance"
+    assert lots * worst * cm <= budget
+    assert (lots + 1) * worst * cm > budget   # and no more than that could be afforded

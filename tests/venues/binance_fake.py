@@ -1,0 +1,617 @@
+"""A loopback fake of Binance's spot REST API and user-data stream, for the adapter's tests.
+
+It behaves like Binance's documented API where the adapter depends on it:
+
+* SIGNED endpoints need ``X-MBX-APIKEY`` (else 401 ``-2014``/``-2015``), a valid HMAC-SHA256
+  ``signature`` of the query string (+ body) placed last (else 400 ``-1022`` "Signature for this
+  request is not valid."), and a ``timestamp`` inside ``recvWindow`` of the server clock (else 400
+  ``-1021``); ``recvWindow`` above 60000 is ``-1131``.
+* Filters with Binance's texts: ``-1013`` "Filter failure: PRICE_FILTER" / "LOT_SIZE" / "NOTIONAL";
+  duplicate ids and unaffordable orders ``-2010``; unknown cancels ``-2011`` "Unknown order sent.";
+  unknown orders ``-2013`` "Order does not exist.".
+* Every answer carries ``X-MBX-USED-WEIGHT-1M`` (fixed one-minute windows, endpoint weights from
+  the docs) and order endpoints ``X-MBX-ORDER-COUNT-10S``/``-1D``; above ``weight_limit`` it answers
+  429 ``-1003`` with ``Retry-After``.
+* New-order answers are ACK/RESULT/FULL shaped like the fixtures; every order change is pushed on
+  the user-data WebSocket (``/ws/<listenKey>``) as an ``executionReport`` (bare, or wrapped as
+  ``{"subscriptionId": 0, "event": ...}`` with ``wrap_events``), optionally twice
+  (``duplicate_reports``).
+
+Matching is :class:`venues.sim.SimulatedVenue` with zero latency on a SimClock kept at wall time:
+``set_book`` seeds its book, ``trade`` prints a public trade (fills resting orders).
+
+Fault injection (each consumed by the next matching request): ``fault("POST", "/api/v3/order",
+"slow", seconds)`` processes the request and answers late; ``"drop_after"`` processes it and closes
+the connection without an answer; ``"drop_before"`` closes it without processing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import WSMsgType, web
+
+from marketdata.clock import NS_PER_MS, SimClock
+from marketdata.model import (
+    BookDeltas,
+    ClientOrderId,
+    Instrument,
+    Liquidity,
+    Order,
+    OrderEvent,
+    OrderEventKind,
+    OrderType,
+    Side,
+    TimeInForce,
+    TradeId,
+    TradeTick,
+)
+from venues.base import FeeSchedule, FeeTier, run_now
+from venues.sim import SimulatedVenue, SimVenueConfig
+
+SIGNED_WEIGHTS = {("POST", "/api/v3/order"): 1, ("DELETE", "/api/v3/order"): 1, ("GET", "/api/v3/order"): 4,
+                  ("GET", "/api/v3/openOrders"): 6, ("GET", "/api/v3/account"): 20,
+                  ("GET", "/api/v3/myTrades"): 20, ("POST", "/api/v3/order/cancelReplace"): 1}
+ORDER_ENDPOINTS = {("POST", "/api/v3/order"), ("POST", "/api/v3/order/cancelReplace")}
+
+
+def _f8(d: Decimal) -> str:
+    return f"{d:.8f}"
+
+
+@dataclass
+class _FakeOrder:
+    cid: str
+    order_id: int
+    symbol: str
+    inst: Instrument
+    side: str
+    type: str
+    tif: str
+    price: Decimal
+    orig_qty: Decimal
+    executed_lots: int = 0
+    cum_quote: Decimal = Decimal(0)
+    status: str = "NEW"
+    time_ms: int = 0
+    update_ms: int = 0
+    trades: list[dict[str, Any]] = field(default_factory=list)
+
+    def view(self) -> dict[str, Any]:
+        return {"symbol": self.symbol, "orderId": self.order_id, "orderListId": -1, "clientOrderId": self.cid,
+                "price": _f8(self.price), "origQty": _f8(self.orig_qty),
+                "executedQty": _f8(self.inst.lots_to_qty(self.executed_lots)),
+                "cummulativeQuoteQty": _f8(self.cum_quote), "status": self.status, "timeInForce": self.tif,
+                "type": self.type, "side": self.side, "stopPrice": "0.00000000", "icebergQty": "0.00000000",
+                "time": self.time_ms, "updateTime": self.update_ms, "isWorking": True,
+                "workingTime": self.time_ms, "origQuoteOrderQty": "0.00000000",
+                "selfTradePreventionMode": "NONE"}
+
+
+class BinanceError(Exception):
+    def __init__(self, http: int, code: int, msg: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(msg)
+        self.http, self.code, self.msg, self.headers = http, code, msg, headers or {}
+
+
+class FakeBinance:
+    """The fake exchange; ``await start()`` then use ``rest_url``/``ws_url``; ``await stop()``."""
+
+    def __init__(self, instruments: list[Instrument], api_key: str, api_secret: str, *,
+                 balances: dict[str, Decimal] | None = None, maker_bps: Decimal = Decimal("-0.5"),
+                 taker_bps: Decimal = Decimal(4), weight_limit: int = 6000, retry_after_s: int = 1,
+                 orders_10s_limit: int | None = None) -> None:
+        self.instruments = {i.venue_symbol: i for i in instruments}
+        self.api_key = api_key
+        self._secret = api_secret.encode()
+        venue = instruments[0].venue
+        self.clock = SimClock(time.time_ns())
+        self.sim = SimulatedVenue(SimVenueConfig(
+            venue=venue, instruments=instruments,
+            fees=FeeSchedule((FeeTier(maker_bps=maker_bps, taker_bps=taker_bps),)),
+            balances=dict(balances or {}), rate_limit_orders=None, native_modify=False), self.clock)
+        self._captured: list[OrderEvent] = []
+        self.sim.set_event_handler(self._captured.append)
+        self.orders: dict[str, _FakeOrder] = {}
+        self._order_ids = itertools.count(1000)
+        self._trade_ids = itertools.count(5000)
+        self._trade_map: dict[TradeId, int] = {}
+        # knobs
+        self.weight_limit = weight_limit
+        self.retry_after_s = retry_after_s
+        self.orders_10s_limit = orders_10s_limit
+        self.time_skew_ms = 0
+        self.wrap_events = False
+        self.duplicate_reports = False
+        self._faults: list[tuple[str, str, str, float]] = []
+        # accounting
+        self._weight_window = -1
+        self.used_weight = 0
+        self._orders_window = -1
+        self.orders_10s = 0
+        self.orders_1d = 0
+        self.requests: list[tuple[str, str, str]] = []  # method, path, raw query (for tests)
+        self.pushed = 0
+        self._listen_keys: set[str] = set()
+        self._sockets: list[web.WebSocketResponse] = []
+        self.market_messages: list[str] = []
+        """Sent, in order, to each market-data connection (``/stream?streams=...``) when it opens."""
+        self.market_streams: list[str] = []
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        app = web.Application(middlewares=[self._middleware])
+        app.router.add_get("/api/v3/time", self._time)
+        app.router.add_route("*", "/api/v3/userDataStream", self._listen_key)
+        app.router.add_post("/api/v3/order", self._new_order)
+        app.router.add_delete("/api/v3/order", self._cancel)
+        app.router.add_get("/api/v3/order", self._query)
+        app.router.add_get("/api/v3/openOrders", self._open_orders)
+        app.router.add_get("/api/v3/account", self._account)
+        app.router.add_get("/api/v3/myTrades", self._my_trades)
+        app.router.add_post("/api/v3/order/cancelReplace", self._cancel_replace)
+        app.router.add_get("/ws/{key}", self._ws)
+        app.router.add_get("/stream", self._market_ws)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        for ws in list(self._sockets):
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # ------------------------------------------------------------------ test controls
+    def fault(self, method: str, path: str, kind: str, seconds: float = 0.0) -> None:
+        """Inject ``slow`` / ``drop_after`` / ``drop_before`` into the next ``method path`` request."""
+        assert kind in ("slow", "drop_after", "drop_before"), kind
+        self._faults.append((method, path, kind, seconds))
+
+    async def set_book(self, symbol: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> None:
+        inst = self.instruments[symbol]
+        now = self._now()
+        self.sim.on_market_event(BookDeltas(
+            inst.venue, inst.symbol, [(inst.price_to_ticks(p), inst.qty_to_lots(q)) for p, q in bids],
+            [(inst.price_to_ticks(p), inst.qty_to_lots(q)) for p, q in asks], now, now, is_snapshot=True))
+        await self._flush()
+
+    async def trade(self, symbol: str, price: str, qty: str, aggressor: Side) -> None:
+        """A public trade printing at ``price`` (fills our resting orders it reaches)."""
+        inst = self.instruments[symbol]
+        now = self._now()
+        self.sim.on_market_event(TradeTick(inst.venue, inst.symbol, inst.price_to_ticks(price),
+                                           inst.qty_to_lots(qty), aggressor, TradeId(f"pub-{now}"), now, now))
+        await self._flush()
+
+    def use_orders(self, n: int) -> None:
+        """Pretend other clients of the account placed ``n`` orders in the current 10 s window."""
+        self._orders_window = self._server_ms() // 10_000
+        self.orders_10s = n
+
+    async def push_raw(self, text: str) -> None:
+        """Send any text on every user-data socket (garbled-message tests)."""
+        for ws in list(self._sockets):
+            await ws.send_str(text)
+            self.pushed += 1
+
+    async def drop_user_streams(self) -> None:
+        for ws in list(self._sockets):
+            await ws.close()
+
+    # ------------------------------------------------------------------ plumbing
+    def _now(self) -> int:
+        now = max(time.time_ns(), self.clock.now_ns())
+        self.clock.advance_to(now)
+        return now
+
+    def _server_ms(self) -> int:
+        return time.time_ns() // NS_PER_MS + self.time_skew_ms
+
+    @staticmethod
+    def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+        return web.Response(text=json.dumps(body), status=status, content_type="application/json",
+                            headers=headers)
+
+    @web.middleware
+    async def _middleware(self, request: web.Request,
+                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        key = (request.method, request.path)
+        raw_query = request.rel_url.raw_query_string
+        self.requests.append((request.method, request.path, raw_query))
+        fault = next((f for f in self._faults if f[0] == request.method and f[1] == request.path), None)
+        if fault is not None:
+            self._faults.remove(fault)
+            if fault[2] == "drop_before":
+                assert request.transport is not None
+                request.transport.close()
+                return web.Response(status=500)
+        headers: dict[str, str] = {}
+        try:
+            if key in SIGNED_WEIGHTS:
+                body = await request.text()
+                self._check_signed(request, raw_query, body)
+                self._charge(SIGNED_WEIGHTS[key], key in ORDER_ENDPOINTS, headers)
+            elif request.path.startswith("/api/"):
+                self._charge(2 if "userDataStream" in request.path else 1, False, headers)
+            resp = await handler(request)
+        except BinanceError as e:
+            headers.update(e.headers)
+            resp = self._json({"code": e.code, "msg": e.msg}, e.http, headers)
+        else:
+            resp.headers.update(headers)
+        if fault is not None and fault[2] == "slow":
+            await asyncio.sleep(fault[3])
+        elif fault is not None and fault[2] == "drop_after":
+            assert request.transport is not None
+            request.transport.close()
+        return resp
+
+    def _check_signed(self, request: web.Request, raw_query: str, body: str) -> None:
+        api_key = request.headers.get("X-MBX-APIKEY")
+        if not api_key:
+            raise BinanceError(401, -2014, "API-key format invalid.")
+        if api_key != self.api_key:
+            raise BinanceError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        payload, sep, sig = raw_query.rpartition("&signature=")
+        if not sep or "&" in sig:
+            raise BinanceError(400, -1102, "Mandatory parameter 'signature' was not sent, was empty/null, "
+                                           "or malformed.")
+        expected = hmac.new(self._secret, (payload + body).encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, sig):
+            raise BinanceError(400, -1022, "Signature for this request is not valid.")
+        params = dict(parse_qsl(payload))
+        if "timestamp" not in params:
+            raise BinanceError(400, -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, "
+                                           "or malformed.")
+        ts = int(params["timestamp"])
+        recv = int(params.get("recvWindow", "5000"))
+        if recv > 60000:
+            raise BinanceError(400, -1131, "recvWindow must be less than 60000")
+        server = self._server_ms()
+        if ts > server + 1000 or server - ts > recv:
+            raise BinanceError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
+
+    def _charge(self, weight: int, is_order: bool, headers: dict[str, str]) -> None:
+        now_ms = self._server_ms()
+        window = now_ms // 60_000
+        if window != self._weight_window:
+            self._weight_window, self.used_weight = window, 0
+        self.used_weight += weight
+        headers["X-MBX-USED-WEIGHT-1M"] = str(self.used_weight)
+        if self.used_weight > self.weight_limit:
+            raise BinanceError(429, -1003, f"Too much request weight used; current limit is {self.weight_limit} "
+                                           "request weight per 1 MINUTE. Please use WebSocket Streams for live "
+                                           "updates to avoid polling the API.",
+                               {"Retry-After": str(self.retry_after_s),
+                                "X-MBX-USED-WEIGHT-1M": str(self.used_weight)})
+        if is_order:
+            w10 = now_ms // 10_000
+            if w10 != self._orders_window:
+                self._orders_window, self.orders_10s = w10, 0
+            self.orders_10s += 1
+            self.orders_1d += 1
+            headers["X-MBX-ORDER-COUNT-10S"] = str(self.orders_10s)
+            headers["X-MBX-ORDER-COUNT-1D"] = str(self.orders_1d)
+            if self.orders_10s_limit is not None and self.orders_10s > self.orders_10s_limit:
+                raise BinanceError(429, -1015, f"Too many new orders; current limit is {self.orders_10s_limit} "
+                                               "orders per 10 SECOND.",
+                                   {"Retry-After": str(self.retry_after_s)} | headers)
+
+    @staticmethod
+    def _params(request: web.Request) -> dict[str, str]:
+        return dict(parse_qsl(request.rel_url.raw_query_string.rpartition("&signature=")[0]))
+
+    def _inst(self, p: dict[str, str]) -> Instrument:
+        sym = p.get("symbol")
+        if sym is None:
+            raise BinanceError(400, -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+        inst = self.instruments.get(sym)
+        if inst is None:
+            raise BinanceError(400, -1121, "Invalid symbol.")
+        return inst
+
+    def _find(self, p: dict[str, str]) -> _FakeOrder | None:
+        if "origClientOrderId" in p:
+            return self.orders.get(p["origClientOrderId"])
+        if "orderId" in p:
+            oid = int(p["orderId"])
+            return next((o for o in self.orders.values() if o.order_id == oid), None)
+        raise BinanceError(400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were "
+                                       "empty/null!")
+
+    # ------------------------------------------------------------------ matching via the simulator
+    def _validate(self, p: dict[str, str], inst: Instrument) -> tuple[Order, _FakeOrder]:
+        cid = p.get("newClientOrderId") or f"web_{next(self._order_ids)}"
+        typ = p.get("type", "")
+        side = p.get("side", "")
+        if side not in ("BUY", "SELL"):
+            raise BinanceError(400, -1117, "Invalid side.")
+        if typ not in ("LIMIT", "MARKET", "LIMIT_MAKER"):
+            raise BinanceError(400, -1116, "Invalid orderType.")
+        try:
+            qty = Decimal(p["quantity"])
+            price = Decimal(p.get("price", "0"))
+        except (KeyError, InvalidOperation):
+            raise BinanceError(400, -1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or "
+                                           "malformed.") from None
+        existing = self.orders.get(cid)
+        if existing is not None and existing.status in ("NEW", "PARTIALLY_FILLED"):
+            raise BinanceError(400, -2010, "Duplicate order sent.")
+        if typ != "MARKET" and (price < inst.tick_size or price % inst.tick_size != 0):
+            raise BinanceError(400, -1013, "Filter failure: PRICE_FILTER")
+        if qty < max(inst.min_quantity, inst.lot_size) or (qty - inst.min_quantity) % inst.lot_size != 0:
+            raise BinanceError(400, -1013, "Filter failure: LOT_SIZE")
+        side_e = Side.BUY if side == "BUY" else Side.SELL
+        ref = price
+        if typ == "MARKET":
+            book = self.sim.book(inst.symbol)
+            best = book.best_ask_ticks if side_e is Side.BUY else book.best_bid_ticks
+            ref = inst.ticks_to_price(best) if best else Decimal(0)
+        if inst.min_notional and ref * qty < inst.min_notional:
+            raise BinanceError(400, -1013, "Filter failure: NOTIONAL")
+        tif_s = p.get("timeInForce", "GTC")
+        if typ == "LIMIT":
+            if tif_s not in ("GTC", "IOC", "FOK"):
+                raise BinanceError(400, -1115, "Invalid timeInForce.")
+            tif = TimeInForce(tif_s)
+        elif typ == "LIMIT_MAKER":
+            tif, tif_s = TimeInForce.POST_ONLY, "GTC"
+        else:
+            tif, tif_s = TimeInForce.IOC, "GTC"
+        order = Order(client_order_id=ClientOrderId(cid), venue=inst.venue, symbol=inst.symbol, side=side_e,
+                      order_type=OrderType.MARKET if typ == "MARKET" else OrderType.LIMIT,
+                      lots=inst.qty_to_lots(qty), price_ticks=None if typ == "MARKET" else inst.price_to_ticks(price),
+                      time_in_force=tif)
+        now_ms = self._server_ms()
+        fo = _FakeOrder(cid, next(self._order_ids), inst.venue_symbol, inst, side, typ, tif_s, price, qty,
+                        time_ms=now_ms, update_ms=now_ms)
+        return order, fo
+
+    def _drain(self) -> list[OrderEvent]:
+        self._now()
+        out = list(self._captured)
+        self._captured.clear()
+        return out
+
+    def _report(self, fo: _FakeOrder, ev: OrderEvent, cancel_cid: str | None = None) -> dict[str, Any] | None:
+        inst = fo.inst
+        k = ev.kind
+        base: dict[str, Any] = {
+            "e": "executionReport", "E": ev.ts_event // NS_PER_MS, "s": fo.symbol, "c": fo.cid, "S": fo.side,
+            "o": fo.type, "f": fo.tif, "q": _f8(fo.orig_qty), "p": _f8(fo.price), "P": "0.00000000",
+            "F": "0.00000000", "g": -1, "C": "", "x": "NEW", "X": "NEW", "r": "NONE", "i": fo.order_id,
+            "l": "0.00000000", "z": _f8(inst.lots_to_qty(fo.executed_lots)), "L": "0.00000000", "n": "0",
+            "N": None, "T": ev.ts_event // NS_PER_MS, "t": -1, "v": 3, "I": next(self._trade_ids), "w": True,
+            "m": False, "M": False, "O": fo.time_ms, "Z": _f8(fo.cum_quote), "Y": "0.00000000",
+            "Q": "0.00000000", "W": fo.time_ms, "V": "NONE"}
+        if k is OrderEventKind.ACCEPTED:
+            return base
+        if ev.fill is not None:
+            f = ev.fill
+            tid = self._trade_map.setdefault(f.trade_id, next(self._trade_ids))
+            price = inst.ticks_to_price(f.price_ticks)
+            qty = inst.lots_to_qty(f.lots)
+            fo.executed_lots += f.lots
+            fo.cum_quote += price * qty
+            fo.status = "FILLED" if fo.executed_lots >= inst.qty_to_lots(fo.orig_qty) else "PARTIALLY_FILLED"
+            maker = f.liquidity is Liquidity.MAKER
+            fo.trades.append({"symbol": fo.symbol, "id": tid, "orderId": fo.order_id, "orderListId": -1,
+                              "price": _f8(price), "qty": _f8(qty), "quoteQty": _f8(price * qty),
+                              "commission": _f8(f.fee), "commissionAsset": f.fee_currency,
+                              "time": f.ts_event // NS_PER_MS, "isBuyer": fo.side == "BUY", "isMaker": maker,
+                              "isBestMatch": True})
+            base.update({"x": "TRADE", "X": fo.status, "l": _f8(qty), "L": _f8(price), "n": _f8(f.fee),
+                         "N": f.fee_currency, "t": tid, "m": maker, "w": fo.status != "FILLED",
+                         "z": _f8(inst.lots_to_qty(fo.executed_lots)), "Z": _f8(fo.cum_quote),
+                         "Y": _f8(price * qty)})
+            return base
+        if k is OrderEventKind.CANCELED:
+            fo.status = "CANCELED"
+            base.update({"x": "CANCELED", "X": "CANCELED", "c": cancel_cid or f"cxl-{fo.order_id}", "C": fo.cid,
+                         "w": False})
+            return base
+        if k is OrderEventKind.EXPIRED:
+            fo.status = "EXPIRED"
+            base.update({"x": "EXPIRED", "X": "EXPIRED", "w": False})
+            return base
+        return None
+
+    async def _publish(self, reports: list[dict[str, Any]]) -> None:
+        for r in reports:
+            text = json.dumps({"subscriptionId": 0, "event": r} if self.wrap_events else r)
+            for _ in range(2 if self.duplicate_reports else 1):
+                for ws in list(self._sockets):
+                    if not ws.closed:
+                        await ws.send_str(text)
+                        self.pushed += 1
+
+    async def _flush(self, cancel_cids: dict[str, str] | None = None) -> list[OrderEvent]:
+        """Turn the simulator's events into executionReports, update our order views, push them."""
+        events = self._drain()
+        reports = []
+        for ev in events:
+            fo = self.orders.get(ev.client_order_id)
+            if fo is None:
+                continue
+            fo.update_ms = ev.ts_event // NS_PER_MS
+            r = self._report(fo, ev, (cancel_cids or {}).get(fo.cid))
+            if r is not None:
+                reports.append(r)
+        await self._publish(reports)
+        return events
+
+    async def _place(self, p: dict[str, str]) -> tuple[_FakeOrder, list[OrderEvent]]:
+        inst = self._inst(p)
+        order, fo = self._validate(p, inst)
+        self._now()
+        run_now(self.sim.submit(order))
+        events = self._drain()
+        rej = next((e for e in events if e.client_order_id == fo.cid and e.kind is OrderEventKind.REJECTED), None)
+        if rej is not None:
+            raise BinanceError(400, int(rej.code or -2010), rej.reason or "Order rejected.")
+        self.orders[fo.cid] = fo
+        self._captured[:0] = events
+        await self._flush()
+        return fo, events
+
+    def _order_response(self, fo: _FakeOrder, resp_type: str, events: list[OrderEvent]) -> dict[str, Any]:
+        ack = {"symbol": fo.symbol, "orderId": fo.order_id, "orderListId": -1, "clientOrderId": fo.cid,
+               "transactTime": fo.time_ms}
+        if resp_type == "ACK":
+            return ack
+        v = fo.view()
+        result = ack | {k: v[k] for k in ("price", "origQty", "executedQty", "origQuoteOrderQty",
+                                          "cummulativeQuoteQty", "status", "timeInForce", "type", "side")}
+        result |= {"workingTime": fo.time_ms, "selfTradePreventionMode": "NONE"}
+        if resp_type == "FULL":
+            ids = {t["id"] for t in fo.trades}
+            fills = []
+            for e in events:
+                if e.fill is not None and self._trade_map.get(e.fill.trade_id) in ids:
+                    t = next(t for t in fo.trades if t["id"] == self._trade_map[e.fill.trade_id])
+                    fills.append({"price": t["price"], "qty": t["qty"], "commission": t["commission"],
+                                  "commissionAsset": t["commissionAsset"], "tradeId": t["id"]})
+            result["fills"] = fills
+        return result
+
+    # ------------------------------------------------------------------ endpoints
+    async def _time(self, request: web.Request) -> web.Response:
+        return self._json({"serverTime": self._server_ms()})
+
+    async def _listen_key(self, request: web.Request) -> web.Response:
+        if request.headers.get("X-MBX-APIKEY") != self.api_key:
+            raise BinanceError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        if request.method == "POST":
+            key = hashlib.sha256(f"{time.time_ns()}-{len(self._listen_keys)}".encode()).hexdigest()
+            self._listen_keys.add(key)
+            return self._json({"listenKey": key})
+        key = request.rel_url.query.get("listenKey", "")
+        if key not in self._listen_keys:
+            raise BinanceError(400, -1125, "This listenKey does not exist.")
+        if request.method == "DELETE":
+            self._listen_keys.discard(key)
+        return self._json({})
+
+    async def _ws(self, request: web.Request) -> web.StreamResponse:
+        if request.match_info["key"] not in self._listen_keys:
+            raise BinanceError(400, -1125, "This listenKey does not exist.")
+        ws = web.WebSocketResponse(heartbeat=None)
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            self._sockets.remove(ws)
+        return ws
+
+    async def _market_ws(self, request: web.Request) -> web.StreamResponse:
+        self.market_streams.append(request.rel_url.query.get("streams", ""))
+        ws = web.WebSocketResponse(heartbeat=None)
+        await ws.prepare(request)
+        for text in self.market_messages:
+            await ws.send_str(text)
+        async for msg in ws:
+            if msg.type == WSMsgType.ERROR:
+                break
+        return ws
+
+    async def _new_order(self, request: web.Request) -> web.Response:
+        p = self._params(request)
+        fo, events = await self._place(p)
+        return self._json(self._order_response(fo, p.get("newOrderRespType", "FULL"), events))
+
+    async def _cancel_one(self, p: dict[str, str], inst: Instrument) -> dict[str, Any]:
+        fo = self._find(p)
+        if fo is None or fo.symbol != inst.venue_symbol or fo.status not in ("NEW", "PARTIALLY_FILLED"):
+            raise BinanceError(400, -2011, "Unknown order sent.")
+        cancel_cid = p.get("newClientOrderId") or f"cxl-{next(self._order_ids)}"
+        self._now()
+        run_now(self.sim.cancel(ClientOrderId(fo.cid)))
+        await self._flush({fo.cid: cancel_cid})
+        v = fo.view()
+        return {"symbol": fo.symbol, "origClientOrderId": fo.cid, "orderId": fo.order_id, "orderListId": -1,
+                "clientOrderId": cancel_cid, "transactTime": self._server_ms(),
+                **{k: v[k] for k in ("price", "origQty", "executedQty", "origQuoteOrderQty", "cummulativeQuoteQty",
+                                     "status", "timeInForce", "type", "side", "selfTradePreventionMode")}}
+
+    async def _cancel(self, request: web.Request) -> web.Response:
+        p = self._params(request)
+        return self._json(await self._cancel_one(p, self._inst(p)))
+
+    async def _query(self, request: web.Request) -> web.Response:
+        p = self._params(request)
+        self._inst(p)
+        fo = self._find(p)
+        if fo is None:
+            raise BinanceError(400, -2013, "Order does not exist.")
+        return self._json(fo.view())
+
+    async def _open_orders(self, request: web.Request) -> web.Response:
+        p = self._params(request)
+        inst = self._inst(p)
+        return self._json([o.view() for o in self.orders.values()
+                           if o.symbol == inst.venue_symbol and o.status in ("NEW", "PARTIALLY_FILLED")])
+
+    async def _account(self, request: web.Request) -> web.Response:
+        bal = run_now(self.sim.balances())
+        return self._json({"makerCommission": 0, "takerCommission": 0, "canTrade": True, "accountType": "SPOT",
+                           "balances": [{"asset": a, "free": _f8(b.free), "locked": _f8(b.locked)}
+                                        for a, b in sorted(bal.items())],
+                           "permissions": ["SPOT"], "uid": 1})
+
+    async def _my_trades(self, request: web.Request) -> web.Response:
+        p = self._params(request)
+        inst = self._inst(p)
+        oid = int(p["orderId"]) if "orderId" in p else None
+        return self._json([t for o in self.orders.values() if o.symbol == inst.venue_symbol
+                           and (oid is None or o.order_id == oid) for t in o.trades])
+
+    async def _cancel_replace(self, request: web.Request) -> web.Response:
+        p = self._params(request)
+        inst = self._inst(p)
+        if p.get("cancelReplaceMode") not in ("STOP_ON_FAILURE", "ALLOW_FAILURE"):
+            raise BinanceError(400, -1102, "Mandatory parameter 'cancelReplaceMode' was not sent, was "
+                                           "empty/null, or malformed.")
+        cp = {"origClientOrderId": p["cancelOrigClientOrderId"]} if "cancelOrigClientOrderId" in p \
+            else {"orderId": p.get("cancelOrderId", "")}
+        try:
+            cancel_resp: dict[str, Any] = await self._cancel_one(cp, inst)
+        except BinanceError as e:
+            return self._json({"code": -2022, "msg": "Order cancel-replace failed.", "data": {
+                "cancelResult": "FAILURE", "newOrderResult": "NOT_ATTEMPTED",
+                "cancelResponse": {"code": e.code, "msg": e.msg}, "newOrderResponse": None}}, 400)
+        try:
+            fo, events = await self._place(p)
+        except BinanceError as e:
+            return self._json({"code": -2021, "msg": "Order cancel-replace partially failed.", "data": {
+                "cancelResult": "SUCCESS", "newOrderResult": "FAILURE", "cancelResponse": cancel_resp,
+                "newOrderResponse": {"code": e.code, "msg": e.msg}}}, 409)
+        return self._json({"cancelResult": "SUCCESS", "newOrderResult": "SUCCESS", "cancelResponse": cancel_resp,
+                           "newOrderResponse": self._order_response(fo, p.get("newOrderRespType", "FULL"), events)})

@@ -1,0 +1,711 @@
+"""``BinanceSpotVenue``: the Binance spot adapter behind :class:`venues.base.Venue`.
+
+Order events come from two sources that are merged per order so that each state is reported once,
+in a valid order (ACCEPTED or REJECTED first, fills counted once by trade id, one terminal event
+after the last fill):
+
+* the REST answers (new order RESULT/FULL, cancel, cancel-replace, status queries), which arrive
+  first for our own requests;
+* the user-data stream's ``executionReport`` s, which also carry fills of resting orders.
+
+A venue-reported terminal status whose cumulative quantity is ahead of the fills seen so far is held
+back until the fills arrive (from the stream, a FULL response or GET /api/v3/myTrades).
+
+A submit that times out or loses its connection raises :class:`VenueTimeout` /
+:class:`VenueDisconnected` (the order is UNKNOWN) and starts a resolver task that queries the order
+status after the configured delays and reports what the venue says; only once a query made more
+than ``recvWindow`` after the request still finds no order (Binance refuses a request that reaches
+its matching engine later than ``timestamp + recvWindow``) is the order reported REJECTED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from marketdata.clock import NS_PER_MS, Clock
+from marketdata.errors import (
+    FinalVenueError,
+    InsufficientFunds,
+    OrderRejected,
+    UnknownOrderError,
+    VenueDisconnected,
+    VenueError,
+    VenueTimeout,
+)
+from marketdata.model import (
+    ClientOrderId,
+    Fill,
+    Instrument,
+    Order,
+    OrderEvent,
+    OrderEventKind,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+    VenueOrderId,
+)
+from venues.base import (
+    Balance,
+    EventHandler,
+    FeeSchedule,
+    FeeTier,
+    OrderStatusReport,
+    Position,
+    Venue,
+    VenueCapabilities,
+    VenueInfo,
+)
+from venues.binance.config import BinanceCredentials, BinanceSpotConfig
+from venues.binance.errors import CancelRejected, OrderNotFound, TimestampRejected
+from venues.binance.http import BinanceHttpClient
+from venues.binance.parsers import (
+    ExecutionReport,
+    parse_account_balances,
+    parse_execution_report,
+    parse_full_fill,
+    parse_my_trade,
+    parse_order,
+    parse_side,
+    unwrap_user_event,
+)
+from venues.binance.ws import ReconnectingWebSocket
+from venues.ratelimit import RateLimiter
+from venues.signing import redact
+
+__all__ = ["BinanceSpotVenue"]
+
+log = logging.getLogger(__name__)
+
+_CID_RE = re.compile(r"^[.A-Za-z0-9:/_-]{1,36}$")
+_TERMINAL = {OrderStatus.FILLED: OrderEventKind.FILLED, OrderStatus.CANCELED: OrderEventKind.CANCELED,
+             OrderStatus.EXPIRED: OrderEventKind.EXPIRED, OrderStatus.REJECTED: OrderEventKind.REJECTED}
+_TIF = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK"}
+GarbledHandler = Callable[[str, Any, str], None]
+ReportHandler = Callable[[OrderStatusReport], None]
+
+
+@dataclass
+class _Track:
+    """What the adapter knows about one of its orders (to merge REST and stream reports)."""
+
+    order: Order
+    inst: Instrument
+    venue_order_id: VenueOrderId | None = None
+    accepted: bool = False
+    terminal: OrderEventKind | None = None
+    filled_lots: int = 0
+    trade_ids: set[str] = field(default_factory=set)
+    pending: tuple[OrderEventKind, int, int, str | None] | None = None  # kind, venue cum lots, ts, reason
+    rejected: tuple[str | None, str | None] | None = None  # reason, code
+    replaces: int = 0
+
+
+class BinanceSpotVenue(Venue):
+    """Binance spot over REST + user-data WebSocket. See docs/venues-binance.md."""
+
+    def __init__(self, config: BinanceSpotConfig, clock: Clock, *, credentials: BinanceCredentials | None = None,
+                 environ: dict[str, str] | None = None, limiter: RateLimiter | None = None) -> None:
+        self.config = config
+        self._clock = clock
+        creds = credentials or BinanceCredentials.from_env(config, environ)
+        self.info = VenueInfo(
+            venue=config.venue, instruments={i.symbol: i for i in config.instruments},
+            capabilities=VenueCapabilities(
+                order_types=frozenset({OrderType.MARKET, OrderType.LIMIT}),
+                time_in_force=frozenset({TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK,
+                                         TimeInForce.POST_ONLY}),
+                native_modify=False, native_iceberg=False),
+            fees=FeeSchedule((FeeTier(maker_bps=config.maker_bps, taker_bps=config.taker_bps),)))
+        self._by_venue_symbol = {i.venue_symbol: i for i in config.instruments}
+        self.limiter = limiter or RateLimiter.from_preset("binance-spot", clock, overrides=config.rate_limits)
+        self.http = BinanceHttpClient(config, creds, clock, self.limiter)
+        self._handler: EventHandler | None = None
+        self._garbled: GarbledHandler | None = None
+        self._report_handler: ReportHandler | None = None
+        self._tracks: dict[ClientOrderId, _Track] = {}
+        self._seen_raw: OrderedDict[str, None] = OrderedDict()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._user_ws: ReconnectingWebSocket | None = None
+        self._listen_key: str | None = None
+        self.replacements: dict[ClientOrderId, ClientOrderId] = {}
+        self.stats = {"events": 0, "duplicates": 0, "garbled": 0, "resolved": 0, "unresolved": 0,
+                      "recovered_fills": 0}
+
+    def __repr__(self) -> str:
+        return f"BinanceSpotVenue(venue={self.config.venue!r}, rest_url={self.config.rest_url!r})"
+
+    # ------------------------------------------------------------------ wiring
+    def set_event_handler(self, handler: EventHandler) -> None:
+        self._handler = handler
+
+    def set_garbled_handler(self, handler: GarbledHandler) -> None:
+        """``handler(venue, raw, error)`` for stream messages that cannot be parsed
+        (``OrderManager.on_garbled`` fits)."""
+        self._garbled = handler
+
+    def set_status_report_handler(self, handler: ReportHandler) -> None:
+        """``handler(report)`` for every status report the adapter fetched on its own (UNKNOWN
+        resolution, reconnect reconciliation); ``OrderManager.on_status_report`` fits."""
+        self._report_handler = handler
+
+    @property
+    def user_stream(self) -> ReconnectingWebSocket | None:
+        return self._user_ws
+
+    async def connect(self) -> None:
+        await self.http.start()
+        if self.config.sync_time:
+            await self.http.sync_time()
+        if self.config.user_stream:
+            self._user_ws = ReconnectingWebSocket(
+                f"{self.config.venue}:user", lambda: self.http.session, self._user_stream_url, self.on_user_message,
+                on_connect=self.reconcile, reconnect_max_s=self.config.ws_reconnect_max_s,
+                connect_timeout_s=self.config.timeout_s, scrub=self._scrub)
+            await self._user_ws.start()
+            self._spawn(self._keepalive_loop())
+
+    async def close(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._user_ws is not None:
+            await self._user_ws.close()
+            self._user_ws = None
+        if self._listen_key is not None:
+            try:
+                await self.http.request("DELETE", "/api/v3/userDataStream", {"listenKey": self._listen_key},
+                                        request_type="query_order", signed=False)
+            except VenueError as e:
+                log.info("%s: closing the listen key failed: %s", self.venue_id, e)
+            self._listen_key = None
+        await self.http.close()
+
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: background task failed", self.venue_id, exc_info=task.exception())
+
+    async def _user_stream_url(self) -> str:
+        data = await self.http.request("POST", "/api/v3/userDataStream", request_type="query_order", signed=False)
+        self._listen_key = str(data["listenKey"])
+        return f"{self.config.ws_url}/ws/{self._listen_key}"
+
+    async def _keepalive_loop(self) -> None:
+        while True:
+            await asyncio.sleep(float(self.config.listen_key_keepalive_s))
+            if self._listen_key is not None:
+                try:
+                    await self.http.request("PUT", "/api/v3/userDataStream", {"listenKey": self._listen_key},
+                                            request_type="query_order", signed=False)
+                except VenueError as e:
+                    log.warning("%s: listen key keepalive failed: %s", self.venue_id, e)
+
+    def _scrub(self, text: str) -> str:
+        return redact(text, self._listen_key)
+
+    # ------------------------------------------------------------------ helpers
+    def _inst(self, symbol: str) -> Instrument:
+        inst = self.info.instruments.get(symbol)
+        if inst is None:
+            raise OrderRejected(f"unknown symbol {symbol!r}", venue=self.venue_id, code=-1121)
+        return inst
+
+    def _symbol_for(self, cid: ClientOrderId) -> Instrument:
+        tr = self._tracks.get(cid)
+        if tr is not None:
+            return tr.inst
+        if len(self.config.instruments) == 1:
+            return self.config.instruments[0]
+        raise UnknownOrderError(f"{self.venue_id}: order {cid} is not known here and the symbol is ambiguous")
+
+    def _emit(self, ev: OrderEvent) -> None:
+        self.stats["events"] += 1
+        if self._handler is None:
+            log.warning("%s: no event handler; dropped %s %s", self.venue_id, ev.kind.value, ev.client_order_id)
+            return
+        try:
+            self._handler(ev)
+        except Exception:
+            log.exception("%s: event handler raised on %s %s", self.venue_id, ev.kind.value, ev.client_order_id)
+
+    def _event(self, tr: _Track, kind: OrderEventKind, ts_event: int, *, reason: str | None = None,
+               code: str | None = None, fill: Fill | None = None) -> None:
+        self._emit(OrderEvent(kind=kind, client_order_id=tr.order.client_order_id, venue=self.venue_id,
+                              ts_event=ts_event, ts_init=self._clock.now_ns(), venue_order_id=tr.venue_order_id,
+                              fill=fill, reason=reason, code=code))
+
+    # ------------------------------------------------------------------ the per-order merge
+    def _on_accepted(self, tr: _Track, voi: VenueOrderId | None, ts_event: int) -> None:
+        if voi is not None:
+            tr.venue_order_id = voi
+        if tr.accepted or tr.terminal is not None:
+            return
+        tr.accepted = True
+        self._event(tr, OrderEventKind.ACCEPTED, ts_event)
+
+    def _on_fill(self, tr: _Track, fill: Fill) -> None:
+        if fill.trade_id in tr.trade_ids:
+            self.stats["duplicates"] += 1
+            log.info("%s: duplicate fill %s of %s dropped", self.venue_id, fill.trade_id, fill.client_order_id)
+            return
+        self._on_accepted(tr, fill.venue_order_id, fill.ts_event)
+        tr.trade_ids.add(fill.trade_id)
+        tr.filled_lots += fill.lots
+        if tr.terminal is not None:
+            log.warning("%s: fill %s of %s after its terminal event %s (reported: a fill is a fact)",
+                        self.venue_id, fill.trade_id, fill.client_order_id, tr.terminal.value)
+        done = tr.filled_lots >= tr.order.lots
+        kind = OrderEventKind.FILLED if done else OrderEventKind.PARTIALLY_FILLED
+        if done and tr.terminal is None:
+            tr.terminal = OrderEventKind.FILLED
+            tr.pending = None
+        self._event(tr, kind, fill.ts_event, fill=fill)
+        self._flush_pending(tr)
+
+    def _on_terminal(self, tr: _Track, kind: OrderEventKind, venue_cum_lots: int, ts_event: int,
+                     reason: str | None = None, code: str | None = None) -> None:
+        if tr.terminal is not None:
+            return
+        if kind is OrderEventKind.REJECTED:
+            tr.terminal = kind
+            tr.rejected = (reason, code)
+            self._event(tr, kind, ts_event, reason=reason, code=code)
+            return
+        self._on_accepted(tr, None, ts_event)
+        if kind is OrderEventKind.FILLED or venue_cum_lots > tr.filled_lots:
+            # the fills are still on their way (stream) or must be fetched (myTrades)
+            tr.pending = (kind, venue_cum_lots, ts_event, reason)
+            return
+        tr.terminal = kind
+        self._event(tr, kind, ts_event, reason=reason, code=code)
+
+    def _flush_pending(self, tr: _Track) -> None:
+        if tr.pending is None or tr.terminal is not None:
+            return
+        kind, cum, ts, reason = tr.pending
+        if tr.filled_lots >= cum and kind is not OrderEventKind.FILLED:
+            tr.pending = None
+            tr.terminal = kind
+            self._event(tr, kind, ts, reason=reason)
+
+    def _apply_report(self, tr: _Track, rep: OrderStatusReport) -> bool:
+        """Apply a REST view of the order; True if the venue has fills we have not seen."""
+        ts = rep.ts_event or self._clock.now_ns()
+        if rep.status is OrderStatus.REJECTED:
+            self._on_terminal(tr, OrderEventKind.REJECTED, 0, ts, reason="rejected by the venue")
+            return False
+        if rep.status is OrderStatus.PENDING_NEW:
+            return False
+        self._on_accepted(tr, rep.venue_order_id, ts)
+        kind = _TERMINAL.get(rep.status)
+        if kind is not None:
+            self._on_terminal(tr, kind, rep.filled_lots, ts)
+        return rep.filled_lots > tr.filled_lots
+
+    def _apply_new_order_response(self, tr: _Track, resp: dict[str, Any]) -> bool:
+        tr.venue_order_id = VenueOrderId(str(int(resp["orderId"])))
+        ts = int(resp.get("transactTime") or 0) * NS_PER_MS or self._clock.now_ns()
+        if "status" not in resp:  # ACK: the order is in the book (or already traded)
+            self._on_accepted(tr, tr.venue_order_id, ts)
+            return False
+        self._on_accepted(tr, tr.venue_order_id, ts)
+        side = parse_side(resp["side"])
+        for f in resp.get("fills") or []:
+            self._on_fill(tr, parse_full_fill(f, tr.inst, tr.order.client_order_id, side, tr.venue_order_id, ts,
+                                              self._clock.now_ns()))
+        return self._apply_report(tr, parse_order(resp, tr.inst, venue=self.venue_id))
+
+    async def _recover_fills(self, tr: _Track) -> None:
+        """Fetch the order's trades (GET /api/v3/myTrades) and report those not seen yet."""
+        if tr.venue_order_id is None:
+            return
+        trades = await self.http.request("GET", "/api/v3/myTrades",
+                                         {"symbol": tr.inst.venue_symbol, "orderId": tr.venue_order_id},
+                                         request_type="account", client_order_id=tr.order.client_order_id)
+        for t in trades:
+            f = parse_my_trade(t, tr.inst, tr.order.client_order_id, self._clock.now_ns())
+            if f.trade_id not in tr.trade_ids:
+                self.stats["recovered_fills"] += 1
+                self._on_fill(tr, f)
+        if tr.pending is not None and tr.pending[0] is OrderEventKind.FILLED and tr.terminal is None:
+            log.error("%s: %s is FILLED at the venue but its trades add up to %d of %d lots", self.venue_id,
+                      tr.order.client_order_id, tr.filled_lots, tr.order.lots)
+
+    # ------------------------------------------------------------------ user-data stream
+    def on_user_message(self, raw: str) -> None:
+        """One user-data stream frame (bare event or ``{"subscriptionId", "event"}`` wrapper).
+        Never raises: garbled frames are logged with their raw text and counted."""
+        try:
+            if raw in self._seen_raw:
+                self.stats["duplicates"] += 1
+                log.info("%s: duplicate user-data message dropped: %s", self.venue_id, raw)
+                return
+            self._seen_raw[raw] = None
+            if len(self._seen_raw) > 10_000:
+                self._seen_raw.popitem(last=False)
+            ev = unwrap_user_event(json.loads(raw))
+            etype = ev.get("e")
+            if etype != "executionReport":
+                log.debug("%s: user-data %s ignored", self.venue_id, etype)
+                return
+            inst = self._by_venue_symbol.get(str(ev.get("s")))
+            if inst is None:
+                log.info("%s: executionReport for unconfigured symbol %s ignored", self.venue_id, ev.get("s"))
+                return
+            rep = parse_execution_report(ev, inst, self._clock.now_ns())
+            self._apply_execution_report(rep, inst, raw)
+        except Exception as e:  # a bad message must never stop the stream
+            self.stats["garbled"] += 1
+            log.warning("%s: garbled user-data message (%s: %s): %s", self.venue_id, type(e).__name__, e, raw)
+            if self._garbled is not None:
+                try:
+                    self._garbled(self.venue_id, raw, f"{type(e).__name__}: {e}")
+                except Exception:
+                    log.exception("%s: garbled handler raised", self.venue_id)
+
+    def _apply_execution_report(self, rep: ExecutionReport, inst: Instrument, raw: str) -> None:
+        ev: OrderEvent = rep.event
+        tr = self._tracks.get(ev.client_order_id)
+        if tr is None:
+            # an order of an earlier run (or another client): track it from what the venue says
+            log.info("%s: executionReport for an order not sent in this session: %s", self.venue_id,
+                     ev.client_order_id)
+            side = ev.fill.side if ev.fill is not None else Side.BUY
+            tr = _Track(Order(client_order_id=ev.client_order_id, venue=self.venue_id, symbol=inst.symbol,
+                              side=side, order_type=OrderType.LIMIT, lots=rep.order_lots), inst)
+            self._tracks[ev.client_order_id] = tr
+        kind = ev.kind
+        if ev.fill is not None:
+            self._on_fill(tr, ev.fill)
+        elif kind is OrderEventKind.ACCEPTED:
+            self._on_accepted(tr, ev.venue_order_id, ev.ts_event)
+        elif kind is OrderEventKind.REPLACED:
+            self._emit(ev)
+        else:
+            if kind is OrderEventKind.REJECTED:
+                tr.venue_order_id = ev.venue_order_id
+            self._on_terminal(tr, kind, rep.cum_lots, ev.ts_event, reason=ev.reason)
+            if tr.pending is not None and rep.cum_lots > tr.filled_lots:
+                log.info("%s: %s %s with %d lots filled, %d seen: waiting for the fills", self.venue_id,
+                         ev.client_order_id, kind.value, rep.cum_lots, tr.filled_lots)
+
+    # ------------------------------------------------------------------ commands
+    def _order_params(self, order: Order, inst: Instrument) -> dict[str, Any]:
+        if not _CID_RE.match(order.client_order_id):
+            raise OrderRejected(f"client order id {order.client_order_id!r} is not 1-36 of [.A-Za-z0-9:/_-]",
+                                venue=self.venue_id, client_order_id=order.client_order_id)
+        p: dict[str, Any] = {"symbol": inst.venue_symbol, "side": "BUY" if order.side is Side.BUY else "SELL"}
+        if order.order_type is OrderType.MARKET:
+            p["type"] = "MARKET"
+        elif order.order_type is OrderType.LIMIT:
+            if order.price_ticks is None:
+                raise OrderRejected("a LIMIT order needs a price", venue=self.venue_id,
+                                    client_order_id=order.client_order_id)
+            if order.time_in_force is TimeInForce.POST_ONLY:
+                p["type"] = "LIMIT_MAKER"
+            elif order.time_in_force in _TIF:
+                p["type"] = "LIMIT"
+                p["timeInForce"] = _TIF[order.time_in_force]
+            else:
+                raise OrderRejected(f"time in force {order.time_in_force.value} is not offered by Binance spot",
+                                    venue=self.venue_id, client_order_id=order.client_order_id)
+        else:
+            raise OrderRejected(f"order type {order.order_type.value} is not supported by this adapter",
+                                venue=self.venue_id, client_order_id=order.client_order_id)
+        if order.display_lots is not None:
+            raise OrderRejected("iceberg orders are not supported by this adapter", venue=self.venue_id,
+                                client_order_id=order.client_order_id)
+        p["quantity"] = inst.lots_to_qty(order.lots)
+        if order.order_type is OrderType.LIMIT:
+            assert order.price_ticks is not None
+            p["price"] = inst.ticks_to_price(order.price_ticks)
+        return p
+
+    async def _signed(self, method: str, path: str, params: dict[str, Any], *, request_type: str,
+                      cid: str | None, return_error_body: bool = False) -> Any:
+        """A signed call; a -1021 (timestamp outside recvWindow: the request was not executed) makes
+        one clock resync and one resend."""
+        try:
+            return await self.http.request(method, path, params, request_type=request_type, client_order_id=cid,
+                                           return_error_body=return_error_body)
+        except TimestampRejected:
+            if not self.config.sync_time:
+                raise
+            log.warning("%s: -1021 on %s %s; resyncing the clock offset and resending once",
+                        self.venue_id, method, path)
+            await self.http.sync_time()
+            return await self.http.request(method, path, params, request_type=request_type, client_order_id=cid,
+                                           return_error_body=return_error_body)
+
+    async def submit(self, order: Order) -> None:
+        """POST /api/v3/order with ``newClientOrderId`` = our id. Venue rejections (filters,
+        balance, LIMIT_MAKER that would take) become REJECTED events; a timeout or a dropped
+        connection raises and leaves the order UNKNOWN until the resolver (or the stream) settles
+        it; a 429/418 raises :class:`RateLimited` (the venue did not take it)."""
+        inst = self._inst(order.symbol)
+        params = self._order_params(order, inst)
+        params["newClientOrderId"] = order.client_order_id
+        params["newOrderRespType"] = self.config.order_resp_type
+        cid = order.client_order_id
+        tr = self._tracks.get(cid)
+        if tr is None or tr.terminal is OrderEventKind.REJECTED:
+            tr = _Track(order, inst)
+            self._tracks[cid] = tr
+        sent_ns = self._clock.now_ns()
+        try:
+            resp = await self._signed("POST", "/api/v3/order", params, request_type="new_order", cid=cid)
+        except (VenueTimeout, VenueDisconnected):
+            self._spawn(self._resolve_unknown(cid, sent_ns))
+            raise
+        except (OrderRejected, InsufficientFunds) as e:
+            text = e.venue_text or e.message
+            if "duplicate order" in text.lower():
+                # our id is already at the venue (a resend): find out what it is doing
+                log.info("%s: %s already at the venue; querying its status", self.venue_id, cid)
+                self._spawn(self._resolve_unknown(cid, sent_ns))
+                return
+            self._on_terminal(tr, OrderEventKind.REJECTED, 0, self._clock.now_ns(), reason=text,
+                              code=None if e.code is None else str(e.code))
+            return
+        if self._apply_new_order_response(tr, resp):
+            self._spawn(self._settle_fills_later(cid))
+
+    async def _settle_fills_later(self, cid: ClientOrderId) -> None:
+        """The venue reported fills the stream has not delivered yet: give the stream a moment,
+        then fetch what is still missing."""
+        await asyncio.sleep(float(self.config.resolve_delays_s[0]))
+        tr = self._tracks[cid]
+        if tr.pending is not None and tr.terminal is None:
+            await self._recover_fills(tr)
+
+    async def cancel(self, client_order_id: ClientOrderId) -> None:
+        """DELETE /api/v3/order by ``origClientOrderId``. A refusal (-2011 unknown or finished
+        order) is a CANCEL_REJECTED event; transport failures raise."""
+        inst = self._symbol_for(client_order_id)
+        tr = self._tracks.get(client_order_id)
+        try:
+            resp = await self._signed("DELETE", "/api/v3/order",
+                                      {"symbol": inst.venue_symbol, "origClientOrderId": client_order_id},
+                                      request_type="cancel", cid=client_order_id)
+        except (CancelRejected, OrderNotFound) as e:
+            self._emit(OrderEvent(kind=OrderEventKind.CANCEL_REJECTED, client_order_id=client_order_id,
+                                  venue=self.venue_id, ts_event=self._clock.now_ns(), ts_init=self._clock.now_ns(),
+                                  venue_order_id=tr.venue_order_id if tr else None,
+                                  reason=e.venue_text or e.message, code=None if e.code is None else str(e.code)))
+            return
+        if tr is None:
+            tr = _Track(self._order_from_report(parse_order(resp, inst, venue=self.venue_id), inst), inst)
+            self._tracks[client_order_id] = tr
+        if self._apply_report(tr, parse_order(resp, inst, venue=self.venue_id)):
+            self._spawn(self._settle_fills_later(client_order_id))
+
+    def _order_from_report(self, rep: OrderStatusReport, inst: Instrument) -> Order:
+        return Order(client_order_id=rep.client_order_id, venue=self.venue_id, symbol=inst.symbol, side=rep.side,
+                     order_type=OrderType.LIMIT if rep.price_ticks else OrderType.MARKET, lots=rep.lots,
+                     price_ticks=rep.price_ticks)
+
+    def derive_replacement_id(self, client_order_id: ClientOrderId) -> ClientOrderId:
+        """``<id>.r<n>`` (Binance allows no ``~``); a blake2b digest when that is over 36 chars."""
+        tr = self._tracks.get(client_order_id)
+        n = 1
+        if tr is not None:
+            tr.replaces += 1
+            n = tr.replaces
+        new = f"{client_order_id}.r{n}"
+        if len(new) > 36:
+            new = "r-" + hashlib.blake2b(new.encode(), digest_size=16).hexdigest()[:34]
+        return ClientOrderId(new)
+
+    async def replace(self, client_order_id: ClientOrderId, *, lots: int | None = None,
+                      price_ticks: int | None = None) -> None:
+        """Cancel-then-new (``native_modify`` is False): POST /api/v3/order/cancelReplace with
+        ``cancelReplaceMode=STOP_ON_FAILURE``, so the new order (id from
+        :meth:`derive_replacement_id`, for ``lots`` total minus what is filled) is only placed once
+        the venue has cancelled the old one. ``replacements[old]`` is the new id."""
+        tr = self._tracks.get(client_order_id)
+        if tr is None:
+            raise UnknownOrderError(f"{self.venue_id}: cannot replace {client_order_id}: not sent in this session")
+        o = tr.order
+        total = o.lots if lots is None else lots
+        rem = total - tr.filled_lots
+        if rem <= 0:
+            raise OrderRejected(f"new quantity {total} lots is not above the {tr.filled_lots} filled",
+                                venue=self.venue_id, client_order_id=client_order_id)
+        new = Order(client_order_id=self.derive_replacement_id(client_order_id), venue=o.venue, symbol=o.symbol,
+                    side=o.side, order_type=o.order_type, lots=rem,
+                    price_ticks=o.price_ticks if price_ticks is None else price_ticks,
+                    time_in_force=o.time_in_force, parent_id=o.parent_id, decision_id=o.decision_id,
+                    ts_init=self._clock.now_ns())
+        await self.cancel_replace(client_order_id, new)
+
+    async def cancel_replace(self, old_client_order_id: ClientOrderId, new: Order) -> None:
+        """Cancel ``old_client_order_id`` and, only if that succeeded, place ``new`` (one request,
+        POST /api/v3/order/cancelReplace, STOP_ON_FAILURE). The old order gets CANCELED or
+        CANCEL_REJECTED, the new one ACCEPTED or REJECTED ("not attempted" when the cancel failed)."""
+        inst = self._inst(new.symbol)
+        old_tr = self._tracks.get(old_client_order_id)
+        params = self._order_params(new, inst)
+        params["cancelReplaceMode"] = "STOP_ON_FAILURE"
+        params["cancelOrigClientOrderId"] = old_client_order_id
+        params["newClientOrderId"] = new.client_order_id
+        params["newOrderRespType"] = self.config.order_resp_type
+        new_tr = _Track(new, inst)
+        self._tracks[new.client_order_id] = new_tr
+        self.replacements[old_client_order_id] = new.client_order_id
+        sent_ns = self._clock.now_ns()
+        try:
+            resp = await self._signed("POST", "/api/v3/order/cancelReplace", params, request_type="replace",
+                                      cid=old_client_order_id, return_error_body=True)
+        except (VenueTimeout, VenueDisconnected):
+            self._spawn(self._resolve_unknown(new.client_order_id, sent_ns))
+            if old_tr is not None:
+                self._spawn(self._resolve_unknown(old_client_order_id, sent_ns))
+            raise
+        except FinalVenueError as e:  # refused as a whole (filters, -1021 twice, ...): nothing changed
+            now = self._clock.now_ns()
+            self._on_terminal(new_tr, OrderEventKind.REJECTED, 0, now, reason=e.venue_text or e.message,
+                              code=None if e.code is None else str(e.code))
+            self._emit(OrderEvent(kind=OrderEventKind.CANCEL_REJECTED, client_order_id=old_client_order_id,
+                                  venue=self.venue_id, ts_event=now, ts_init=now,
+                                  reason=f"cancel-replace refused: {e.venue_text or e.message}",
+                                  code=None if e.code is None else str(e.code)))
+            return
+        data = resp.get("data", resp) if "__http_status__" in resp else resp
+        now = self._clock.now_ns()
+        cancel_resp = data.get("cancelResponse") or {}
+        new_resp = data.get("newOrderResponse") or {}
+        if data.get("cancelResult") == "SUCCESS":
+            if old_tr is None:
+                old_tr = _Track(self._order_from_report(parse_order(cancel_resp, inst, venue=self.venue_id), inst),
+                                inst)
+                self._tracks[old_client_order_id] = old_tr
+            if self._apply_report(old_tr, parse_order(cancel_resp, inst, venue=self.venue_id)):
+                self._spawn(self._settle_fills_later(old_client_order_id))
+        else:
+            self._emit(OrderEvent(kind=OrderEventKind.CANCEL_REJECTED, client_order_id=old_client_order_id,
+                                  venue=self.venue_id, ts_event=now, ts_init=now,
+                                  reason=str(cancel_resp.get("msg", "cancel failed")),
+                                  code=str(cancel_resp.get("code", ""))))
+        if data.get("newOrderResult") == "SUCCESS":
+            if self._apply_new_order_response(new_tr, new_resp):
+                self._spawn(self._settle_fills_later(new.client_order_id))
+        else:
+            reason = ("not attempted: the cancel failed" if data.get("newOrderResult") == "NOT_ATTEMPTED"
+                      else str(new_resp.get("msg", "new order failed")))
+            self._on_terminal(new_tr, OrderEventKind.REJECTED, 0, now, reason=reason,
+                              code=str(new_resp.get("code", resp.get("code", ""))))
+
+    # ------------------------------------------------------------------ UNKNOWN resolution
+    async def _resolve_unknown(self, cid: ClientOrderId, sent_ns: int) -> OrderStatusReport | None:
+        """Query the order after each configured delay until the venue knows it; the last query is
+        made no earlier than ``recvWindow`` after the request was sent, so "no such order" then is
+        final (REJECTED)."""
+        delays = [float(d) for d in self.config.resolve_delays_s]
+        for i, delay in enumerate(delays):
+            if i == len(delays) - 1:
+                horizon_ns = sent_ns + (self.config.recv_window_ms + 1000) * NS_PER_MS
+                delay = max(delay, (horizon_ns - self._clock.now_ns()) / 1e9)
+            await asyncio.sleep(delay)
+            tr = self._tracks.get(cid)
+            if tr is None:
+                return None
+            try:
+                rep = await self.order_status(cid)
+            except OrderNotFound:
+                log.info("%s: %s not at the venue yet (query %d of %d)", self.venue_id, cid, i + 1, len(delays))
+                continue
+            except VenueError as e:
+                log.warning("%s: status query for UNKNOWN %s failed: %s", self.venue_id, cid, e)
+                continue
+            self.stats["resolved"] += 1
+            log.info("%s: UNKNOWN %s resolved: %s, %d lots filled", self.venue_id, cid, rep.status.value,
+                     rep.filled_lots)
+            if self._apply_report(tr, rep):
+                await self._recover_fills(tr)
+            if self._report_handler is not None:
+                self._report_handler(rep)
+            return rep
+        tr = self._tracks.get(cid)
+        if tr is not None and not tr.accepted and tr.terminal is None:
+            self.stats["unresolved"] += 1
+            self._on_terminal(tr, OrderEventKind.REJECTED, 0, self._clock.now_ns(),
+                              reason="the venue has no such order after the request timed out", code="-2013")
+        return None
+
+    async def reconcile(self) -> list[OrderStatusReport]:
+        """Query every order this session still thinks is live and apply what the venue says
+        (run after each user-stream reconnection, and callable at any time)."""
+        reports = []
+        for cid, tr in list(self._tracks.items()):
+            if tr.terminal is not None or not tr.accepted:
+                continue
+            try:
+                rep = await self.order_status(cid)
+            except VenueError as e:
+                log.warning("%s: reconcile of %s failed: %s", self.venue_id, cid, e)
+                continue
+            if self._apply_report(tr, rep):
+                await self._recover_fills(tr)
+            if self._report_handler is not None:
+                self._report_handler(rep)
+            reports.append(rep)
+        return reports
+
+    # ------------------------------------------------------------------ queries
+    async def order_status(self, client_order_id: ClientOrderId) -> OrderStatusReport:
+        """GET /api/v3/order by ``origClientOrderId``. An order the venue refused on entry is not
+        kept by Binance (-2013); the adapter answers REJECTED for those from its own record."""
+        inst = self._symbol_for(client_order_id)
+        tr = self._tracks.get(client_order_id)
+        try:
+            o = await self._signed("GET", "/api/v3/order",
+                                   {"symbol": inst.venue_symbol, "origClientOrderId": client_order_id},
+                                   request_type="query_order", cid=client_order_id)
+        except OrderNotFound:
+            if tr is not None and tr.rejected is not None:
+                return OrderStatusReport(client_order_id=client_order_id, venue=self.venue_id, symbol=inst.symbol,
+                                         side=tr.order.side, status=OrderStatus.REJECTED, lots=tr.order.lots,
+                                         filled_lots=0, price_ticks=tr.order.price_ticks,
+                                         venue_order_id=tr.venue_order_id, ts_event=self._clock.now_ns())
+            raise
+        return parse_order(o, inst, venue=self.venue_id)
+
+    async def open_orders(self, symbol: str | None = None) -> list[OrderStatusReport]:
+        """GET /api/v3/openOrders for ``symbol`` or each configured instrument (weight 6 each)."""
+        insts = [self._inst(symbol)] if symbol is not None else list(self.config.instruments)
+        out: list[OrderStatusReport] = []
+        for inst in insts:
+            rows = await self._signed("GET", "/api/v3/openOrders", {"symbol": inst.venue_symbol},
+                                      request_type="open_orders", cid=None)
+            out.extend(parse_order(r, inst, venue=self.venue_id) for r in rows)
+        return out
+
+    async def balances(self) -> dict[str, Balance]:
+        """GET /api/v3/account (``omitZeroBalances=true``)."""
+        acc = await self._signed("GET", "/api/v3/account", {"omitZeroBalances": "true"}, request_type="account",
+                                 cid=None)
+        return parse_account_balances(acc)
+
+    async def positions(self) -> list[Position]:
+        """Spot has no positions; reported as the base-asset balance of each configured instrument."""
+        bal = await self.balances()
+        return [Position(str(i.symbol), bal[i.base].total if i.base in bal else Decimal(0))
+                for i in self.config.instruments]

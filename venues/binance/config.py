@@ -1,0 +1,172 @@
+"""Configuration of the Binance spot adapter (TOML table ``[venues.binance-spot]`` or a mapping).
+
+Example::
+
+    [venues.binance-spot]
+    rest_url = "https://api.binance.com"
+    ws_url = "wss://stream.binance.com:9443"
+    api_key_env = "BINANCE_API_KEY"          # names of environment variables, never the keys
+    api_secret_env = "BINANCE_API_SECRET"
+    recv_window_ms = 5000
+    request_timeout_s = 10
+    order_resp_type = "RESULT"               # ACK | RESULT | FULL
+    maker_bps = "10"
+    taker_bps = "10"
+    [[venues.binance-spot.instruments]]
+    symbol = "BTC-USDT"
+    venue_symbol = "BTCUSDT"
+    base = "BTC"
+    quote = "USDT"
+    tick_size = "0.01"
+    lot_size = "0.00001"
+    min_quantity = "0.00001"
+    min_notional = "5"
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from marketdata.errors import ConfigError
+from marketdata.model import Instrument, InstrumentKind, Symbol, VenueId
+from venues.signing import Secret
+
+__all__ = ["BinanceCredentials", "BinanceSpotConfig"]
+
+_RESP_TYPES = ("ACK", "RESULT", "FULL")
+_KEYS = {"venue", "rest_url", "ws_url", "api_key_env", "api_secret_env", "recv_window_ms",
+         "request_timeout_s", "order_resp_type", "maker_bps", "taker_bps", "instruments",
+         "resolve_delays_s", "user_stream", "listen_key_keepalive_s", "ws_reconnect_max_s",
+         "rate_limits", "sync_time"}
+
+
+def _dec(value: Any, where: str, key: str) -> Decimal:
+    if isinstance(value, float):
+        value = repr(value)
+    try:
+        d = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise ConfigError(f"{value!r} is not a number", file=where, key=key) from None
+    if not d.is_finite():
+        raise ConfigError(f"{value!r} is not finite", file=where, key=key)
+    return d
+
+
+@dataclass(frozen=True)
+class BinanceSpotConfig:
+    """Everything the adapter needs except the secrets (those come from the environment)."""
+
+    instruments: tuple[Instrument, ...]
+    venue: VenueId = VenueId("binance-spot")  # noqa: RUF009 (NewType: a plain str)
+    rest_url: str = "https://api.binance.com"
+    ws_url: str = "wss://stream.binance.com:9443"
+    api_key_env: str = "BINANCE_API_KEY"
+    api_secret_env: str = "BINANCE_API_SECRET"
+    recv_window_ms: int = 5000
+    request_timeout_s: Decimal = Decimal(10)
+    order_resp_type: str = "RESULT"
+    maker_bps: Decimal = Decimal(10)
+    taker_bps: Decimal = Decimal(10)
+    resolve_delays_s: tuple[Decimal, ...] = (Decimal("0.5"), Decimal(1), Decimal(2), Decimal(4))
+    """Waits before each order-status query that resolves an UNKNOWN order (after a timeout or a
+    dropped connection); after the last one an order the venue still does not know is REJECTED."""
+    user_stream: bool = True
+    listen_key_keepalive_s: Decimal = Decimal(1800)
+    ws_reconnect_max_s: Decimal = Decimal(30)
+    sync_time: bool = True
+    """Query GET /api/v3/time at connect (and after a -1021) and sign with the venue's clock offset."""
+    rate_limits: Mapping[str, Any] = field(default_factory=dict)
+    """Overrides for the ``binance-spot`` limiter preset: {bucket: [limit, window_s]}."""
+
+    def __post_init__(self) -> None:
+        where = f"venues.{self.venue}"
+        if not self.instruments:
+            raise ConfigError("at least one instrument is required", file=where, key="instruments")
+        for inst in self.instruments:
+            if inst.venue != self.venue:
+                raise ConfigError(f"instrument {inst.key} does not belong to venue {self.venue}",
+                                  file=where, key="instruments")
+        if self.order_resp_type not in _RESP_TYPES:
+            raise ConfigError(f"unknown order_resp_type {self.order_resp_type!r}", file=where,
+                              key="order_resp_type", allowed=", ".join(_RESP_TYPES))
+        if not 0 < self.recv_window_ms <= 60_000:
+            raise ConfigError(f"recv_window_ms {self.recv_window_ms} must be in 1..60000 (Binance's maximum)",
+                              file=where, key="recv_window_ms")
+        if self.request_timeout_s <= 0:
+            raise ConfigError("request_timeout_s must be > 0", file=where, key="request_timeout_s")
+        if not self.resolve_delays_s:
+            raise ConfigError("resolve_delays_s needs at least one delay", file=where, key="resolve_delays_s")
+
+    @property
+    def timeout_s(self) -> float:
+        """The per-request timeout as a float for the transport (config stays Decimal)."""
+        return float(self.request_timeout_s)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, venue: str = "binance-spot",
+                     where: str | None = None) -> BinanceSpotConfig:
+        """Build from a parsed TOML table; names the key of any bad value."""
+        where = where or f"venues.{venue}"
+        unknown = set(data) - _KEYS
+        if unknown:
+            raise ConfigError(f"unknown keys {sorted(unknown)}", file=where, key=sorted(unknown)[0],
+                              allowed=", ".join(sorted(_KEYS)))
+        vid = VenueId(str(data.get("venue", venue)))
+        insts = []
+        for i, raw in enumerate(data.get("instruments", [])):
+            k = f"instruments[{i}]"
+            try:
+                insts.append(Instrument(
+                    venue=vid, symbol=Symbol(raw["symbol"]), venue_symbol=raw["venue_symbol"],
+                    base=raw["base"], quote=raw["quote"],
+                    tick_size=_dec(raw["tick_size"], where, k + ".tick_size"),
+                    lot_size=_dec(raw["lot_size"], where, k + ".lot_size"),
+                    min_quantity=_dec(raw.get("min_quantity", "0"), where, k + ".min_quantity"),
+                    min_notional=_dec(raw.get("min_notional", "0"), where, k + ".min_notional"),
+                    kind=InstrumentKind.SPOT))
+            except KeyError as e:
+                raise ConfigError(f"missing {e.args[0]!r}", file=where, key=k) from None
+        kw: dict[str, Any] = {"instruments": tuple(insts), "venue": vid}
+        for key in ("rest_url", "ws_url", "api_key_env", "api_secret_env", "order_resp_type"):
+            if key in data:
+                kw[key] = str(data[key])
+        for key in ("request_timeout_s", "maker_bps", "taker_bps", "listen_key_keepalive_s",
+                    "ws_reconnect_max_s"):
+            if key in data:
+                kw[key] = _dec(data[key], where, key)
+        if "recv_window_ms" in data:
+            kw["recv_window_ms"] = int(data["recv_window_ms"])
+        for key in ("user_stream", "sync_time"):
+            if key in data:
+                kw[key] = bool(data[key])
+        if "resolve_delays_s" in data:
+            kw["resolve_delays_s"] = tuple(_dec(v, where, "resolve_delays_s") for v in data["resolve_delays_s"])
+        if "rate_limits" in data:
+            kw["rate_limits"] = dict(data["rate_limits"])
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class BinanceCredentials:
+    """API key and secret; both wrapped in :class:`~venues.signing.Secret` (never printed)."""
+
+    api_key: Secret
+    api_secret: Secret
+
+    @classmethod
+    def from_env(cls, config: BinanceSpotConfig, environ: Mapping[str, str] | None = None) -> BinanceCredentials:
+        """Read the variables named by ``api_key_env``/``api_secret_env``; a missing one is a
+        :class:`ConfigError` naming the variable (never its value)."""
+        env = os.environ if environ is None else environ
+        missing = [n for n in (config.api_key_env, config.api_secret_env) if not env.get(n)]
+        if missing:
+            raise ConfigError(f"environment variable(s) {', '.join(missing)} not set",
+                              file=f"venues.{config.venue}", key="api_key_env/api_secret_env")
+        return cls(Secret(env[config.api_key_env]), Secret(env[config.api_secret_env]))
+
+    def __repr__(self) -> str:
+        return "BinanceCredentials(api_key=***, api_secret=***)"

@@ -1,0 +1,94 @@
+"""Binance spot error codes -> the sorex error tree (:mod:`marketdata.errors`).
+
+Source: https://developers.binance.com/docs/binance-spot-api-docs/errors and the "General API
+information" page (HTTP 4XX/5XX semantics). The rules that matter for order state:
+
+* HTTP 5XX, ``-1006`` and ``-1007`` mean *execution status unknown*: :class:`VenueTimeout`, the
+  order is UNKNOWN and must be resolved by a status query, never assumed rejected.
+* HTTP 429 (``-1003``/``-1015``) and 418 (IP ban) are :class:`RateLimited` with the
+  ``Retry-After`` header (seconds) as ``retry_after_ns``; the venue did not take the request.
+* Everything else with a JSON ``{"code", "msg"}`` body is final: the venue answered and refused.
+"""
+
+from __future__ import annotations
+
+from marketdata.clock import NS_PER_SECOND
+from marketdata.errors import (
+    FinalVenueError,
+    InsufficientFunds,
+    OrderRejected,
+    RateLimited,
+    VenueDisconnected,
+    VenueError,
+    VenueTimeout,
+)
+
+__all__ = [
+    "AuthenticationError",
+    "CancelRejected",
+    "OrderNotFound",
+    "TimestampRejected",
+    "map_error",
+]
+
+
+class AuthenticationError(FinalVenueError):
+    """Bad API key, signature or permissions (-1022, -2014, -2015)."""
+
+
+class TimestampRejected(FinalVenueError):
+    """-1021: the request's timestamp is outside recvWindow (resync the clock offset and resend)."""
+
+
+class CancelRejected(FinalVenueError):
+    """-2011: the venue refused the cancel (unknown order, or already finished)."""
+
+
+class OrderNotFound(FinalVenueError):
+    """-2013 / -2026: the venue has no such order (never placed, or archived)."""
+
+
+_RATE = {-1003, -1015}
+_UNKNOWN_STATUS = {-1006, -1007}
+_AUTH = {-1002, -1022, -2014, -2015}
+_NOT_FOUND = {-2013, -2026}
+_INSUFFICIENT = "insufficient balance"
+
+
+def map_error(status: int, code: int | None, msg: str, *, venue: str, client_order_id: str | None = None,
+              retry_after_s: str | None = None) -> VenueError:
+    """The sorex error for one Binance error response.
+
+    ``status`` is the HTTP status, ``code``/``msg`` the JSON body's fields (``None``/raw text when
+    the body was not Binance's JSON), ``retry_after_s`` the ``Retry-After`` header if any."""
+    kw: dict[str, object] = {"venue": venue, "client_order_id": client_order_id,
+                             "code": code if code is not None else status, "venue_text": msg}
+    if status in (429, 418) or code in _RATE:
+        retry_ns: int | None = None
+        if retry_after_s is not None:
+            try:
+                retry_ns = int(retry_after_s.strip()) * NS_PER_SECOND
+            except ValueError:
+                retry_ns = None
+        what = "IP banned (418)" if status == 418 else "rate limited"
+        return RateLimited(what, retry_after_ns=retry_ns, **kw)
+    if status >= 500 or code in _UNKNOWN_STATUS:
+        return VenueTimeout("execution status unknown", **kw)  # type: ignore[arg-type]
+    if code == -1001:
+        return VenueDisconnected("venue internal disconnect", **kw)  # type: ignore[arg-type]
+    if code == -1008:
+        return RateLimited("server busy", retry_after_ns=None, **kw)
+    if code == -1021:
+        return TimestampRejected("timestamp outside recvWindow", **kw)  # type: ignore[arg-type]
+    if code in _AUTH or status in (401, 403):
+        return AuthenticationError("authentication refused", **kw)  # type: ignore[arg-type]
+    if code == -2011:
+        return CancelRejected("cancel rejected", **kw)  # type: ignore[arg-type]
+    if code in _NOT_FOUND:
+        return OrderNotFound("order does not exist", **kw)  # type: ignore[arg-type]
+    if code == -2010 and _INSUFFICIENT in msg.lower():
+        return InsufficientFunds("insufficient balance", **kw)  # type: ignore[arg-type]
+    if code is not None:
+        # -1013 filter failures, -2010 other new-order rejects, -11xx parameter errors, -1121 symbol
+        return OrderRejected("order rejected", **kw)  # type: ignore[arg-type]
+    return FinalVenueError(f"HTTP {status}", **kw)  # type: ignore[arg-type]

@@ -1,0 +1,177 @@
+"""The Binance spot REST client: one long-lived ``aiohttp.ClientSession`` per venue, with request
+signing, pacing through the venue's :class:`~venues.ratelimit.RateLimiter`, a timeout on every
+round trip and Binance's error codes mapped to the sorex error tree. This module is the only place
+a Binance request is signed.
+
+SIGNED endpoints: the parameters in the order given, then ``recvWindow`` and ``timestamp``,
+URL-encoded into the query string; ``signature`` = hex HMAC-SHA256 of exactly that string, appended
+last; the API key goes in the ``X-MBX-APIKEY`` header. Everything is sent in the query string (also
+for POST/DELETE), so the bytes signed are the bytes sent."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+from yarl import URL
+
+from marketdata.clock import NS_PER_MS, Clock
+from marketdata.errors import RateLimited, VenueDisconnected, VenueError, VenueTimeout
+from venues.binance.config import BinanceCredentials, BinanceSpotConfig
+from venues.binance.errors import map_error
+from venues.ratelimit import RateLimiter
+from venues.signing import hmac_sha256_hex, redact
+
+__all__ = ["BinanceHttpClient", "sign_query"]
+
+log = logging.getLogger(__name__)
+
+_USED_WEIGHT_HEADERS = (("X-MBX-USED-WEIGHT-1M", "REQUEST_WEIGHT"), ("X-MBX-ORDER-COUNT-10S", "ORDERS_10S"),
+                        ("X-MBX-ORDER-COUNT-1D", "ORDERS_1D"))
+
+
+def sign_query(params: Mapping[str, Any], credentials: BinanceCredentials) -> str:
+    """``params`` URL-encoded in order with ``&signature=<hex HMAC-SHA256>`` appended (the caller
+    puts ``recvWindow`` and ``timestamp`` last in ``params``)."""
+    query = urlencode([(k, _wire(v)) for k, v in params.items()])
+    return f"{query}&signature={hmac_sha256_hex(credentials.api_secret, query)}"
+
+
+def _wire(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        raise TypeError("floats are never sent to Binance; pass a Decimal or string")
+    return format(v, "f") if hasattr(v, "as_tuple") else str(v)
+
+
+class BinanceHttpClient:
+    """Signed and unsigned REST calls with pacing, timeouts and error mapping.
+
+    ``time_offset_ms`` (venue time minus our clock) is added to every timestamp; :meth:`sync_time`
+    sets it from GET /api/v3/time."""
+
+    def __init__(self, config: BinanceSpotConfig, credentials: BinanceCredentials, clock: Clock,
+                 limiter: RateLimiter) -> None:
+        self._config = config
+        self._cred = credentials
+        self._clock = clock
+        self.limiter = limiter
+        self._session: aiohttp.ClientSession | None = None
+        self.time_offset_ms = 0
+        self.requests = 0
+
+    def __repr__(self) -> str:
+        return f"BinanceHttpClient(venue={self._config.venue!r}, rest_url={self._config.rest_url!r})"
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            raise VenueDisconnected("HTTP session is not open (call connect())", venue=self._config.venue)
+        return self._session
+
+    async def start(self) -> None:
+        """Open the session (idempotent)."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._config.timeout_s),
+                headers={"X-MBX-APIKEY": self._cred.api_key.reveal()})
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    def timestamp_ms(self) -> int:
+        """The request timestamp: our clock plus the venue's measured offset, in ms."""
+        return self._clock.now_ns() // NS_PER_MS + self.time_offset_ms
+
+    async def sync_time(self) -> int:
+        """Measure the venue clock offset with GET /api/v3/time (midpoint of the round trip)."""
+        t0 = self._clock.now_ns() // NS_PER_MS
+        data = await self.request("GET", "/api/v3/time", request_type="query_order", signed=False)
+        t1 = self._clock.now_ns() // NS_PER_MS
+        self.time_offset_ms = int(data["serverTime"]) - (t0 + t1) // 2
+        log.info("%s: venue clock offset %d ms", self._config.venue, self.time_offset_ms)
+        return self.time_offset_ms
+
+    async def request(self, method: str, path: str, params: Mapping[str, Any] | None = None, *,
+                      request_type: str, signed: bool = True, client_order_id: str | None = None,
+                      return_error_body: bool = False) -> Any:
+        """One paced, timed round trip; returns the decoded JSON body.
+
+        Raises :class:`VenueTimeout` (no answer in time, or Binance said the status is unknown),
+        :class:`VenueDisconnected` (the connection dropped), :class:`RateLimited` (429/418, fed back
+        into the limiter with ``Retry-After``) or the mapped final error."""
+        venue = self._config.venue
+        await self.limiter.acquire(request_type)
+        p = dict(params or {})
+        if signed:
+            p["recvWindow"] = self._config.recv_window_ms
+            p["timestamp"] = self.timestamp_ms()
+            query = sign_query(p, self._cred)
+        else:
+            query = urlencode([(k, _wire(v)) for k, v in p.items()])
+        url = URL(f"{self._config.rest_url}{path}" + (f"?{query}" if query else ""), encoded=True)
+        session = self.session
+        self.requests += 1
+        try:
+            async with session.request(method, url) as resp:
+                status = resp.status
+                headers = resp.headers
+                text = await resp.text()
+        except TimeoutError:
+            log.warning("%s: %s %s timed out after %s s (cid=%s)", venue, method, path,
+                        self._config.request_timeout_s, client_order_id)
+            raise VenueTimeout(f"{method} {path}: no answer in {self._config.request_timeout_s} s",
+                               venue=venue, client_order_id=client_order_id) from None
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError,
+                ConnectionError) as e:
+            log.warning("%s: %s %s connection lost: %s (cid=%s)", venue, method, path,
+                        redact(str(e), self._cred.api_key, self._cred.api_secret), client_order_id)
+            raise VenueDisconnected(f"{method} {path}: {type(e).__name__}", venue=venue,
+                                    client_order_id=client_order_id) from None
+        now = self._clock.now_ns()
+        self._feed_headers(headers, now)
+        if status == 200:
+            self.limiter.on_success()
+            try:
+                return json.loads(text)
+            except ValueError:
+                raise VenueError(f"{method} {path}: HTTP 200 with a body that is not JSON",
+                                 venue=venue, client_order_id=client_order_id,
+                                 venue_text=text[:200]) from None
+        code: int | None = None
+        msg = text[:500]
+        try:
+            body = json.loads(text)
+            if isinstance(body, dict) and "code" in body:
+                code = int(body["code"])
+                msg = str(body.get("msg", ""))
+                if return_error_body and status in (400, 409) and isinstance(body.get("data"), dict):
+                    # cancelReplace: the outcome of each half is in "data"
+                    log.info("%s: %s %s -> HTTP %d code=%s msg=%r (cid=%s)", venue, method, path, status,
+                             code, msg, client_order_id)
+                    return {"__http_status__": status, **body}
+        except ValueError:
+            pass
+        err = map_error(status, code, msg, venue=venue, client_order_id=client_order_id,
+                        retry_after_s=headers.get("Retry-After"))
+        if isinstance(err, RateLimited) and status in (429, 418):
+            self.limiter.on_rate_limited(err.retry_after_ns, now)
+        log.info("%s: %s %s -> HTTP %d code=%s msg=%r (cid=%s)", venue, method, path, status, code,
+                 redact(msg, self._cred.api_key, self._cred.api_secret), client_order_id)
+        raise err
+
+    def _feed_headers(self, headers: Mapping[str, str], now: int) -> None:
+        for header, bucket in _USED_WEIGHT_HEADERS:
+            v = headers.get(header)
+            if v is not None:
+                try:
+                    self.limiter.on_used_weight(bucket, int(v), now)
+                except ValueError:
+                    log.warning("%s: bad %s header %r", self._config.venue, header, v)
