@@ -182,12 +182,13 @@ class LiveClock:
     def now_ns(self) -> int:
         return time.time_ns()
 
-    def set_alert(self, at_ns: int, callback: AlertCallback) -> AlertHandle:
-        handle = AlertHandle()
-        loop = self._get_loop()
+    def _schedule(self, handle: AlertHandle, at_ns: int, callback: AlertCallback) -> AlertHandle:
         delay = max(0.0, (at_ns - time.time_ns()) / NS_PER_SECOND)
-        handle._live_handle = loop.call_later(delay, self._fire, handle, at_ns, callback)
+        handle._live_handle = self._get_loop().call_later(delay, self._fire, handle, at_ns, callback)
         return handle
+
+    def set_alert(self, at_ns: int, callback: AlertCallback) -> AlertHandle:
+        return self._schedule(AlertHandle(), at_ns, callback)
 
     def _fire(self, handle: AlertHandle, at_ns: int, callback: AlertCallback) -> None:
         if handle.cancelled:
@@ -195,16 +196,12 @@ class LiveClock:
         if handle.interval_ns:
             nxt = at_ns + handle.interval_ns
             if handle.stop_ns is None or nxt <= handle.stop_ns:
-                delay = max(0.0, (nxt - time.time_ns()) / NS_PER_SECOND)
-                handle._live_handle = self._get_loop().call_later(delay, self._fire, handle, nxt, callback)
+                self._schedule(handle, nxt, callback)
         callback(at_ns)
 
     def set_timer(self, interval_ns: int, callback: AlertCallback, *, start_ns: int | None = None,
                   stop_ns: int | None = None) -> AlertHandle:
         if interval_ns <= 0:
             raise ValueError(f"timer interval must be positive, got {interval_ns} ns")
-        handle = AlertHandle(interval_ns, stop_ns)
         first = time.time_ns() + interval_ns if start_ns is None else start_ns
-        delay = max(0.0, (first - time.time_ns()) / NS_PER_SECOND)
-        handle._live_handle = self._get_loop().call_later(delay, self._fire, handle, first, callback)
-        return handle
+        return self._schedule(AlertHandle(interval_ns, stop_ns), first, callback)
