@@ -7,12 +7,19 @@ are decoded once per session and replayed from memory, so parsing is not measure
 * ``driver_books``   reference: SimulationDriver + the two simulated venues (matching engines fed at
   exchange time, market-data latency on the delayed feed) + a subscriber keeping its own two books:
   the bare driver+books replay every engine run pays
+* ``driver_books_typed`` the same, the subscriber declaring ``types=(BookDeltas, TradeTick)`` (as the
+  engine does): bookTickers are not queued on the delayed feeds
 * ``engine_vwap``    the full engine: one VWAP parent (buy 3 BTC over 4 min, 10 % participation,
   final sweep) routed across both venues, risk checks, order manager, rate limiters, journal off;
   the run continues to the end of the data after the parent completes
 * ``engine_vwap_probe`` the same with the tick-to-child probe on (``time.perf_counter_ns``): for every
   child order leaving the rate limiter inside a market-event or algo-timer callback, the wall time
   from the start of that callback
+
+* ``route_cold_warm`` POV run: each ``Router.route`` the engine makes is timed as made (cold: the
+  replay ran in between), then the same request is routed 5 more times at once (warm, as in the
+  router's own benchmark); measurement only (the extra decisions are discarded, but they advance
+  the router's decision counter, so this run's children differ from the plain POV run)
 
 * ``interleaved``     bare_books, driver_books and engine_vwap once per round, round-robin, each timed
   on its own: all three see the same machine load, so their ratios are the ones to trust on a busy
@@ -34,7 +41,7 @@ import pytest
 
 from marketdata.book import L2Book
 from marketdata.clock import SimClock
-from marketdata.model import BookDeltas, Instrument, MarketEvent
+from marketdata.model import BookDeltas, Instrument, MarketEvent, TradeTick
 from marketdata.replay import Dataset, default_dataset
 from router.engine import POV, VWAP, Engine, ParentOrder
 from router.engine_config import load_engine_config_text
@@ -112,7 +119,17 @@ def test_driver_books(benchmark: Any, data: _MemoryDataset) -> None:
     _record("driver_books", benchmark, len(evs))
 
 
-def _driver_books(data: _MemoryDataset) -> SimulationDriver:
+def test_driver_books_typed(benchmark: Any, data: _MemoryDataset) -> None:
+    evs = data._events
+
+    def setup() -> tuple[tuple[SimulationDriver], dict[str, Any]]:
+        return (_driver_books(data, typed=True),), {}
+
+    benchmark.pedantic(lambda d: d.run(), setup=setup, rounds=ROUNDS, warmup_rounds=1)
+    _record("driver_books_typed", benchmark, len(evs))
+
+
+def _driver_books(data: _MemoryDataset, typed: bool = False) -> SimulationDriver:
     from router.engine_config import DEFAULT_BALANCES
     from venues.base import FeeSchedule, FeeTier
 
@@ -129,7 +146,7 @@ def _driver_books(data: _MemoryDataset) -> SimulationDriver:
     def on(ev: MarketEvent) -> None:
         if type(ev) is BookDeltas:
             books[ev.venue].apply(ev)
-    driver.subscribe(on, VENUES, delayed=True)
+    driver.subscribe(on, VENUES, delayed=True, types=(BookDeltas, TradeTick) if typed else None)
     return driver
 
 
@@ -181,6 +198,34 @@ def test_engine_pov_probe(benchmark: Any, data: _MemoryDataset) -> None:
     _record("engine_pov_probe", benchmark, done[-1].stats.market_events)
 
 
+def test_route_cold_warm(benchmark: Any, data: _MemoryDataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Router.route inside the engine (cold) vs the same request repeated at once (warm)."""
+    from router.routing import Router, RouteRequest, RoutingDecision
+    cold: list[int] = []
+    warm: list[float] = []
+    orig = Router.route
+    clock = time.perf_counter_ns
+
+    def route(self: Router, request: RouteRequest) -> RoutingDecision:
+        t0 = clock()
+        decision = orig(self, request)
+        t1 = clock()
+        for _ in range(5):
+            orig(self, request)
+        cold.append(t1 - t0)
+        warm.append((clock() - t1) / 5)
+        return decision
+
+    monkeypatch.setattr(Router, "route", route)
+
+    def run() -> None:
+        _engine(data, None, POV(end="+4m", target_rate=0.05)).run(stop_when=lambda: False)
+
+    benchmark.pedantic(run, rounds=2, warmup_rounds=0)
+    LATENCY["route cold (in the run)"] = cold
+    LATENCY["route warm (repeated at once)"] = [int(x) for x in warm]
+
+
 def test_interleaved(benchmark: Any, data: _MemoryDataset) -> None:
     """bare_books, driver_books and engine_vwap once per round, each timed on its own."""
     INTERLEAVED.clear()
@@ -230,5 +275,6 @@ def teardown_module() -> None:
             continue
         xs = sorted(lat)
         p99 = xs[min(len(xs) - 1, int(len(xs) * 0.99))]
-        print(f"tick-to-child ({name}): n={len(xs)} median {statistics.median(xs) / 1e3:.1f} us, "
+        label = name if name.startswith("route") else f"tick-to-child ({name})"
+        print(f"{label}: n={len(xs)} median {statistics.median(xs) / 1e3:.1f} us, "
               f"p99 {p99 / 1e3:.1f} us, max {xs[-1] / 1e3:.1f} us")

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -93,6 +94,79 @@ LIVE_ADAPTERS: dict[str, Any] = {}
 """Venue id -> live adapter factory. Empty: no live adapter exists in this build."""
 
 TERMINAL_STATUSES = frozenset({"filled", "finished", "cancelled", "killed", "data_ended", "rejected"})
+
+
+# ============================================================================ market view books
+def _apply_depth(book: L2Book, msg: BookDeltas) -> None:
+    """``book.apply(msg)`` with the level updates inlined (the engine's market view applies every
+    depth message of the replay: ~750,000 level updates on the bundled data).
+
+    The common case, a diff that continues the venue's update-id chain on an in-sync book, is done
+    here: the same sequence rule decision as :meth:`L2Book.apply`, then each level exactly as
+    :meth:`L2Book.update_bid` / :meth:`L2Book.update_ask` would set it (dict of levels, sorted
+    price index with the best at the end, cached best), the same counters, ids, times and crossed
+    check. Everything else (snapshots, a pending resync, the first diff after a snapshot, stale
+    or gapped messages) goes through :meth:`L2Book.apply` itself. The result is the same book,
+    message by message (``tests/router/test_engine_perf_paths.py`` checks it on the bundled data).
+    It relies on L2Book's documented layout (marketdata/book.py module docstring)."""
+    if msg.is_snapshot or book.needs_resync:
+        book.apply(msg)
+        return
+    u = msg.last_update_id
+    rule = book.sequence_rule
+    if rule != "none" and u >= 0:
+        last = book.last_update_id
+        if book._first_after_snapshot or u <= last or not (
+                msg.first_update_id == last + 1 if rule == "contiguous" else msg.prev_update_id == last):
+            book.apply(msg)   # first after a snapshot, stale, or a gap: the book's own rules
+            return
+    bids, asks = msg.bids, msg.asks
+    if bids:
+        levels = book._bids
+        px = book._bid_px
+        best = book.best_bid_ticks
+        for p, q in bids:
+            if q:
+                if p not in levels:
+                    if best is None or p > best:
+                        best = p
+                        px.append(p)     # above every price: the end of the ascending index
+                    else:
+                        insort(px, p)
+                levels[p] = q
+            elif levels.pop(p, 0):
+                if p == best:
+                    px.pop()
+                    best = px[-1] if px else None
+                else:
+                    del px[bisect_left(px, p)]
+        book.best_bid_ticks = best
+    if asks:
+        levels = book._asks
+        neg = book._ask_neg
+        best = book.best_ask_ticks
+        for p, q in asks:
+            if q:
+                if p not in levels:
+                    if best is None or p < best:
+                        best = p
+                        neg.append(-p)   # below every ask: the end of the (negated) index
+                    else:
+                        insort(neg, -p)
+                levels[p] = q
+            elif levels.pop(p, 0):
+                if p == best:
+                    neg.pop()
+                    best = -neg[-1] if neg else None
+                else:
+                    del neg[bisect_left(neg, -p)]
+        book.best_ask_ticks = best
+    book.stat_updates += len(bids) + len(asks)
+    if u >= 0:
+        book.last_update_id = u
+    book.ts_event = msg.ts_event
+    book.ts_init = msg.ts_init
+    book.check_crossed()
 
 
 # ============================================================================ bookkeeping records
@@ -537,7 +611,9 @@ class Engine:
         self.driver = SimulationDriver(self.clock, dataset.events(list(insts)))
         for venue in self.venues.values():
             self.driver.add_venue(venue)
-        self.driver.subscribe(self._on_market, list(insts), delayed=True)
+        # the engine's view is built from depth and trades: bookTickers (most of the events) are
+        # not even queued on the delayed feeds
+        self.driver.subscribe(self._on_market, list(insts), delayed=True, types=(BookDeltas, TradeTick))
         self._on_progress = on_progress
         self._last_trade_common: int | None = None
         self._price_history: deque[tuple[int, Decimal]] = deque(maxlen=36_000)
@@ -550,6 +626,7 @@ class Engine:
         self._vchildren: dict[str, _VenueChild] = {}
         self._om_version = 0
         self._min_lots_cache: dict[int | None, int] = {}
+        self._mid_memo: dict[int, Decimal] = {}
         self._limit_ticks: dict[tuple[str, Decimal], int] = {}   # (venue, parent limit) -> limit in venue ticks
         self._parent_seq = itertools.count(1)
         self._started = False
@@ -585,11 +662,18 @@ class Engine:
 
     # ------------------------------------------------------------------ CapacityProvider (router)
     def available_balance(self, venue: str, asset: str) -> Decimal | None:
+        """The simulated venue's free balance of ``asset`` (``None``: unknown / not simulating).
+
+        Called by the router for every venue of every child: the simulated venue's own ledger is
+        read directly (``run_now(venue.balances())[asset].free`` builds every asset's ``Balance``
+        first; same value, ~10 % of a child's engine time)."""
         v = self.venues.get(venue)
         if v is None or self.mode != "simulate":
             return None
-        b = run_now(v.balances()).get(asset)
-        return None if b is None else b.free
+        free = v._free
+        if asset in free:
+            return free[asset]
+        return Decimal(0) if asset in v._locked else None
 
     def order_headroom(self, venue: str) -> int | None:
         return None
@@ -655,9 +739,19 @@ class Engine:
     def mid_price(self) -> Decimal | None:
         """Consolidated mid (quote per base) of the engine's view, or ``None``."""
         bb, ba = self._raw_best()
+        return self._mid_of(bb, ba)
+
+    def _mid_of(self, bb: int | None, ba: int | None) -> Decimal | None:
+        """``tick_size * (bb + ba) / 2`` (common ticks), memoised per ``bb + ba``."""
         if bb is None or ba is None:
             return None
-        return self.grid.tick_size * (bb + ba) / 2
+        s = bb + ba
+        mid = self._mid_memo.get(s)
+        if mid is None:
+            if len(self._mid_memo) > 1024:
+                self._mid_memo.clear()
+            mid = self._mid_memo[s] = self.grid.tick_size * s / 2
+        return mid
 
     def _to_common_lots(self, quantity: Decimal) -> int:
         n = quantity / self.grid.lot_size
@@ -666,11 +760,12 @@ class Engine:
                                   f"{self.grid.lot_size}")
         return int(n)
 
-    def _min_routable_lots(self) -> int:
+    def _min_routable_lots(self, top: tuple[int | None, int | None] | None = None) -> int:
         """Smallest order (common lots) some venue accepts at the current mid: its min quantity
         and min notional, rounded up to its lot. Used to keep children and parent remainders
-        above what can be routed (a remainder below it could never fill: "dust")."""
-        bb, ba = self._raw_best()
+        above what can be routed (a remainder below it could never fill: "dust"). ``top``: the
+        current ``_raw_best()`` when the caller has it already."""
+        bb, ba = self._raw_best() if top is None else top
         key = None if bb is None or ba is None else (bb + ba) >> 12   # cached per price bucket
         cached = self._min_lots_cache.get(key)
         if cached is not None:
@@ -700,7 +795,7 @@ class Engine:
         if probe is not None:
             self._tick_t0 = probe()
         if t is BookDeltas:
-            self.books[ev.venue].apply(ev)  # type: ignore[arg-type]
+            _apply_depth(self.books[ev.venue], ev)  # type: ignore[arg-type]
             if ev.venue != self._ref_venue:
                 self._update_basis(ev.venue)
             self.router.on_book(ev.venue)
@@ -929,7 +1024,8 @@ class Engine:
         lots = req.lots
         # keep the parent's remainder routable: never leave less than the smallest order any
         # venue accepts (it could never be filled); the trimmed part returns to the algo unfilled
-        dust = self._min_routable_lots()
+        top = self._raw_best()
+        dust = self._min_routable_lots(top)
         after = run.parent_lots - self._accounting(run).exposure - lots
         if 0 < after < dust:
             lots -= dust - after
@@ -940,7 +1036,7 @@ class Engine:
             return gid
         qty = grid.lot_size * lots
         limit_price = None if req.limit_ticks is None else grid.tick_size * req.limit_ticks
-        mid = self.mid_price()
+        mid = self._mid_of(*top)
         try:
             self.risk.check(RiskCheck(self.symbol, side, qty, limit_price, run.id, mid))
         except RiskRejected as exc:

@@ -11,7 +11,11 @@
 3. hands it to subscribers: ``delayed=True`` subscribers of a simulated venue see it when that
    venue's feed delivers it (``ts_event`` + the venue's market-data latency, in stream order),
    exactly where a clock alert set at that moment would fire among the clock's alerts;
-   ``delayed=False`` subscribers and venues without a simulator see it at once.
+   ``delayed=False`` subscribers and venues without a simulator see it at once. A subscriber that
+   declares the event ``types`` it needs gets only those; an event type no subscriber of a venue's
+   feed needs (e.g. bookTickers when everybody builds their view from depth and trades) is not
+   queued on the delayed feed at all: its market-data latency is still drawn (the feed is one
+   ordered stream, so it still holds back the events behind it), but nothing is delivered.
 
 Inside :meth:`SimulationDriver.run` the delayed feeds are merged with the clock's alerts by the
 loop itself (no heap entry or closure per burst, no ``advance_to`` call unless an alert is due);
@@ -28,7 +32,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 from marketdata.clock import AlertHandle, SimClock
@@ -78,10 +82,11 @@ class SimulationDriver:
         self._wall_timer = wall_timer
         self._events: Iterator[MarketEvent] = iter(events)
         self._venues: dict[str, SimulatedVenue] = {}
-        self._delayed: dict[str, list[MarketCallback]] = {}   # venue -> callbacks
-        self._immediate: dict[str, list[MarketCallback]] = {}
-        self._all_delayed: list[MarketCallback] = []
-        self._all_immediate: list[MarketCallback] = []
+        # venue -> [(callback, types or None)]
+        self._delayed: dict[str, list[tuple[MarketCallback, frozenset[type] | None]]] = {}
+        self._immediate: dict[str, list[tuple[MarketCallback, frozenset[type] | None]]] = {}
+        self._all_delayed: list[tuple[MarketCallback, frozenset[type] | None]] = []
+        self._all_immediate: list[tuple[MarketCallback, frozenset[type] | None]] = []
         self._stop = False
         self._pending: MarketEvent | None = None
         self._feeds: dict[str, _DelayedFeed] = {}
@@ -99,17 +104,22 @@ class SimulationDriver:
         self._venues[venue.venue_id] = venue
 
     def subscribe(self, callback: MarketCallback, venues: Iterable[str] | None = None, *,
-                  delayed: bool = True) -> None:
+                  delayed: bool = True, types: Collection[type] | None = None) -> None:
         """Call ``callback(event)`` for market events of ``venues`` (all when ``None``).
 
         ``delayed``: deliver when the venue's feed would (market-data latency of the simulated
-        venue); events of venues without a simulator are always delivered at once."""
+        venue); events of venues without a simulator are always delivered at once.
+        ``types``: the event classes the callback needs (e.g. ``(BookDeltas, TradeTick)``); others
+        are not delivered to it, and a type no delayed subscriber of a venue needs is not queued
+        on that venue's feed at all (its latency is still drawn: the arrival order and times of
+        the other events do not change). ``None``: every event."""
+        entry = (callback, None if types is None else frozenset(types))
         if venues is None:
-            (self._all_delayed if delayed else self._all_immediate).append(callback)
+            (self._all_delayed if delayed else self._all_immediate).append(entry)
             return
         target = self._delayed if delayed else self._immediate
         for v in venues:
-            target.setdefault(v, []).append(callback)
+            target.setdefault(v, []).append(entry)
 
     def stop(self) -> None:
         """Make :meth:`run` return after the event being processed (callable from callbacks)."""
@@ -213,7 +223,10 @@ class SimulationDriver:
                     if at < feed.last_at:
                         at = feed.last_at
                     feed.last_at = at
-                    if feed.armed:
+                    wanted = feed.wanted
+                    if wanted is not None and type(ev) not in wanted:
+                        pass   # nobody on this feed needs it: its latency is drawn, nothing queued
+                    elif feed.armed:
                         feed.queue.append((at, ev))
                     elif at <= ts:
                         for cb in feed.callbacks:
@@ -274,22 +287,42 @@ class SimulationDriver:
     def _route(self, vid: str) -> tuple[Callable[[MarketEvent], None] | None, list[MarketCallback],
                                          _DelayedFeed | None]:
         venue = self._venues.get(vid)
-        now_subs = self._immediate.get(vid, []) + self._all_immediate
-        later_subs = self._delayed.get(vid, []) + self._all_delayed
+        now_entries = self._immediate.get(vid, []) + self._all_immediate
+        later_entries = self._delayed.get(vid, []) + self._all_delayed
         if venue is None:   # no simulator: nothing to delay by
-            now_subs, later_subs = now_subs + later_subs, []
+            now_entries, later_entries = now_entries + later_entries, []
+        now_subs = [_filtered(cb, types) for cb, types in now_entries]
         feed: _DelayedFeed | None = None
-        if later_subs and venue is not None:
+        if later_entries and venue is not None:
+            kinds = [types for _, types in later_entries]
+            wanted: frozenset[type] | None = None
+            if all(k is not None for k in kinds):
+                wanted = frozenset().union(*kinds)   # type: ignore[arg-type]
+            # a filter every subscriber shares is applied once, on the feed; others per callback
+            shared = wanted is not None and all(k == wanted for k in kinds)
+            later_subs = [cb if shared else _filtered(cb, types) for cb, types in later_entries]
             feed = self._feeds.get(vid)
             if feed is None:
                 feed = self._feeds[vid] = _DelayedFeed(self.clock, later_subs, venue)
             else:   # subscriptions changed between runs
                 feed.callbacks = later_subs
+            feed.wanted = wanted
         return (venue.on_market_event if venue is not None else None, now_subs, feed)
 
     def flush(self, extra_ns: int) -> int:
         """Advance the clock ``extra_ns`` past now, firing what falls due (e.g. the last acks)."""
         return self.clock.advance_to(self.clock.now_ns() + extra_ns)
+
+
+def _filtered(callback: MarketCallback, types: frozenset[type] | None) -> MarketCallback:
+    """``callback`` restricted to events of ``types`` (itself when ``None``)."""
+    if types is None:
+        return callback
+
+    def only(ev: MarketEvent) -> None:
+        if type(ev) in types:
+            callback(ev)
+    return only
 
 
 class _DelayedFeed:
@@ -302,7 +335,8 @@ class _DelayedFeed:
     (e.g. :meth:`SimulationDriver.flush` or a caller advancing the clock itself) it is a real clock
     alert with the same ``(due, seq)``, so the firing order is the same either way."""
 
-    __slots__ = ("armed", "callbacks", "clock", "due", "handle", "last_at", "latency_next", "queue", "seq")
+    __slots__ = ("armed", "callbacks", "clock", "due", "handle", "last_at", "latency_next", "queue", "seq",
+                 "wanted")
 
     def __init__(self, clock: SimClock, callbacks: list[MarketCallback], venue: SimulatedVenue) -> None:
         self.clock = clock
@@ -313,6 +347,7 @@ class _DelayedFeed:
         self.due = 0
         self.seq = 0
         self.handle: AlertHandle | None = None
+        self.wanted: frozenset[type] | None = None   # event types queued (None: all)
 
     def deliver(self, due: int) -> bool:
         """Deliver every queued event due by ``due``; re-arm (new tie-break number) for the next
