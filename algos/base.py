@@ -175,6 +175,8 @@ class ChildRecord:
 @dataclass(slots=True)
 class _Ledger:
     children: dict[str, ChildRecord] = field(default_factory=dict)
+    open: dict[str, ChildRecord] = field(default_factory=dict)
+    """The children not yet done (insertion order), so open-lot sums and cancels scan only them."""
     filled_lots: int = 0
     notional_tick_lots: int = 0
 
@@ -228,7 +230,7 @@ class ExecutionAlgo:
 
     def open_lots(self) -> int:
         """Open lots of children not yet done (acknowledged, in flight or unknown)."""
-        return sum(c.open_lots for c in self._ledger.children.values())
+        return sum(c.open_lots for c in self._ledger.open.values())
 
     def committed_lots(self) -> int:
         """Filled plus open lots: the larger of the ledger's and the engine's figures."""
@@ -332,7 +334,9 @@ class ExecutionAlgo:
         self._check_request(req)
         ctx = self.ctx
         child_id = ctx.send_child(req)
-        self._ledger.children[child_id] = ChildRecord(child_id, req, ctx.clock.now_ns())
+        rec = ChildRecord(child_id, req, ctx.clock.now_ns())
+        self._ledger.children[child_id] = rec
+        self._ledger.open[child_id] = rec
         log.debug("%s parent=%s child=%s %s %d lots @ %s (%s)", self.name, ctx.parent_id, child_id,
                   style, lots, limit, reason)
         ctx.log_event("algo_child", algo=self.name, child_id=child_id, lots=lots, limit_ticks=limit,
@@ -358,14 +362,14 @@ class ExecutionAlgo:
     def _cancel_open(self, *, styles: tuple[str, ...] = ("post", "mixed", "take")) -> int:
         """Request cancel of every open child of the given styles; returns how many."""
         n = 0
-        for rec in list(self._ledger.children.values()):
+        for rec in list(self._ledger.open.values()):
             if not rec.done and not rec.cancel_requested and rec.request.style in styles:
                 self._cancel(rec.child_id)
                 n += 1
         return n
 
     def open_children(self, style: str | None = None) -> list[ChildRecord]:
-        return [c for c in self._ledger.children.values()
+        return [c for c in self._ledger.open.values()
                 if not c.done and (style is None or c.request.style == style)]
 
     # ------------------------------------------------------------------ life cycle (engine API)
@@ -430,6 +434,7 @@ class ExecutionAlgo:
             return
         rec.done = True
         rec.status = status
+        self._ledger.open.pop(child_id, None)
         if self.status is AlgoStatus.RUNNING:
             self._on_child_done(rec)
 
