@@ -23,6 +23,11 @@ Data flow (one thread, one :class:`~marketdata.clock.SimClock` in simulation)::
     venue OrderEvent -> OrderManager.on_event (journal) -> algo.on_child_fill (common lots/ticks) and
                         exactly once algo.on_child_done per child; PreTradeRisk position
 
+Live (``mode = "live"``, or shadow with ``[venues.<id>] adapter`` set) the same core runs on a
+:class:`~marketdata.clock.LiveClock`; :mod:`router.engine_live` feeds ``_on_market`` from the
+adapters' market-data streams (snapshot resync on gaps) and sends venue commands as owned asyncio
+tasks with timeouts (``engine.run()`` blocking on uvloop, or ``await engine.run_live()``).
+
 One algo child (a :class:`~algos.base.ChildRequest`) may become several venue orders (the router
 splits it); the algo sees one child id and one ``on_child_done`` when every venue order of it is
 terminal. A parent is terminal when its algo is and no venue order of it is still open; it ends
@@ -32,6 +37,8 @@ filled. See docs/engine.md.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import itertools
 import logging
 from bisect import bisect_left, insort
@@ -45,7 +52,7 @@ from typing import Any
 from algos.base import AlgoStatus, ChildRequest, ExecutionAlgo
 from algos.params import parse_time
 from marketdata.book import L2Book
-from marketdata.clock import AlertCallback, AlertHandle, Clock, SimClock
+from marketdata.clock import AlertCallback, AlertHandle, Clock, LiveClock, SimClock
 from marketdata.consolidated import ConsolidatedBook
 from marketdata.errors import ConfigError, InstrumentError, RiskRejected, SorexError, VenueError
 from marketdata.model import (
@@ -69,6 +76,7 @@ from marketdata.units import CommonGrid
 from router.engine_algos import IS, POV, TWAP, VWAP, Iceberg
 from router.engine_config import (
     DEFAULT_BALANCES,
+    LIVE_ADAPTERS,
     EngineConfig,
     ParentOrder,
     SimVenueSettings,
@@ -90,8 +98,6 @@ __all__ = ["IS", "POV", "TWAP", "VWAP", "Engine", "Iceberg", "ParentHandle", "Pa
 log = logging.getLogger(__name__)
 
 NS_PER_MS = 1_000_000
-LIVE_ADAPTERS: dict[str, Any] = {}
-"""Venue id -> live adapter factory. Empty: no live adapter exists in this build."""
 
 TERMINAL_STATUSES = frozenset({"filled", "finished", "cancelled", "killed", "data_ended", "rejected"})
 
@@ -267,7 +273,8 @@ class _ParentRun:
 
     @property
     def own_trades_in_feed(self) -> bool:
-        return False   # replayed public trades never contain our simulated fills
+        # replayed public trades never contain our simulated fills; a live venue's trade stream does
+        return self.engine.mode == "live"
 
     def cancel_child(self, child_id: str) -> None:
         g = self.groups.get(child_id)
@@ -284,6 +291,11 @@ class _ParentRun:
     def log_event(self, kind: str, **fields: Any) -> None:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("parent=%s %s %s", self.id, kind, fields)
+        if kind == "algo_finished" and self.engine._live is not None:
+            # an algo may finish on its own timer with no child open: nothing else would end the
+            # parent on live data (a replay ends it at the end of the data at the latest)
+            eng = self.engine
+            eng.clock.set_alert(eng.clock.now_ns(), lambda _ts: eng._maybe_finish(self))
 
     # ------------------------------------------------------------------ derived figures
     @property
@@ -325,7 +337,7 @@ class _Ctx:
     parent_lots = property(lambda self: self._run.parent_lots)
     tick_size = property(lambda self: self._run.tick_size)
     lot_size = property(lambda self: self._run.lot_size)
-    own_trades_in_feed = property(lambda self: False)
+    own_trades_in_feed = property(lambda self: self._run.own_trades_in_feed)
 
     def best_bid_ticks(self) -> int | None:
         return self._run.engine._best_bid_common()
@@ -475,13 +487,29 @@ class ParentHandle:
         self._engine._amend(self._run, quantity, limit_price)
 
     def wait(self) -> ParentHandle:
-        """Run the engine until this parent is terminal (simulation: on virtual time)."""
+        """Run the engine until this parent is terminal (simulation: on virtual time; live: on
+        its own event loop, which must not be running already: inside a loop ``await handle``)."""
         if not self.is_terminal:
             self._engine.run(stop_when=lambda: self._run.is_terminal)
         return self
 
+    async def wait_live(self) -> ParentHandle:
+        """Live: start the engine's transports if needed and wait until this parent is terminal
+        (the transports keep running: ``await engine.stop_live()`` or ``run_live()`` end them)."""
+        await self._engine.start_live()
+        live = self._engine._live
+        assert live is not None
+        await live.wait_for(lambda: self._run.is_terminal)
+        return self
+
     def __await__(self) -> Generator[Any, None, ParentHandle]:
-        """``await handle``: the same as :meth:`wait` (a simulation never suspends)."""
+        """``await handle``: live, :meth:`wait_live`; in simulation the same as :meth:`wait`
+        (a simulation never suspends)."""
+        if self._engine._live is not None:
+            return self.wait_live().__await__()
+        return self._wait_sim()
+
+    def _wait_sim(self) -> Generator[Any, None, ParentHandle]:
         return self.wait()
         yield  # pragma: no cover
 
@@ -527,36 +555,55 @@ class Engine:
         self.venue_ids = [v for v in sx.enabled_venues]
         if not self.venue_ids:
             raise ConfigError("no enabled venue", file=config.path, key="venues")
-        if self.mode == "live":
-            missing = [v for v in self.venue_ids if v not in LIVE_ADAPTERS]
+        # live market data: mode live, or shadow with live adapters configured
+        self.is_live = self.mode == "live" or (self.mode == "shadow" and bool(config.live))
+        if self.is_live:
+            missing = [v for v in self.venue_ids if v not in config.live]
             if missing:
                 raise ConfigError(
-                    f"venue {missing[0]!r} has no live adapter: live adapters are not available in this build "
-                    "(use mode = \"simulate\" or \"shadow\")", file=config.path, key="engine.mode",
-                    allowed="simulate, shadow")
-        if dataset is None:
-            dataset = (open_dataset(list(s.data), s.data_format) if s.data else default_dataset())
-        self.dataset = dataset
+                    f"venue {missing[0]!r} has no live adapter: live adapters are not available for it (mode "
+                    f"{self.mode!r} on live market data needs `adapter` on every enabled venue; or use mode = "
+                    "\"simulate\")", file=config.path,
+                    key=f"venues.{missing[0]}.adapter", allowed=", ".join(LIVE_ADAPTERS))
+            if dataset is not None:
+                raise ConfigError("a dataset cannot be given in live mode", key="dataset")
         insts: dict[str, Instrument] = {}
-        for v in self.venue_ids:
-            inst = dataset.instruments.get(v)
-            if inst is None or inst.symbol != self.symbol:
-                inst = dataset.instruments.get(f"{v}:{self.symbol}")
-            if inst is None:
-                raise ConfigError(f"venue {v!r} has no {self.symbol} market data in {dataset.source}",
-                                  file=config.path, key=f"venues.{v}",
-                                  allowed=", ".join(k for k, i in dataset.instruments.items()
-                                                    if i.symbol == self.symbol))
-            insts[v] = inst
+        if self.is_live:
+            from router.engine_live import live_instrument
+            for v in self.venue_ids:
+                insts[v] = live_instrument(config.live[v], self.symbol, config.path)
+            self.dataset: Dataset | None = None
+            start_ns = LiveClock().now_ns()
+        else:
+            if dataset is None:
+                dataset = (open_dataset(list(s.data), s.data_format) if s.data else default_dataset())
+            self.dataset = dataset
+            start_ns = dataset.start_ns
+            for v in self.venue_ids:
+                inst = dataset.instruments.get(v)
+                if inst is None or inst.symbol != self.symbol:
+                    inst = dataset.instruments.get(f"{v}:{self.symbol}")
+                if inst is None:
+                    raise ConfigError(f"venue {v!r} has no {self.symbol} market data in {dataset.source}",
+                                      file=config.path, key=f"venues.{v}",
+                                      allowed=", ".join(k for k, i in dataset.instruments.items()
+                                                        if i.symbol == self.symbol))
+                insts[v] = inst
+        self._start_ns = start_ns
         self.instruments = insts
         self.grid = CommonGrid.from_instruments(list(insts.values()))
         self._pf = dict(self.grid.price_factor)
         self._lf = dict(self.grid.lot_factor)
-        self.clock = SimClock(dataset.start_ns)
+        sim_clock: SimClock | None = None
+        if self.is_live:
+            self.clock: Clock = LiveClock()
+        else:
+            self.clock = sim_clock = SimClock(start_ns)
         self._probe = tick_probe
         self._tick_t0 = 0
         self._algo_clock: Clock = _ProbeClock(self) if tick_probe is not None else self.clock
-        self.books = {v: L2Book(v, self.symbol, sequence_rule=dataset.sequence_rule(v)) for v in insts}
+        self.books = {v: L2Book(v, self.symbol, sequence_rule=(
+            "contiguous" if dataset is None else dataset.sequence_rule(v))) for v in insts}
         self._book_list = [(b, self._pf[v], v) for v, b in self.books.items()]
         self._ref_venue = self.venue_ids[0]
         self._ref_book = self.books[self._ref_venue]
@@ -584,7 +631,26 @@ class Engine:
         self.venues: dict[str, SimulatedVenue] = {}
         self.limiters: dict[str, RateLimiter] = {}
         self._send_queues: dict[str, deque[_VenueChild]] = {}
+        self._live: Any = None   # router.engine_live.LiveRuntime in live mode / shadow on live data
+        self.driver: SimulationDriver | None = None
+        if self.is_live:
+            from router.engine_live import LiveRuntime
+            live = {}
+            for v in insts:
+                st = config.live[v]
+                vc = sx.venues[v]
+                if not st.explicit_credentials and vc.api_key_env and vc.api_secret_env:
+                    st = dataclasses.replace(st, binance=dataclasses.replace(
+                        st.binance, api_key_env=vc.api_key_env, api_secret_env=vc.api_secret_env))
+                live[v] = st
+            try:
+                self._live = LiveRuntime(self, live, self.clock, send_orders=self.mode == "live")
+            except BaseException:
+                self.close()   # e.g. a missing credential variable: nothing was sent, nothing journaled
+                raise
         for k, v in enumerate(insts):
+            if dataset is None or sim_clock is None:
+                break
             sim = config.simulation.get(v, SimVenueSettings())
             vc = sx.venues[v]
             half_rtt = vc.latency.order_rtt_ms / 2
@@ -599,7 +665,7 @@ class Engine:
                 ack_latency=LatencyModel.lognormal(int(ack * NS_PER_MS), sim.latency_sigma),
                 rate_limit_orders=sim.venue_rate_limit_orders or _venue_orders_per_10s(
                     sim.rate_limit_preset or v), queue_model=QueueModel(sim.queue_model),
-                sequence_rule=dataset.sequence_rule(v), seed=s.seed * 1000 + k), self.clock)
+                sequence_rule=dataset.sequence_rule(v), seed=s.seed * 1000 + k), sim_clock)
             venue.set_event_handler(self._on_order_event)
             self.venues[v] = venue
             preset = sim.rate_limit_preset or (v if v in PRESETS else None)
@@ -608,12 +674,13 @@ class Engine:
                     raise ConfigError(f"unknown rate-limit preset {preset!r}", file=config.path,
                                       key=f"simulation.{v}.rate_limit_preset", allowed=", ".join(sorted(PRESETS)))
                 self.limiters[v] = RateLimiter.from_preset(preset, self.clock)
-        self.driver = SimulationDriver(self.clock, dataset.events(list(insts)))
-        for venue in self.venues.values():
-            self.driver.add_venue(venue)
-        # the engine's view is built from depth and trades: bookTickers (most of the events) are
-        # not even queued on the delayed feeds
-        self.driver.subscribe(self._on_market, list(insts), delayed=True, types=(BookDeltas, TradeTick))
+        if dataset is not None and sim_clock is not None:
+            self.driver = SimulationDriver(sim_clock, dataset.events(list(insts)))
+            for venue in self.venues.values():
+                self.driver.add_venue(venue)
+            # the engine's view is built from depth and trades: bookTickers (most of the events) are
+            # not even queued on the delayed feeds
+            self.driver.subscribe(self._on_market, list(insts), delayed=True, types=(BookDeltas, TradeTick))
         self._on_progress = on_progress
         self._last_trade_common: int | None = None
         self._price_history: deque[tuple[int, Decimal]] = deque(maxlen=36_000)
@@ -632,13 +699,18 @@ class Engine:
         self._started = False
         self._stop_when: Callable[[], bool] | None = None
         self._until_ns: int | None = None
+        self._deferred: list[ParentOrder] = []   # live: parents with submit_at, scheduled at start
         if s.until is not None:
-            self._until_ns = parse_time(s.until, now_ns=dataset.start_ns, key="engine.until")
-        self.stats = RunStats(sim_start_ns=dataset.start_ns, sim_end_ns=dataset.start_ns)
+            if self.is_live:
+                raise ConfigError("until is not supported in live mode", file=config.path, key="engine.until")
+            self._until_ns = parse_time(s.until, now_ns=start_ns, key="engine.until")
+        self.stats = RunStats(sim_start_ns=start_ns, sim_end_ns=start_ns)
         self.killed: str | None = None
+        md = ({"source": "live", "format": ",".join(sorted({config.live[v].adapter for v in insts}))}
+              if self.is_live else
+              {"source": "default" if not s.data else list(s.data), "format": dataset.format if dataset else None})
         self._journal("run_started", {
-            "run_id": self.run_id, "mode": self.mode,
-            "market_data": {"source": "default" if not s.data else list(s.data), "format": dataset.format},
+            "run_id": self.run_id, "mode": self.mode, "market_data": md,
             "venues": list(insts), "config_path": config.path, "seed": s.seed})
         for p in config.parents:
             self._schedule_toml_parent(p)
@@ -842,7 +914,11 @@ class Engine:
         if p.submit_at is None:
             self.submit(p)
             return
-        at = parse_time(p.submit_at, now_ns=self.dataset.start_ns, key="submit_at")
+        if self.is_live and (self._live is None or not self._live.started):
+            self._validate_parent(p)
+            self._deferred.append(p)   # anchored at the start of the live run
+            return
+        at = parse_time(p.submit_at, now_ns=self._start_ns, key="submit_at")
         self._validate_parent(p)
         def later(_ts: int) -> None:
             self.submit(p)
@@ -905,7 +981,7 @@ class Engine:
             return False
         if all(b.best_bid_ticks is not None and b.best_ask_ticks is not None for b, _, _ in self._book_list):
             return True
-        return now >= self.dataset.start_ns + self.settings.warmup_ns
+        return now >= self._start_ns + self.settings.warmup_ns
 
     def _start_pending(self) -> None:
         if not self._market_ready():
@@ -1118,8 +1194,11 @@ class Engine:
         if self.mode == "shadow":
             # journaled, never sent: a resting order is acknowledged locally and works until the
             # algo cancels it; an IOC/FOK expires locally (it would have had to fill at once)
-            sim = self.venues[venue]
-            at = now + sim.config.order_entry_latency.sample(sim.rng) + sim.config.ack_latency.sample(sim.rng)
+            sim = self.venues.get(venue)
+            if sim is not None:
+                at = now + sim.config.order_entry_latency.sample(sim.rng) + sim.config.ack_latency.sample(sim.rng)
+            else:   # shadow on live market data: the venue's configured round trip
+                at = now + int(self.config.sorex.venues[venue].latency.order_rtt_ms * NS_PER_MS)
             if tif in (TimeInForce.IOC, TimeInForce.FOK):
                 self.clock.set_alert(at, lambda _ts: self._local_event(vc, OrderEventKind.EXPIRED,
                                                                        "shadow mode: journaled, not sent"))
@@ -1175,11 +1254,39 @@ class Engine:
             self.stats.tick_to_child_ns.append(probe() - self._tick_t0)
         vc.sent = True
         vc.sent_ns = self.clock.now_ns()
+        live = self._live
+        if live is not None:
+            live.submit(vc)   # an owned task with a timeout; events come back via _on_order_event
+            return
         try:
             run_now(self.venues[vc.venue].submit(vc.order))
         except VenueError as exc:
             self.om.on_send_failed(vc.cid, exc)
             self._after_event(vc)
+
+    def _on_send_failed(self, vc: _VenueChild, exc: BaseException) -> None:
+        """Live: a submit task failed (timeout / disconnect: UNKNOWN; refused: REJECTED)."""
+        if not self.om.has_order(vc.cid):
+            return
+        self.om.on_send_failed(vc.cid, exc)
+        self._om_version += 1
+        self._after_event(vc)
+
+    def _on_cancel_failed(self, vc: _VenueChild, exc: BaseException) -> None:
+        """Live: a cancel task failed. A refusal puts the order back to working and the cancel is
+        tried again after ``cancel_retry_ms`` while the child is still wanted cancelled; after a
+        timeout the order stays PENDING_CANCEL until the venue reports (stream, status query)."""
+        if not self.om.has_order(vc.cid):
+            return
+        self.om.on_send_failed(vc.cid, exc)
+        self._om_version += 1
+        mo = self.om.order(vc.cid)
+        if not mo.status.is_terminal and mo.status is not OrderStatus.PENDING_CANCEL \
+                and vc.group.cancel_wanted and vc.cancel_retries < 20:
+            vc.cancel_retries += 1
+            self.clock.set_alert(self.clock.now_ns() + self.settings.cancel_retry_ns,
+                                 lambda _ts: self._cancel_venue_child(vc))
+        self._after_event(vc)
 
     def _local_event(self, vc: _VenueChild, kind: OrderEventKind, reason: str) -> None:
         now = self.clock.now_ns()
@@ -1224,6 +1331,9 @@ class Engine:
         self.om.cancel(vc.cid)
         self._om_version += 1
         vc.cancel_sent = True
+        if self._live is not None:
+            self._live.cancel(vc)
+            return
         lim = self.limiters.get(vc.venue)
         now = self.clock.now_ns()
         at = lim.acquire_at("cancel") if lim is not None else now
@@ -1365,7 +1475,9 @@ class Engine:
                       parent_id=run.id)
         log.info("parent %s %s: filled %s/%s avg %s (%s)", run.id, run.status, run.filled_quantity, run.quantity,
                  avg, run.reason or "complete")
-        if self._should_stop():
+        if self._live is not None:
+            self._live.check_waiters()
+        elif self._should_stop() and self.driver is not None:
             self.driver.stop()
 
     def _should_stop(self) -> bool:
@@ -1379,8 +1491,11 @@ class Engine:
         data ends, or ``until_ns`` (exchange time). Parents still working when the data ends are
         stopped, their orders cancelled, and they finish as ``data_ended`` with a reason.
         Returns the handles of every parent."""
-        if self.mode == "live":  # pragma: no cover - refused at construction
-            raise ConfigError("live mode needs live adapters", key="engine.mode")
+        if self._live is not None:
+            if until_ns is not None:
+                raise ConfigError("until_ns is not supported on live market data", key="until_ns")
+            return self._run_live_blocking(stop_when)
+        assert self.driver is not None
         self._stop_when = stop_when
         progress: AlertHandle | None = None
         if self._on_progress is not None:
@@ -1402,6 +1517,93 @@ class Engine:
             self._stop_when = None
         return self.handles()
 
+    # ------------------------------------------------------------------ running live
+    def _run_live_blocking(self, stop_when: Callable[[], bool] | None) -> list[ParentHandle]:
+        """``run()`` on live market data: its own event loop (uvloop when installed) until every
+        parent is terminal or ``stop_when()``; Ctrl-C cancels working orders, then returns."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise ConfigError("engine.run() cannot be called from a running event loop in live mode: "
+                              "use `await engine.run_live()`", key="engine.mode")
+        from router.engine_live import new_event_loop_runner
+        with new_event_loop_runner() as runner:
+            try:
+                runner.run(self.run_live(stop_when=stop_when))
+            except KeyboardInterrupt:
+                log.warning("interrupted: working orders were cancelled")
+        return self.handles()
+
+    async def start_live(self) -> None:
+        """Live: connect the venues, open the market-data streams and seed the books; parents
+        then start as soon as every book is two-sided. Idempotent."""
+        live = self._live
+        if live is None:
+            raise ConfigError("start_live() needs mode = \"live\" (or shadow with live adapters)",
+                              file=self.config.path, key="engine.mode")
+        if live.started:
+            return
+        now = self.clock.now_ns()
+        self._start_ns = now
+        self.stats.sim_start_ns = self.stats.sim_end_ns = now
+        if self._on_progress is not None:
+            cb = self._on_progress
+            self.clock.set_timer(self.settings.progress_interval_ns, lambda _ts: cb(self))
+        await live.start()
+        deferred, self._deferred = self._deferred, []
+        for p in deferred:
+            self._schedule_toml_parent(p)
+
+    async def stop_live(self, reason: str = "engine stopped") -> None:
+        """Live: cancel every parent still working and every open venue order, wait for the
+        acknowledgements (``[engine] shutdown_timeout_s``), then close streams and adapters."""
+        live = self._live
+        if live is None or live.closed:
+            return
+        if live.started:
+            for run in list(self._runs.values()):
+                if not run.is_terminal:
+                    self._cancel_parent(run, reason)
+            for mo in self.om.open_orders():
+                vc = self._vchildren.get(mo.client_order_id)
+                if vc is not None and not vc.done:
+                    self._cancel_venue_child(vc)
+            if not await live.settle(self.settings.shutdown_timeout_s):
+                log.error("shutdown: %d venue order(s) still open after %.1f s", len(self.om.open_orders()),
+                          self.settings.shutdown_timeout_s)
+        for run in list(self._runs.values()):
+            if not run.is_terminal:
+                if run.algo is not None and not run.algo.status.is_terminal:
+                    run.algo.cancel(reason)
+                if run.forced_status is None:
+                    run.forced_status, run.forced_reason = "cancelled", reason
+                self._finish(run)
+        self.stats.sim_end_ns = self.clock.now_ns()
+        self.stats.market_events = live.stats["market_events"]
+        await live.close()
+
+    async def run_live(self, *, stop_when: Callable[[], bool] | None = None) -> list[ParentHandle]:
+        """Live (``mode = "live"``, or shadow on live market data): start the transports, run
+        until every parent is terminal (or ``stop_when()``), then shut down (:meth:`stop_live`).
+        If cancelled (Ctrl-C), working orders are cancelled before it returns."""
+        live = self._live
+        if live is None:
+            raise ConfigError("run_live() needs mode = \"live\" (or shadow with live adapters)",
+                              file=self.config.path, key="engine.mode")
+        interrupted = False
+        try:
+            await self.start_live()
+            cond = stop_when or (lambda: all(r.is_terminal for r in self._runs.values()))
+            await live.wait_for(cond)
+        except asyncio.CancelledError:
+            interrupted = True
+            raise
+        finally:
+            await self.stop_live("interrupted" if interrupted else "engine stopped")
+        return self.handles()
+
     def _end_of_data(self) -> None:
         if self.stats.data_ended:
             return
@@ -1411,6 +1613,7 @@ class Engine:
         for run in list(self._runs.values()):
             if not run.is_terminal:
                 self._cancel_parent(run, why, status="data_ended")
+        assert self.driver is not None
         self.driver.flush(self.settings.flush_ns)
         for run in list(self._runs.values()):
             if not run.is_terminal:

@@ -23,8 +23,10 @@ from marketdata.model import Side
 from router.config import SorexConfig, Table, parse_config
 from router.engine_algos import AlgoSpec, algo_spec
 from router.risk import RiskLimits
+from venues.binance.config import BinanceSpotConfig
 
-__all__ = ["DEFAULT_CONFIG_TOML", "EngineConfig", "EngineSettings", "ParentOrder", "SimVenueSettings",
+__all__ = ["DEFAULT_CONFIG_TOML", "LIVE_ADAPTERS", "EngineConfig", "EngineSettings", "LiveVenueSettings",
+           "ParentOrder", "SimVenueSettings",
            "load_engine_config", "load_engine_config_text", "parse_parent"]
 
 Mode = Literal["simulate", "shadow", "live"]
@@ -173,6 +175,11 @@ class EngineSettings:
     flush_ns: int = 2_000_000_000
     local_reject_delay_ns: int = 1_000_000
     cancel_retry_ns: int = 50_000_000
+    command_timeout_s: float = 30.0
+    """Live: the longest a venue command task (submit / cancel) may take before the engine gives
+    up on it (a submit then is UNKNOWN and is resolved by a status query)."""
+    shutdown_timeout_s: float = 10.0
+    """Live: how long the shutdown waits for the cancels of working orders to be acknowledged."""
 
 
 @dataclass(frozen=True)
@@ -187,6 +194,92 @@ class EngineConfig:
     parents: tuple[ParentOrder, ...] = ()
     default_venues: bool = False
     path: str = "<default>"
+    live: dict[str, LiveVenueSettings] = field(default_factory=dict)
+    """Venues with an ``adapter`` key: how to reach them live (``mode = "live"``, or ``shadow``
+    on live market data)."""
+
+
+LIVE_ADAPTERS = ("binance-spot",)
+"""Values of ``[venues.<id>] adapter``: the live adapters of this build."""
+
+# keys of a [venues.<id>] table that belong to the live adapter (taken out before router.config
+# parses the rest strictly); base_url is an alias of rest_url
+_LIVE_KEYS = ("adapter", "base_url", "rest_url", "ws_url", "api_key_env", "api_secret_env", "recv_window_ms",
+              "request_timeout_s", "order_resp_type", "resolve_delays_s", "user_stream", "listen_key_keepalive_s",
+              "ws_reconnect_max_s", "sync_time", "rate_limits", "instruments", "depth_snapshot_limit",
+              "depth_buffer")
+
+
+@dataclass(frozen=True)
+class LiveVenueSettings:
+    """The live part of one ``[venues.<id>]`` table (``adapter = "binance-spot"`` and its keys).
+
+    ``binance`` is the adapter's own config (URLs, env-var names, timeouts, instruments);
+    ``depth_snapshot_limit`` the ``limit`` of the ``GET /api/v3/depth`` snapshot that (re)seeds
+    the book; ``depth_buffer`` the most depth diffs kept while a snapshot is fetched (overflow:
+    the buffer is dropped and the resync starts over)."""
+
+    venue: str
+    adapter: str
+    binance: BinanceSpotConfig
+    explicit_credentials: bool = False
+    depth_snapshot_limit: int = 1000
+    depth_buffer: int = 10_000
+
+
+def _extract_live(data: dict[str, Any], file: str) -> dict[str, LiveVenueSettings]:
+    """Take the live-adapter keys out of every ``[venues.<id>]`` table that has ``adapter``."""
+    venues = data.get("venues")
+    if not isinstance(venues, dict):
+        return {}
+    out: dict[str, LiveVenueSettings] = {}
+    new_venues = dict(venues)
+    for name, raw in venues.items():
+        if not isinstance(raw, dict) or "adapter" not in raw:
+            continue
+        t = dict(raw)
+        live = {k: t.pop(k) for k in _LIVE_KEYS if k in t}
+        new_venues[name] = t
+        adapter = live.pop("adapter")
+        if adapter not in LIVE_ADAPTERS:
+            raise ConfigError(f"unknown live adapter {adapter!r}", file=file, key=f"venues.{name}.adapter",
+                              allowed=", ".join(LIVE_ADAPTERS))
+        snap = live.pop("depth_snapshot_limit", 1000)
+        if isinstance(snap, bool) or snap not in (5, 10, 20, 50, 100, 500, 1000, 5000):
+            raise ConfigError(f"invalid value {snap!r}", file=file, key=f"venues.{name}.depth_snapshot_limit",
+                              allowed="5, 10, 20, 50, 100, 500, 1000, 5000")
+        buf = live.pop("depth_buffer", 10_000)
+        if isinstance(buf, bool) or not isinstance(buf, int) or not 1 <= buf <= 1_000_000:
+            raise ConfigError(f"invalid value {buf!r}", file=file, key=f"venues.{name}.depth_buffer",
+                              allowed="1..1000000")
+        if "base_url" in live:
+            if "rest_url" in live:
+                raise ConfigError("give base_url or rest_url, not both", file=file, key=f"venues.{name}.base_url")
+            live["rest_url"] = live.pop("base_url")
+        for k in ("rest_url", "ws_url"):
+            v = live.get(k)
+            if v is not None and (not isinstance(v, str) or not v.startswith(("http://", "https://", "ws://",
+                                                                               "wss://"))):
+                where = "base_url" if k == "rest_url" else k
+                raise ConfigError(f"invalid URL {v!r}", file=file, key=f"venues.{name}.{where}",
+                                  allowed="http(s)://... for base_url, ws(s)://... for ws_url")
+        for k in ("api_key_env", "api_secret_env"):
+            v = live.get(k)
+            if v is not None and (not isinstance(v, str) or not v or not all(c.isupper() or c.isdigit() or c == "_"
+                                                                               for c in v)):
+                raise ConfigError(f"invalid environment variable name {v!r}", file=file, key=f"venues.{name}.{k}",
+                                  allowed="an upper-case name such as BINANCE_API_KEY")
+        explicit = "api_key_env" in live or "api_secret_env" in live
+        try:
+            cfg = BinanceSpotConfig.from_mapping(live, venue=name, where=file)
+        except ConfigError as exc:
+            raise _rekey(exc, file, f"venues.{name}.{exc.key}" if exc.key else f"venues.{name}") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"bad live adapter settings: {exc}", file=file, key=f"venues.{name}") from None
+        out[name] = LiveVenueSettings(venue=name, adapter=str(adapter), binance=cfg, explicit_credentials=explicit,
+                                      depth_snapshot_limit=int(snap), depth_buffer=int(buf))
+    data["venues"] = new_venues
+    return out
 
 
 # --------------------------------------------------------------------------- section parsers
@@ -220,6 +313,8 @@ def _parse_engine(t: Table) -> EngineSettings:
         warmup_ns=dur(warm, "warmup"),
         local_reject_delay_ns=int(t.number("local_reject_delay_ms", 1.0, min=0, max=60_000) * 1_000_000),
         cancel_retry_ns=int(t.number("cancel_retry_ms", 50.0, min=0, min_exclusive=True, max=60_000) * 1_000_000),
+        command_timeout_s=t.number("command_timeout_s", 30.0, min=0, min_exclusive=True, max=3600),
+        shutdown_timeout_s=t.number("shutdown_timeout_s", 10.0, min=0, min_exclusive=True, max=3600),
     )
     t.finish()
     return s
@@ -331,6 +426,7 @@ def parse_engine_config(data: dict[str, Any], *, file: str = "<config>") -> Engi
         data["venues"] = defaults["venues"]
     if "routing" not in data:
         data["routing"] = defaults["routing"]
+    live = _extract_live(data, file)
     sorex = parse_config(data, file=file, sections=SECTIONS)
     sec = sorex.sections
     sim = sec.get("simulation", {})
@@ -340,7 +436,7 @@ def parse_engine_config(data: dict[str, Any], *, file: str = "<config>") -> Engi
                               allowed=", ".join(sorex.venues))
     return EngineConfig(sorex=sorex, engine=sec.get("engine", EngineSettings()), simulation=dict(sim),
                         risk=sec.get("risk", RiskLimits()), parents=tuple(sec.get("parents", ())),
-                        default_venues=default_venues, path=file)
+                        default_venues=default_venues, path=file, live=live)
 
 
 def load_engine_config(path: str | Path) -> EngineConfig:

@@ -78,7 +78,9 @@ def _sweep_v1(side: Side, ladders: list[Ladder], want_common_lots: int,
             take = cap - taken[i]
             stop = "venue cap/balance"
         if budget >= 0:
-            afford = (budget - notional[i] * cm) // (q * cm)
+            # budget rule since the balance fix: every lot on the venue valued at the worst level
+            # taken (the IOC limit), as the venue checks a limit buy
+            afford = budget // (q * cm) - taken[i]
             if afford <= take:
                 take = afford
                 stop = "balance"

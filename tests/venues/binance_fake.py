@@ -147,6 +147,11 @@ class FakeBinance:
         self.market_messages: list[str] = []
         """Sent, in order, to each market-data connection (``/stream?streams=...``) when it opens."""
         self.market_streams: list[str] = []
+        self._market_sockets: list[web.WebSocketResponse] = []
+        self._public_books: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
+        self._depth_ids: dict[str, int] = {}
+        self._public_trade_ids = itertools.count(9_000_000)
+        self.market_pushed = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -172,6 +177,7 @@ class FakeBinance:
         app.router.add_post("/api/v3/order/cancelReplace", self._cancel_replace)
         app.router.add_get("/ws/{key}", self._ws)
         app.router.add_get("/stream", self._market_ws)
+        app.router.add_get("/api/v3/depth", self._depth)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -181,6 +187,8 @@ class FakeBinance:
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def stop(self) -> None:
+        for ws in list(self._market_sockets):
+            await ws.close()
         for ws in list(self._sockets):
             await ws.close()
         if self._runner is not None:
@@ -207,6 +215,59 @@ class FakeBinance:
         self.sim.on_market_event(TradeTick(inst.venue, inst.symbol, inst.price_to_ticks(price),
                                            inst.qty_to_lots(qty), aggressor, TradeId(f"pub-{now}"), now, now))
         await self._flush()
+
+    # ------------------------------------------------------------------ live public market data
+    async def publish_book(self, symbol: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]], *,
+                           match: bool = True) -> None:
+        """Make ``bids``/``asks`` the public book of ``symbol``: push one ``depthUpdate`` diff (the
+        changed levels, removed ones with quantity 0, ``U``/``u`` continuing the update-id chain) on
+        every market-data socket, serve it as ``GET /api/v3/depth``, and (``match``) seed the
+        matching engine with it as :meth:`set_book` does."""
+        old_b, old_a = self._public_books.get(symbol, ({}, {}))
+        new_b = {str(Decimal(p)): q for p, q in bids}
+        new_a = {str(Decimal(p)): q for p, q in asks}
+
+        def diff(old: dict[str, str], new: dict[str, str]) -> list[list[str]]:
+            out = [[p, q] for p, q in new.items() if old.get(p) != q]
+            out += [[p, "0"] for p in old if p not in new]
+            return out
+
+        self._public_books[symbol] = (new_b, new_a)
+        first = self._depth_ids.get(symbol, 100) + 1
+        self._depth_ids[symbol] = first
+        ms = self._server_ms()
+        msg = {"e": "depthUpdate", "E": ms, "s": symbol, "U": first, "u": first,
+               "b": diff(old_b, new_b), "a": diff(old_a, new_a)}
+        if match:
+            await self.set_book(symbol, bids, asks)
+        await self.push_market(f"{symbol.lower()}@depth@100ms", msg)
+
+    async def publish_trade(self, symbol: str, price: str, qty: str, aggressor: Side, *, match: bool = False) -> None:
+        """Push a public ``trade`` message; with ``match`` it also prints in the matching engine
+        (:meth:`trade`, filling our resting orders it reaches)."""
+        ms = self._server_ms()
+        msg = {"e": "trade", "E": ms, "s": symbol, "t": next(self._public_trade_ids), "p": price, "q": qty,
+               "T": ms, "m": aggressor is Side.SELL, "M": True}
+        if match:
+            await self.trade(symbol, price, qty, aggressor)
+        await self.push_market(f"{symbol.lower()}@trade", msg)
+
+    async def push_market(self, stream: str, data: Any) -> None:
+        """Send one combined-stream frame ``{"stream", "data"}`` on every open market-data socket."""
+        text = json.dumps({"stream": stream, "data": data})
+        for ws in list(self._market_sockets):
+            if not ws.closed:
+                await ws.send_str(text)
+                self.market_pushed += 1
+
+    def skip_depth_ids(self, symbol: str, n: int) -> None:
+        """Lose ``n`` update ids of ``symbol``'s chain (the next diff shows a gap)."""
+        self._depth_ids[symbol] = self._depth_ids.get(symbol, 100) + n
+
+    @property
+    def market_sockets(self) -> int:
+        """Open market-data connections."""
+        return sum(1 for ws in self._market_sockets if not ws.closed)
 
     def use_orders(self, n: int) -> None:
         """Pretend other clients of the account placed ``n`` orders in the current 10 s window."""
@@ -537,10 +598,25 @@ class FakeBinance:
         await ws.prepare(request)
         for text in self.market_messages:
             await ws.send_str(text)
-        async for msg in ws:
-            if msg.type == WSMsgType.ERROR:
-                break
+        self._market_sockets.append(ws)
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            self._market_sockets.remove(ws)
         return ws
+
+    async def _depth(self, request: web.Request) -> web.Response:
+        """GET /api/v3/depth: the public book published with :meth:`publish_book`."""
+        p = dict(parse_qsl(request.rel_url.raw_query_string))
+        inst = self._inst(p)
+        bids, asks = self._public_books.get(inst.venue_symbol, ({}, {}))
+        limit = int(p.get("limit", "100"))
+        return self._json({
+            "lastUpdateId": self._depth_ids.get(inst.venue_symbol, 100),
+            "bids": [[k, bids[k]] for k in sorted(bids, key=Decimal, reverse=True)[:limit]],
+            "asks": [[k, asks[k]] for k in sorted(asks, key=Decimal)[:limit]]})
 
     async def _new_order(self, request: web.Request) -> web.Response:
         p = self._params(request)

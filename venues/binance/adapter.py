@@ -614,6 +614,14 @@ class BinanceSpotVenue(Venue):
                               code=str(new_resp.get("code", resp.get("code", ""))))
 
     # ------------------------------------------------------------------ UNKNOWN resolution
+    def resolve_unknown(self, client_order_id: ClientOrderId, sent_ns: int | None = None) -> asyncio.Task[Any]:
+        """Start (as an owned background task) the status queries that settle an order whose
+        submit the caller abandoned (e.g. its own timeout cancelled :meth:`submit` mid-request);
+        ``sent_ns``: when the request was signed (default now, which only delays the final
+        "no such order" verdict). What the venue says is reported through the event handler."""
+        return self._spawn(self._resolve_unknown(client_order_id,
+                                                 self._clock.now_ns() if sent_ns is None else sent_ns))
+
     async def _resolve_unknown(self, cid: ClientOrderId, sent_ns: int) -> OrderStatusReport | None:
         """Query the order after each configured delay until the venue knows it; the last query is
         made no earlier than ``recvWindow`` after the request was sent, so "no such order" then is

@@ -1,0 +1,326 @@
+"""The engine's live transports: venue adapters, market-data streams and the asyncio plumbing
+around the (synchronous) decision core of :mod:`router.engine`.
+
+The engine itself stays synchronous: books, router, algos, risk and the order manager are called
+exactly as in simulation. This module only
+
+* feeds the engine's ``_on_market`` from each venue's market-data WebSocket
+  (:class:`venues.binance.ws.BinanceMarketDataStream`, depth diffs and trades), keeping every book
+  in sync with Binance spot's local-book procedure: buffer the diffs, fetch ``GET /api/v3/depth``,
+  apply the snapshot, replay the buffered diffs (the book's ``contiguous`` rule drops the stale
+  ones and checks that the first one straddles the snapshot), and start over on any gap
+  (chain break, reconnection, snapshot older than the buffer) with a backoff. The buffer is
+  bounded (``depth_buffer``); on overflow it is dropped and the resync starts over;
+* sends venue commands (submit, cancel) as owned asyncio tasks (a tracked set) with a timeout
+  (``[engine] command_timeout_s``); a submit that times out leaves the order UNKNOWN and the
+  adapter's resolver settles it by status queries; events come back through the adapter's event
+  handler, the engine's ``_on_order_event``, as in simulation;
+* runs until a condition holds (every parent terminal), then shuts down: cancels what is still
+  working, waits for the acknowledgements (``shutdown_timeout_s``), closes streams and adapters.
+
+Rate limits: each adapter paces its own requests on its ``RateLimiter`` (with the venue's
+used-weight headers and 429 feedback); the engine's own client-side FIFO is not used for live
+venues, so no request is charged twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from marketdata.errors import ConfigError, VenueError, VenueTimeout
+from marketdata.model import BookDeltas, Instrument, MarketEvent, TradeTick
+from router.engine_config import LiveVenueSettings
+from venues.binance import BinanceSpotVenue
+from venues.binance.parsers import parse_depth_snapshot
+from venues.binance.ws import BinanceMarketDataStream
+from venues.ratelimit import ClockSleeper
+
+if TYPE_CHECKING:
+    from marketdata.clock import Clock
+    from router.engine import Engine, _VenueChild
+
+__all__ = ["LiveRuntime", "live_instrument", "new_event_loop_runner"]
+
+log = logging.getLogger(__name__)
+
+
+def live_instrument(settings: LiveVenueSettings, symbol: str, file: str) -> Instrument:
+    """The instrument of ``symbol`` in a live venue's config (:class:`ConfigError` if absent)."""
+    for inst in settings.binance.instruments:
+        if inst.symbol == symbol:
+            return inst
+    raise ConfigError(f"venue {settings.venue!r} has no {symbol} instrument", file=file,
+                      key=f"venues.{settings.venue}.instruments",
+                      allowed=", ".join(i.symbol for i in settings.binance.instruments) or "none configured")
+
+
+def new_event_loop_runner() -> asyncio.Runner:
+    """``asyncio.Runner`` on uvloop when it is installed (else the default loop)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is installed here
+        return asyncio.Runner()
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+
+
+class LiveRuntime:
+    """Live transports of one :class:`~router.engine.Engine` (see the module docstring).
+
+    ``send_orders`` False (shadow mode on live market data): no adapter is built or connected,
+    so no credentials are needed and no order request ever leaves; only public market data
+    (WebSocket + depth snapshots) is used."""
+
+    def __init__(self, engine: Engine, settings: dict[str, LiveVenueSettings], clock: Clock, *,
+                 send_orders: bool) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.clock = clock
+        self._sleeper = ClockSleeper(clock)   # waits on the injected clock (no wall-clock reads here)
+        self.send_orders = send_orders
+        self.instruments = {v: engine.instruments[v] for v in settings}
+        self.venues: dict[str, BinanceSpotVenue] = {}
+        if send_orders:
+            for v, st in settings.items():
+                # reads the env vars now: a missing one is a ConfigError before anything runs
+                self.venues[v] = BinanceSpotVenue(st.binance, clock)
+        self.streams: dict[str, BinanceMarketDataStream] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._buffers: dict[str, list[BookDeltas] | None] = {}
+        self._overflowed: set[str] = set()
+        self._resyncing: set[str] = set()
+        self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
+        self.started = False
+        self.closed = False
+        self.stats = {"market_events": 0, "snapshots": 0, "resyncs": 0, "buffer_overflows": 0,
+                      "snapshot_failures": 0, "commands": 0, "command_timeouts": 0, "command_errors": 0}
+
+    # ------------------------------------------------------------------ tasks
+    def spawn(self, coro: Awaitable[Any], what: str) -> asyncio.Task[Any]:
+        """Run ``coro`` as an owned task (kept until done; a failure is logged, never lost)."""
+        task = asyncio.ensure_future(coro)
+        task.set_name(what)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("live task %s failed", task.get_name(), exc_info=task.exception())
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Connect the adapters (REST session, clock sync, user stream), open the market-data
+        streams and seed every book from a snapshot."""
+        if self.started:
+            return
+        self.started = True
+        eng = self.engine
+        self._session = aiohttp.ClientSession()
+        for v, venue in self.venues.items():
+            venue.set_event_handler(eng._on_order_event)
+            venue.set_garbled_handler(eng.om.on_garbled)
+            await venue.connect()
+            log.info("live venue %s connected (%s)", v, venue.config.rest_url)
+        for v, st in self.settings.items():
+            book = eng.books[v]
+            book.on_gap = lambda _b, v=v: self.request_resync(v)
+            stream = BinanceMarketDataStream(
+                self._md_session, st.binance.ws_url, [self.instruments[v]],
+                lambda ev, v=v: self._on_md(v, ev), self.clock,   # type: ignore[misc]
+                channels=("depth@100ms", "trade"), on_gap=lambda _sym, v=v: self.request_resync(v),  # type: ignore[misc]
+                reconnect_max_s=st.binance.ws_reconnect_max_s)
+            self.streams[v] = stream
+            self._buffers[v] = []      # buffer from the first message on; the snapshot comes next
+            await stream.start()
+            self.request_resync(v)
+
+    def _md_session(self) -> aiohttp.ClientSession:
+        assert self._session is not None
+        return self._session
+
+    async def close(self) -> None:
+        """Close streams, adapters and the session; cancel any task still running."""
+        if self.closed:
+            return
+        self.closed = True
+        for stream in self.streams.values():
+            await stream.close()
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for venue in self.venues.values():
+            await venue.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # ------------------------------------------------------------------ waiting
+    async def wait_for(self, condition: Callable[[], bool]) -> None:
+        """Return once ``condition()`` is true (checked whenever a parent finishes)."""
+        if condition():
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((condition, fut))
+        try:
+            await fut
+        finally:
+            self._waiters = [(c, f) for c, f in self._waiters if f is not fut]
+
+    def check_waiters(self) -> None:
+        """Called by the engine when a parent finishes."""
+        for cond, fut in list(self._waiters):
+            if not fut.done() and cond():
+                fut.set_result(None)
+
+    # ------------------------------------------------------------------ market data
+    def _on_md(self, venue: str, ev: MarketEvent) -> None:
+        if isinstance(ev, BookDeltas):
+            buf = self._buffers.get(venue)
+            if buf is not None:
+                if len(buf) >= self.settings[venue].depth_buffer:
+                    # bounded: drop what we have and start the resync over with fresh diffs
+                    self.stats["buffer_overflows"] += 1
+                    log.warning("market data %s: %d diffs buffered while waiting for a snapshot; dropped, "
+                                "resync starts over", venue, len(buf))
+                    buf.clear()
+                    self._overflowed.add(venue)
+                buf.append(ev)
+                return
+        elif not isinstance(ev, TradeTick):
+            return
+        self.stats["market_events"] += 1
+        self.engine._on_market(ev)
+
+    def request_resync(self, venue: str) -> None:
+        """Buffer ``venue``'s diffs and (re)seed its book from a REST snapshot (idempotent)."""
+        if self.closed:
+            return
+        if self._buffers.get(venue) is None:
+            self._buffers[venue] = []
+        if venue not in self._resyncing:
+            self._resyncing.add(venue)
+            self.stats["resyncs"] += 1
+            self.spawn(self._resync(venue), f"resync:{venue}")
+
+    async def _fetch_snapshot(self, venue: str) -> BookDeltas:
+        st = self.settings[venue]
+        inst = self.instruments[venue]
+        url = f"{st.binance.rest_url}/api/v3/depth"
+        params = {"symbol": inst.venue_symbol, "limit": str(st.depth_snapshot_limit)}
+        async with asyncio.timeout(st.binance.timeout_s):
+            async with self._md_session().get(url, params=params) as resp:
+                if resp.status != 200:
+                    raise VenueError(f"GET /api/v3/depth answered HTTP {resp.status}", venue=venue)
+                data = await resp.json(content_type=None)
+        now = self.clock.now_ns()
+        return parse_depth_snapshot(data, inst, now, now)
+
+    async def _resync(self, venue: str) -> None:
+        book = self.engine.books[venue]
+        attempt = 0
+        try:
+            while not self.closed:
+                if attempt:
+                    await self._sleep(min(0.05 * (1 << min(attempt, 7)), 5.0))
+                attempt += 1
+                self._overflowed.discard(venue)
+                try:
+                    snap = await self._fetch_snapshot(venue)
+                except (TimeoutError, aiohttp.ClientError, VenueError, ValueError, KeyError) as exc:
+                    self.stats["snapshot_failures"] += 1
+                    log.warning("market data %s: depth snapshot failed (%s: %s); retrying", venue,
+                                type(exc).__name__, exc)
+                    continue
+                if venue in self._overflowed:
+                    continue
+                buf = self._buffers.get(venue) or []
+                self._buffers[venue] = None
+                self.stats["snapshots"] += 1
+                self.stats["market_events"] += 1
+                self.engine._on_market(snap)
+                for d in buf:
+                    if book.needs_resync:
+                        break
+                    self.stats["market_events"] += 1
+                    self.engine._on_market(d)
+                if not book.needs_resync:
+                    log.info("market data %s: book seeded from snapshot %d (+%d buffered diffs)", venue,
+                             snap.last_update_id, len(buf))
+                    return
+                log.warning("market data %s: snapshot %d does not join the diff stream; again", venue,
+                            snap.last_update_id)
+                if self._buffers.get(venue) is None:
+                    self._buffers[venue] = []
+        finally:
+            self._resyncing.discard(venue)
+
+    # ------------------------------------------------------------------ commands
+    def submit(self, vc: _VenueChild) -> None:
+        """Send a new order as an owned task (the engine's ``_send_now`` in live mode)."""
+        self.stats["commands"] += 1
+        self.spawn(self._submit(vc), f"submit:{vc.cid}")
+
+    async def _submit(self, vc: _VenueChild) -> None:
+        venue = self.venues[vc.venue]
+        timeout = self.engine.settings.command_timeout_s
+        sent_ns = self.clock.now_ns()
+        try:
+            async with asyncio.timeout(timeout):
+                await venue.submit(vc.order)
+        except TimeoutError:
+            # the adapter's own request timeout did not fire first (e.g. a long limiter wait):
+            # the order may or may not be at the venue; the adapter's resolver finds out
+            self.stats["command_timeouts"] += 1
+            log.warning("%s %s: submit not done after %.1f s; order UNKNOWN until the venue says", vc.venue,
+                        vc.cid, timeout)
+            self.engine._on_send_failed(vc, VenueTimeout(f"submit not done after {timeout} s", venue=vc.venue,
+                                                         client_order_id=vc.cid))
+            venue.resolve_unknown(vc.cid, sent_ns)
+        except VenueError as exc:
+            self.stats["command_errors"] += 1
+            log.warning("%s %s: submit failed: %s", vc.venue, vc.cid, exc)
+            self.engine._on_send_failed(vc, exc)
+
+    def cancel(self, vc: _VenueChild) -> None:
+        """Send a cancel as an owned task."""
+        self.stats["commands"] += 1
+        self.spawn(self._cancel(vc), f"cancel:{vc.cid}")
+
+    async def _cancel(self, vc: _VenueChild) -> None:
+        venue = self.venues[vc.venue]
+        timeout = self.engine.settings.command_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                await venue.cancel(vc.cid)
+        except TimeoutError:
+            self.stats["command_timeouts"] += 1
+            log.warning("%s %s: cancel not done after %.1f s", vc.venue, vc.cid, timeout)
+            self.engine._on_cancel_failed(vc, VenueTimeout(f"cancel not done after {timeout} s", venue=vc.venue,
+                                                           client_order_id=vc.cid))
+        except VenueError as exc:
+            self.stats["command_errors"] += 1
+            log.warning("%s %s: cancel failed: %s", vc.venue, vc.cid, exc)
+            self.engine._on_cancel_failed(vc, exc)
+
+    async def settle(self, timeout_s: float) -> bool:
+        """Wait (at most ``timeout_s``) until no venue order is open and no command task runs.
+        True if everything settled."""
+        om = self.engine.om
+        deadline = self.clock.now_ns() + int(timeout_s * 1e9)
+        while self.clock.now_ns() < deadline:
+            busy = [t for t in self._tasks if t.get_name().startswith(("submit:", "cancel:"))]
+            if not busy and not om.open_orders():
+                return True
+            await self._sleep(0.01)
+        return False
+
+    async def _sleep(self, seconds: float) -> None:
+        await self._sleeper.sleep_until(self.clock.now_ns() + int(seconds * 1e9))
