@@ -291,9 +291,9 @@ class _ParentRun:
     def log_event(self, kind: str, **fields: Any) -> None:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("parent=%s %s %s", self.id, kind, fields)
-        if kind == "algo_finished" and self.engine._live is not None:
-            # an algo may finish on its own timer with no child open: nothing else would end the
-            # parent on live data (a replay ends it at the end of the data at the latest)
+        if kind == "algo_finished":
+            # an algo may finish on its own timer with no child open: no child event would then end
+            # the parent (in a replay it would linger until the data ends, reported as data_ended)
             eng = self.engine
             eng.clock.set_alert(eng.clock.now_ns(), lambda _ts: eng._maybe_finish(self))
 
