@@ -27,6 +27,8 @@ AlertCallback = Callable[[int], None]
 NS_PER_SECOND = 1_000_000_000
 NS_PER_MS = 1_000_000
 NS_PER_US = 1_000
+_AFTER_EVERY_SEQ = 1 << 62
+"""A tie-break number larger than any the clock hands out: ``advance_to`` fires everything due."""
 
 
 class AlertHandle:
@@ -111,23 +113,7 @@ class SimClock:
         """Fire every alert ordered before ``(ts_ns, seq)`` (due earlier, or due at ``ts_ns`` with
         a smaller tie-break number), then set now to ``ts_ns``. Returns the callbacks fired.
         Raises :class:`InvariantError` if ``ts_ns`` is earlier than now."""
-        if ts_ns < self._now:
-            raise InvariantError(f"SimClock cannot go backwards: now={self._now} ns, asked {ts_ns} ns")
-        fired = 0
-        heap = self._heap
-        while heap and (heap[0][0] < ts_ns or (heap[0][0] == ts_ns and heap[0][1] < seq)):
-            due, _, handle, cb = heapq.heappop(heap)
-            if handle.cancelled:
-                continue
-            self._now = due
-            if handle.interval_ns:
-                nxt = due + handle.interval_ns
-                if handle.stop_ns is None or nxt <= handle.stop_ns:
-                    heapq.heappush(heap, (nxt, next(self._seq), handle, cb))
-            cb(due)
-            fired += 1
-        self._now = ts_ns
-        return fired
+        return self._fire_due(ts_ns, seq)
 
     def next_due_ns(self) -> int | None:
         """Due time of the earliest pending alert, or ``None``."""
@@ -141,11 +127,14 @@ class SimClock:
 
         Returns the number of callbacks fired. Raises :class:`InvariantError` if ``ts_ns`` is
         earlier than now."""
+        return self._fire_due(ts_ns, _AFTER_EVERY_SEQ)
+
+    def _fire_due(self, ts_ns: int, seq: int) -> int:
         if ts_ns < self._now:
             raise InvariantError(f"SimClock cannot go backwards: now={self._now} ns, asked {ts_ns} ns")
         fired = 0
         heap = self._heap
-        while heap and heap[0][0] <= ts_ns:
+        while heap and (heap[0][0] < ts_ns or (heap[0][0] == ts_ns and heap[0][1] < seq)):
             due, _, handle, cb = heapq.heappop(heap)
             if handle.cancelled:
                 continue
