@@ -47,6 +47,12 @@ class AlertHandle:
         if self._live_handle is not None:
             self._live_handle.cancel()
 
+    def __lt__(self, other: AlertHandle) -> bool:
+        """Handles never order SimClock alerts: two heap entries with the same (due, tie-break)
+        (a delivery handed back with :meth:`SimClock.set_alert_seq` after its earlier, cancelled
+        entry is still in the heap) compare equal here instead of raising ``TypeError``."""
+        return False
+
 
 class Clock(Protocol):
     """What the core may ask of time."""

@@ -700,6 +700,7 @@ class Engine:
         self._stop_when: Callable[[], bool] | None = None
         self._until_ns: int | None = None
         self._deferred: list[ParentOrder] = []   # live: parents with submit_at, scheduled at start
+        self._scheduled = 0   # parents with a submit_at alert not yet fired: the run is not over
         if s.until is not None:
             if self.is_live:
                 raise ConfigError("until is not supported in live mode", file=config.path, key="engine.until")
@@ -921,7 +922,16 @@ class Engine:
         at = parse_time(p.submit_at, now_ns=self._start_ns, key="submit_at")
         self._validate_parent(p)
         def later(_ts: int) -> None:
-            self.submit(p)
+            self._scheduled -= 1
+            try:
+                self.submit(p)
+            except RiskRejected as exc:   # journaled (risk_refused) by submit; the run goes on
+                log.warning("scheduled parent %s refused at submit_at: %s", p.id, exc)
+                if self._live is not None:
+                    self._live.check_waiters()
+                elif self._should_stop() and self.driver is not None:
+                    self.driver.stop()
+        self._scheduled += 1
         self.clock.set_alert(at, later)
 
     def _validate_parent(self, p: ParentOrder) -> None:
@@ -1372,6 +1382,12 @@ class Engine:
             vc.cancel_retries += 1
             self.clock.set_alert(self.clock.now_ns() + self.settings.cancel_retry_ns,
                                  lambda _ts: self._cancel_venue_child(vc))
+        if (kind is K.ACCEPTED or delta > 0) and vc.group.cancel_wanted and vc.cancel_sent \
+                and not mo.status.is_terminal and mo.status is not OrderStatus.PENDING_CANCEL:
+            # the order reached the venue after every cancel of it was refused as unknown (a slow
+            # order entry can outlast the retries): it is live now, so cancel it now, or it would
+            # rest until the data ends and hold its parent open
+            self._cancel_venue_child(vc)
         self._after_event(vc)
 
     def _after_event(self, vc: _VenueChild) -> None:
@@ -1483,7 +1499,11 @@ class Engine:
     def _should_stop(self) -> bool:
         if self._stop_when is not None:
             return self._stop_when()
-        return all(r.is_terminal for r in self._runs.values())
+        return self._all_terminal()
+
+    def _all_terminal(self) -> bool:
+        """Every parent is terminal and none is still scheduled (a ``submit_at`` not reached yet)."""
+        return self._scheduled == 0 and all(r.is_terminal for r in self._runs.values())
 
     # ------------------------------------------------------------------ running
     def run(self, until_ns: int | None = None, *, stop_when: Callable[[], bool] | None = None) -> list[ParentHandle]:
@@ -1595,7 +1615,7 @@ class Engine:
         interrupted = False
         try:
             await self.start_live()
-            cond = stop_when or (lambda: all(r.is_terminal for r in self._runs.values()))
+            cond = stop_when or self._all_terminal
             await live.wait_for(cond)
         except asyncio.CancelledError:
             interrupted = True

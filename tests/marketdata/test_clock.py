@@ -76,3 +76,18 @@ def test_live_clock_alert_runs_on_loop() -> None:
 
     got = asyncio.run(main())
     assert len(got) >= 2
+
+
+def test_set_alert_seq_may_reuse_a_cancelled_entrys_tie_break() -> None:
+    # the simulation driver hands a feed delivery back with the same (due, seq) after cancelling
+    # its earlier entry (run(until_ns=...) called repeatedly); the heap then holds two entries
+    # with equal keys and used to compare the AlertHandles: TypeError
+    clock = SimClock(start_ns=0)
+    fired: list[str] = []
+    seq = clock.reserve_seq()
+    old = clock.set_alert_seq(100, seq, lambda _ts: fired.append("old"))
+    old.cancel()
+    clock.set_alert_seq(100, seq, lambda _ts: fired.append("new"))
+    clock.set_alert(100, lambda _ts: fired.append("later"))
+    assert clock.advance_to(200) == 2
+    assert fired == ["new", "later"]
