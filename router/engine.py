@@ -921,6 +921,13 @@ class Engine:
             return
         at = parse_time(p.submit_at, now_ns=self._start_ns, key="submit_at")
         self._validate_parent(p)
+        ds = self.dataset
+        if not self.is_live and ds is not None and at > ds.end_ns:
+            late_s = (at - ds.end_ns) / 1e9
+            span_s = (ds.end_ns - self._start_ns) // 1_000_000_000
+            raise ConfigError(f"parent {p.id!r}: submit_at {p.submit_at!r} is {late_s:.1f} s after the data ends",
+                              file=self.config.path, key="submit_at",
+                              allowed=f"a time before the end of the data ({span_s} s after its start)")
         def later(_ts: int) -> None:
             self._scheduled -= 1
             try:

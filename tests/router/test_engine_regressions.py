@@ -103,3 +103,14 @@ def test_order_arriving_after_its_cancel_retries_is_cancelled(tmp_path: Path) ->
         assert h.status == "finished" and h.reason and "end time reached" in h.reason
         assert h.to_dict()["end_ns"] < start + 110 * NS
         assert not engine.om.open_orders()
+
+
+def test_submit_at_after_the_end_of_the_data_is_a_config_error() -> None:
+    """A scheduled parent due after the replay ends would never run: refused up front, naming it."""
+    import pytest
+
+    from marketdata.errors import ConfigError
+
+    text = _TWO_PARENTS.replace('submit_at = "+60s"', 'submit_at = "+20m"')
+    with pytest.raises(ConfigError, match=r"parent 'B': submit_at '\+20m' is .* after the data ends"):
+        Engine.from_toml_text(text)
