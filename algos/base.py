@@ -488,6 +488,18 @@ class ExecutionAlgo:
         if self.status is AlgoStatus.RUNNING:
             self._reconcile(ctx.clock.now_ns())
 
+    def _in_window(self, now_ns: int) -> bool:
+        """Whether a re-plan at ``now_ns`` should act: running and inside [start, end). At or after
+        the end the algo finishes (COMPLETED if nothing remains, else FINISHED with the remainder)."""
+        if self.status is not AlgoStatus.RUNNING:
+            return False
+        if now_ns >= self.params.end_ns:
+            rem = self.remaining_lots()
+            self._finish(AlgoStatus.FINISHED if rem else AlgoStatus.COMPLETED,
+                         f"end time reached with {rem} lots unfilled" if rem else "filled")
+            return False
+        return now_ns >= self.params.start_ns
+
     def _finish(self, status: AlgoStatus, reason: str) -> None:
         self.status = status
         self.finish_reason = reason

@@ -20,7 +20,7 @@ the remainder is reported.
 
 from __future__ import annotations
 
-from algos.base import AlgoStatus, ChildRecord, ExecutionAlgo
+from algos.base import ChildRecord, ExecutionAlgo
 from algos.params import CommonParams
 from marketdata.errors import ConfigError
 from marketdata.model import TradeTick
@@ -87,16 +87,9 @@ class PovAlgo(ExecutionAlgo):
         self._reconcile(self.ctx.clock.now_ns())
 
     def _reconcile(self, now_ns: int) -> None:
-        if self.status is not AlgoStatus.RUNNING:
+        if not self._in_window(now_ns):
             return
         p = self.params
-        if now_ns >= p.end_ns:
-            rem = self.remaining_lots()
-            self._finish(AlgoStatus.FINISHED if rem else AlgoStatus.COMPLETED,
-                         f"end time reached with {rem} lots unfilled" if rem else "filled")
-            return
-        if now_ns < p.start_ns:
-            return
         vol = self.market_volume_ex_own()
         filled = self.filled_lots
         target = int(self.target_rate * vol)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from math import gcd
 
-from algos.base import AlgoStatus, ChildRecord, ExecutionAlgo
+from algos.base import ChildRecord, ExecutionAlgo
 from algos.params import CommonParams
 from marketdata.errors import ConfigError, InvariantError
 from marketdata.model import TradeTick
@@ -198,15 +198,7 @@ class ScheduleAlgo(ExecutionAlgo):
             self._last_take_ns = now_ns
 
     def _reconcile(self, now_ns: int) -> None:
-        if self.status is not AlgoStatus.RUNNING:
-            return
-        p = self.params
-        if now_ns >= p.end_ns:
-            rem = self.remaining_lots()
-            self._finish(AlgoStatus.FINISHED if rem else AlgoStatus.COMPLETED,
-                         f"end time reached with {rem} lots unfilled" if rem else "filled")
-            return
-        if now_ns < p.start_ns:
+        if not self._in_window(now_ns):
             return
         if self.final_sweep and now_ns >= self.sweep_ns:
             self._cancel_open(styles=("post", "mixed"))

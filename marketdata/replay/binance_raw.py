@@ -352,24 +352,8 @@ class BinanceRawReader:
                         pc.clear()
                     if len(qc) > _CACHE_MAX:
                         qc.clear()
-                    bids = []
-                    for p, q in d["b"]:
-                        px = pc.get(p)
-                        if px is None:
-                            px = pc[p] = pp(p)
-                        n = qc.get(q)
-                        if n is None:
-                            n = qc[q] = pq(q)
-                        bids.append((px, n))
-                    asks = []
-                    for p, q in d["a"]:
-                        px = pc.get(p)
-                        if px is None:
-                            px = pc[p] = pp(p)
-                        n = qc.get(q)
-                        if n is None:
-                            n = qc[q] = pq(q)
-                        asks.append((px, n))
+                    bids = _levels(d["b"], pc, qc, pp, pq)
+                    asks = _levels(d["a"], pc, qc, pp, pq)
                     t = d.get("T") if futures else None
                     ts = (t if t is not None else d["E"]) * 1_000_000
                     msg = BookDeltas(vid, inst.symbol, bids, asks, ts, ts_init, False, int(d["U"]),
@@ -512,3 +496,19 @@ def read_binance_raw(sources: Sequence[Source], *, max_malformed_samples: int = 
 
 
 __all__ = ["BinanceRawReader", "read_binance_raw", "read_lines"]
+
+
+def _levels(rows: list[list[str]], pc: dict[str, int], qc: dict[str, int],
+            pp: Callable[[str], int], pq: Callable[[str], int]) -> list[tuple[int, int]]:
+    """Wire ``[[price, qty], ...]`` -> ``[(ticks, lots), ...]``, memoising the string parses
+    (BTC books repeat the same price and size strings constantly)."""
+    out = []
+    for p, q in rows:
+        px = pc.get(p)
+        if px is None:
+            px = pc[p] = pp(p)
+        n = qc.get(q)
+        if n is None:
+            n = qc[q] = pq(q)
+        out.append((px, n))
+    return out
