@@ -179,6 +179,8 @@ class _Ledger:
     """The children not yet done (insertion order), so open-lot sums and cancels scan only them."""
     filled_lots: int = 0
     notional_tick_lots: int = 0
+    open_lots: int = 0
+    """Sum of ``open_lots`` over ``open``, kept up to date by send, fill and done (O(1) reads)."""
 
 
 class ExecutionAlgo:
@@ -229,8 +231,9 @@ class ExecutionAlgo:
         return Decimal(self._ledger.notional_tick_lots) / self._ledger.filled_lots
 
     def open_lots(self) -> int:
-        """Open lots of children not yet done (acknowledged, in flight or unknown)."""
-        return sum(c.open_lots for c in self._ledger.open.values())
+        """Open lots of children not yet done (acknowledged, in flight or unknown). O(1): the
+        ledger keeps the sum as children are sent, filled and done."""
+        return self._ledger.open_lots
 
     def committed_lots(self) -> int:
         """Filled plus open lots: the larger of the ledger's and the engine's figures."""
@@ -312,6 +315,7 @@ class ExecutionAlgo:
         """Send one child after enforcing every invariant; returns its id or ``None``."""
         if self.status is not AlgoStatus.RUNNING:
             return None
+        ctx = self.ctx
         avail = self.available_lots()
         lots = min(lots, avail)
         if lots <= 0:
@@ -331,22 +335,23 @@ class ExecutionAlgo:
         tif = time_in_force or (TimeInForce.IOC if style == "take" else TimeInForce.GTC)
         req = ChildRequest(lots=lots, limit_ticks=limit, style=style, urgency=self.params.urgency,
                            time_in_force=tif, display_lots=display_lots, reason=reason)
-        self._check_request(req)
-        ctx = self.ctx
+        self._check_request(req, avail)   # nothing changed the ledger or the engine since avail
         child_id = ctx.send_child(req)
         rec = ChildRecord(child_id, req, ctx.clock.now_ns())
-        self._ledger.children[child_id] = rec
-        self._ledger.open[child_id] = rec
+        ledger = self._ledger
+        ledger.children[child_id] = rec
+        ledger.open[child_id] = rec
+        ledger.open_lots += lots
         log.debug("%s parent=%s child=%s %s %d lots @ %s (%s)", self.name, ctx.parent_id, child_id,
                   style, lots, limit, reason)
         ctx.log_event("algo_child", algo=self.name, child_id=child_id, lots=lots, limit_ticks=limit,
                       style=style, reason=reason, display_lots=display_lots)
         return child_id
 
-    def _check_request(self, req: ChildRequest) -> None:
-        if req.lots > self.available_lots():
-            raise InvariantError(f"{self.name}: child of {req.lots} lots exceeds available "
-                                 f"{self.available_lots()}")
+    def _check_request(self, req: ChildRequest, available: int | None = None) -> None:
+        avail = self.available_lots() if available is None else available
+        if req.lots > avail:
+            raise InvariantError(f"{self.name}: child of {req.lots} lots exceeds available {avail}")
         if self.limit_ticks is not None and (
                 req.limit_ticks is None or not self.better_or_equal(req.limit_ticks, self.limit_ticks)):
             raise InvariantError(f"{self.name}: child limit {req.limit_ticks} worse than parent "
@@ -411,7 +416,9 @@ class ExecutionAlgo:
             raise InvariantError(f"{self.name}: fill for unknown child {child_id}")
         if lots <= 0:
             raise InvariantError(f"{self.name}: fill of {lots} lots on {child_id}")
+        before = rec.open_lots
         rec.filled_lots += lots
+        self._ledger.open_lots -= before - rec.open_lots
         if rec.filled_lots > rec.request.lots:
             raise InvariantError(f"{self.name}: child {child_id} overfilled "
                                  f"({rec.filled_lots} > {rec.request.lots})")
@@ -432,6 +439,7 @@ class ExecutionAlgo:
             raise InvariantError(f"{self.name}: done for unknown child {child_id}")
         if rec.done:
             return
+        self._ledger.open_lots -= rec.open_lots
         rec.done = True
         rec.status = status
         self._ledger.open.pop(child_id, None)

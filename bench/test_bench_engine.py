@@ -14,7 +14,8 @@ are decoded once per session and replayed from memory, so parsing is not measure
   the run continues to the end of the data after the parent completes
 * ``engine_vwap_probe`` the same with the tick-to-child probe on (``time.perf_counter_ns``): for every
   child order leaving the rate limiter inside a market-event or algo-timer callback, the wall time
-  from the start of that callback
+  from the start of that callback to the order leaving the limiter (before ``Venue.submit``), split
+  into the ``Router.route`` share and the rest, and by trigger (market event / algo timer)
 
 * ``route_cold_warm`` POV run: each ``Router.route`` the engine makes is timed as made (cold: the
   replay ran in between), then the same request is routed 5 more times at once (warm, as in the
@@ -54,6 +55,7 @@ ROUNDS = 3
 RESULTS: dict[str, float] = {}
 EVENTS: dict[str, int] = {}
 LATENCY: dict[str, list[int]] = {}
+SPLIT: dict[str, list[tuple[int, int, str]]] = {}   # per child: (total ns, route ns, trigger)
 INTERLEAVED: dict[str, list[float]] = {}
 INTERLEAVED_EVENTS: list[int] = []
 
@@ -179,6 +181,7 @@ def test_engine_vwap_probe(benchmark: Any, data: _MemoryDataset) -> None:
 
     benchmark.pedantic(run, setup=setup, rounds=ROUNDS, warmup_rounds=1)
     LATENCY["vwap"] = [x for e in done for x in e.stats.tick_to_child_ns]
+    SPLIT["vwap"] = _split(done)
     _record("engine_vwap_probe", benchmark, done[-1].stats.market_events)
 
 
@@ -195,7 +198,19 @@ def test_engine_pov_probe(benchmark: Any, data: _MemoryDataset) -> None:
 
     benchmark.pedantic(run, setup=setup, rounds=ROUNDS, warmup_rounds=1)
     LATENCY["pov"] = [x for e in done for x in e.stats.tick_to_child_ns]
+    SPLIT["pov"] = _split(done)
     _record("engine_pov_probe", benchmark, done[-1].stats.market_events)
+
+
+def _split(done: list[Engine]) -> list[tuple[int, int, str]]:
+    return [x for e in done for x in zip(e.stats.tick_to_child_ns, e.stats.tick_to_child_route_ns,
+                                         e.stats.tick_to_child_trigger, strict=True)]
+
+
+def _q(xs: list[int]) -> str:
+    xs = sorted(xs)
+    p99 = xs[min(len(xs) - 1, int(len(xs) * 0.99))]
+    return f"n={len(xs)} median {statistics.median(xs) / 1e3:.1f} us, p99 {p99 / 1e3:.1f} us, max {xs[-1] / 1e3:.1f} us"
 
 
 def test_route_cold_warm(benchmark: Any, data: _MemoryDataset, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -278,3 +293,13 @@ def teardown_module() -> None:
         label = name if name.startswith("route") else f"tick-to-child ({name})"
         print(f"{label}: n={len(xs)} median {statistics.median(xs) / 1e3:.1f} us, "
               f"p99 {p99 / 1e3:.1f} us, max {xs[-1] / 1e3:.1f} us")
+    for name, rows in SPLIT.items():
+        # the same children split: the Router.route share (every route of the callback up to the
+        # child) and everything else (algo, engine checks, risk, order manager, rate limiter)
+        for trig in ("all", "market", "timer"):
+            sel = [r for r in rows if trig == "all" or r[2] == trig]
+            if not sel:
+                continue
+            print(f"  {name} [{trig}] total {_q([t for t, _, _ in sel])}")
+            print(f"  {name} [{trig}] route {_q([r for _, r, _ in sel])}")
+            print(f"  {name} [{trig}] rest  {_q([t - r for t, r, _ in sel])}")

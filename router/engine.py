@@ -245,6 +245,7 @@ class _ParentRun:
         self.forced_reason: str | None = None
         self.forced_status: str | None = None
         self.acct: tuple[int, ParentAccounting] | None = None
+        self._lots_of: tuple[Decimal, int] | None = None   # (quantity, its common lots): amend changes it
 
     # ------------------------------------------------------------------ what the algo context reads
     @property
@@ -261,7 +262,13 @@ class _ParentRun:
 
     @property
     def parent_lots(self) -> int:
-        return self.engine._to_common_lots(self.quantity)
+        q = self.quantity
+        memo = self._lots_of
+        if memo is not None and memo[0] is q:
+            return memo[1]
+        lots = self.engine._to_common_lots(q)
+        self._lots_of = (q, lots)
+        return lots
 
     @property
     def tick_size(self) -> Decimal:
@@ -358,10 +365,13 @@ class _Ctx:
         return self._run.filled_lots
 
     def working_lots(self) -> int:
-        return self._run.working_lots()
+        run = self._run
+        return run.engine._accounting(run).working
 
     def inflight_or_unknown_lots(self) -> int:
-        return self._run.inflight_or_unknown_lots()
+        run = self._run
+        acc = run.engine._accounting(run)
+        return acc.in_flight + acc.unknown
 
     def supports_native_iceberg(self) -> bool:
         return False
@@ -387,6 +397,8 @@ class _ProbeClock:
         def fire(ts: int) -> None:
             probe = engine._probe
             engine._tick_t0 = probe() if probe is not None else 0
+            engine._tick_route_ns = 0
+            engine._tick_trigger = "timer"
             try:
                 callback(ts)
             finally:
@@ -530,6 +542,11 @@ class RunStats:
     sim_end_ns: int = 0
     data_ended: bool = False
     tick_to_child_ns: list[int] = field(default_factory=list)
+    tick_to_child_route_ns: list[int] = field(default_factory=list)
+    """For each ``tick_to_child_ns`` entry: the part of it spent in ``Router.route`` (every route
+    made in the same callback up to that child)."""
+    tick_to_child_trigger: list[str] = field(default_factory=list)
+    """For each ``tick_to_child_ns`` entry: ``market`` (a market event) or ``timer`` (an algo alert)."""
 
 
 # ============================================================================ the engine
@@ -601,6 +618,8 @@ class Engine:
             self.clock = sim_clock = SimClock(start_ns)
         self._probe = tick_probe
         self._tick_t0 = 0
+        self._tick_route_ns = 0          # probe on: Router.route time inside the current callback
+        self._tick_trigger = "market"
         self._algo_clock: Clock = _ProbeClock(self) if tick_probe is not None else self.clock
         self.books = {v: L2Book(v, self.symbol, sequence_rule=(
             "contiguous" if dataset is None else dataset.sequence_rule(v))) for v in insts}
@@ -628,6 +647,8 @@ class Engine:
         self.journal: Journal | None = Journal(jpath, synchronous=s.journal_sync) if jpath else None
         self.run_id = f"r{s.seed}"
         self.om = OrderManager(self.clock, list(insts.values()), journal=self.journal, run_id=self.run_id)
+        for v in insts:   # the manager's lot factors, computed now rather than in the first child's path
+            self.om.to_parent_units(v, self.symbol, 1)
         self.venues: dict[str, SimulatedVenue] = {}
         self.limiters: dict[str, RateLimiter] = {}
         self._send_queues: dict[str, deque[_VenueChild]] = {}
@@ -867,6 +888,8 @@ class Engine:
         probe = self._probe
         if probe is not None:
             self._tick_t0 = probe()
+            self._tick_route_ns = 0
+            self._tick_trigger = "market"
         if t is BookDeltas:
             _apply_depth(self.books[ev.venue], ev)  # type: ignore[arg-type]
             if ev.venue != self._ref_venue:
@@ -1020,7 +1043,8 @@ class Engine:
         run.arrival_price = (self.grid.tick_size * Decimal(repr(cmid)) if cmid is not None else self.mid_price())
         run.start_ns = now
         run.status = "working"
-        self._journal("parent_submitted", self._parent_payload(run), parent_id=run.id)
+        if self.journal is not None:
+            self._journal("parent_submitted", self._parent_payload(run), parent_id=run.id)
         self._active.append(run)
         try:
             algo.on_start(_Ctx(run))
@@ -1143,6 +1167,8 @@ class Engine:
             self._defer_done(g, risk_checked=False)
             return gid
         request = RouteRequest(self.symbol, side, qty, limit_price, req.style, req.urgency, run.id)
+        probe = self._probe
+        t_route = probe() if probe is not None else 0
         decision = self.router.route(request)
         if decision.residual_lots and self._fine_router is not None:
             # the venues with the coarse lots could not take the odd part: try the whole child on
@@ -1150,6 +1176,8 @@ class Engine:
             alt = self._fine_router.route(request)
             if alt.residual_lots < decision.residual_lots:
                 decision = alt
+        if probe is not None:
+            self._tick_route_ns += probe() - t_route
         g.decision_id = decision.decision_id
         if self.journal is not None:   # to_dict() is costly (~0.8 ms): only when it is written
             self._journal("routing_decision", decision.to_dict(), parent_id=run.id)
@@ -1234,8 +1262,10 @@ class Engine:
         if lim is None:
             self._send_now(vc)
             return
-        queue = self._send_queues.setdefault(vc.venue, deque())
-        if queue:
+        queue = self._send_queues.get(vc.venue)
+        if queue is None:
+            queue = self._send_queues[vc.venue] = deque()
+        elif queue:
             queue.append(vc)
             return
         wait = lim.try_acquire("new_order", self.clock.now_ns())
@@ -1268,7 +1298,10 @@ class Engine:
             return
         probe = self._probe
         if probe is not None and self._tick_t0:
-            self.stats.tick_to_child_ns.append(probe() - self._tick_t0)
+            st = self.stats
+            st.tick_to_child_ns.append(probe() - self._tick_t0)
+            st.tick_to_child_route_ns.append(self._tick_route_ns)
+            st.tick_to_child_trigger.append(self._tick_trigger)
         vc.sent = True
         vc.sent_ns = self.clock.now_ns()
         live = self._live

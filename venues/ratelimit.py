@@ -308,19 +308,33 @@ class _Bucket:
         self.wait_cache: tuple[int, int, int, int] = (-1, 0, 0, 0)
 
     def advance(self, slot: int) -> None:
+        """Make ``slot`` (> head) the head: the slots that leave the window are subtracted from
+        the total, the new slots zeroed. Slices, not a Python loop per slot (a gap of a few
+        seconds is tens of slots; the first use of a bucket is the whole ring)."""
         ring, n, rl = self.ring, self.nslots, self.ringlen
-        if slot - self.head >= rl:
-            for i in range(rl):
-                ring[i] = 0
+        head = self.head
+        gap = slot - head
+        if gap >= rl:
+            ring[:] = [0] * rl
             self.dropped += self.total
             self.total = 0
         else:
-            total = self.total
-            for k in range(self.head + 1, slot + 1):
-                total -= ring[(k - n - 1) % rl]
-                ring[k % rl] = 0
-            self.dropped += self.total - total
-            self.total = total
+            # leaving the window: slots head - n .. slot - n - 1; those after head were never
+            # charged (nothing is charged beyond the head), so only head - n .. min(., head) count
+            hi = min(slot - n - 1, head)
+            if hi >= head - n:
+                i = (head - n) % rl
+                j = i + hi - (head - n) + 1
+                left = sum(ring[i:j]) if j <= rl else sum(ring[i:]) + sum(ring[:j - rl])
+                self.total -= left
+                self.dropped += left
+            i = (head + 1) % rl
+            j = i + gap
+            if j <= rl:
+                ring[i:j] = [0] * gap
+            else:
+                ring[i:] = [0] * (rl - i)
+                ring[:j - rl] = [0] * (j - rl)
         self.head = slot
         self.head_idx = slot % rl
         self.slot_start = slot * self.slot_ns

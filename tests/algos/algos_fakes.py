@@ -86,6 +86,7 @@ class FakeContext:
 
     # ---------------------------------------------------------------- commands
     def send_child(self, request: ChildRequest) -> str:
+        self.check_ledger()
         committed = self.filled_lots() + self.working_lots() + self.inflight_or_unknown_lots()
         if request.lots > self.parent_lots - committed:
             self.violations.append(f"child {request.lots} > remainder {self.parent_lots - committed}")
@@ -105,6 +106,16 @@ class FakeContext:
         ack_at = self.clock.now_ns() + self.latency_ns + self.unknown_ns
         self.clock.set_alert(ack_at, lambda ts, c=child: self._ack(c))
         return cid
+
+    def check_ledger(self) -> None:
+        """The algo's running open-lot sum equals a scan of its ledger and the fake's own view."""
+        algo = self.algo
+        if algo is None:
+            return
+        scan = sum(c.open_lots for c in algo.children.values())
+        mine = sum(c.open for c in self.children.values())
+        if not algo.open_lots() == scan == mine:
+            self.violations.append(f"open lots: running {algo.open_lots()}, ledger scan {scan}, fake {mine}")
 
     def cancel_child(self, child_id: str) -> None:
         child = self.children[child_id]

@@ -247,3 +247,64 @@ def test_presets_construct_and_overrides() -> None:
         RateLimiter(clock, {"B": (1, 1)}, {"a": {"C": 1}}, cancel_types=())
     with pytest.raises(ConfigError, match="usable capacity"):
         RateLimiter(clock, {"B": (10, 1)}, {"a": {"B": 10}}, cancel_types=())
+
+
+def _advance_reference(b: object, slot: int) -> None:
+    """The per-slot loop the sliced ``_Bucket.advance`` replaced (kept as the oracle)."""
+    ring, n, rl = b.ring, b.nslots, b.ringlen  # type: ignore[attr-defined]
+    if slot - b.head >= rl:  # type: ignore[attr-defined]
+        for i in range(rl):
+            ring[i] = 0
+        b.dropped += b.total  # type: ignore[attr-defined]
+        b.total = 0  # type: ignore[attr-defined]
+    else:
+        total = b.total  # type: ignore[attr-defined]
+        for k in range(b.head + 1, slot + 1):  # type: ignore[attr-defined]
+            total -= ring[(k - n - 1) % rl]
+            ring[k % rl] = 0
+        b.dropped += b.total - total  # type: ignore[attr-defined]
+        b.total = total  # type: ignore[attr-defined]
+    b.head = slot  # type: ignore[attr-defined]
+    b.head_idx = slot % rl  # type: ignore[attr-defined]
+    b.slot_start = slot * b.slot_ns  # type: ignore[attr-defined]
+    b.slot_end = b.slot_start + b.slot_ns  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sliced_advance_matches_the_per_slot_loop(seed: int) -> None:
+    """Seeded random grants, reservations and time jumps (within a slot, a few slots, more than
+    a window, more than the ring): the limiter with the sliced ``advance`` and one with the
+    reference loop grant the same requests at the same times and keep identical rings."""
+    from venues import ratelimit as rl_mod
+    rng = random.Random(seed)
+    buckets = {"A": (7, 1), "B": (20, 10), "C": (50, 60)}
+    types = {"new_order": {"A": 1, "B": 2, "C": 1}, "cancel": {"A": 1, "C": 1}}
+    clock_a, clock_b = SimClock(0), SimClock(0)
+    fast = RateLimiter(clock_a, buckets, types, slots_per_window=10)
+    slow = RateLimiter(clock_b, buckets, types, slots_per_window=10)
+    orig = rl_mod._Bucket.advance
+    now = 0
+    for _ in range(3000):
+        now += rng.choice([0, 1, 37 * NS_PER_MS, 120 * NS_PER_MS, NS_PER_SECOND, 7 * NS_PER_SECOND,
+                           65 * NS_PER_SECOND, 400 * NS_PER_SECOND])
+        clock_a.advance_to(now)
+        clock_b.advance_to(now)
+        rt = "cancel" if rng.random() < 0.3 else "new_order"
+        if rng.random() < 0.1:
+            got_a = fast.acquire_at(rt)
+            rl_mod._Bucket.advance = _advance_reference  # type: ignore[assignment]
+            try:
+                got_b = slow.acquire_at(rt)
+            finally:
+                rl_mod._Bucket.advance = orig  # type: ignore[method-assign]
+        else:
+            got_a = fast.try_acquire(rt, now)
+            rl_mod._Bucket.advance = _advance_reference  # type: ignore[assignment]
+            try:
+                got_b = slow.try_acquire(rt, now)
+            finally:
+                rl_mod._Bucket.advance = orig  # type: ignore[method-assign]
+        assert got_a == got_b
+        for name in buckets:
+            ba, bb = fast._buckets[name], slow._buckets[name]
+            assert (ba.head, ba.total, ba.dropped, ba.ring) == (bb.head, bb.total, bb.dropped, bb.ring)
