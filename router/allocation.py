@@ -42,7 +42,9 @@ NO_LIMIT = -1
 _UNBOUNDED = 1 << 120
 _CHUNKS = {1: 8, 8: 64}  # levels asked of a live book next, after having asked for this many; then all
 _NO_LEVELS: list[tuple[int, int]] = []
-_ZERO_STATE: tuple[int, int, int, list[tuple[int, int]], int, int, int, int, int] = (0, 0, 0, _NO_LEVELS, 1, 0, 0, 0, 0)
+_State = tuple[int, int, int, list[tuple[int, int]], int, int, int, int, int]
+_Consts = tuple[int, int, float, int, float, int, int, int, int, int]
+_ZERO_STATE: _State = (0, 0, 0, _NO_LEVELS, 1, 0, 0, 0, 0)
 
 
 @dataclass(slots=True)
@@ -89,23 +91,85 @@ class SweepResult:
     ticks of the worst level taken, ``None`` if nothing), ``notional`` (venue tick-lots),
     ``costs`` (common lots x key), ``levels`` touched and ``stops`` (why the venue stopped, or
     ``None``); totals ``filled_common_lots``, ``remaining_common_lots`` and ``cost``. Plain lists
-    rather than one object per venue: building five small objects cost as much as the sweep."""
+    rather than one object per venue: building five small objects cost as much as the sweep.
+    The kernel hands over its per-venue state and the lists are built on first read (a caller
+    that reads only ``lots`` and ``worst`` does not pay for ``costs`` and ``levels``)."""
 
-    __slots__ = ("cost", "costs", "filled_common_lots", "levels", "lots", "notional", "remaining_common_lots",
-                 "stops", "worst")
+    __slots__ = ("_buy", "_cost", "_costs", "_levels", "_lots", "_notional", "_vp", "_vs", "_worst",
+                 "filled_common_lots", "remaining_common_lots", "stops")
+    _buy: bool  # the kernel's state, set by _from_state (the lists are then built from it)
+    _vp: list[_Consts | None]
+    _vs: list[_State]
 
     def __init__(self, lots: list[int], worst: list[int | None], notional: list[int], costs: list[int],
                  levels: list[int], stops: list[str | None], filled_common_lots: int,
                  remaining_common_lots: int, cost: int) -> None:
-        self.lots = lots
-        self.worst = worst
-        self.notional = notional
-        self.costs = costs
-        self.levels = levels
+        self._lots: list[int] | None = lots
+        self._worst: list[int | None] | None = worst
+        self._notional: list[int] | None = notional
+        self._costs: list[int] | None = costs
+        self._levels: list[int] | None = levels
+        self._cost: int | None = cost
         self.stops = stops
         self.filled_common_lots = filled_common_lots
         self.remaining_common_lots = remaining_common_lots
-        self.cost = cost
+
+    @classmethod
+    def _from_state(cls, buy: bool, vp: list[_Consts | None], vs: list[_State], stops: list[str | None],
+                    filled_common_lots: int, remaining_common_lots: int) -> SweepResult:
+        r = cls.__new__(cls)
+        r._buy = buy
+        r._vp = vp
+        r._vs = vs
+        r._lots = r._worst = r._notional = r._costs = r._levels = r._cost = None
+        r.stops = stops
+        r.filled_common_lots = filled_common_lots
+        r.remaining_common_lots = remaining_common_lots
+        return r
+
+    @property
+    def lots(self) -> list[int]:
+        x = self._lots
+        if x is None:
+            x = self._lots = [v[5] for v in self._vs]
+        return x
+
+    @property
+    def worst(self) -> list[int | None]:
+        x = self._worst
+        if x is None:
+            buy = self._buy
+            x = self._worst = [(v[8] if buy else -v[8]) if v[5] else None for v in self._vs]
+        return x
+
+    @property
+    def notional(self) -> list[int]:
+        x = self._notional
+        if x is None:
+            x = self._notional = [v[6] for v in self._vs] if self._buy else [-v[6] for v in self._vs]
+        return x
+
+    @property
+    def costs(self) -> list[int]:
+        # sum over takes of common lots x (key - priority) = lot_factor x price_factor x key_mult x signed notional
+        x = self._costs
+        if x is None:
+            x = self._costs = [0 if c is None else c[0] * c[5] * v[6] for c, v in zip(self._vp, self._vs, strict=True)]
+        return x
+
+    @property
+    def levels(self) -> list[int]:
+        x = self._levels
+        if x is None:
+            x = self._levels = [v[7] for v in self._vs]
+        return x
+
+    @property
+    def cost(self) -> int:
+        x = self._cost
+        if x is None:
+            x = self._cost = sum(self.costs)
+        return x
 
     @property
     def takes(self) -> list[VenueTake]:
@@ -158,8 +222,8 @@ def sweep_levels(side: Side, heads: list[tuple[int, int] | None], rests: list[It
     # haircut exponent factor, price_factor x key_mult, signed limit, cost_mult, cap, budget), and the
     # state vs[i] = (current signed price, its lots, index in chunk, chunk of book levels read so far,
     # levels asked of the book for it (-1: all), lots taken, signed notional, levels used, worst price)
-    vp: list[tuple[int, int, float, int, float, int, int, int, int, int] | None] = [None] * n
-    vs: list[tuple[int, int, int, list[tuple[int, int]], int, int, int, int, int]] = [_ZERO_STATE] * n
+    vp: list[_Consts | None] = [None] * n
+    vs: list[_State] = [_ZERO_STATE] * n
     heap: list[tuple[int, int]] = []
     lim = limit_common_ticks
     its = rests
@@ -305,15 +369,7 @@ def sweep_levels(side: Side, heads: list[tuple[int, int] | None], rests: list[It
         vs[i] = (q, lots, k, lv, f, tk, nt, nl, wq)
         if filled:
             break
-    taken = [v[5] for v in vs]
-    notional = [v[6] for v in vs]
-    # sum over takes of common lots x (key - priority) = lot_factor x price_factor x key_mult x signed notional
-    costs = [0 if c is None else c[0] * c[5] * v[6] for c, v in zip(vp, vs, strict=True)]
-    worst_px: list[int | None] = [(v[8] if buy else -v[8]) if v[5] else None for v in vs]
-    if not buy:
-        notional = [-v for v in notional]
-    return SweepResult(taken, worst_px, notional, costs, [v[7] for v in vs], stops, want_common_lots - remaining,
-                       remaining, sum(costs))
+    return SweepResult._from_state(buy, vp, vs, stops, want_common_lots - remaining, remaining)
 
 
 def naive_sweep(side: Side, ladders: list[Ladder], want_common_lots: int,

@@ -60,6 +60,9 @@ _PRIORITY_STEP = 1 << 96  # larger than any key: fastest's venue rank dominates 
 NS_PER_S = 1_000_000_000
 _MEMO_MAX = 4096
 _exp = math.exp
+_LIMIT = OrderType.LIMIT
+_CLOSED, _HALF_OPEN, _OPEN = BreakerState.CLOSED.value, BreakerState.HALF_OPEN.value, BreakerState.OPEN.value
+_IOC = TimeInForce.IOC
 _sqrt = math.sqrt
 
 
@@ -118,24 +121,96 @@ class RouteRequest:
                 "style": self.style, "urgency": _num(self.urgency), "parent_id": self.parent_id}
 
 
-@dataclass(frozen=True, slots=True)
 class Allocation:
     """One child order: ``lots`` of the venue's lot, ``price_ticks`` of its tick (the IOC limit =
-    worst level taken, or the posting price). ``quantity``/``price`` are the same as Decimals."""
+    worst level taken, or the posting price). ``quantity``/``price`` are the same as Decimals.
 
-    venue: str
-    lots: int
-    price_ticks: int | None
-    style: Literal["take", "post"]
-    order_type: OrderType
-    time_in_force: TimeInForce
-    quantity: Decimal
-    price: Decimal | None
+    Immutable (read-only properties). The router passes the venue's ``instrument`` instead of the
+    Decimals, which are then computed on first read (the engine only reads lots and ticks)."""
+
+    __slots__ = ("_inst", "_lots", "_order_type", "_price", "_price_ticks", "_quantity", "_style", "_tif",
+                 "_venue")
+
+    def __init__(self, venue: str, lots: int, price_ticks: int | None, style: Literal["take", "post"],
+                 order_type: OrderType, time_in_force: TimeInForce, quantity: Decimal | None = None,
+                 price: Decimal | None = None, *, instrument: Instrument | None = None) -> None:
+        if instrument is None and (quantity is None or (price is None and price_ticks is not None)):
+            raise TypeError("Allocation needs quantity and price, or the instrument to derive them")
+        self._venue = venue
+        self._lots = lots
+        self._price_ticks = price_ticks
+        self._style = style
+        self._order_type = order_type
+        self._tif = time_in_force
+        self._quantity = quantity
+        self._price = price
+        self._inst = instrument
+
+    @property
+    def venue(self) -> str:
+        return self._venue
+
+    @property
+    def lots(self) -> int:
+        return self._lots
+
+    @property
+    def price_ticks(self) -> int | None:
+        return self._price_ticks
+
+    @property
+    def style(self) -> Literal["take", "post"]:
+        return self._style
+
+    @property
+    def order_type(self) -> OrderType:
+        return self._order_type
+
+    @property
+    def time_in_force(self) -> TimeInForce:
+        return self._tif
+
+    @property
+    def quantity(self) -> Decimal:
+        q = self._quantity
+        if q is None:
+            assert self._inst is not None
+            q = self._quantity = self._inst.lots_to_qty(self._lots)
+        return q
+
+    @property
+    def price(self) -> Decimal | None:
+        p = self._price
+        if p is None and self._price_ticks is not None:
+            assert self._inst is not None
+            p = self._price = self._inst.ticks_to_price(self._price_ticks)
+        return p
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self._venue, self._lots, self._price_ticks, self._style, self._order_type, self._tif,
+                self.quantity, self.price)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Allocation)
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return ("Allocation(venue={!r}, lots={!r}, price_ticks={!r}, style={!r}, order_type={!r}, "
+                "time_in_force={!r}, quantity={!r}, price={!r})".format(*self._fields()))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Allocation, self._fields())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"venue": self.venue, "quantity": str(self.quantity),
-                "price": None if self.price is None else str(self.price), "style": self.style,
-                "order_type": self.order_type.value, "time_in_force": self.time_in_force.value}
+        price = self.price
+        return {"venue": self._venue, "quantity": str(self.quantity),
+                "price": None if price is None else str(price), "style": self._style,
+                "order_type": self._order_type.value, "time_in_force": self._tif.value}
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,24 +226,126 @@ class VenueScore:
         return {"venue": self.venue, "factors": _jsonable(self.factors), "excluded_reason": self.excluded_reason}
 
 
-@dataclass(frozen=True, slots=True)
-class RoutingDecision:
-    """The explained result of :meth:`Router.route`. ``residual_lots`` are common-grid lots."""
+_Explain = list[Any]
+"""Explanation parts: strings, or ``(router, filled, want, venues, strategy)`` of the take summary
+(formatted when read)."""
+_ZERO = Decimal(0)
 
-    decision_id: str
-    ts_ns: int
-    request: RouteRequest
-    strategy: str
-    venues: list[VenueScore]
-    allocations: list[Allocation]
-    residual_lots: int
-    residual_reason: str | None
-    residual_quantity: Decimal = Decimal(0)
-    explanation: str = ""
+
+class RoutingDecision:
+    """The explained result of :meth:`Router.route`. ``residual_lots`` are common-grid lots.
+
+    Immutable (read-only properties). When the router builds it, ``decision_id``, ``venues``
+    (the :class:`VenueScore` s), ``residual_quantity`` and ``explanation`` are assembled on first
+    read from what the decision captured; they are the same whenever they are read."""
+
+    __slots__ = ("_allocations", "_evals", "_explain", "_id", "_id_n", "_policy", "_reason", "_ref",
+                 "_request", "_residual", "_residual_qty", "_router", "_strategy", "_ts", "_venues")
+    # set only by _captured (the lazy fields are then built from them)
+    _router: Router
+    _id_n: int
+    _policy: RoutingPolicy
+    _evals: list[_Eval]
+    _ref: int | None
+
+    def __init__(self, decision_id: str, ts_ns: int, request: RouteRequest, strategy: str,
+                 venues: list[VenueScore], allocations: list[Allocation], residual_lots: int,
+                 residual_reason: str | None, residual_quantity: Decimal = Decimal(0),
+                 explanation: str = "") -> None:
+        self._id: str | None = decision_id
+        self._ts = ts_ns
+        self._request = request
+        self._strategy = strategy
+        self._venues: list[VenueScore] | None = venues
+        self._allocations = allocations
+        self._residual = residual_lots
+        self._reason = residual_reason
+        self._residual_qty: Decimal | None = residual_quantity
+        self._explain: _Explain | str = explanation
+
+    @classmethod
+    def _captured(cls, router: Router, n: int, ts_ns: int, request: RouteRequest, evals: list[_Eval],
+                  allocations: list[Allocation], residual_lots: int, residual_reason: str | None,
+                  explain: _Explain, ref: int | None) -> RoutingDecision:
+        d = cls.__new__(cls)
+        d._router = router
+        d._id = None
+        d._id_n = n
+        d._ts = ts_ns
+        d._request = request
+        policy = d._policy = router.policy
+        d._strategy = policy.strategy
+        d._venues = None
+        d._evals = evals
+        d._allocations = allocations
+        d._residual = residual_lots
+        d._reason = residual_reason
+        d._residual_qty = None if residual_lots else _ZERO
+        d._explain = explain
+        d._ref = ref
+        return d
+
+    @property
+    def decision_id(self) -> str:
+        i = self._id
+        if i is None:
+            i = self._id = f"{self._router.decision_prefix}{self._id_n:06d}"
+        return i
+
+    @property
+    def ts_ns(self) -> int:
+        return self._ts
+
+    @property
+    def request(self) -> RouteRequest:
+        return self._request
+
+    @property
+    def strategy(self) -> str:
+        return self._strategy
+
+    @property
+    def venues(self) -> list[VenueScore]:
+        v = self._venues
+        if v is None:
+            ctx = _Ctx(self._policy, self._router.grid, self._request.side, tuple(self._allocations), self._ref)
+            v = []
+            for e in self._evals:
+                e.ctx = ctx
+                v.append(VenueScore(e.name, _Factors(e), e.excluded))
+            self._venues = v
+            self._evals = []
+        return v
+
+    @property
+    def allocations(self) -> list[Allocation]:
+        return self._allocations
+
+    @property
+    def residual_lots(self) -> int:
+        return self._residual
+
+    @property
+    def residual_reason(self) -> str | None:
+        return self._reason
+
+    @property
+    def residual_quantity(self) -> Decimal:
+        q = self._residual_qty
+        if q is None:
+            q = self._residual_qty = self._router.grid.quantity(self._residual)
+        return q
+
+    @property
+    def explanation(self) -> str:
+        x = self._explain
+        if not isinstance(x, str):
+            x = self._explain = "; ".join(p if isinstance(p, str) else _take_summary(*p) for p in x)
+        return x
 
     @property
     def allocated_quantity(self) -> Decimal:
-        return sum((a.quantity for a in self.allocations), Decimal(0))
+        return sum((a.quantity for a in self._allocations), Decimal(0))
 
     def score(self, venue: str) -> VenueScore:
         for v in self.venues:
@@ -176,17 +353,44 @@ class RoutingDecision:
                 return v
         raise KeyError(venue)
 
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.decision_id, self._ts, self._request, self._strategy, self.venues, self._allocations,
+                self._residual, self._reason, self.residual_quantity, self.explanation)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, RoutingDecision)
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # holds lists, like the frozen dataclass it replaces
+
+    def __repr__(self) -> str:
+        return ("RoutingDecision(decision_id={!r}, ts_ns={!r}, request={!r}, strategy={!r}, venues={!r}, "
+                "allocations={!r}, residual_lots={!r}, residual_reason={!r}, residual_quantity={!r}, "
+                "explanation={!r})".format(*self._fields()))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # copies and pickles hold the assembled values (not the router)
+        return (RoutingDecision, self._fields())
+
     def to_dict(self) -> dict[str, Any]:
         """The journal's ``routing_decision`` payload (docs/contracts.md); numbers as decimal strings."""
+        request = self._request
         return {
-            "decision_id": self.decision_id, "parent_id": self.request.parent_id,
-            "ts_ns": self.ts_ns, "request": self.request.to_dict(), "strategy": self.strategy,
+            "decision_id": self.decision_id, "parent_id": request.parent_id,
+            "ts_ns": self._ts, "request": request.to_dict(), "strategy": self._strategy,
             "venues": [v.to_dict() for v in self.venues],
-            "allocations": [a.to_dict() for a in self.allocations],
-            "residual": None if not self.residual_lots else {
-                "quantity": str(self.residual_quantity), "reason": self.residual_reason},
+            "allocations": [a.to_dict() for a in self._allocations],
+            "residual": None if not self._residual else {
+                "quantity": str(self.residual_quantity), "reason": self._reason},
             "explanation": self.explanation,
         }
+
+
+def _take_summary(router: Router, filled: int, want: int, venues: int, strategy: str) -> str:
+    return (f"take {router._quantity(filled)} of {router._quantity(want)} "
+            f"across {venues} venue(s) by {strategy}")
 
 
 def _num(x: Any) -> Any:
@@ -231,17 +435,21 @@ class _VenueState:
     ok_lots: int = 0
     ok_size: int = 0
     size_by_lots: bool = False
+    max_age_ns: float = 0.0  # policy.max_book_age_ms in ns
+    spot: bool = False       # a spot instrument (a sell is capped by the base balance)
+    key_buy: int = FEE_SCALE   # sweep key multiplier of the non-smart strategies, buy / sell
+    key_sell: int = FEE_SCALE
+    cost_mult: int = FEE_SCALE  # 1e8 + taker fee: what a lot costs per unit of price (budgets)
 
 
 class _Eval:
     """Working record of one venue during one decision: the cheap numbers, captured eagerly (the
     router's state moves on after the decision). The nested factor dict of the explain record /
-    journal payload is built from them only when read (:class:`_Factors`)."""
+    journal payload is built from them only when read (:class:`_Factors`).
 
-    __slots__ = ("age_ns", "asset", "bal", "book_flags", "budget", "cap_lots", "ctx", "delay_s",
-                 "excluded", "fill", "headroom", "health", "lat", "miss", "name", "notes", "passive", "pc",
-                 "penalty_bps", "rel", "score_bps", "scored", "st", "stage", "take_lots", "take_notional",
-                 "take_stop")
+    No ``__slots__``: the class attributes are the defaults, so a decision only stores what
+    differs (fewer stores per venue on the hot path)."""
+
     # set as the evaluation proceeds (see ``stage``); read only when that stage was reached
     age_ns: int
     health: tuple[str, int, int, int]
@@ -251,27 +459,30 @@ class _Eval:
     headroom: int | None
     asset: str
     bal: Decimal | None
-    pc: int | None
-    rel: float
-    miss: float
+    opp: int | None  # best opposite price (venue ticks) at decision time
+    pc: int | None   # the same in common ticks
     take_notional: int
     ctx: _Ctx
+    excluded: str | None = None
+    stage = 0  # how far the evaluation got: 0 health, 1 book, 2 latency, 3 headroom, 4 capacity
+    cap_lots = NO_LIMIT
+    budget = NO_LIMIT
+    delay_s = 0.0
+    take_lots = 0
+    take_stop: str | None = None
+    passive: dict[str, Any] | None = None
+    notes: tuple[str, ...] | list[str] = ()
 
     def __init__(self, name: str, st: _VenueState) -> None:
         self.name = name
         self.st = st
-        self.excluded: str | None = None
-        self.stage = 0  # how far the evaluation got: 0 health, 1 book, 2 latency, 3 headroom, 4 capacity
-        self.cap_lots = NO_LIMIT
-        self.budget = NO_LIMIT
-        self.score_bps = 0.0
-        self.penalty_bps = 0.0
-        self.delay_s = 0.0
-        self.scored = False
-        self.take_lots = 0
-        self.take_stop: str | None = None
-        self.passive: dict[str, Any] | None = None
-        self.notes: list[str] = []
+
+    def note(self, text: str) -> None:
+        notes = self.notes
+        if isinstance(notes, list):
+            notes.append(text)
+        else:
+            self.notes = [text]
 
 
 class _Factors(Mapping[str, Any]):
@@ -319,6 +530,22 @@ class _Ctx:
     grid: CommonGrid
     side: Side
     allocations: tuple[Allocation, ...]
+    ref: int | None  # best raw opposite price across the eligible venues (common ticks)
+
+
+def _venue_score(e: _Eval, policy: RoutingPolicy, sgn: int, ref: int | None) -> tuple[float, float, float, float]:
+    """``(vs_reference_bps, miss_penalty_bps, penalty_bps, take_score_bps)`` of an eligible venue
+    (lower score is better); ``penalty_bps`` is the smart strategy's latency + miss penalty, which
+    the sweep key also uses (same float operations there)."""
+    pc = e.pc
+    rel = sgn * (pc - ref) / ref * 1e4 if pc is not None and ref else 0.0
+    miss = (1.0 - e.fill[0]) * policy.miss_cost_bps
+    s = policy.strategy
+    if s == "smart":
+        w = policy.weights
+        penalty = w.latency * e.lat[7] + w.fill * miss
+        return rel, miss, penalty, rel + e.st.taker_bps + penalty
+    return rel, miss, 0.0, rel if s == "best_price" else rel + e.st.taker_bps
 
 
 def _build_factors(e: _Eval) -> dict[str, Any]:
@@ -354,8 +581,9 @@ def _build_factors(e: _Eval) -> dict[str, Any]:
                 cap["max_quantity"] = st.cfg.max_quantity
             cap["balance_asset"] = e.asset
             cap["balance"] = e.bal
-    if e.scored:
+    if e.excluded is None:  # eligible: priced and scored
         sgn = int(ctx.side)
+        rel, miss, _penalty, score_bps = _venue_score(e, policy, sgn, ctx.ref)
         tick = ctx.grid.tick_size
         price: dict[str, Any] = {"taker_fee_bps": st.taker_bps, "maker_fee_bps": st.maker_bps}
         f["price"] = price
@@ -364,13 +592,13 @@ def _build_factors(e: _Eval) -> dict[str, Any]:
             price["best"] = Decimal(pc) * tick
             price["fee_adjusted_best"] = (Decimal(pc * (FEE_SCALE + sgn * st.fee_taker_e8))
                                           * (tick / FEE_SCALE)).quantize(tick / 100)
-            price["vs_reference_bps"] = e.rel
+            price["vs_reference_bps"] = rel
         s = policy.strategy
         w = policy.weights
         lat_cost = e.lat[7]
-        score: dict[str, Any] = {"strategy": s, "take_score_bps": e.score_bps,
+        score: dict[str, Any] = {"strategy": s, "take_score_bps": score_bps,
                                  "latency_penalty_bps": w.latency * lat_cost if s == "smart" else 0.0,
-                                 "miss_penalty_bps": w.fill * e.miss if s == "smart" else 0.0,
+                                 "miss_penalty_bps": w.fill * miss if s == "smart" else 0.0,
                                  "delay_ms": e.delay_s * 1e3}
         f["score"] = score
         lots = e.take_lots
@@ -434,8 +662,13 @@ class Router:
                 taker_bps=int(tier.taker_bps * 10_000) / 10_000, maker_bps=int(tier.maker_bps * 10_000) / 10_000,
                 max_lots=inst.qty_to_lots(cfg.max_quantity) if inst is not None and cfg.max_quantity is not None
                 else NO_LIMIT)
+            st = self._venues[name]
+            st.max_age_ns = policy.max_book_age_ms * NS_PER_MS
+            st.cost_mult = FEE_SCALE + st.fee_taker_e8
+            if policy.strategy != "best_price":
+                st.key_buy, st.key_sell = FEE_SCALE + st.fee_taker_e8, FEE_SCALE - st.fee_taker_e8
             if inst is not None:
-                st = self._venues[name]
+                st.spot = inst.kind is InstrumentKind.SPOT
                 st.ok_lots, st.ok_size, st.size_by_lots = _order_thresholds(inst)
         # small memo tables of pure functions of immutable inputs (bounded, see _memo)
         self._want_memo: dict[Decimal, int] = {}
@@ -510,7 +743,6 @@ class Router:
             raise InstrumentError(f"router for {policy.symbol!r} cannot route {request.symbol!r}")
         now = self.clock.now_ns()
         self._counter += 1
-        decision_id = f"{self.decision_prefix}{self._counter:06d}"
         grid = self.grid
         side = request.side
         want = self._want_memo.get(request.quantity)
@@ -531,16 +763,23 @@ class Router:
                 _memo(self._limit_memo, lkey, limit_common)
 
         style = request.style
-        evals = [self._evaluate(name, st, side, now, style) for name, st in self._venues.items()]
+        # UnlimitedCapacity always answers None: its two calls per venue are skipped (exact type
+        # only, a subclass may override them)
+        capacity = None if type(self.capacity) is UnlimitedCapacity else self.capacity
+        evaluate = self._evaluate
+        evals = [evaluate(name, st, side, now, style, capacity) for name, st in self._venues.items()]
         live = [e for e in evals if e.excluded is None]
-        explanation: list[str] = []
+        explanation: _Explain = []
         allocations: list[Allocation] = []
         residual = want
         reason: str | None = None
+        ref: int | None = None
         if not live:
             reason = "no eligible venue: " + "; ".join(f"{e.name}: {e.excluded}" for e in evals)
         else:
-            ref = self._reference(live, side)
+            # best raw opposite price across the eligible venues, in common ticks
+            pcs = [e.pc for e in live if e.pc is not None]
+            ref = (min(pcs) if side is Side.BUY else max(pcs)) if pcs else None
             bound = limit_common
             if policy.max_slippage_bps is not None and ref is not None and style != "post":
                 skey = (ref, side)
@@ -555,7 +794,6 @@ class Router:
                 slip, text = memo
                 bound = slip if bound is None else (min(bound, slip) if side is Side.BUY else max(bound, slip))
                 explanation.append(text)
-            self._score(live, side, ref)
             take_want = want if style == "take" else (
                 0 if style == "post" else int(want * request.urgency))
             take_reason: str | None = None
@@ -578,17 +816,12 @@ class Router:
             if residual:
                 reason = post_reason if post_want else take_reason
                 reason = reason or take_reason or "unplaced"
-        ctx = _Ctx(policy, grid, side, tuple(allocations))
-        venues = []
-        for e in evals:
-            e.ctx = ctx
-            venues.append(VenueScore(e.name, _Factors(e), e.excluded))
-        residual_qty = grid.quantity(residual) if residual else Decimal(0)
+        d = RoutingDecision._captured(self, self._counter, now, request, evals, allocations, residual,
+                                      reason if residual else None, explanation, ref)
         if residual:
-            log.info("decision %s %s %s: residual %s (%s)", decision_id, request.symbol, side.name,
-                     residual_qty, reason)
-        return RoutingDecision(decision_id, now, request, policy.strategy, venues, allocations, residual,
-                               reason if residual else None, residual_qty, "; ".join(explanation))
+            log.info("decision %s %s %s: residual %s (%s)", d.decision_id, request.symbol, side.name,
+                     d.residual_quantity, reason)
+        return d
 
     def _quantity(self, common_lots: int) -> Decimal:
         """``grid.quantity`` memoised (it formats a Decimal)."""
@@ -599,20 +832,23 @@ class Router:
         return q
 
     # ------------------------------------------------------------------ per-venue factors
-    def _evaluate(self, name: str, st: _VenueState, side: Side, now: int, style: str) -> _Eval:
+    def _evaluate(self, name: str, st: _VenueState, side: Side, now: int, style: str,
+                  capacity: CapacityProvider | None) -> _Eval:
         e = _Eval(name, st)
         cfg = st.cfg
         book = st.book
         inst = st.instrument
         hs = st.health
         opened = hs.opened_at_ns
+        breaker_open = False
         if opened is None:
-            state = BreakerState.CLOSED
+            state = _CLOSED
         elif now - opened >= hs.cooldown_ns:
-            state = BreakerState.HALF_OPEN
+            state = _HALF_OPEN
         else:
-            state = BreakerState.OPEN
-        e.health = (state.value, hs.rejects, hs.timeouts, hs.consecutive_failures)
+            state = _OPEN
+            breaker_open = True
+        e.health = (state, hs.rejects, hs.timeouts, hs.consecutive_failures)
         if not cfg.enabled:
             e.excluded = "disabled in config"
             return e
@@ -626,15 +862,17 @@ class Router:
         age_ns = now - book.ts_event
         e.stage = 1
         e.age_ns = age_ns
-        e.book_flags = (book.needs_resync, book.crossed, book.stat_gaps)
-        if book.needs_resync:
+        needs_resync = book.needs_resync
+        crossed = book.crossed
+        e.book_flags = (needs_resync, crossed, book.stat_gaps)
+        if needs_resync:
             e.excluded = "book resyncing after a sequence gap"
-        elif book.crossed:
+        elif crossed:
             e.excluded = f"book crossed (bid {book.best_bid_ticks} >= ask {book.best_ask_ticks} ticks)"
-        elif age_ns > policy.max_book_age_ms * NS_PER_MS:
+        elif age_ns > st.max_age_ns:
             e.excluded = (f"book stale: last update {age_ns / NS_PER_MS:.0f} ms ago "
                           f"> max_book_age_ms {policy.max_book_age_ms:g}")
-        elif state is BreakerState.OPEN:
+        elif breaker_open:
             e.excluded = f"circuit breaker open ({hs.consecutive_failures} consecutive failures)"
         if e.excluded:
             return e
@@ -645,7 +883,13 @@ class Router:
             opp, same = book.best_ask_ticks, book.best_bid_ticks
         else:
             opp, same = book.best_bid_ticks, book.best_ask_ticks
-        ref_px = (opp if opp is not None else same or 0) * st.price_factor
+        e.opp = opp
+        if opp is not None:
+            pc = e.pc = opp * st.price_factor
+            ref_px = pc
+        else:
+            e.pc = None
+            ref_px = (same or 0) * st.price_factor
         rate, vol = st.activity.rate_and_volatility(side, now)
         age_s = (age_ns if age_ns > 0 else 0) / NS_PER_S
         rtt_s = (rtt if rtt > 0 else 0) / NS_PER_S
@@ -656,90 +900,46 @@ class Router:
         e.lat = (age_s, rtt_s, delay, rate, vol, move, p_gone, cost)
         e.delay_s = delay
         e.stage = 2
-        if policy.max_latency_ms is not None and delay * 1e3 > policy.max_latency_ms:
+        max_latency_ms = policy.max_latency_ms
+        if max_latency_ms is not None and delay * 1e3 > max_latency_ms:
             e.excluded = f"expected delay {delay * 1e3:.1f} ms > max_latency_ms {policy.max_latency_ms:g}"
             return e
         tf, pf_ = st.take_fill, st.post_fill
-        take_mean, post_mean = tf.mean, pf_.mean
+        take_mean = tf.alpha / (tf.alpha + tf.beta)  # BetaFill.mean, inlined
+        post_mean = pf_.alpha / (pf_.alpha + pf_.beta)
         e.fill = (take_mean, post_mean, tf.orders, pf_.orders, take_mean if style == "take" else post_mean)
-        # capacity
-        headroom = self.capacity.order_headroom(name)
-        e.headroom = headroom
-        e.stage = 3
-        if headroom is not None and headroom <= 0:
-            e.excluded = "rate limit: no order headroom"
-            return e
         e.cap_lots = st.max_lots
-        asset = inst.base if side is Side.SELL and inst.kind is InstrumentKind.SPOT else inst.quote
-        bal = self.capacity.available_balance(name, asset)
+        if side is Side.SELL and st.spot:
+            asset = inst.base
+        else:
+            asset = inst.quote
         e.asset = asset
-        e.bal = bal
-        e.stage = 4
-        if bal is not None:
-            if bal <= 0:
-                e.excluded = f"no available {asset} balance"
+        if capacity is None:
+            e.headroom = e.bal = None
+            e.stage = 4
+        else:
+            headroom = capacity.order_headroom(name)
+            e.headroom = headroom
+            e.stage = 3
+            if headroom is not None and headroom <= 0:
+                e.excluded = "rate limit: no order headroom"
                 return e
-            if asset == inst.base:
-                lots = inst.qty_to_lots(bal / inst.contract_size)
-                e.cap_lots = lots if e.cap_lots < 0 else min(e.cap_lots, lots)
-            else:
-                unit = inst.tick_size * inst.lot_size * inst.contract_size
-                e.budget = int((bal * FEE_SCALE / unit).to_integral_value(rounding=ROUND_FLOOR))
+            bal = capacity.available_balance(name, asset)
+            e.bal = bal
+            e.stage = 4
+            if bal is not None:
+                if bal <= 0:
+                    e.excluded = f"no available {asset} balance"
+                    return e
+                if asset == inst.base:
+                    lots = inst.qty_to_lots(bal / inst.contract_size)
+                    e.cap_lots = lots if e.cap_lots < 0 else min(e.cap_lots, lots)
+                else:
+                    unit = inst.tick_size * inst.lot_size * inst.contract_size
+                    e.budget = int((bal * FEE_SCALE / unit).to_integral_value(rounding=ROUND_FLOOR))
         if opp is None and (style == "take" or same is None):
             e.excluded = f"no liquidity on the {'ask' if side is Side.BUY else 'bid'} side"
-            return e
         return e
-
-    def _reference(self, live: list[_Eval], side: Side) -> int | None:
-        """Best raw opposite price across the eligible venues, in common ticks."""
-        best: int | None = None
-        buy = side is Side.BUY
-        for e in live:
-            st = e.st
-            book = st.book
-            assert book is not None
-            p = book.best_ask_ticks if buy else book.best_bid_ticks
-            if p is None:
-                continue
-            pc = p * st.price_factor
-            if best is None or (pc < best if buy else pc > best):
-                best = pc
-        return best
-
-    def _score(self, live: list[_Eval], side: Side, ref: int | None) -> None:
-        """The price factor and the strategy score (bps, lower is better) of each venue."""
-        policy = self.policy
-        w = policy.weights
-        sgn = int(side)
-        buy = side is Side.BUY
-        s = policy.strategy
-        smart = s == "smart"
-        miss_cost = policy.miss_cost_bps
-        for e in live:
-            st = e.st
-            book = st.book
-            assert book is not None
-            opp = book.best_ask_ticks if buy else book.best_bid_ticks
-            e.scored = True
-            if opp is not None:
-                pc = opp * st.price_factor
-                e.pc = pc
-                rel = sgn * (pc - ref) / ref * 1e4 if ref else 0.0
-                e.rel = rel
-            else:
-                e.pc = None
-                rel = 0.0
-            lat_cost = e.lat[7]
-            miss = (1.0 - e.fill[0]) * miss_cost
-            e.miss = miss
-            if smart:
-                e.penalty_bps = w.latency * lat_cost + w.fill * miss
-            if s == "best_price":
-                e.score_bps = rel
-            elif s in ("lowest_cost", "fastest"):
-                e.score_bps = rel + st.taker_bps
-            else:
-                e.score_bps = rel + st.taker_bps + e.penalty_bps
 
     # ------------------------------------------------------------------ marketable
     def _sweep_inputs(self, live: list[_Eval], side: Side, dropped: set[str]
@@ -748,10 +948,13 @@ class Router:
         policy = self.policy
         s = policy.strategy
         haircut = policy.haircut_enabled
-        sgn = int(side)
         buy = side is Side.BUY
+        fastest = s == "fastest"
+        smart = s == "smart"
+        w_lat, w_fill = policy.weights.latency, policy.weights.fill
+        miss_cost = policy.miss_cost_bps
         rank: dict[str, int] = {}
-        if s == "fastest":
+        if fastest:
             rank = {e.name: i for i, e in enumerate(sorted(live, key=lambda e: e.delay_s))}
         heads: list[tuple[int, int] | None] = []
         books: list[L2Book] = []
@@ -761,43 +964,45 @@ class Router:
             book = st.book
             assert book is not None
             books.append(book)
+            p = e.opp
             if buy:
-                p = book.best_ask_ticks
                 heads.append(None if p is None else (p, book.ask_lots_at(p)))
             else:
-                p = book.best_bid_ticks
                 heads.append(None if p is None else (p, book.bid_lots_at(p)))
-            fee = st.fee_taker_e8
-            if s == "best_price":
-                adj = 0
+            if smart:
+                # the smart penalty, as _venue_score computes it
+                adj = st.fee_taker_e8 + int((w_lat * e.lat[7] + w_fill * ((1.0 - e.fill[0]) * miss_cost)) * 10_000)
+                km = FEE_SCALE + adj if buy else FEE_SCALE - adj
             else:
-                adj = fee + (int(e.penalty_bps * 10_000) if s == "smart" else 0)
-            cap = 0 if e.name in dropped else e.cap_lots
-            if not buy and e.budget >= 0 and book.best_bid_ticks:
+                km = (st.key_buy if buy else st.key_sell)
+            cap = 0 if dropped and e.name in dropped else e.cap_lots
+            budget = e.budget
+            if not buy and budget >= 0 and p:
                 # sell with a quote-currency margin budget (perpetuals): cap lots at the best bid,
                 # conservative because deeper bids are lower
-                lots_cap = e.budget // (book.best_bid_ticks * (FEE_SCALE + fee))
+                lots_cap = budget // (p * st.cost_mult)
                 cap = lots_cap if cap < 0 else min(cap, lots_cap)
             lat = e.lat
             move = lat[5]
-            params.append((st.price_factor, st.lot_factor, FEE_SCALE + sgn * adj, FEE_SCALE + fee, cap,
-                           e.budget if buy else NO_LIMIT, rank[e.name] * _PRIORITY_STEP if rank else 0,
+            params.append((st.price_factor, st.lot_factor, km, st.cost_mult, cap,
+                           budget if buy else NO_LIMIT, rank[e.name] * _PRIORITY_STEP if fastest else 0,
                            lat[6] if haircut else 0.0, move if move > 1.0 else 1.0))
         return heads, books, params
 
     def _take(self, live: list[_Eval], side: Side, want: int, bound: int | None,
-              explanation: list[str]) -> tuple[list[Allocation], int, str | None]:
+              explanation: _Explain) -> tuple[list[Allocation], int, str | None]:
         dropped: set[str] = set()
         while True:
             heads, books, params = self._sweep_inputs(live, side, dropped)
             res: SweepResult = sweep_levels(side, heads, None, books, params, want, bound)
             bad = None
             for e, lots, worst in zip(live, res.lots, res.worst, strict=True):
-                st = e.st
-                if lots and st.instrument is not None:
+                if lots:
+                    st = e.st
                     if (lots >= st.ok_lots and worst is not None and worst > 0
                             and (lots if st.size_by_lots else worst * lots) >= st.ok_size):
                         continue  # surely above the minimums (see _order_thresholds)
+                    assert st.instrument is not None
                     why = st.instrument.check_order(worst, lots)
                     if why:
                         bad = (e, why)
@@ -806,16 +1011,12 @@ class Router:
                 break
             e, why = bad
             dropped.add(e.name)
-            e.notes.append(f"take slice dropped and re-offered: {why}")
+            e.note(f"take slice dropped and re-offered: {why}")
             explanation.append(f"{e.name}: slice dropped ({why}), re-offered to the other venues")
         allocs: list[Allocation] = []
         for e, lots, worst, notional, stop in zip(live, res.lots, res.worst, res.notional, res.stops, strict=True):
             if lots:
-                inst = e.st.instrument
-                assert inst is not None
-                allocs.append(Allocation(e.name, lots, worst, "take", OrderType.LIMIT, TimeInForce.IOC,
-                                         inst.lots_to_qty(lots),
-                                         None if worst is None else inst.ticks_to_price(worst)))
+                allocs.append(Allocation(e.name, lots, worst, "take", _LIMIT, _IOC, instrument=e.st.instrument))
                 e.take_lots = lots
                 e.take_notional = notional
             if stop and stop != "lot size":
@@ -827,13 +1028,12 @@ class Router:
             reason = "take incomplete (" + "; ".join(stops) + ")" if stops else "take incomplete"
             if dropped:
                 reason += "; slices below venue minimums dropped: " + ", ".join(sorted(dropped))
-        explanation.append(f"take {self._quantity(filled)} of {self._quantity(want)} "
-                           f"across {len(allocs)} venue(s) by {self.policy.strategy}")
+        explanation.append((self, filled, want, len(allocs), self.policy.strategy))
         return allocs, filled, reason
 
     # ------------------------------------------------------------------ passive
     def _post(self, live: list[_Eval], side: Side, want: int, limit_common: int | None, ref: int | None,
-              explanation: list[str]) -> tuple[list[Allocation], int, str | None]:
+              explanation: _Explain) -> tuple[list[Allocation], int, str | None]:
         policy = self.policy
         w = policy.weights
         grid = self.grid
@@ -852,7 +1052,7 @@ class Router:
             elif opp is not None:
                 px = opp - sgn
             else:
-                e.notes.append("post: no reference price")
+                e.note("post: no reference price")
                 continue
             if limit_common is not None:
                 lim = grid.to_venue_price(e.name, limit_common, side)
@@ -860,7 +1060,7 @@ class Router:
             if opp is not None:
                 px = min(px, opp - 1) if side is Side.BUY else max(px, opp + 1)
             if px <= 0:
-                e.notes.append("post: no valid price")
+                e.note("post: no valid price")
                 continue
             ahead = book.bid_lots_at(px) if side is Side.BUY else book.ask_lots_at(px)
             ahead_c = ahead * grid.lot_factor[e.name]
@@ -902,11 +1102,10 @@ class Router:
             why = inst.check_order(px, lots)
             if why:
                 notes.append(f"{e.name}: {why}")
-                e.notes.append(f"post slice skipped: {why}")
+                e.note(f"post slice skipped: {why}")
                 continue
             tif = TimeInForce.POST_ONLY if e.st.cfg.post_only else TimeInForce.GTC
-            allocs.append(Allocation(e.name, lots, px, "post", OrderType.LIMIT, tif, inst.lots_to_qty(lots),
-                                     inst.ticks_to_price(px)))
+            allocs.append(Allocation(e.name, lots, px, "post", _LIMIT, tif, instrument=inst))
             remaining -= lots * lf
         explanation.append(f"post {grid.quantity(want - remaining)} of {grid.quantity(want)} on "
                            + (", ".join(a.venue for a in allocs) or "no venue")
