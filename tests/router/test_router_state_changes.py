@@ -85,7 +85,8 @@ def test_a_router_that_routed_before_decides_like_a_fresh_one(seed: int) -> None
             if book.best_ask_ticks is None:
                 book.update_ask(px + 5, 100)
             if rng.random() < 0.7:
-                tell(lambda r, n=n: r.on_book(n))
+                for r in routers:
+                    r.on_book(n)
         elif act < 0.4:
             book.ts_event = clock.now_ns() - rng.choice([0, 2, 3000]) * MS
         elif act < 0.45:
@@ -113,8 +114,9 @@ def test_a_router_that_routed_before_decides_like_a_fresh_one(seed: int) -> None
                 static.headroom.pop(n, None)
                 balances.pop(n, None)
         elif act < 0.9:  # another provider object altogether
-            which = unlimited if veteran.capacity is static else static
-            tell(lambda r, c=which: setattr(r, "capacity", c))
+            which: StaticCapacity | UnlimitedCapacity = unlimited if veteran.capacity is static else static
+            for r in routers:
+                r.capacity = which
         clock.advance_to(clock.now_ns() + rng.choice([0, 0, 1, 4]) * MS)
         side = rng.choice([Side.BUY, Side.SELL])
         limit = rng.choice([None, D("61801.5"), D("61799")])
