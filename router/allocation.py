@@ -200,12 +200,14 @@ VenueParams = tuple[int, int, int, int, int, int, int, float, float]
 move_ticks)`` of one venue, as in :class:`Ladder`."""
 
 
-def sweep_levels(side: Side, heads: list[tuple[int, int] | None], rests: list[Iterator[tuple[int, int]] | None] | None,
-                 books: list[L2Book] | None, params: list[VenueParams], want_common_lots: int,
+def sweep_levels(side: Side, heads: list[tuple[int, int] | None] | None,
+                 rests: list[Iterator[tuple[int, int]] | None] | None, books: list[L2Book] | None,
+                 params: list[VenueParams], want_common_lots: int,
                  limit_common_ticks: int | None = None) -> SweepResult:
     """The kernel of :func:`sweep`, for callers that already hold each venue's best level.
 
-    ``heads[i]``: venue ``i``'s best level ``(ticks, lots)`` or ``None`` (empty). Its deeper levels
+    ``heads[i]``: venue ``i``'s best level ``(ticks, lots)`` or ``None`` (empty); ``heads=None``
+    reads every venue's best level from ``books[i]`` (best price attribute and lots at it). Its deeper levels
     come from ``rests[i]`` (an iterator positioned after the head) or, when that (or ``rests``) is
     ``None``, from ``books[i]``, read in chunks of its top (8 levels, 64, then all) and only once the
     sweep gets past the head: most venues of a typical decision contribute at most their best
@@ -228,10 +230,20 @@ def sweep_levels(side: Side, heads: list[tuple[int, int] | None], rests: list[It
     lim = limit_common_ticks
     its = rests
     for i in range(n):
-        lvl = heads[i]
-        if lvl is None:
-            stops[i] = "no liquidity"
-            continue
+        if heads is None:  # the best level straight from the live book
+            assert books is not None
+            b = books[i]
+            hp = b.best_ask_ticks if buy else b.best_bid_ticks
+            if hp is None:
+                stops[i] = "no liquidity"
+                continue
+            hlots = b.ask_lots_at(hp) if buy else b.bid_lots_at(hp)
+        else:
+            lvl = heads[i]
+            if lvl is None:
+                stops[i] = "no liquidity"
+                continue
+            hp, hlots = lvl
         pf, lf, km, cm, cap, budget, prio, pg, mt = params[i]
         # the limit in signed venue ticks: a level is allowed while q <= qlim
         if lim is None:
@@ -240,13 +252,13 @@ def sweep_levels(side: Side, heads: list[tuple[int, int] | None], rests: list[It
             qlim = lim // pf  # buy: price * pf <= lim  <=>  price <= floor(lim / pf)
         else:
             qlim = -((lim + pf - 1) // pf)  # sell: price >= ceil(lim / pf)
-        q = lvl[0] if buy else -lvl[0]
+        q = hp if buy else -hp
         if q > qlim:
             stops[i] = "limit price"
             continue
         kpf = pf * km
         vp[i] = (lf, prio, pg, q, -pf / mt if pg else 0.0, kpf, qlim, cm, cap, budget if buy else NO_LIMIT)
-        vs[i] = (q, lvl[1], 0, _NO_LEVELS, 1, 0, 0, 0, 0)
+        vs[i] = (q, hlots, 0, _NO_LEVELS, 1, 0, 0, 0, 0)
         heap.append((prio + q * kpf, i))
     heapify(heap)
     remaining = want_common_lots

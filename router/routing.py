@@ -943,8 +943,8 @@ class Router:
 
     # ------------------------------------------------------------------ marketable
     def _sweep_inputs(self, live: list[_Eval], side: Side, dropped: set[str]
-                      ) -> tuple[list[tuple[int, int] | None], list[L2Book], list[VenueParams]]:
-        """Each venue's best level, book and fee/latency-adjusted sweep parameters."""
+                      ) -> tuple[list[L2Book], list[VenueParams]]:
+        """Each venue's book and fee/latency-adjusted sweep parameters."""
         policy = self.policy
         s = policy.strategy
         haircut = policy.haircut_enabled
@@ -956,7 +956,6 @@ class Router:
         rank: dict[str, int] = {}
         if fastest:
             rank = {e.name: i for i, e in enumerate(sorted(live, key=lambda e: e.delay_s))}
-        heads: list[tuple[int, int] | None] = []
         books: list[L2Book] = []
         params: list[VenueParams] = []
         for e in live:
@@ -965,10 +964,6 @@ class Router:
             assert book is not None
             books.append(book)
             p = e.opp
-            if buy:
-                heads.append(None if p is None else (p, book.ask_lots_at(p)))
-            else:
-                heads.append(None if p is None else (p, book.bid_lots_at(p)))
             if smart:
                 # the smart penalty, as _venue_score computes it
                 adj = st.fee_taker_e8 + int((w_lat * e.lat[7] + w_fill * ((1.0 - e.fill[0]) * miss_cost)) * 10_000)
@@ -987,14 +982,14 @@ class Router:
             params.append((st.price_factor, st.lot_factor, km, st.cost_mult, cap,
                            budget if buy else NO_LIMIT, rank[e.name] * _PRIORITY_STEP if fastest else 0,
                            lat[6] if haircut else 0.0, move if move > 1.0 else 1.0))
-        return heads, books, params
+        return books, params
 
     def _take(self, live: list[_Eval], side: Side, want: int, bound: int | None,
               explanation: _Explain) -> tuple[list[Allocation], int, str | None]:
         dropped: set[str] = set()
         while True:
-            heads, books, params = self._sweep_inputs(live, side, dropped)
-            res: SweepResult = sweep_levels(side, heads, None, books, params, want, bound)
+            books, params = self._sweep_inputs(live, side, dropped)
+            res: SweepResult = sweep_levels(side, None, None, books, params, want, bound)
             bad = None
             for e, lots, worst in zip(live, res.lots, res.worst, strict=True):
                 if lots:

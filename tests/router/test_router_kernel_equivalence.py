@@ -174,3 +174,6 @@ def test_optimised_kernels_match_the_previous_kernel(side: Side, venues: list, w
                la.p_gone_top, la.move_ticks) for la in lads]
     got2 = sweep_levels(side, heads, [None] * len(books), books, params, want, limit)
     assert [getattr(got2, f) for f in fields] == expect
+    # the router's path: best levels read from the books by the kernel itself
+    got3 = sweep_levels(side, None, None, books, params, want, limit)
+    assert [getattr(got3, f) for f in fields] == expect
