@@ -43,7 +43,7 @@ _UNBOUNDED = 1 << 120
 _CHUNKS = {1: 8, 8: 64}  # levels asked of a live book next, after having asked for this many; then all
 _NO_LEVELS: list[tuple[int, int]] = []
 _State = tuple[int, int, int, list[tuple[int, int]], int, int, int, int, int]
-_Consts = tuple[int, int, float, int, float, int, int, int, int, int]
+_Consts = tuple[int, int, float, int, float, int, int, int, int, int, bool]
 _ZERO_STATE: _State = (0, 0, 0, _NO_LEVELS, 1, 0, 0, 0, 0)
 
 
@@ -257,7 +257,10 @@ def sweep_levels(side: Side, heads: list[tuple[int, int] | None] | None,
             stops[i] = "limit price"
             continue
         kpf = pf * km
-        vp[i] = (lf, prio, pg, q, -pf / mt if pg else 0.0, kpf, qlim, cm, cap, budget if buy else NO_LIMIT)
+        budget = budget if buy else NO_LIMIT
+        # lean: the common case (levels from a live book, no cap, no budget) has its own loop
+        lean = (its is None or its[i] is None) and cap < 0 and budget < 0
+        vp[i] = (lf, prio, pg, q, -pf / mt if pg else 0.0, kpf, qlim, cm, cap, budget, lean)
         vs[i] = (q, hlots, 0, _NO_LEVELS, 1, 0, 0, 0, 0)
         heap.append((prio + q * kpf, i))
     heapify(heap)
@@ -276,11 +279,9 @@ def sweep_levels(side: Side, heads: list[tuple[int, int] | None] | None,
             sk, si = _UNBOUNDED * _UNBOUNDED, n
         c = vp[i]
         assert c is not None
-        lf, prio, p_gone, qb, hk, kpf, qlim, cm, cap, budget = c
+        lf, prio, p_gone, qb, hk, kpf, qlim, cm, cap, budget, lean = c
         q, lots, k, lv, f, tk, nt, nl, wq = vs[i]
-        it = its[i] if its is not None else None
-        if it is None and cap < 0 and budget < 0:
-            # the common case, kept lean: a live book, no cap, no budget
+        if lean:
             nlv = len(lv)
             while True:
                 if p_gone:  # exp(0.0) == 1.0 exactly, so the venue's best level needs no call
@@ -294,10 +295,14 @@ def sweep_levels(side: Side, heads: list[tuple[int, int] | None] | None,
                     nt += take * q
                     nl += 1
                     remaining -= take * lf
-                    if remaining <= 0:
-                        filled = True
+                    if remaining < lf:  # done, or what is left is below this venue's lot
+                        if remaining <= 0:
+                            filled = True
+                            break
+                        stops[i] = "lot size"
+                        heappop(heap)
                         break
-                if remaining < lf:
+                elif remaining < lf:
                     stops[i] = "lot size"
                     heappop(heap)
                     break
@@ -323,6 +328,7 @@ def sweep_levels(side: Side, heads: list[tuple[int, int] | None] | None,
                     heapreplace(heap, (key, i))
                     break
         else:
+            it = its[i] if its is not None else None
             while True:
                 if p_gone:
                     lots = int(lots * (1.0 - p_gone * exp((q - qb) * hk)))
