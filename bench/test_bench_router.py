@@ -4,10 +4,12 @@ Measurements in one run (pure Python, single core):
 * ``route_smart_take`` — a whole :meth:`Router.route` decision: health/staleness checks, latency,
   fill-probability and capacity factors for 5 venues, the lazy-heap sweep, min-notional checks, the
   allocations; the explain record's numbers are captured, its nested dict is built on first read;
+* ``route_smart_take_moving`` — the same decision with one book update + ``on_book`` and a 1 µs clock
+  step before each one (nothing repeats between decisions);
 * ``route_smart_take_to_dict`` — the same plus ``to_dict()`` (the journal payload the engine writes
   for every decision: builds the factor dicts and the decimal strings);
 * ``sweep_router_kernel`` — the allocation kernel as the router runs it: each venue's best level
-  read from its live book, per-venue constants prepared once, fee/latency-adjusted lazy heap
+  read from its live book by the kernel, per-venue constants prepared once, fee/latency-adjusted lazy heap
   merge (:func:`router.allocation.sweep_levels`; deeper levels pulled from the book on demand);
 * ``sweep_lazy_heap`` — the generic kernel API (:func:`router.allocation.sweep`) on the same
   ladders given as ``Ladder`` objects over ``L2Book.iter_levels`` (the previous kernel measurement);
@@ -111,6 +113,33 @@ def test_route_smart_take(benchmark: Any, env: tuple[Router, dict[str, L2Book], 
     assert d.allocated_quantity + d.residual_quantity == QTY and d.allocations
 
 
+def test_route_smart_take_moving(benchmark: Any) -> None:
+    """The same decision while the world moves: before each decision one venue's best ask changes
+    size (``on_book`` told) and the clock advances 1 µs, so nothing can be reused from the previous
+    decision (the timing includes that book update and ``on_book``)."""
+    router, books, _ = _setup()
+    clock = router.clock
+    assert isinstance(clock, SimClock)
+    names = [name for name, *_ in VENUES]
+    req = RouteRequest("BTC-USDT", Side.BUY, QTY, None, "take")
+    step = [0]
+
+    def moving() -> Any:
+        k = step[0] = step[0] + 1
+        name = names[k % len(names)]
+        book = books[name]
+        ba = book.best_ask_ticks
+        assert ba is not None
+        book.update_ask(ba, book.ask_lots_at(ba) + (1 if k % 2 else -1))
+        router.on_book(name, clock.now_ns())
+        clock.advance_to(clock.now_ns() + 1_000)
+        return router.route(req)
+
+    d = benchmark(moving)
+    _p99(benchmark)
+    assert all(v.excluded_reason is None for v in d.venues) and d.allocations
+
+
 def test_route_smart_take_to_dict(benchmark: Any,
                                   env: tuple[Router, dict[str, L2Book], dict[str, Instrument]]) -> None:
     router, _books, _ = env
@@ -130,11 +159,8 @@ def _kernel_inputs(router: Router, books: dict[str, L2Book]) -> tuple[list[L2Boo
 
 
 def _router_kernel(bl: list[L2Book], params: list[VenueParams], want: int) -> SweepResult:
-    heads: list[tuple[int, int] | None] = []
-    for b in bl:
-        ba = b.best_ask_ticks
-        heads.append(None if ba is None else (ba, b.ask_lots_at(ba)))
-    return sweep_levels(Side.BUY, heads, None, bl, params, want)
+    # as the router calls it: the kernel reads each venue's best level from the live book
+    return sweep_levels(Side.BUY, None, None, bl, params, want)
 
 
 def test_sweep_router_kernel(benchmark: Any, env: tuple[Router, dict[str, L2Book], dict[str, Instrument]]) -> None:
