@@ -473,9 +473,8 @@ class _Eval:
     passive: dict[str, Any] | None = None
     notes: tuple[str, ...] | list[str] = ()
 
-    def __init__(self, name: str, st: _VenueState) -> None:
-        self.name = name
-        self.st = st
+    name: str
+    st: _VenueState
 
     def note(self, text: str) -> None:
         notes = self.notes
@@ -834,7 +833,9 @@ class Router:
     # ------------------------------------------------------------------ per-venue factors
     def _evaluate(self, name: str, st: _VenueState, side: Side, now: int, style: str,
                   capacity: CapacityProvider | None) -> _Eval:
-        e = _Eval(name, st)
+        e = _Eval()  # no __init__: the attributes are set here (a Python-level __init__ costs a call)
+        e.name = name
+        e.st = st
         cfg = st.cfg
         book = st.book
         inst = st.instrument
