@@ -404,6 +404,27 @@ def _num(x: Any) -> Any:
 
 
 def _jsonable(obj: Any) -> Any:
+    """Numbers as decimal strings (floats to 6 significant digits), containers recursively."""
+    # exact-type fast paths first (the payload is plain dicts of floats, ints, Decimals, strings),
+    # leaves of a dict converted in place: isinstance against the Mapping ABC and a call per
+    # leaf cost far more than the conversions themselves
+    t = type(obj)
+    if t is _Factors:
+        obj = obj._dict()
+        t = dict
+    if t is dict:
+        out = {}
+        for k, v in obj.items():
+            tv = type(v)
+            if tv is float:
+                out[k] = format(v, ".6g")
+            elif tv is str or tv is bool or v is None:
+                out[k] = v
+            elif tv is int or tv is Decimal:
+                out[k] = str(v)
+            else:
+                out[k] = _jsonable(v)
+        return out
     if isinstance(obj, Mapping):
         return {k: _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
