@@ -342,8 +342,9 @@ class ExecutionAlgo:
         ledger.children[child_id] = rec
         ledger.open[child_id] = rec
         ledger.open_lots += lots
-        log.debug("%s parent=%s child=%s %s %d lots @ %s (%s)", self.name, ctx.parent_id, child_id,
-                  style, lots, limit, reason)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s parent=%s child=%s %s %d lots @ %s (%s)", self.name, ctx.parent_id, child_id,
+                      style, lots, limit, reason)
         ctx.log_event("algo_child", algo=self.name, child_id=child_id, lots=lots, limit_ticks=limit,
                       style=style, reason=reason, display_lots=display_lots)
         return child_id

@@ -111,9 +111,14 @@ class PovAlgo(ExecutionAlgo):
             if not open_take and rested and self._send(shortfall, style="take", reason="catchup") is not None:
                 self._last_take_ns = now_ns
             return
-        open_posts = sum(c.open_lots for c in self.open_children("post"))
+        open_posts = 0
+        cancelling = False   # a post is being cancelled: wait for it before re-posting
+        for c in self._ledger.open.values():   # open_children("post"), in one pass
+            if not c.done and c.request.style == "post":
+                open_posts += c.open_lots
+                cancelling = cancelling or c.cancel_requested
         want = max(shortfall, p.min_child_lots) - open_posts
         want = min(want, ceiling + p.min_child_lots - filled - self.open_lots())
-        if want > 0 and not any(c.cancel_requested for c in self.open_children("post")):
+        if want > 0 and not cancelling:
             self._send(want, style="post", reason="participate")
         self._check_would()

@@ -83,12 +83,12 @@ from router.engine_config import (
     load_engine_config,
     load_engine_config_text,
 )
-from router.risk import PreTradeRisk, RiskCheck
+from router.risk import PreTradeRisk
 from router.routing import Router, RouteRequest
 from venues.base import run_now
 from venues.journal import Journal
 from venues.latency import LatencyModel
-from venues.order_manager import OrderManager, ParentAccounting
+from venues.order_manager import OrderManager
 from venues.ratelimit import PRESETS, RateLimiter
 from venues.sim import QueueModel, SimulatedVenue, SimVenueConfig
 from venues.sim_driver import SimulationDriver
@@ -175,6 +175,8 @@ def _apply_depth(book: L2Book, msg: BookDeltas) -> None:
     book.check_crossed()
 
 
+
+
 # ============================================================================ bookkeeping records
 class _VenueChild:
     """One venue order of a child group."""
@@ -244,7 +246,9 @@ class _ParentRun:
         self.empty_streak = 0
         self.forced_reason: str | None = None
         self.forced_status: str | None = None
-        self.acct: tuple[int, ParentAccounting] | None = None
+        # the order manager's (filled, working, in_flight, unknown) and the engine's _om_version it is for
+        self.acct: tuple[int, int, int, int] = (0, 0, 0, 0)
+        self.acct_version = -1
         self._lots_of: tuple[Decimal, int] | None = None   # (quantity, its common lots): amend changes it
 
     # ------------------------------------------------------------------ what the algo context reads
@@ -289,11 +293,11 @@ class _ParentRun:
             self.engine._cancel_group(g)
 
     def working_lots(self) -> int:
-        return self.engine._accounting(self).working
+        return self.engine._accounting(self)[1]
 
     def inflight_or_unknown_lots(self) -> int:
         acc = self.engine._accounting(self)
-        return acc.in_flight + acc.unknown
+        return acc[2] + acc[3]
 
     def log_event(self, kind: str, **fields: Any) -> None:
         if log.isEnabledFor(logging.DEBUG):
@@ -332,19 +336,20 @@ class _ParentRun:
 class _Ctx:
     """The :class:`algos.base.AlgoContext` given to one algo (a thin view of its parent run)."""
 
-    __slots__ = ("_run",)
+    __slots__ = ("_run", "clock", "lot_size", "own_trades_in_feed", "parent_id", "side", "symbol", "tick_size")
 
     def __init__(self, run: _ParentRun) -> None:
         self._run = run
+        # fixed for the parent's life: plain attributes (read on every algo decision)
+        self.clock = run.clock
+        self.parent_id = run.id
+        self.symbol = run.symbol
+        self.side = run.side
+        self.tick_size = run.tick_size
+        self.lot_size = run.lot_size
+        self.own_trades_in_feed = run.own_trades_in_feed
 
-    clock = property(lambda self: self._run.clock)
-    parent_id = property(lambda self: self._run.id)
-    symbol = property(lambda self: self._run.symbol)
-    side = property(lambda self: self._run.side)
-    parent_lots = property(lambda self: self._run.parent_lots)
-    tick_size = property(lambda self: self._run.tick_size)
-    lot_size = property(lambda self: self._run.lot_size)
-    own_trades_in_feed = property(lambda self: self._run.own_trades_in_feed)
+    parent_lots = property(lambda self: self._run.parent_lots)   # an amend changes it
 
     def best_bid_ticks(self) -> int | None:
         return self._run.engine._best_bid_common()
@@ -366,18 +371,20 @@ class _Ctx:
 
     def working_lots(self) -> int:
         run = self._run
-        return run.engine._accounting(run).working
+        return run.engine._accounting(run)[1]
 
     def inflight_or_unknown_lots(self) -> int:
         run = self._run
         acc = run.engine._accounting(run)
-        return acc.in_flight + acc.unknown
+        return acc[2] + acc[3]
 
     def supports_native_iceberg(self) -> bool:
         return False
 
     def log_event(self, kind: str, **fields: Any) -> None:
-        self._run.log_event(kind, **fields)
+        # only a debug log line and the algo_finished hook act on it (one per child otherwise)
+        if kind == "algo_finished" or log.isEnabledFor(logging.DEBUG):
+            self._run.log_event(kind, **fields)
 
 
 class _ProbeClock:
@@ -1059,14 +1066,14 @@ class Engine:
                  p.symbol, p.algo, run.arrival_price)
         self._maybe_finish(run)
 
-    def _accounting(self, run: _ParentRun) -> ParentAccounting:
-        """The order manager's accounting of ``run`` (O(children)), cached until the next order
-        command or event: algos ask for it several times per decision."""
-        cached = run.acct
-        if cached is not None and cached[0] == self._om_version:
-            return cached[1]
-        acc = self.om.parent_accounting(run.id)
-        run.acct = (self._om_version, acc)
+    def _accounting(self, run: _ParentRun) -> tuple[int, int, int, int]:
+        """The order manager's accounting of ``run`` as ``(filled, working, in_flight, unknown)``
+        (O(orders not yet terminal)), cached until the next order command or event: algos ask
+        for it several times per decision."""
+        if run.acct_version == self._om_version:
+            return run.acct
+        acc = run.acct = self.om.parent_accounting_values(run.id)
+        run.acct_version = self._om_version
         return acc
 
     def _market_stats(self) -> dict[str, Any]:
@@ -1143,7 +1150,8 @@ class Engine:
         # venue accepts (it could never be filled); the trimmed part returns to the algo unfilled
         top = self._raw_best()
         dust = self._min_routable_lots(top)
-        after = run.parent_lots - self._accounting(run).exposure - lots
+        f, w, i, u = self._accounting(run)
+        after = run.parent_lots - (f + w + i + u) - lots
         if 0 < after < dust:
             lots -= dust - after
         if (lots < dust and after != 0) or lots <= 0:
@@ -1155,7 +1163,7 @@ class Engine:
         limit_price = None if req.limit_ticks is None else grid.tick_size * req.limit_ticks
         mid = self._mid_of(*top)
         try:
-            self.risk.check(RiskCheck(self.symbol, side, qty, limit_price, run.id, mid))
+            self.risk.check_order(self.symbol, side, qty, limit_price, run.id, mid)
         except RiskRejected as exc:
             self._journal("risk_refused", {
                 "rule": exc.rule, "reason": str(exc), "parent_id": run.id,
@@ -1210,7 +1218,8 @@ class Engine:
         # the order manager's parent_exposure rule, on the cached accounting (the manager's own
         # check walks every child of the parent on each submit)
         units = lots * self._lf[venue]
-        exposure = self._accounting(run).exposure
+        f, w, i, u = self._accounting(run)
+        exposure = f + w + i + u
         if exposure + units > run.parent_lots:
             why = f"parent {run.id}: exposure {exposure} + {units} would exceed {run.parent_lots}"
             self._journal("risk_refused", {"rule": "parent_exposure", "reason": why, "parent_id": run.id,
@@ -1223,20 +1232,18 @@ class Engine:
                                decision_id=g.decision_id)
         # the new order is PENDING_NEW with all its lots open: the parent's accounting grows by
         # exactly that (in flight), so a current cached copy is updated instead of recomputed
-        acct = run.acct
-        fresh = acct is not None and acct[0] == self._om_version
+        fresh = run.acct_version == self._om_version
         self._om_version += 1
-        if fresh:
-            a = acct[1]  # type: ignore[index]
-            run.acct = (self._om_version, ParentAccounting(
-                a.filled, a.working, a.in_flight + self.om.to_parent_units(venue, self.symbol, lots), a.unknown))
+        if fresh:   # (f, w, i, u) read above, at the version before this order
+            run.acct = (f, w, i + self.om.to_parent_units(venue, self.symbol, lots), u)
+            run.acct_version = self._om_version
         vc = _VenueChild(order.client_order_id, g, order, style)
         self._vchildren[vc.cid] = vc
         g.orders.append(vc)
         g.open += 1
         run.children.append(vc)
-        now = self.clock.now_ns()
         if self.mode == "shadow":
+            now = self.clock.now_ns()
             # journaled, never sent: a resting order is acknowledged locally and works until the
             # algo cancels it; an IOC/FOK expires locally (it would have had to fill at once)
             sim = self.venues.get(venue)
@@ -1370,8 +1377,9 @@ class Engine:
             self.clock.set_alert(self.clock.now_ns(), lambda _ts: self._local_event(
                 vc, OrderEventKind.CANCELED, "cancelled before leaving the rate limiter"))
             return
-        mo = self.om.order(vc.cid)
-        if mo.status.is_terminal or mo.status is OrderStatus.PENDING_CANCEL:
+        st = self.om.order(vc.cid).status
+        if st is not OrderStatus.NEW and st is not OrderStatus.PARTIALLY_FILLED and (
+                st.is_terminal or st is OrderStatus.PENDING_CANCEL):
             return
         if self.mode == "shadow":
             self.om.cancel(vc.cid)

@@ -27,6 +27,10 @@ from marketdata.model import Side
 
 log = logging.getLogger(__name__)
 
+_BPS = Decimal(10_000)
+_BUY = Side.BUY
+_SELL = Side.SELL
+
 
 @dataclass(frozen=True)
 class RiskLimits:
@@ -89,48 +93,61 @@ class PreTradeRisk:
     # ---------------------------------------------------------------- the check
     def check(self, c: RiskCheck) -> None:
         """Raise :class:`RiskRejected` naming the rule, or record the order as accepted."""
-        try:
-            self._check(c)
-        except RiskRejected:
-            self.refusals += 1
-            raise
-        ref_price = c.limit_price if c.limit_price is not None else c.mid_price
-        if c.parent_id is not None and ref_price is not None:
-            self._parent_notional[c.parent_id] += ref_price * c.quantity
-        self._pending_position[c.symbol] += c.quantity * int(c.side)
+        self.check_order(c.symbol, c.side, c.quantity, c.limit_price, c.parent_id, c.mid_price)
 
-    def _check(self, c: RiskCheck) -> None:
+    def check_order(self, symbol: str, side: Side, quantity: Decimal, limit_price: Decimal | None,
+                    parent_id: str | None, mid_price: Decimal | None) -> None:
+        """:meth:`check` without building a :class:`RiskCheck` (the engine's per-child path):
+        the same rules, messages and bookkeeping; the notional is computed once."""
         lim = self.limits
         if self.killed is not None:
+            self.refusals += 1
             raise RiskRejected(f"kill switch is on ({self.killed})", rule="kill_switch")
-        if c.quantity <= 0:
-            raise RiskRejected(f"quantity {c.quantity} must be positive", rule="quantity")
-        if c.symbol in lim.blacklist:
-            raise RiskRejected(f"{c.symbol} is blacklisted", rule="blacklist")
-        ref_price = c.limit_price if c.limit_price is not None else c.mid_price
+        if quantity <= 0:
+            self.refusals += 1
+            raise RiskRejected(f"quantity {quantity} must be positive", rule="quantity")
+        if lim.blacklist and symbol in lim.blacklist:
+            self.refusals += 1
+            raise RiskRejected(f"{symbol} is blacklisted", rule="blacklist")
+        ref_price = limit_price if limit_price is not None else mid_price
+        notional = None if ref_price is None else ref_price * quantity
+        if lim.price_collar_bps is not None or lim.max_order_notional is not None \
+                or lim.max_parent_notional is not None or lim.max_position:
+            try:
+                self._check_limits(symbol, side, quantity, limit_price, parent_id, mid_price, notional)
+            except RiskRejected:
+                self.refusals += 1
+                raise
+        if parent_id is not None and notional is not None:
+            self._parent_notional[parent_id] += notional
+        self._pending_position[symbol] += quantity * int(side)
+
+    def _check_limits(self, symbol: str, side: Side, quantity: Decimal, limit_price: Decimal | None,
+                      parent_id: str | None, mid_price: Decimal | None, notional: Decimal | None) -> None:
+        """The configured limits (collar, order and parent notional, position), in that order."""
+        lim = self.limits
         if lim.price_collar_bps is not None:
-            if c.mid_price is None:
+            if mid_price is None:
                 raise RiskRejected("no consolidated mid to check the price collar against", rule="price_collar")
-            if c.limit_price is not None:
-                band = c.mid_price * lim.price_collar_bps / Decimal(10_000)
-                if (c.side is Side.BUY and c.limit_price > c.mid_price + band) or (
-                        c.side is Side.SELL and c.limit_price < c.mid_price - band):
+            if limit_price is not None:
+                band = mid_price * lim.price_collar_bps / _BPS
+                if (side is _BUY and limit_price > mid_price + band) or (
+                        side is _SELL and limit_price < mid_price - band):
                     raise RiskRejected(
-                        f"{c.side.name.lower()} limit {c.limit_price} is more than {lim.price_collar_bps} bps "
-                        f"through mid {c.mid_price}", rule="price_collar")
-        if ref_price is not None:
-            notional = ref_price * c.quantity
+                        f"{side.name.lower()} limit {limit_price} is more than {lim.price_collar_bps} bps "
+                        f"through mid {mid_price}", rule="price_collar")
+        if notional is not None:
             if lim.max_order_notional is not None and notional > lim.max_order_notional:
                 raise RiskRejected(f"order notional {notional:.2f} > {lim.max_order_notional}",
                                    rule="max_order_notional")
-            if lim.max_parent_notional is not None and c.parent_id is not None:
-                total = self._parent_notional[c.parent_id] + notional
+            if lim.max_parent_notional is not None and parent_id is not None:
+                total = self._parent_notional[parent_id] + notional
                 if total > lim.max_parent_notional:
-                    raise RiskRejected(f"parent {c.parent_id} notional {total:.2f} > {lim.max_parent_notional}",
+                    raise RiskRejected(f"parent {parent_id} notional {total:.2f} > {lim.max_parent_notional}",
                                        rule="max_parent_notional")
-        max_pos = lim.max_position.get(c.symbol)
+        max_pos = lim.max_position.get(symbol)
         if max_pos is not None:
-            worst = self._position[c.symbol] + self._pending_position[c.symbol] + c.quantity * int(c.side)
+            worst = self._position[symbol] + self._pending_position[symbol] + quantity * int(side)
             if abs(worst) > max_pos:
-                raise RiskRejected(f"position in {c.symbol} could reach {worst} (limit {max_pos})",
+                raise RiskRejected(f"position in {symbol} could reach {worst} (limit {max_pos})",
                                    rule="max_position")

@@ -100,6 +100,10 @@ _LEGAL: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.EXPIRED: frozenset(),
 }
 _WORKING = frozenset({S.NEW, S.PARTIALLY_FILLED, S.PENDING_CANCEL})
+# identity tests on the hot paths (``status.is_terminal`` is a property hashing the enum member)
+_FILLED, _CANCELED, _REJECTED, _EXPIRED = S.FILLED, S.CANCELED, S.REJECTED, S.EXPIRED
+_PENDING_NEW, _UNKNOWN = S.PENDING_NEW, S.UNKNOWN
+_INFO = logging.INFO
 
 
 def check_transition(frm: OrderStatus, to: OrderStatus, *, client_order_id: str = "?") -> None:
@@ -133,7 +137,7 @@ def make_client_order_id(run_id: str, parent_id: str | None, n: int, *, prefix: 
     return ClientOrderId(cid)
 
 
-@dataclass
+@dataclass(slots=True)
 class ManagedOrder:
     """One child order as the manager knows it (mutable; read it, do not change it)."""
 
@@ -293,14 +297,17 @@ class OrderManager:
                                 client_order_id=client_order_id, parent_id=parent_id)
 
     def _set_status(self, mo: ManagedOrder, to: OrderStatus) -> None:
-        if mo.status is to:
+        frm = mo.status
+        if frm is to:
             return
-        check_transition(mo.status, to, client_order_id=mo.client_order_id)
+        if to not in _LEGAL[frm]:
+            check_transition(frm, to, client_order_id=mo.client_order_id)   # raises
         mo.status = to
-        if not to.is_terminal and mo.client_order_id in self._closed_contrib:
+        terminal = to is _FILLED or to is _CANCELED or to is _REJECTED or to is _EXPIRED
+        if not terminal and mo.order.client_order_id in self._closed_contrib:
             self._reopen(mo)
         mo.history.append((self._clock.now_ns(), to))
-        if to.is_terminal:
+        if terminal:
             mo.pending_replace = None
 
     def _command_payload(self, action: str, o: Order, *, lots: int | None = None,
@@ -315,11 +322,24 @@ class OrderManager:
                 "price": None if price is None else str(inst.ticks_to_price(price)),
                 "parent_id": o.parent_id, "decision_id": o.decision_id}
 
-    def _add(self, mo: ManagedOrder) -> None:
-        self._orders[mo.client_order_id] = mo
-        self._by_parent.setdefault(mo.order.parent_id, []).append(mo)
-        self._acct_open.setdefault(mo.order.parent_id, []).append(mo)
-        self._note_id(mo.client_order_id)
+    def _add(self, mo: ManagedOrder, *, note_id: bool = True) -> None:
+        """Register a new order. ``note_id=False``: its id came from :meth:`next_client_order_id`,
+        whose counter is already past it."""
+        cid = mo.order.client_order_id
+        pid = mo.order.parent_id
+        self._orders[cid] = mo
+        lst = self._by_parent.get(pid)
+        if lst is None:
+            self._by_parent[pid] = [mo]
+        else:
+            lst.append(mo)
+        lst = self._acct_open.get(pid)
+        if lst is None:
+            self._acct_open[pid] = [mo]
+        else:
+            lst.append(mo)
+        if note_id:
+            self._note_id(cid)
         mo.history.append((self._clock.now_ns(), mo.status))
 
     def _record_error(self, mo: ManagedOrder | None, err: SorexError) -> None:
@@ -354,24 +374,43 @@ class OrderManager:
     def parent_accounting(self, parent_id: str) -> ParentAccounting:
         """Filled / working / in-flight / unknown of ``parent_id`` in parent units.
         O(orders of the parent not yet terminal when last asked)."""
+        return ParentAccounting(*self.parent_accounting_values(parent_id))
+
+    def parent_accounting_values(self, parent_id: str) -> tuple[int, int, int, int]:
+        """:meth:`parent_accounting` as a plain ``(filled, working, in_flight, unknown)`` tuple
+        (the engine's per-child path; no frozen dataclass built)."""
         filled = working = in_flight = unknown = 0
         orders = self._acct_open.get(parent_id)
         if orders:
             closed = 0
             keep: list[ManagedOrder] = []
+            factors = self._factor
             for mo in orders:
-                f = self._parent_factor(mo.order.venue, mo.order.symbol)
-                if mo.status.is_terminal:   # open_lots is 0 from now on: fold it into the sum
-                    c = mo.executed_lots * f
-                    self._closed_contrib[mo.client_order_id] = c
+                o = mo.order
+                f = factors.get((o.venue, o.symbol))
+                if f is None:
+                    f = self._parent_factor(o.venue, o.symbol)
+                # ManagedOrder.executed_lots / open_lots, inlined (this runs once per child routed)
+                ex = mo.filled_lots
+                if mo.venue_filled_lots > ex:
+                    ex = mo.venue_filled_lots
+                st = mo.status
+                if st is _FILLED or st is _CANCELED or st is _REJECTED or st is _EXPIRED:
+                    # open_lots is 0 from now on: fold it into the sum
+                    c = ex * f
+                    self._closed_contrib[o.client_order_id] = c
                     closed += c
                     continue
                 keep.append(mo)
-                filled += mo.executed_lots * f
-                rem = mo.open_lots * f
-                if mo.status is S.PENDING_NEW:
+                filled += ex * f
+                target = o.lots
+                pr = mo.pending_replace
+                if pr is not None and pr[0] > target:
+                    target = pr[0]
+                rem = (target - ex) * f if target > ex else 0
+                if st is _PENDING_NEW:
                     in_flight += rem
-                elif mo.status is S.UNKNOWN:
+                elif st is _UNKNOWN:
                     unknown += rem
                 else:
                     working += rem
@@ -379,7 +418,7 @@ class OrderManager:
                 self._acct_open[parent_id] = keep
                 self._acct_closed[parent_id] = self._acct_closed.get(parent_id, 0) + closed
         filled += self._acct_closed.get(parent_id, 0)
-        return ParentAccounting(filled, working, in_flight, unknown)
+        return filled, working, in_flight, unknown
 
     def _recount(self, mo: ManagedOrder) -> None:
         """A folded (terminal) order's executed lots changed: correct its parent's filled sum."""
@@ -440,8 +479,9 @@ class OrderManager:
         if self.journal is not None and not self._replaying:   # the payload's decimals cost: only when written
             self._journal("order_command", self._command_payload("submit", order), venue=venue,
                           client_order_id=cid, parent_id=parent_id)
-        self._add(ManagedOrder(order))
-        log.info("%s %s %s: submit %s %d lots @ %s", venue, symbol, cid, side.name, lots, price_ticks)
+        self._add(ManagedOrder(order), note_id=client_order_id is not None)
+        if log.isEnabledFor(_INFO):   # side.name is an enum property: not evaluated for nothing
+            log.info("%s %s %s: submit %s %d lots @ %s", venue, symbol, cid, side.name, lots, price_ticks)
         return order
 
     def retry_submit(self, client_order_id: str) -> Order:
@@ -485,8 +525,11 @@ class OrderManager:
 
     def cancel(self, client_order_id: str) -> Order:
         """Journal a cancel command and mark the order PENDING_CANCEL; returns the order to cancel."""
-        mo = self.order(client_order_id)
-        if mo.status.is_terminal:
+        mo = self._orders.get(ClientOrderId(client_order_id))
+        if mo is None:
+            mo = self.order(client_order_id)   # raises UnknownOrderError
+        st = mo.status
+        if st is _FILLED or st is _CANCELED or st is _REJECTED or st is _EXPIRED:
             raise InvariantError(f"order {client_order_id} is already {mo.status.value}; nothing to cancel")
         if self.journal is not None and not self._replaying:
             self._journal("order_command", self._command_payload("cancel", mo.order), venue=mo.order.venue,

@@ -318,6 +318,13 @@ class _Bucket:
             ring[:] = [0] * rl
             self.dropped += self.total
             self.total = 0
+        elif gap <= 8:   # a few slots: the plain loop is cheaper than building slices
+            total = self.total
+            for k in range(head + 1, slot + 1):
+                total -= ring[(k - n - 1) % rl]
+                ring[k % rl] = 0
+            self.dropped += self.total - total
+            self.total = total
         else:
             # leaving the window: slots head - n .. slot - n - 1; those after head were never
             # charged (nothing is charged beyond the head), so only head - n .. min(., head) count
