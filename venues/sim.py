@@ -44,7 +44,7 @@ import logging
 import math
 import random
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
@@ -112,6 +112,8 @@ TEXT_UNKNOWN_ORDER = "Unknown order sent."
 TEXT_DUPLICATE = "Duplicate order sent."
 
 _FEE_QUANT = Decimal("0.00000001")
+_NO_PRICE_LO = -(1 << 62)   # below any price in ticks
+_NO_PRICE_HI = 1 << 62      # above any price in ticks
 _BPS = Decimal(10_000)
 
 
@@ -232,16 +234,23 @@ class _SimOrder:
 class _Market:
     """Per-instrument engine state: the book, consumed lots, our resting orders.
 
-    While the market is *idle* (none of our orders rest and nothing is consumed) nobody reads the
-    book between our order arrivals, so depth messages that continue the venue's update-id chain are
-    not applied one by one: their levels are coalesced (the last write per price wins, as applying
-    them in order would give) and applied as one message, with the same sequence check, when the
-    book is next needed (an order arriving, the market leaving idle, :meth:`SimulatedVenue.book`).
-    The book is then exactly what applying every message would have made. Once the book object has
-    been handed out by :meth:`SimulatedVenue.book` it is kept current on every message."""
+    Depth is applied lazily. Nobody reads the matching book between our order arrivals (a resting
+    order needs only the level at its own price and whether the opposite side reaches it), so
+    depth messages that continue the venue's update-id chain are not applied one by one: their
+    levels are coalesced (the last write per price wins, as applying them in order would give) and
+    applied as one message, with the same sequence check, when the book is next needed (an order,
+    replace or post-only check arriving, the opposite side reaching one of our resting prices,
+    :meth:`SimulatedVenue.book`). The consumed counts of the prices the pending messages named
+    are reset at that flush (applying them one by one would have reset them on the way). The book
+    is then exactly what applying every message would have made, and the venue sees, message by
+    message, the level at each of our resting prices (:meth:`SimulatedVenue._on_deltas_lazy`).
+    A message that does not continue the chain (gap, stale, snapshot, first delta after a
+    snapshot) is applied on its own after the pending ones. Once the book object has been handed
+    out by :meth:`SimulatedVenue.book` it is kept current on every message."""
 
     __slots__ = ("ask_orders", "bid_orders", "book", "chain_last", "consumed_ask", "consumed_bid", "idle", "inst",
-                 "our_best_ask", "our_best_bid", "pend_asks", "pend_bids", "pend_first", "pend_last", "pend_levels",
+                 "our_best_ask", "our_best_bid", "pend_asks", "pend_bids", "pend_first", "pend_hi_bid", "pend_last",
+                 "pend_levels", "pend_lo_ask",
                  "rule", "shared", "steady")
 
     def __init__(self, inst: Instrument, rule: SequenceRule) -> None:
@@ -254,35 +263,51 @@ class _Market:
         self.our_best_bid: int | None = None
         self.our_best_ask: int | None = None
         self.idle = True
-        """No resting orders and nothing consumed: book deltas need only ``L2Book.apply``."""
+        """No resting orders and nothing consumed: a depth message needs only ``L2Book.apply``."""
         self.rule = rule
         self.steady = False        # the book is in sync and past its first delta after a snapshot
         self.shared = False        # the book was handed out: apply every message at once
         self.chain_last = -1       # last update id the book has or will have after the pending apply
         self.pend_bids: dict[int, int] = {}
         self.pend_asks: dict[int, int] = {}
+        self.pend_hi_bid = _NO_PRICE_LO   # >= every pending bid price
+        self.pend_lo_ask = _NO_PRICE_HI   # <= every pending ask price
         self.pend_first: BookDeltas | None = None
         self.pend_last: BookDeltas | None = None
         self.pend_levels = 0
 
-    def on_depth_idle(self, msg: BookDeltas) -> None:
-        """A depth message while idle: coalesce it if it continues the chain, else apply now."""
-        if self.steady and not msg.is_snapshot and not self.shared:
-            rule = self.rule
-            u = msg.last_update_id
-            last = self.chain_last
-            if rule == "none" or (u > last and (msg.prev_update_id == last if rule == "prev"
-                                                 else msg.first_update_id == last + 1)):
-                self.pend_bids.update(msg.bids)
-                self.pend_asks.update(msg.asks)
-                self.pend_levels += len(msg.bids) + len(msg.asks)
-                if self.pend_first is None:
-                    self.pend_first = msg
-                self.pend_last = msg
-                if u >= 0:
-                    self.chain_last = u
-                return
-        self.apply_now(msg)
+    def continues(self, msg: BookDeltas) -> bool:
+        """Whether ``msg`` may be coalesced: the book is steady and not handed out, and ``msg`` is a
+        delta continuing the update-id chain (so applying it cannot fail or be stale)."""
+        if not self.steady or msg.is_snapshot or self.shared:
+            return False
+        rule = self.rule
+        if rule == "none":
+            return True
+        u = msg.last_update_id
+        last = self.chain_last
+        return u > last and (msg.prev_update_id == last if rule == "prev" else msg.first_update_id == last + 1)
+
+    def pend(self, msg: BookDeltas) -> None:
+        """Coalesce ``msg`` (which :meth:`continues` the chain) into the pending levels."""
+        bids, asks = msg.bids, msg.asks
+        if bids:
+            self.pend_bids.update(bids)
+            hi = max(bids)[0]
+            if hi > self.pend_hi_bid:
+                self.pend_hi_bid = hi
+        if asks:
+            self.pend_asks.update(asks)
+            lo = min(asks)[0]
+            if lo < self.pend_lo_ask:
+                self.pend_lo_ask = lo
+        self.pend_levels += len(bids) + len(asks)
+        if self.pend_first is None:
+            self.pend_first = msg
+        self.pend_last = msg
+        u = msg.last_update_id
+        if u >= 0:
+            self.chain_last = u
 
     def apply_now(self, msg: BookDeltas) -> bool:
         """Apply one message at once (after any pending ones); returns ``L2Book.apply``'s result."""
@@ -301,23 +326,30 @@ class _Market:
         return ok
 
     def flush(self) -> None:
-        """Apply the coalesced pending messages as one (same sequence check as each of them)."""
+        """Apply the coalesced pending messages as one (same sequence check as each of them) and
+        reset the consumed counts of the prices they named."""
         first, last = self.pend_first, self.pend_last
         if first is None or last is None:
             return
-        bids, asks = list(self.pend_bids.items()), list(self.pend_asks.items())
+        pend_bids, pend_asks = self.pend_bids, self.pend_asks
         levels = self.pend_levels
         self.pend_bids = {}
         self.pend_asks = {}
+        self.pend_hi_bid, self.pend_lo_ask = _NO_PRICE_LO, _NO_PRICE_HI
         self.pend_first = self.pend_last = None
         self.pend_levels = 0
         book = self.book
-        merged = BookDeltas(first.venue, first.symbol, bids, asks, last.ts_event, last.ts_init, False,
-                            first.first_update_id, self.chain_last, first.prev_update_id)
+        merged = BookDeltas(first.venue, first.symbol, list(pend_bids.items()), list(pend_asks.items()),
+                            last.ts_event, last.ts_init, False, first.first_update_id, self.chain_last,
+                            first.prev_update_id)
         if not book.apply(merged):   # cannot happen: every message continued the chain
             raise InvariantError(f"{book.venue}:{book.symbol}: coalesced depth messages "
                                  f"{first.first_update_id}..{self.chain_last} did not apply")
-        book.stat_updates += levels - len(bids) - len(asks)   # count the levels as sent
+        book.stat_updates += levels - len(pend_bids) - len(pend_asks)   # count the levels as sent
+        for consumed, named in ((self.consumed_bid, pend_bids), (self.consumed_ask, pend_asks)):
+            if consumed:
+                for p in [p for p in consumed if p in named]:
+                    del consumed[p]
 
     def refresh_best(self) -> None:
         self.our_best_bid = max(self.bid_orders) if self.bid_orders else None
@@ -327,13 +359,101 @@ class _Market:
     def refresh_idle(self) -> None:
         self.idle = not (self.bid_orders or self.ask_orders or self.consumed_bid or self.consumed_ask)
 
-    def available(self, taker: Side, limit_ticks: int | None) -> Iterable[tuple[int, int]]:
-        """(price, available lots) on the side a ``taker`` takes from, best first, up to ``limit``.
+    def settle(self, book_side: Side, bound: int | None) -> None:
+        """Apply now the pending levels of ``book_side`` (BUY = bids) at or better than ``bound``
+        (all of that side when ``None``) and reset their consumed counts: from then on the book is
+        exact at and beyond ``bound`` on that side (a taker walking there sees what applying every
+        message would show). The rest stays pending for :meth:`flush`. Cost: the pending prices
+        are found by probing each tick between ``bound`` and the most extreme pending price (kept
+        per message with a C-level ``max``/``min``), or by one pass over the pending levels when
+        that is shorter, so the deep levels that only accumulate are never walked."""
+        if book_side is Side.BUY:
+            pend, update, consumed = self.pend_bids, self.book.update_bid, self.consumed_bid
+            if not pend:
+                return
+            hi = self.pend_hi_bid
+            if bound is None:
+                take = list(pend)
+                self.pend_hi_bid = _NO_PRICE_LO
+            elif hi < bound:
+                return
+            else:
+                take = (list(filter(pend.__contains__, range(bound, hi + 1))) if hi - bound < len(pend)
+                        else [p for p in pend if p >= bound])
+                self.pend_hi_bid = bound - 1
+        else:
+            pend, update, consumed = self.pend_asks, self.book.update_ask, self.consumed_ask
+            if not pend:
+                return
+            lo = self.pend_lo_ask
+            if bound is None:
+                take = list(pend)
+                self.pend_lo_ask = _NO_PRICE_HI
+            elif lo > bound:
+                return
+            else:
+                take = (list(filter(pend.__contains__, range(lo, bound + 1))) if bound - lo < len(pend)
+                        else [p for p in pend if p <= bound])
+                self.pend_lo_ask = bound + 1
+        pop = pend.pop
+        for p in take:
+            update(p, pop(p))
+            if consumed:
+                consumed.pop(p, None)
 
-        Reads the L2Book's documented layout (dict of levels + sorted price index) directly:
-        this is the matching hot path."""
-        if self.pend_first is not None:
-            self.flush()
+    def ready(self, taker: Side, limit_ticks: int | None, lots: int | None = None) -> None:
+        """Make the book exact where a ``taker`` walks: the opposite side up to ``limit_ticks``
+        or, without a limit, far enough to hold ``lots`` available lots (the whole side when
+        ``lots`` is ``None``), applying only the pending levels there (:meth:`settle`)."""
+        if taker is Side.BUY:
+            book_side, pend, sign = Side.SELL, self.pend_asks, 1
+        else:
+            book_side, pend, sign = Side.BUY, self.pend_bids, -1
+        if not pend:
+            return
+        if limit_ticks is not None:
+            self.settle(book_side, limit_ticks)
+            return
+        book = self.book
+        top = book.best_ask_ticks if sign > 0 else book.best_bid_ticks
+        if lots is None or top is None:
+            self.settle(book_side, None)
+            return
+        step = 16
+        while step <= 16 ** 3:   # widen the exact region until it holds ``lots``
+            bound = top + sign * step
+            self.settle(book_side, bound)
+            seen = 0
+            for _, avail in self._available(taker, bound):
+                seen += avail
+                if seen >= lots:
+                    return
+            step *= 16
+        self.settle(book_side, None)
+
+    def crosses(self, taker: Side, limit_ticks: int) -> bool:
+        """Whether any available liquidity is at or through ``limit_ticks`` on the side a ``taker``
+        takes from (as applying every message would leave it; only the pending levels there are
+        applied)."""
+        self.ready(taker, limit_ticks)
+        return next(iter(self._available(taker, limit_ticks)), None) is not None
+
+    def level(self, side: Side, price_ticks: int) -> int:
+        """Displayed lots at ``price_ticks`` on book side ``side`` as of the last message, pending
+        ones included (no flush)."""
+        pend, levels = (self.pend_bids, self.book._bids) if side is Side.BUY else (self.pend_asks, self.book._asks)
+        lots = pend.get(price_ticks)
+        return levels.get(price_ticks, 0) if lots is None else lots
+
+    def available(self, taker: Side, limit_ticks: int | None, lots: int | None = None) -> Iterable[tuple[int, int]]:
+        """(price, available lots) on the side a ``taker`` takes from, best first, up to ``limit``;
+        exact for a walk that stops within ``limit_ticks`` or after ``lots`` lots (:meth:`ready`)."""
+        self.ready(taker, limit_ticks, lots)
+        return self._available(taker, limit_ticks)
+
+    def _available(self, taker: Side, limit_ticks: int | None) -> Iterator[tuple[int, int]]:
+        """:meth:`available` on the book as it is. Reads the L2Book's documented layout (dict of
+        levels + sorted price index) directly: this is the matching hot path."""
         book = self.book
         if taker is Side.BUY:
             levels, consumed = book._asks, self.consumed_ask
@@ -424,8 +544,13 @@ class SimulatedVenue(Venue):
             self.stat_ignored_events += 1
             return
         if tp is BookDeltas:
-            if mkt.idle:
-                mkt.on_depth_idle(event)  # type: ignore[arg-type]
+            if mkt.continues(event):  # type: ignore[arg-type]
+                if mkt.bid_orders or mkt.ask_orders:
+                    self._on_deltas_lazy(mkt, event)  # type: ignore[arg-type]
+                else:
+                    mkt.pend(event)  # type: ignore[arg-type]
+            elif mkt.idle:
+                mkt.apply_now(event)  # type: ignore[arg-type]
             else:
                 self._on_deltas(mkt, event)  # type: ignore[arg-type]
         elif tp is TradeTick:
@@ -456,25 +581,82 @@ class SimulatedVenue(Venue):
                 for p, _ in msg.asks:
                     if p in ca:
                         del ca[p]
-        qm, rng = self.config.queue_model, self.rng
         for orders_by_px, prev, levels in ((mkt.bid_orders, prev_bid, book._bids),
                                            (mkt.ask_orders, prev_ask, book._asks)):
             for p, orders in orders_by_px.items():
                 before, after = prev[p], levels.get(p, 0)
-                if after == before:
-                    continue
-                for so in orders:
-                    traded, so.traded_since = so.traded_since, 0
-                    if after > before:
-                        so.front = min(so.front, after)
-                        continue
-                    chg = before - after - traded
-                    if chg <= 0:
-                        so.front = min(so.front, after)
-                    else:
-                        so.front = qm.front_after_cancel(so.front, before, after, chg, rng)
+                if after != before:
+                    self._level_changed(orders, before, after)
         self._match_through(mkt)
         mkt.refresh_idle()
+
+    def _on_deltas_lazy(self, mkt: _Market, msg: BookDeltas) -> None:
+        """A depth message continuing the chain while our orders rest: coalesce it (as
+        :class:`_Market` explains), follow the level at each of our resting prices as applying the
+        message would change it, and apply everything at once only if the message brings opposite
+        liquidity at or through one of our prices (the book moving through us).
+
+        Same results as :meth:`_on_deltas` on every message: the queue model sees the same level
+        changes in the same order, and the move-through check needs only the incoming levels
+        (after the previous message no available level was at or through our prices)."""
+        pend_bids, pend_asks = mkt.pend_bids, mkt.pend_asks
+        bid_orders, ask_orders = mkt.bid_orders, mkt.ask_orders
+        # the level at each of our prices before the message: pending value, else the book's
+        # (None: not pending, so the message is its first write since the last flush)
+        was_bid = [(p, pend_bids.get(p)) for p in bid_orders] if bid_orders else None
+        was_ask = [(p, pend_asks.get(p)) for p in ask_orders] if ask_orders else None
+        mkt.pend(msg)
+        if was_bid is not None:
+            self._follow_levels(was_bid, pend_bids, mkt.book._bids, bid_orders)
+        if was_ask is not None:
+            self._follow_levels(was_ask, pend_asks, mkt.book._asks, ask_orders)
+        # C-level min/max over the message's levels; only a new level (not a deletion) at or
+        # through one of our prices can bring available liquidity there
+        ours = mkt.our_best_bid
+        if ours is not None and msg.asks and min(msg.asks)[0] <= ours \
+                and any(pend_asks[p] for p, _ in msg.asks if p <= ours):
+            self._settle_through(mkt)
+            return
+        ours = mkt.our_best_ask
+        if ours is not None and msg.bids and max(msg.bids)[0] >= ours \
+                and any(pend_bids[p] for p, _ in msg.bids if p >= ours):
+            self._settle_through(mkt)
+
+    def _follow_levels(self, was: list[tuple[int, int | None]], pend: dict[int, int], levels: dict[int, int],
+                       orders_by_px: dict[int, list[_SimOrder]]) -> None:
+        """Queue updates of one side after a coalesced message: ``was`` holds (our price, its
+        pending level before the message or ``None``), ``pend`` the pending levels after it."""
+        for p, before in was:
+            after = pend.get(p)
+            if after is None or after == before:
+                continue
+            if before is None:   # first write since the last flush: the book has the level before
+                before = levels.get(p, 0)
+                if after == before:
+                    continue
+            self._level_changed(orders_by_px[p], before, after)
+
+    def _settle_through(self, mkt: _Market) -> None:
+        """The opposite side may now reach our resting prices: make the book exact there (asks at
+        or below our best bid, bids at or above our best ask) and match as :meth:`_on_deltas`."""
+        if mkt.our_best_bid is not None:
+            mkt.settle(Side.SELL, mkt.our_best_bid)
+        if mkt.our_best_ask is not None:
+            mkt.settle(Side.BUY, mkt.our_best_ask)
+        self._match_through(mkt)
+
+    def _level_changed(self, orders: list[_SimOrder], before: int, after: int) -> None:
+        """The displayed level at the price of ``orders`` (ours, FIFO) went ``before -> after``."""
+        for so in orders:
+            traded, so.traded_since = so.traded_since, 0
+            if after > before:
+                so.front = min(so.front, after)
+                continue
+            chg = before - after - traded
+            if chg <= 0:
+                so.front = min(so.front, after)
+            else:
+                so.front = self.config.queue_model.front_after_cancel(so.front, before, after, chg, self.rng)
 
     def _on_trade(self, mkt: _Market, trade: TradeTick, resting_side: Side) -> None:
         """A public trade hit ``resting_side`` at ``trade.price_ticks``: advance and fill our queue."""
@@ -623,8 +805,6 @@ class SimulatedVenue(Venue):
             self._emit_raw(OrderEventKind.REJECTED, cid, None, TEXT_DUPLICATE, CODE_DUPLICATE)
             return
         mkt = self._markets.get(order.symbol)
-        if mkt is not None:
-            mkt.flush()
         inst = mkt.inst if mkt is not None else None
         so = _SimOrder(order, inst if inst is not None else self.config.instruments[0],
                        VenueOrderId(str(next(self._order_ids))))
@@ -649,7 +829,7 @@ class SimulatedVenue(Venue):
         if tif is TimeInForce.GTD and (order.expire_ts is None or order.expire_ts <= now):
             return self._reject(so, "Good-till-date expire_ts must be in the future.", CODE_GTD)
         limit_px = order.price_ticks if order.order_type is OrderType.LIMIT else None
-        if tif is TimeInForce.POST_ONLY and next(iter(mkt.available(order.side, limit_px)), None):
+        if tif is TimeInForce.POST_ONLY and limit_px is not None and mkt.crosses(order.side, limit_px):
             return self._reject(so, TEXT_POST_ONLY, CODE_INSUFFICIENT_BALANCE)
         if not self._lock_funds(mkt, so):
             return self._reject(so, TEXT_INSUFFICIENT, CODE_INSUFFICIENT_BALANCE)
@@ -663,7 +843,7 @@ class SimulatedVenue(Venue):
         limit_px = so.price_ticks if order.order_type is OrderType.LIMIT else None
         if tif is TimeInForce.FOK:
             avail = 0
-            for _, a in mkt.available(so.side, limit_px):
+            for _, a in mkt.available(so.side, limit_px, so.remaining):
                 avail += a
                 if avail >= so.remaining:
                     break
@@ -683,9 +863,11 @@ class SimulatedVenue(Venue):
             so.expire_handle = self.clock.set_alert(order.expire_ts, lambda _ts: self._expire(cid))
 
     def _take(self, mkt: _Market, so: _SimOrder, limit_px: int | None) -> None:
+        if limit_px is not None and not mkt.crosses(so.side, limit_px):
+            return   # nothing to take (and no need to apply the pending depth)
         consumed = mkt.consumed_ask if so.side is Side.BUY else mkt.consumed_bid
         # lazily: a market order must not materialise the whole opposite side
-        for px, avail in mkt.available(so.side, limit_px):
+        for px, avail in mkt.available(so.side, limit_px, so.remaining):
             qty = min(avail, so.remaining)
             consumed[px] = consumed.get(px, 0) + qty
             mkt.idle = False
@@ -694,14 +876,12 @@ class SimulatedVenue(Venue):
                 break
 
     def _rest(self, mkt: _Market, so: _SimOrder) -> None:
-        mkt.flush()
         px = so.price_ticks
         assert px is not None
+        so.front = mkt.level(so.side, px)   # the pending depth included: no flush needed
         if so.side is Side.BUY:
-            so.front = mkt.book._bids.get(px, 0)
             mkt.bid_orders.setdefault(px, []).append(so)
         else:
-            so.front = mkt.book._asks.get(px, 0)
             mkt.ask_orders.setdefault(px, []).append(so)
         so.traded_since = 0
         mkt.refresh_best()
@@ -814,7 +994,6 @@ class SimulatedVenue(Venue):
         return True
 
     def _filter_failure(self, mkt: _Market, order: Order) -> str | None:
-        mkt.flush()
         inst = mkt.inst
         if order.lots <= 0 or (inst.min_quantity and inst.lots_to_qty(order.lots) < inst.min_quantity):
             return "Filter failure: LOT_SIZE"
@@ -823,6 +1002,7 @@ class SimulatedVenue(Venue):
                 return "Filter failure: PRICE_FILTER"
             ref_px: int | None = order.price_ticks
         else:
+            mkt.ready(order.side, None, order.lots)   # the best opposite price is exact
             book = mkt.book
             ref_px = book.best_ask_ticks if order.side is Side.BUY else book.best_bid_ticks
         if ref_px is not None and inst.min_notional and inst.notional(ref_px, order.lots) < inst.min_notional:
@@ -841,7 +1021,7 @@ class SimulatedVenue(Venue):
                 need = inst.notional(so.price_ticks, remaining)
             else:  # market buy: what walking the visible available book would cost
                 left, tick_lots = remaining, 0
-                for px, avail in mkt.available(Side.BUY, None):
+                for px, avail in mkt.available(Side.BUY, None, remaining):
                     take = min(avail, left)
                     tick_lots += take * px
                     left -= take
@@ -985,6 +1165,7 @@ class SimulatedVenue(Venue):
     def consumed_lots(self, symbol: str, side: Side, price_ticks: int) -> int:
         """Lots of the displayed level at ``price_ticks`` on book side ``side`` already taken by us."""
         mkt = self._market(symbol)
+        mkt.flush()
         return (mkt.consumed_bid if side is Side.BUY else mkt.consumed_ask).get(price_ticks, 0)
 
     def statistics(self) -> dict[str, int]:
