@@ -239,10 +239,11 @@ class RoutingDecision:
     (the :class:`VenueScore` s), ``residual_quantity`` and ``explanation`` are assembled on first
     read from what the decision captured; they are the same whenever they are read."""
 
-    __slots__ = ("_allocations", "_evals", "_explain", "_id", "_id_n", "_policy", "_reason", "_ref",
-                 "_request", "_residual", "_residual_qty", "_router", "_strategy", "_ts", "_venues")
+    __slots__ = ("_allocations", "_evals", "_explain", "_grid", "_id", "_id_n", "_policy", "_prefix", "_reason",
+                 "_ref", "_request", "_residual", "_residual_qty", "_strategy", "_ts", "_venues")
     # set only by _captured (the lazy fields are then built from them)
-    _router: Router
+    _grid: CommonGrid
+    _prefix: str
     _id_n: int
     _policy: RoutingPolicy
     _evals: list[_Eval]
@@ -268,7 +269,8 @@ class RoutingDecision:
                   allocations: list[Allocation], residual_lots: int, residual_reason: str | None,
                   explain: _Explain, ref: int | None) -> RoutingDecision:
         d = cls.__new__(cls)
-        d._router = router
+        d._grid = router.grid
+        d._prefix = router.decision_prefix  # the id is formatted when read, with this prefix
         d._id = None
         d._id_n = n
         d._ts = ts_ns
@@ -289,7 +291,7 @@ class RoutingDecision:
     def decision_id(self) -> str:
         i = self._id
         if i is None:
-            i = self._id = f"{self._router.decision_prefix}{self._id_n:06d}"
+            i = self._id = f"{self._prefix}{self._id_n:06d}"
         return i
 
     @property
@@ -308,7 +310,7 @@ class RoutingDecision:
     def venues(self) -> list[VenueScore]:
         v = self._venues
         if v is None:
-            ctx = _Ctx(self._policy, self._router.grid, self._request.side, tuple(self._allocations), self._ref)
+            ctx = _Ctx(self._policy, self._grid, self._request.side, tuple(self._allocations), self._ref)
             v = []
             for e in self._evals:
                 e.ctx = ctx
@@ -333,7 +335,7 @@ class RoutingDecision:
     def residual_quantity(self) -> Decimal:
         q = self._residual_qty
         if q is None:
-            q = self._residual_qty = self._router.grid.quantity(self._residual)
+            q = self._residual_qty = self._grid.quantity(self._residual)
         return q
 
     @property

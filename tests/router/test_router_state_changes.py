@@ -145,6 +145,13 @@ def test_lazy_fields_are_those_of_the_decision_time() -> None:
     r.record_reject("a")
     clock.advance_to(T0 + 10_000 * MS)
     assert d.decision_id == "X-000001"
+    # a complete decision (nothing logged, so nothing formatted eagerly) keeps its prefix too
+    full = Router(cfg.routing, cfg.venues, INSTS, _books(random.Random(3)), SimClock(T0 + 3 * MS),
+                  decision_prefix="P-")
+    full_d = full.route(RouteRequest("BTC-USDT", Side.BUY, D("0.01"), None, "take"))
+    full.decision_prefix = "Q-"
+    assert not full_d.residual_lots and full_d.allocations
+    assert full_d.decision_id == "P-000001" and full_d.residual_quantity == 0
     assert d.residual_quantity > 0 and d.residual_reason and "take incomplete" in d.residual_reason
     assert d.explanation.startswith("take ")
     assert all(a.quantity == INSTS[a.venue].lots_to_qty(a.lots) for a in d.allocations)
