@@ -15,7 +15,8 @@ are decoded once per session and replayed from memory, so parsing is not measure
 * ``engine_vwap_probe`` the same with the tick-to-child probe on (``time.perf_counter_ns``): for every
   child order leaving the rate limiter inside a market-event or algo-timer callback, the wall time
   from the start of that callback to the order leaving the limiter (before ``Venue.submit``), split
-  into the ``Router.route`` share and the rest, and by trigger (market event / algo timer)
+  into the ``Router.route`` share, the simulated venues' submit/cancel calls made earlier in the
+  same callback, and the rest; and by trigger (market event / algo timer)
 
 * ``route_cold_warm`` POV run: each ``Router.route`` the engine makes is timed as made (cold: the
   replay ran in between), then the same request is routed 5 more times at once (warm, as in the
@@ -55,7 +56,7 @@ ROUNDS = 3
 RESULTS: dict[str, float] = {}
 EVENTS: dict[str, int] = {}
 LATENCY: dict[str, list[int]] = {}
-SPLIT: dict[str, list[tuple[int, int, str]]] = {}   # per child: (total ns, route ns, trigger)
+SPLIT: dict[str, list[tuple[int, int, int, str]]] = {}   # per child: (total, route, venue ns, trigger)
 INTERLEAVED: dict[str, list[float]] = {}
 INTERLEAVED_EVENTS: list[int] = []
 
@@ -202,9 +203,10 @@ def test_engine_pov_probe(benchmark: Any, data: _MemoryDataset) -> None:
     _record("engine_pov_probe", benchmark, done[-1].stats.market_events)
 
 
-def _split(done: list[Engine]) -> list[tuple[int, int, str]]:
+def _split(done: list[Engine]) -> list[tuple[int, int, int, str]]:
     return [x for e in done for x in zip(e.stats.tick_to_child_ns, e.stats.tick_to_child_route_ns,
-                                         e.stats.tick_to_child_trigger, strict=True)]
+                                         e.stats.tick_to_child_venue_ns, e.stats.tick_to_child_trigger,
+                                         strict=True)]
 
 
 def _q(xs: list[int]) -> str:
@@ -295,11 +297,14 @@ def teardown_module() -> None:
               f"p99 {p99 / 1e3:.1f} us, max {xs[-1] / 1e3:.1f} us")
     for name, rows in SPLIT.items():
         # the same children split: the Router.route share (every route of the callback up to the
-        # child) and everything else (algo, engine checks, risk, order manager, rate limiter)
+        # child), the simulated venues' submit/cancel calls made earlier in the callback, and the
+        # rest (algo, engine checks, risk, order manager, rate limiter)
         for trig in ("all", "market", "timer"):
-            sel = [r for r in rows if trig == "all" or r[2] == trig]
+            sel = [r for r in rows if trig == "all" or r[3] == trig]
             if not sel:
                 continue
-            print(f"  {name} [{trig}] total {_q([t for t, _, _ in sel])}")
-            print(f"  {name} [{trig}] route {_q([r for _, r, _ in sel])}")
-            print(f"  {name} [{trig}] rest  {_q([t - r for t, r, _ in sel])}")
+            print(f"  {name} [{trig}] total          {_q([t for t, _, _, _ in sel])}")
+            print(f"  {name} [{trig}] route          {_q([r for _, r, _, _ in sel])}")
+            print(f"  {name} [{trig}] venue calls    {_q([v for _, _, v, _ in sel])}")
+            print(f"  {name} [{trig}] total - route  {_q([t - r for t, r, _, _ in sel])}")
+            print(f"  {name} [{trig}] rest (- venue) {_q([t - r - v for t, r, v, _ in sel])}")

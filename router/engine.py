@@ -404,7 +404,7 @@ class _ProbeClock:
         def fire(ts: int) -> None:
             probe = engine._probe
             engine._tick_t0 = probe() if probe is not None else 0
-            engine._tick_route_ns = 0
+            engine._tick_route_ns = engine._tick_venue_ns = 0
             engine._tick_trigger = "timer"
             try:
                 callback(ts)
@@ -552,6 +552,10 @@ class RunStats:
     tick_to_child_route_ns: list[int] = field(default_factory=list)
     """For each ``tick_to_child_ns`` entry: the part of it spent in ``Router.route`` (every route
     made in the same callback up to that child)."""
+    tick_to_child_venue_ns: list[int] = field(default_factory=list)
+    """For each ``tick_to_child_ns`` entry: the part of it spent inside the venues' ``submit`` /
+    ``cancel`` calls made earlier in the same callback (the simulated venue's own work: an earlier
+    child's submit, the cancel of the child being replaced)."""
     tick_to_child_trigger: list[str] = field(default_factory=list)
     """For each ``tick_to_child_ns`` entry: ``market`` (a market event) or ``timer`` (an algo alert)."""
 
@@ -626,6 +630,7 @@ class Engine:
         self._probe = tick_probe
         self._tick_t0 = 0
         self._tick_route_ns = 0          # probe on: Router.route time inside the current callback
+        self._tick_venue_ns = 0          # probe on: Venue.submit / cancel time inside the current callback
         self._tick_trigger = "market"
         self._algo_clock: Clock = _ProbeClock(self) if tick_probe is not None else self.clock
         self.books = {v: L2Book(v, self.symbol, sequence_rule=(
@@ -895,7 +900,7 @@ class Engine:
         probe = self._probe
         if probe is not None:
             self._tick_t0 = probe()
-            self._tick_route_ns = 0
+            self._tick_route_ns = self._tick_venue_ns = 0
             self._tick_trigger = "market"
         if t is BookDeltas:
             _apply_depth(self.books[ev.venue], ev)  # type: ignore[arg-type]
@@ -1015,6 +1020,7 @@ class Engine:
             self._journal("risk_refused", {"rule": rule, "reason": why, "parent_id": pid,
                                            "order": self._parent_payload(run)}, parent_id=pid)
             raise RiskRejected(why, rule=rule)
+        parent.algo.prepare()
         self._runs[pid] = run
         self._pending.append(run)
         handle = ParentHandle(self, run)
@@ -1308,6 +1314,7 @@ class Engine:
             st = self.stats
             st.tick_to_child_ns.append(probe() - self._tick_t0)
             st.tick_to_child_route_ns.append(self._tick_route_ns)
+            st.tick_to_child_venue_ns.append(self._tick_venue_ns)
             st.tick_to_child_trigger.append(self._tick_trigger)
         vc.sent = True
         vc.sent_ns = self.clock.now_ns()
@@ -1315,11 +1322,14 @@ class Engine:
         if live is not None:
             live.submit(vc)   # an owned task with a timeout; events come back via _on_order_event
             return
+        t_venue = probe() if probe is not None and self._tick_t0 else 0
         try:
             run_now(self.venues[vc.venue].submit(vc.order))
         except VenueError as exc:
             self.om.on_send_failed(vc.cid, exc)
             self._after_event(vc)
+        if t_venue:
+            self._tick_venue_ns += probe() - t_venue  # type: ignore[misc]
 
     def _on_send_failed(self, vc: _VenueChild, exc: BaseException) -> None:
         """Live: a submit task failed (timeout / disconnect: UNKNOWN; refused: REJECTED)."""
@@ -1397,7 +1407,11 @@ class Engine:
         at = lim.acquire_at("cancel") if lim is not None else now
         venue = self.venues[vc.venue]
         if at <= now:
+            probe = self._probe
+            t_venue = probe() if probe is not None and self._tick_t0 else 0
             run_now(venue.cancel(vc.cid))
+            if t_venue:
+                self._tick_venue_ns += probe() - t_venue  # type: ignore[misc]
         else:
             self.clock.set_alert(at, lambda _ts: run_now(venue.cancel(vc.cid)))
 

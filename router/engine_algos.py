@@ -32,7 +32,7 @@ from algos.pov import PovAlgo
 from algos.profile import VolumeProfile
 from algos.shortfall import ShortfallAlgo
 from algos.twap import TwapAlgo
-from algos.vwap import VwapAlgo
+from algos.vwap import VwapAlgo, default_profile
 from marketdata.errors import ConfigError
 from marketdata.model import Side
 
@@ -123,6 +123,10 @@ class AlgoSpec:
         self._from_market(kw, market or {})
         return self._make(cp, kw)
 
+    def prepare(self) -> None:
+        """Work that does not depend on the market or the start time, done when the parent is
+        submitted rather than when it starts (a start runs inside a market-data callback)."""
+
     def _from_market(self, kw: dict[str, Any], market: Mapping[str, Any]) -> None:
         """Fill model inputs the user did not give from what the engine observed (IS only)."""
 
@@ -197,6 +201,10 @@ class VWAP(AlgoSpec):
             elif not Path(p["profile"]).is_file():
                 raise ConfigError(f"profile file {p['profile']!r} not found", key="profile")
         return kw
+
+    def prepare(self) -> None:
+        if "profile" not in self.params:
+            default_profile()   # the parametric U, cached for the process
 
     def _make(self, cp: CommonParams, kw: dict[str, Any]) -> ExecutionAlgo:
         return VwapAlgo(cp, **kw)
