@@ -485,6 +485,7 @@ class _Eval:
     opp: int | None  # best opposite price (venue ticks) at decision time
     pc: int | None   # the same in common ticks
     take_notional: int
+    params: VenueParams  # sweep parameters (take and mixed styles)
     ctx: _Ctx
     excluded: str | None = None
     stage = 0  # how far the evaluation got: 0 health, 1 book, 2 latency, 3 headroom, 4 capacity
@@ -697,6 +698,10 @@ class Router:
         self._limit_memo: dict[tuple[Decimal, Side], int] = {}
         self._slip_memo: dict[tuple[int, Side], tuple[int, str]] = {}
         self._qty_memo: dict[int, Decimal] = {}
+        # policy constants of the hot path (the policy is fixed for the router's life)
+        self._smart = policy.strategy == "smart"
+        self._haircut = policy.haircut_enabled
+        self._w_latency, self._w_fill = policy.weights.latency, policy.weights.fill
 
     # ------------------------------------------------------------------ learning inputs
     @property
@@ -963,56 +968,53 @@ class Router:
                     e.budget = int((bal * FEE_SCALE / unit).to_integral_value(rounding=ROUND_FLOOR))
         if opp is None and (style == "take" or same is None):
             e.excluded = f"no liquidity on the {'ask' if side is Side.BUY else 'bid'} side"
+        elif style != "post":
+            # the venue's sweep parameters, while the numbers are at hand (fastest's venue rank and
+            # the caps of dropped slices are applied by _sweep_inputs)
+            buy = side is Side.BUY
+            if self._smart:
+                # the smart penalty, as _venue_score computes it
+                adj = st.fee_taker_e8 + int((self._w_latency * cost + self._w_fill * ((1.0 - take_mean)
+                                                                                     * policy.miss_cost_bps))
+                                            * 10_000)
+                km = FEE_SCALE + adj if buy else FEE_SCALE - adj
+            else:
+                km = st.key_buy if buy else st.key_sell
+            cap = e.cap_lots
+            budget = e.budget
+            if not buy and budget >= 0 and opp:
+                # sell with a quote-currency margin budget (perpetuals): cap lots at the best bid,
+                # conservative because deeper bids are lower
+                lots_cap = budget // (opp * st.cost_mult)
+                cap = lots_cap if cap < 0 else min(cap, lots_cap)
+            e.params = (st.price_factor, st.lot_factor, km, st.cost_mult, cap, budget if buy else NO_LIMIT, 0,
+                        p_gone if self._haircut else 0.0, move if move > 1.0 else 1.0)
         return e
 
     # ------------------------------------------------------------------ marketable
-    def _sweep_inputs(self, live: list[_Eval], side: Side, dropped: set[str]
-                      ) -> tuple[list[L2Book], list[VenueParams]]:
-        """Each venue's book and fee/latency-adjusted sweep parameters."""
-        policy = self.policy
-        s = policy.strategy
-        haircut = policy.haircut_enabled
-        buy = side is Side.BUY
-        fastest = s == "fastest"
-        smart = s == "smart"
-        w_lat, w_fill = policy.weights.latency, policy.weights.fill
-        miss_cost = policy.miss_cost_bps
-        rank: dict[str, int] = {}
-        if fastest:
-            rank = {e.name: i for i, e in enumerate(sorted(live, key=lambda e: e.delay_s))}
+    def _sweep_inputs(self, live: list[_Eval], dropped: set[str]) -> tuple[list[L2Book], list[VenueParams]]:
+        """Each venue's book and fee/latency-adjusted sweep parameters (prepared by _evaluate), with
+        fastest's venue rank and no lots for the venues whose slice was dropped."""
         books: list[L2Book] = []
         params: list[VenueParams] = []
         for e in live:
-            st = e.st
-            book = st.book
-            assert book is not None
-            books.append(book)
-            p = e.opp
-            if smart:
-                # the smart penalty, as _venue_score computes it
-                adj = st.fee_taker_e8 + int((w_lat * e.lat[7] + w_fill * ((1.0 - e.fill[0]) * miss_cost)) * 10_000)
-                km = FEE_SCALE + adj if buy else FEE_SCALE - adj
-            else:
-                km = (st.key_buy if buy else st.key_sell)
-            cap = 0 if dropped and e.name in dropped else e.cap_lots
-            budget = e.budget
-            if not buy and budget >= 0 and p:
-                # sell with a quote-currency margin budget (perpetuals): cap lots at the best bid,
-                # conservative because deeper bids are lower
-                lots_cap = budget // (p * st.cost_mult)
-                cap = lots_cap if cap < 0 else min(cap, lots_cap)
-            lat = e.lat
-            move = lat[5]
-            params.append((st.price_factor, st.lot_factor, km, st.cost_mult, cap,
-                           budget if buy else NO_LIMIT, rank[e.name] * _PRIORITY_STEP if fastest else 0,
-                           lat[6] if haircut else 0.0, move if move > 1.0 else 1.0))
+            assert e.st.book is not None
+            books.append(e.st.book)
+            params.append(e.params)
+        fastest = self.policy.strategy == "fastest"
+        if dropped or fastest:
+            rank = {e.name: i for i, e in enumerate(sorted(live, key=lambda e: e.delay_s))} if fastest else {}
+            for j, e in enumerate(live):
+                pf, lf, km, cm, cap, budget, _prio, pg, mt = params[j]
+                params[j] = (pf, lf, km, cm, 0 if e.name in dropped else cap, budget,
+                             rank[e.name] * _PRIORITY_STEP if fastest else 0, pg, mt)
         return books, params
 
     def _take(self, live: list[_Eval], side: Side, want: int, bound: int | None,
               explanation: _Explain) -> tuple[list[Allocation], int, str | None]:
         dropped: set[str] = set()
         while True:
-            books, params = self._sweep_inputs(live, side, dropped)
+            books, params = self._sweep_inputs(live, dropped)
             res: SweepResult = sweep_levels(side, None, None, books, params, want, bound)
             bad = None
             for e, lots, worst in zip(live, res.lots, res.worst, strict=True):
