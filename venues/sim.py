@@ -249,8 +249,8 @@ class _Market:
     out by :meth:`SimulatedVenue.book` it is kept current on every message."""
 
     __slots__ = ("ask_orders", "bid_orders", "book", "chain_last", "consumed_ask", "consumed_bid", "idle", "inst",
-                 "our_best_ask", "our_best_bid", "pend_asks", "pend_bids", "pend_first", "pend_hi_bid", "pend_last",
-                 "pend_levels", "pend_lo_ask",
+                 "msg_hi_bid", "msg_lo_ask", "our_best_ask", "our_best_bid", "pend_asks", "pend_bids",
+                 "pend_first", "pend_hi_bid", "pend_last", "pend_levels", "pend_lo_ask",
                  "rule", "shared", "steady")
 
     def __init__(self, inst: Instrument, rule: SequenceRule) -> None:
@@ -272,6 +272,8 @@ class _Market:
         self.pend_asks: dict[int, int] = {}
         self.pend_hi_bid = _NO_PRICE_LO   # >= every pending bid price
         self.pend_lo_ask = _NO_PRICE_HI   # <= every pending ask price
+        self.msg_hi_bid = _NO_PRICE_LO    # highest bid / lowest ask price of the last coalesced message
+        self.msg_lo_ask = _NO_PRICE_HI
         self.pend_first: BookDeltas | None = None
         self.pend_last: BookDeltas | None = None
         self.pend_levels = 0
@@ -293,14 +295,18 @@ class _Market:
         bids, asks = msg.bids, msg.asks
         if bids:
             self.pend_bids.update(bids)
-            hi = max(bids)[0]
+            self.msg_hi_bid = hi = max(bids)[0]   # C-level over the message's levels
             if hi > self.pend_hi_bid:
                 self.pend_hi_bid = hi
+        else:
+            self.msg_hi_bid = _NO_PRICE_LO
         if asks:
             self.pend_asks.update(asks)
-            lo = min(asks)[0]
+            self.msg_lo_ask = lo = min(asks)[0]
             if lo < self.pend_lo_ask:
                 self.pend_lo_ask = lo
+        else:
+            self.msg_lo_ask = _NO_PRICE_HI
         self.pend_levels += len(bids) + len(asks)
         if self.pend_first is None:
             self.pend_first = msg
@@ -419,6 +425,25 @@ class _Market:
         if lots is None or top is None:
             self.settle(book_side, None)
             return
+        # Pending prices beyond the book's (stale) touch: the book has no level there, so their
+        # pending lots are what is available; settle only as far as the walk needs.
+        # (probing each tick there, or one pass over the pending levels when that is shorter)
+        if sign > 0:
+            lo = self.pend_lo_ask
+            beyond = [] if lo >= top else (list(filter(pend.__contains__, range(lo, top))) if top - lo < len(pend)
+                                           else sorted(p for p in pend if p < top))
+        else:
+            hi = self.pend_hi_bid
+            beyond = [] if hi <= top else (list(filter(pend.__contains__, range(hi, top, -1))) if hi - top < len(pend)
+                                           else sorted((p for p in pend if p > top), reverse=True))
+        if beyond:
+            seen = 0
+            for p in beyond:   # best first
+                seen += pend[p]
+                if seen >= lots:
+                    self.settle(book_side, p)
+                    return
+            self.settle(book_side, top - sign)
         step = 16
         while step <= 16 ** 3:   # widen the exact region until it holds ``lots``
             bound = top + sign * step
@@ -554,11 +579,15 @@ class SimulatedVenue(Venue):
             else:
                 self._on_deltas(mkt, event)  # type: ignore[arg-type]
         elif tp is TradeTick:
+            # only a print at or through one of our prices concerns us
             if event.aggressor is Side.SELL:  # type: ignore[union-attr]
-                if mkt.bid_orders:
+                ours = mkt.our_best_bid
+                if ours is not None and event.price_ticks <= ours:  # type: ignore[union-attr]
                     self._on_trade(mkt, event, Side.BUY)  # type: ignore[arg-type]
-            elif mkt.ask_orders:
-                self._on_trade(mkt, event, Side.SELL)  # type: ignore[arg-type]
+            else:
+                ours = mkt.our_best_ask
+                if ours is not None and event.price_ticks >= ours:  # type: ignore[union-attr]
+                    self._on_trade(mkt, event, Side.SELL)  # type: ignore[arg-type]
 
     def _on_deltas(self, mkt: _Market, msg: BookDeltas) -> None:
         if mkt.pend_first is not None:
@@ -613,13 +642,11 @@ class SimulatedVenue(Venue):
         # C-level min/max over the message's levels; only a new level (not a deletion) at or
         # through one of our prices can bring available liquidity there
         ours = mkt.our_best_bid
-        if ours is not None and msg.asks and min(msg.asks)[0] <= ours \
-                and any(pend_asks[p] for p, _ in msg.asks if p <= ours):
+        if ours is not None and mkt.msg_lo_ask <= ours and any(pend_asks[p] for p, _ in msg.asks if p <= ours):
             self._settle_through(mkt)
             return
         ours = mkt.our_best_ask
-        if ours is not None and msg.bids and max(msg.bids)[0] >= ours \
-                and any(pend_bids[p] for p, _ in msg.bids if p >= ours):
+        if ours is not None and mkt.msg_hi_bid >= ours and any(pend_bids[p] for p, _ in msg.bids if p >= ours):
             self._settle_through(mkt)
 
     def _follow_levels(self, was: list[tuple[int, int | None]], pend: dict[int, int], levels: dict[int, int],
@@ -663,13 +690,20 @@ class SimulatedVenue(Venue):
         px = trade.price_ticks
         if resting_side is Side.BUY:
             book_orders = mkt.bid_orders
-            through = [p for p in book_orders if p > px]
+            ours = mkt.our_best_bid
+            if ours is None or px > ours:
+                return   # printed above all our bids: none at its price or through
+            through = [p for p in book_orders if p > px] if px < ours else None
         else:
             book_orders = mkt.ask_orders
-            through = [p for p in book_orders if p < px]
-        for p in sorted(through, reverse=resting_side is Side.BUY):
-            for so in list(book_orders.get(p, ())):
-                self._fill(mkt, so, p, so.remaining, Liquidity.MAKER)
+            ours = mkt.our_best_ask
+            if ours is None or px < ours:
+                return
+            through = [p for p in book_orders if p < px] if px > ours else None
+        if through:
+            for p in sorted(through, reverse=resting_side is Side.BUY):
+                for so in list(book_orders.get(p, ())):
+                    self._fill(mkt, so, p, so.remaining, Liquidity.MAKER)
         orders = book_orders.get(px)
         if not orders:
             return

@@ -158,6 +158,10 @@ class SimulationDriver:
         armed = self._armed
         feed_due = self._feed_due()
         fired = 0
+        last_vid: str | None = None
+        on_event: Callable[[MarketEvent], None] | None = None
+        now_subs: list[MarketCallback] = []
+        feed: _DelayedFeed | None = None
         try:
             for ev in source:
                 if n == limit or self._stop:
@@ -207,10 +211,13 @@ class SimulationDriver:
                     fired += advance(ts)
                 else:
                     clock._now = ts
-                route = routes.get(ev.venue)
-                if route is None:
-                    route = routes[ev.venue] = self._route(ev.venue)
-                on_event, now_subs, feed = route
+                vid = ev.venue
+                if vid != last_vid:   # most streams are one venue's: look the route up on a change
+                    route = routes.get(vid)
+                    if route is None:
+                        route = routes[vid] = self._route(vid)
+                    on_event, now_subs, feed = route
+                    last_vid = vid
                 if on_event is not None:
                     on_event(ev)
                 if now_subs:
