@@ -1021,6 +1021,7 @@ class Engine:
                                            "order": self._parent_payload(run)}, parent_id=pid)
             raise RiskRejected(why, rule=rule)
         parent.algo.prepare()
+        self.om.prepare_parent(pid)
         self._runs[pid] = run
         self._pending.append(run)
         handle = ParentHandle(self, run)

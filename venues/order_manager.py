@@ -247,12 +247,23 @@ class OrderManager:
                                       "overfills": 0, "stale_events": 0, "reports": 0}
 
     # ================================================================ ids
-    def next_client_order_id(self, parent_id: str | None) -> ClientOrderId:
-        """Allocate the next deterministic id for ``parent_id`` (skipping any already in use)."""
+    def prepare_parent(self, parent_id: str | None) -> None:
+        """Build (and cache) the id prefix of ``parent_id``'s orders now, so that its first child
+        does not pay for it (tags are checked with a regex, long ones hashed). Allocates no id."""
+        self._id_prefix(parent_id)
+
+    def _id_prefix(self, parent_id: str | None) -> str:
         base = self._id_base.get(parent_id)
         if base is None:
             base = self._id_base[parent_id] = make_client_order_id(
                 self.run_id, parent_id, 1, prefix=self.id_prefix).rsplit("-", 1)[0]
+        return base
+
+    def next_client_order_id(self, parent_id: str | None) -> ClientOrderId:
+        """Allocate the next deterministic id for ``parent_id`` (skipping any already in use)."""
+        base = self._id_base.get(parent_id)
+        if base is None:
+            base = self._id_prefix(parent_id)
         n = self._next_seq.get(base, 1)
         while True:
             cid = ClientOrderId(f"{base}-{n}")
