@@ -88,12 +88,15 @@ class OrderStatus(enum.Enum):
     EXPIRED = "expired"
     UNKNOWN = "unknown"
 
-    @property
-    def is_terminal(self) -> bool:
-        return self in _TERMINAL
+    is_terminal: bool
+    """FILLED, CANCELED, REJECTED or EXPIRED: nothing more can happen to the order. A plain
+    attribute of each member (set below), not a property: the order manager reads it per event."""
 
 
 _TERMINAL = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED})
+for _status in OrderStatus:
+    _status.is_terminal = _status in _TERMINAL
+del _status
 
 
 class InstrumentKind(enum.Enum):

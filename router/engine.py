@@ -175,8 +175,6 @@ def _apply_depth(book: L2Book, msg: BookDeltas) -> None:
     book.check_crossed()
 
 
-
-
 # ============================================================================ bookkeeping records
 class _VenueChild:
     """One venue order of a child group."""
@@ -1389,8 +1387,7 @@ class Engine:
                 vc, OrderEventKind.CANCELED, "cancelled before leaving the rate limiter"))
             return
         st = self.om.order(vc.cid).status
-        if st is not OrderStatus.NEW and st is not OrderStatus.PARTIALLY_FILLED and (
-                st.is_terminal or st is OrderStatus.PENDING_CANCEL):
+        if st.is_terminal or st is OrderStatus.PENDING_CANCEL:
             return
         if self.mode == "shadow":
             self.om.cancel(vc.cid)

@@ -100,8 +100,6 @@ _LEGAL: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.EXPIRED: frozenset(),
 }
 _WORKING = frozenset({S.NEW, S.PARTIALLY_FILLED, S.PENDING_CANCEL})
-# identity tests on the hot paths (``status.is_terminal`` is a property hashing the enum member)
-_FILLED, _CANCELED, _REJECTED, _EXPIRED = S.FILLED, S.CANCELED, S.REJECTED, S.EXPIRED
 _PENDING_NEW, _UNKNOWN = S.PENDING_NEW, S.UNKNOWN
 _INFO = logging.INFO
 
@@ -314,7 +312,7 @@ class OrderManager:
         if to not in _LEGAL[frm]:
             check_transition(frm, to, client_order_id=mo.client_order_id)   # raises
         mo.status = to
-        terminal = to is _FILLED or to is _CANCELED or to is _REJECTED or to is _EXPIRED
+        terminal = to.is_terminal
         if not terminal and mo.order.client_order_id in self._closed_contrib:
             self._reopen(mo)
         mo.history.append((self._clock.now_ns(), to))
@@ -406,7 +404,7 @@ class OrderManager:
                 if mo.venue_filled_lots > ex:
                     ex = mo.venue_filled_lots
                 st = mo.status
-                if st is _FILLED or st is _CANCELED or st is _REJECTED or st is _EXPIRED:
+                if st.is_terminal:
                     # open_lots is 0 from now on: fold it into the sum
                     c = ex * f
                     self._closed_contrib[o.client_order_id] = c
@@ -539,8 +537,7 @@ class OrderManager:
         mo = self._orders.get(ClientOrderId(client_order_id))
         if mo is None:
             mo = self.order(client_order_id)   # raises UnknownOrderError
-        st = mo.status
-        if st is _FILLED or st is _CANCELED or st is _REJECTED or st is _EXPIRED:
+        if mo.status.is_terminal:
             raise InvariantError(f"order {client_order_id} is already {mo.status.value}; nothing to cancel")
         if self.journal is not None and not self._replaying:
             self._journal("order_command", self._command_payload("cancel", mo.order), venue=mo.order.venue,
