@@ -231,6 +231,15 @@ class _SimOrder:
         return self.lots - self.filled
 
 
+def _pending_in(pend: dict[int, int], lo: int, hi: int) -> list[int]:
+    """The pending prices in ``[lo, hi]``: found by probing each tick (ascending) or by one pass
+    over the pending levels (their order), whichever is shorter, so the deep levels that only
+    accumulate are not walked for a narrow range."""
+    if hi - lo < len(pend):
+        return list(filter(pend.__contains__, range(lo, hi + 1)))
+    return [p for p in pend if lo <= p <= hi]
+
+
 class _Market:
     """Per-instrument engine state: the book, consumed lots, our resting orders.
 
@@ -384,8 +393,7 @@ class _Market:
             elif hi < bound:
                 return
             else:
-                take = (list(filter(pend.__contains__, range(bound, hi + 1))) if hi - bound < len(pend)
-                        else [p for p in pend if p >= bound])
+                take = _pending_in(pend, bound, hi)
                 self.pend_hi_bid = bound - 1
         else:
             pend, update, consumed = self.pend_asks, self.book.update_ask, self.consumed_ask
@@ -398,8 +406,7 @@ class _Market:
             elif lo > bound:
                 return
             else:
-                take = (list(filter(pend.__contains__, range(lo, bound + 1))) if bound - lo < len(pend)
-                        else [p for p in pend if p <= bound])
+                take = _pending_in(pend, lo, bound)
                 self.pend_lo_ask = bound + 1
         pop = pend.pop
         for p in take:
@@ -427,15 +434,12 @@ class _Market:
             return
         # Pending prices beyond the book's (stale) touch: the book has no level there, so their
         # pending lots are what is available; settle only as far as the walk needs.
-        # (probing each tick there, or one pass over the pending levels when that is shorter)
         if sign > 0:
             lo = self.pend_lo_ask
-            beyond = [] if lo >= top else (list(filter(pend.__contains__, range(lo, top))) if top - lo < len(pend)
-                                           else sorted(p for p in pend if p < top))
+            beyond = sorted(_pending_in(pend, lo, top - 1)) if lo < top else []
         else:
             hi = self.pend_hi_bid
-            beyond = [] if hi <= top else (list(filter(pend.__contains__, range(hi, top, -1))) if hi - top < len(pend)
-                                           else sorted((p for p in pend if p > top), reverse=True))
+            beyond = sorted(_pending_in(pend, top + 1, hi), reverse=True) if hi > top else []
         if beyond:
             seen = 0
             for p in beyond:   # best first
