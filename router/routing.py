@@ -83,6 +83,18 @@ def _order_thresholds(inst: Instrument) -> tuple[int, int, bool]:
     return max(1, ok_lots), ok_size, inverse
 
 
+def _balance_limit(inst: Instrument, asset: str, bal: Decimal) -> tuple[int, int]:
+    """What an available balance allows on one venue: ``(0, 0)`` nothing (not positive),
+    ``(1, lots)`` at most that many lots (the base asset: a spot sell), ``(2, budget)`` a notional
+    budget in tick-lots x 1e8 (the quote asset)."""
+    if bal <= 0:
+        return 0, 0
+    if asset == inst.base:
+        return 1, inst.qty_to_lots(bal / inst.contract_size)
+    unit = inst.tick_size * inst.lot_size * inst.contract_size
+    return 2, int((bal * FEE_SCALE / unit).to_integral_value(rounding=ROUND_FLOOR))
+
+
 def _memo(table: dict[Any, Any], key: Any, value: Any) -> None:
     """Store in a bounded memo table (cleared when full; entries are pure functions of keys)."""
     if len(table) >= _MEMO_MAX:
@@ -342,7 +354,7 @@ class RoutingDecision:
     def explanation(self) -> str:
         x = self._explain
         if not isinstance(x, str):
-            x = self._explain = "; ".join(p if isinstance(p, str) else _take_summary(*p) for p in x)
+            x = self._explain = "; ".join(p if isinstance(p, str) else p[0](*p[1:]) for p in x)
         return x
 
     @property
@@ -390,9 +402,19 @@ class RoutingDecision:
         }
 
 
-def _take_summary(router: Router, filled: int, want: int, venues: int, strategy: str) -> str:
+def _take_summary(router: Router, filled: int, want: int, venues: int | list[str], strategy: str) -> str:
+    """One explanation line, rendered when read: the take's (``venues``: how many) or the post's
+    (``venues``: which, in order)."""
+    if isinstance(venues, list):
+        return (f"post {router._quantity(filled)} of {router._quantity(want)} on "
+                f"{', '.join(venues) or 'no venue'} ranked by {strategy} passive score")
     return (f"take {router._quantity(filled)} of {router._quantity(want)} "
             f"across {venues} venue(s) by {strategy}")
+
+
+def _mixed_summary(router: Router, urgency: float, take_want: int, post_want: int, unfilled: int) -> str:
+    return (f"mixed: urgency {urgency:g} -> take {router._quantity(take_want)} now, post "
+            f"{router._quantity(post_want)} (incl. {router._quantity(unfilled)} the take could not fill)")
 
 
 def _num(x: Any) -> Any:
@@ -494,7 +516,8 @@ class _Eval:
     delay_s = 0.0
     take_lots = 0
     take_stop: str | None = None
-    passive: dict[str, Any] | None = None
+    # (price ticks, maker bps, lots ahead, queue fraction, fill probability, vs reference bps, score)
+    passive: tuple[int, float, int, float, float, float, float] | None = None
     notes: tuple[str, ...] | list[str] = ()
 
     name: str
@@ -638,7 +661,12 @@ def _build_factors(e: _Eval) -> dict[str, Any]:
         if e.take_stop:
             score["take_stop"] = e.take_stop
     if e.passive is not None:
-        f["passive"] = e.passive
+        px, maker_bps, ahead, queue_frac, p_fill, rel_post, post_score = e.passive
+        pinst = st.instrument
+        assert pinst is not None
+        f["passive"] = {"price": pinst.ticks_to_price(px), "maker_fee_bps": maker_bps,
+                        "queue_ahead": pinst.lots_to_qty(ahead), "queue_fraction": queue_frac,
+                        "fill_probability": p_fill, "vs_reference_bps": rel_post, "score": post_score}
     f["allocated_quantity"] = sum((a.quantity for a in ctx.allocations if a.venue == e.name), Decimal(0))
     if e.notes:
         f["notes"] = list(e.notes)
@@ -698,6 +726,7 @@ class Router:
         self._limit_memo: dict[tuple[Decimal, Side], int] = {}
         self._slip_memo: dict[tuple[int, Side], tuple[int, str]] = {}
         self._qty_memo: dict[int, Decimal] = {}
+        self._bal_memo: dict[tuple[str, str, Decimal], tuple[int, int]] = {}
         # policy constants of the hot path (the policy is fixed for the router's life)
         self._smart = policy.strategy == "smart"
         self._haircut = policy.haircut_enabled
@@ -831,10 +860,8 @@ class Router:
             post_want = want - take_want if style == "mixed" else (want if style == "post" else 0)
             if style == "mixed":
                 post_want = residual
-                unfilled = grid.quantity(post_want - (want - take_want))
-                explanation.insert(0, f"mixed: urgency {request.urgency:g} -> take "
-                                      f"{grid.quantity(take_want)} now, post {grid.quantity(post_want)} "
-                                      f"(incl. {unfilled} the take could not fill)")
+                explanation.insert(0, (_mixed_summary, self, request.urgency, take_want, post_want,
+                                       post_want - (want - take_want)))
             post_reason: str | None = None
             if post_want:
                 post_allocs, posted, post_reason = self._post(live, side, post_want, limit_common, ref, explanation)
@@ -957,15 +984,22 @@ class Router:
             e.bal = bal
             e.stage = 4
             if bal is not None:
-                if bal <= 0:
+                # the balance in lots (base asset) or as a budget in tick-lots x 1e8 (quote asset):
+                # Decimal arithmetic, memoised per (venue, asset, balance) as balances change only
+                # on fills and transfers
+                bkey = (name, asset, bal)
+                conv = self._bal_memo.get(bkey)
+                if conv is None:
+                    conv = _balance_limit(inst, asset, bal)
+                    _memo(self._bal_memo, bkey, conv)
+                kind, n = conv
+                if kind == 0:
                     e.excluded = f"no available {asset} balance"
                     return e
-                if asset == inst.base:
-                    lots = inst.qty_to_lots(bal / inst.contract_size)
-                    e.cap_lots = lots if e.cap_lots < 0 else min(e.cap_lots, lots)
+                if kind == 1:
+                    e.cap_lots = n if e.cap_lots < 0 else min(e.cap_lots, n)
                 else:
-                    unit = inst.tick_size * inst.lot_size * inst.contract_size
-                    e.budget = int((bal * FEE_SCALE / unit).to_integral_value(rounding=ROUND_FLOOR))
+                    e.budget = n
         if opp is None and (style == "take" or same is None):
             e.excluded = f"no liquidity on the {'ask' if side is Side.BUY else 'bid'} side"
         elif style != "post":
@@ -1049,7 +1083,7 @@ class Router:
             reason = "take incomplete (" + "; ".join(stops) + ")" if stops else "take incomplete"
             if dropped:
                 reason += "; slices below venue minimums dropped: " + ", ".join(sorted(dropped))
-        explanation.append((self, filled, want, len(allocs), self.policy.strategy))
+        explanation.append((_take_summary, self, filled, want, len(allocs), self.policy.strategy))
         return allocs, filled, reason
 
     # ------------------------------------------------------------------ passive
@@ -1098,11 +1132,10 @@ class Router:
                 score = e.delay_s * 1e3
             else:
                 score = rel + maker_bps + (w.queue * queue_frac + w.fill * (1.0 - p_fill)) * policy.miss_cost_bps
-            e.passive = {"price": inst.ticks_to_price(px), "maker_fee_bps": maker_bps,
-                                    "queue_ahead": inst.lots_to_qty(ahead), "queue_fraction": queue_frac,
-                                    "fill_probability": p_fill, "vs_reference_bps": rel, "score": score}
+            # the numbers only: the factor dict (Decimal price and queue) is built when read
+            e.passive = (px, maker_bps, ahead, queue_frac, p_fill, rel, score)
             cands.append((score, idx, e, px))
-        cands.sort(key=lambda c: (c[0], c[1]))
+        cands.sort()  # by score, then venue order (the indexes are unique: the records are never compared)
         allocs: list[Allocation] = []
         remaining = want
         notes: list[str] = []
@@ -1120,17 +1153,18 @@ class Router:
             if lots <= 0:
                 notes.append(f"{e.name}: no capacity or below lot size")
                 continue
-            why = inst.check_order(px, lots)
-            if why:
-                notes.append(f"{e.name}: {why}")
-                e.note(f"post slice skipped: {why}")
-                continue
+            st = e.st
+            if not (lots >= st.ok_lots and (lots if st.size_by_lots else px * lots) >= st.ok_size):
+                # near or below a minimum: the instrument's exact verdict (see _order_thresholds)
+                why = inst.check_order(px, lots)
+                if why:
+                    notes.append(f"{e.name}: {why}")
+                    e.note(f"post slice skipped: {why}")
+                    continue
             tif = TimeInForce.POST_ONLY if e.st.cfg.post_only else TimeInForce.GTC
             allocs.append(Allocation(e.name, lots, px, "post", _LIMIT, tif, instrument=inst))
             remaining -= lots * lf
-        explanation.append(f"post {grid.quantity(want - remaining)} of {grid.quantity(want)} on "
-                           + (", ".join(a.venue for a in allocs) or "no venue")
-                           + f" ranked by {policy.strategy} passive score")
+        explanation.append((_take_summary, self, want - remaining, want, [a.venue for a in allocs], policy.strategy))
         reason = None
         if remaining:
             reason = "post incomplete" + (" (" + "; ".join(notes) + ")" if notes else
