@@ -8,6 +8,10 @@ Measurements in one run (pure Python, single core):
   step before each one (nothing repeats between decisions);
 * ``route_smart_take_to_dict`` — the same plus ``to_dict()`` (the journal payload the engine writes
   for every decision: builds the factor dicts and the decimal strings);
+* ``route_smart_post_balances`` / ``route_smart_take_balances`` — the decisions the engine makes:
+  every venue's balances known (``StaticCapacity``: 2 BTC and 150,000 USDT each, read as Decimal
+  for every venue of every decision, as the engine's simulated ledgers are), a passive order of
+  0.5 BTC (ranked by maker economics, queue and fill rate; posted on one venue) and the 5 BTC take;
 * ``sweep_router_kernel`` — the allocation kernel as the router runs it: each venue's best level
   read from its live book by the kernel, per-venue constants prepared once, fee/latency-adjusted lazy heap
   merge (:func:`router.allocation.sweep_levels`; deeper levels pulled from the book on demand);
@@ -32,6 +36,7 @@ from marketdata.model import Instrument, InstrumentKind, Side, Symbol, VenueId
 from router.allocation import FEE_SCALE, Ladder, SweepResult, VenueParams, naive_sweep, sweep, sweep_levels
 from router.config import load_config_text
 from router.routing import Router, RouteRequest
+from router.scoring import CapacityProvider, StaticCapacity
 
 T0 = 1_723_161_300_000_000_000
 MS = 1_000_000
@@ -41,7 +46,9 @@ FEE_E8 = {name: int(D(fee) * 10_000) for name, _t, _l, fee in VENUES}
 QTY = D("5")
 
 
-def _setup() -> tuple[Router, dict[str, L2Book], dict[str, Instrument]]:
+def _setup(capacity: CapacityProvider | None = None,
+           router_cls: type[Router] = Router) -> tuple[Router, dict[str, L2Book], dict[str, Instrument]]:
+    """The benchmark's router and books (``router_cls``: another version's Router, for A/B)."""
     rng = random.Random(7)
     insts: dict[str, Instrument] = {}
     books: dict[str, L2Book] = {}
@@ -64,7 +71,7 @@ def _setup() -> tuple[Router, dict[str, L2Book], dict[str, Instrument]]:
                     f'[venues.{name}.latency]\norder_rtt_ms = {rng.randint(5, 40)}\n')
     cfg = load_config_text("".join(text))
     clock = SimClock(T0 - 2000 * MS)
-    router = Router(cfg.routing, cfg.venues, insts, books, clock)
+    router = router_cls(cfg.routing, cfg.venues, insts, books, clock, capacity)
     # give every venue some activity so the latency haircut is non-trivial
     for k in range(200):
         for name, book in books.items():
@@ -147,6 +154,28 @@ def test_route_smart_take_to_dict(benchmark: Any,
     payload = benchmark(lambda: router.route(req).to_dict())
     _p99(benchmark)
     assert len(payload["venues"]) == 5 and payload["allocations"]
+
+
+def _balances() -> StaticCapacity:
+    return StaticCapacity({name: {"BTC": D("2"), "USDT": D("150000")} for name, *_ in VENUES})
+
+
+def test_route_smart_post_balances(benchmark: Any) -> None:
+    router, _books, _ = _setup(_balances())
+    req = RouteRequest("BTC-USDT", Side.BUY, D("0.5"), None, "post")
+    d = benchmark(router.route, req)
+    _p99(benchmark)
+    assert len(d.venues) == 5 and all(v.excluded_reason is None for v in d.venues)
+    assert d.allocations and d.allocations[0].style == "post" and d.residual_lots == 0
+
+
+def test_route_smart_take_balances(benchmark: Any) -> None:
+    router, _books, _ = _setup(_balances())
+    req = RouteRequest("BTC-USDT", Side.BUY, QTY, None, "take")
+    d = benchmark(router.route, req)
+    _p99(benchmark)
+    assert all(v.excluded_reason is None for v in d.venues)
+    assert d.allocated_quantity + d.residual_quantity == QTY and d.allocations
 
 
 def _kernel_inputs(router: Router, books: dict[str, L2Book]) -> tuple[list[L2Book], list[VenueParams]]:
