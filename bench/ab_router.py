@@ -5,7 +5,9 @@ Both routers run in one process on the same machine load: the old module is extr
 ``router.allocation`` / ``router.scoring``, so use it only across commits that changed
 ``routing.py`` alone), both are built by ``bench/test_bench_router.py``'s ``_setup`` and timed
 round-robin with ``time.process_time``. Each pair of decisions is checked to give the same
-journal payload and explanation before anything is timed.
+journal payload and explanation before anything is timed. The benchmark's reference, the naive
+full sort of all 100 levels (``naive_sweep``), is timed in the same rounds, so the route / naive
+ratio is taken under the same load.
 
 Run from the repository root: ``python bench/ab_router.py 32bee59``
 """
@@ -31,6 +33,7 @@ import test_bench_router as tb  # noqa: E402
 
 import router.routing as new  # noqa: E402
 from marketdata.model import Side  # noqa: E402
+from router.allocation import naive_sweep  # noqa: E402
 
 
 def _old_module(commit: str, tmp: Path) -> ModuleType:
@@ -65,15 +68,22 @@ def main(commit: str, rounds: int = 15, n: int = 1000) -> None:
             qo, qn = old.RouteRequest("BTC-USDT", *args), new.RouteRequest("BTC-USDT", *args)
             a, b = ro.route(qo), rn.route(qn)
             assert a.to_dict() == b.to_dict() and a.explanation == b.explanation, f"{name}: decisions differ"
-            times: tuple[list[float], list[float]] = ([], [])
+            books = {name: rn._venues[name].book for name in rn.venue_names}
+            want = int(D("5") / rn.grid.lot_size)
+            times: tuple[list[float], list[float], list[float]] = ([], [], [])
             for _ in range(rounds):
                 for r, q, acc in ((ro, qo, times[0]), (rn, qn, times[1])):
                     t = time.process_time()
                     for _ in range(n):
                         r.route(q)
                     acc.append((time.process_time() - t) / n * 1e6)
-            mo, mn = statistics.median(times[0]), statistics.median(times[1])
-            print(f"  {name:27s} {commit}: {mo:6.1f} us   now: {mn:6.1f} us   speed-up {mo / mn:.2f}x")
+                t = time.process_time()
+                for _ in range(n):
+                    naive_sweep(Side.BUY, tb._ladders(rn, books), want)
+                times[2].append((time.process_time() - t) / n * 1e6)
+            mo, mn, nv = (statistics.median(x) for x in times)
+            print(f"  {name:27s} {commit}: {mo:6.1f} us   now: {mn:6.1f} us   speed-up {mo / mn:.2f}x"
+                  f"   naive sort {nv:6.1f} us (now / naive {mn / nv:.2f}x)")
 
 
 if __name__ == "__main__":
