@@ -46,3 +46,65 @@ def test_order_thresholds_never_pass_an_order_check_order_rejects(tick: str, lot
     # and the lot threshold is tight: two lots below it the exact check rejects the order
     if inst.min_quantity and ok_lots >= 3:
         assert inst.check_order(ticks, ok_lots - 2) is not None
+
+
+def _bench_router(capacity: object = None) -> object:
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from bench.test_bench_router import _setup
+
+    return _setup(capacity)[0]  # type: ignore[arg-type]
+
+
+def test_post_slices_at_and_below_the_minimums_get_the_exact_check() -> None:
+    """The integer shortcut only skips Instrument.check_order well above the minimums: a post
+    slice below min_notional is still skipped with the venue-style reason, one at it is placed."""
+    from router.routing import Router, RouteRequest
+
+    router = _bench_router()
+    assert isinstance(router, Router)
+    # every bench venue: min_notional 5 USDT, best bid ~61,800: 0.00001 BTC is ~0.62 USDT
+    small = router.route(RouteRequest("BTC-USDT", Side.BUY, D("0.00001"), None, "post"))
+    assert not small.allocations and small.residual_lots
+    assert small.residual_reason is not None and "below min_notional 5" in small.residual_reason
+    assert any("post slice skipped: notional" in n for v in small.venues for n in v.factors.get("notes", []))
+    assert "post 0 of 0.00001 on no venue ranked by smart passive score" in small.explanation
+    # the smallest quantity at or above 5 USDT on the best-ranked venue is placed, and agrees
+    # with the exact check
+    ok = router.route(RouteRequest("BTC-USDT", Side.BUY, D("0.0001"), None, "post"))
+    assert ok.allocations and ok.residual_lots == 0
+    a = ok.allocations[0]
+    inst = router._venues[a.venue].instrument
+    assert inst is not None and inst.check_order(a.price_ticks, a.lots) is None
+
+
+def test_balance_limits_follow_the_balance_values() -> None:
+    """The memoised balance conversion is keyed by the balance itself: a changed balance is
+    seen at the next decision, with the same result as a router that never saw the old one."""
+    from router.routing import Router, RouteRequest
+    from router.scoring import StaticCapacity
+
+    def fresh(bal: dict[str, dict[str, D]]) -> Router:
+        r = _bench_router(StaticCapacity({v: dict(b) for v, b in bal.items()}))
+        assert isinstance(r, Router)
+        return r
+
+    balances = {f"v{i}": {"BTC": D("2"), "USDT": D("150000")} for i in range(5)}
+    cap = StaticCapacity(balances)
+    router = _bench_router(cap)
+    assert isinstance(router, Router)
+    req = RouteRequest("BTC-USDT", Side.BUY, D("5"), None, "take")
+    for usdt in ("150000", "0", "20000", "150000.00", "3"):
+        for v in cap.balances.values():
+            v["USDT"] = D(usdt)
+        d = router.route(req)
+        again = fresh(cap.balances).route(req)
+        assert [(a.venue, a.lots, a.price_ticks) for a in d.allocations] == \
+            [(a.venue, a.lots, a.price_ticks) for a in again.allocations]
+        assert d.residual_lots == again.residual_lots and d.residual_reason == again.residual_reason
+        if usdt == "0":
+            assert all(v.excluded_reason == "no available USDT balance" for v in d.venues)
