@@ -27,10 +27,9 @@ from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+sys.path.insert(0, str(ROOT))
 
-import test_bench_router as tb  # noqa: E402
-
+import bench.test_bench_router as tb  # noqa: E402
 import router.routing as new  # noqa: E402
 from marketdata.model import Side  # noqa: E402
 from router.allocation import naive_sweep  # noqa: E402
