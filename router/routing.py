@@ -86,7 +86,12 @@ def _order_thresholds(inst: Instrument) -> tuple[int, int, bool]:
 def _balance_limit(inst: Instrument, asset: str, bal: Decimal) -> tuple[int, int]:
     """What an available balance allows on one venue: ``(0, 0)`` nothing (not positive),
     ``(1, lots)`` at most that many lots (the base asset: a spot sell), ``(2, budget)`` a notional
-    budget in tick-lots x 1e8 (the quote asset)."""
+    budget in tick-lots x 1e8 (the quote asset); ``(3, 0)`` not a finite number (a provider's
+    garbled answer: the venue is excluded with that reason instead of failing the decision)."""
+    if isinstance(bal, int | float) and not isinstance(bal, bool):
+        bal = Decimal(bal)
+    if not isinstance(bal, Decimal) or not bal.is_finite():
+        return 3, 0
     if bal <= 0:
         return 0, 0
     if asset == inst.base:
@@ -995,6 +1000,11 @@ class Router:
                 kind, n = conv
                 if kind == 0:
                     e.excluded = f"no available {asset} balance"
+                    return e
+                if kind == 3:
+                    e.excluded = f"available {asset} balance {bal!s} is not a finite number"
+                    log.warning("venue %s: capacity provider answered %r for the %s balance; venue excluded",
+                                name, bal, asset)
                     return e
                 if kind == 1:
                     e.cap_lots = n if e.cap_lots < 0 else min(e.cap_lots, n)

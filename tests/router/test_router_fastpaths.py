@@ -108,3 +108,25 @@ def test_balance_limits_follow_the_balance_values() -> None:
         assert d.residual_lots == again.residual_lots and d.residual_reason == again.residual_reason
         if usdt == "0":
             assert all(v.excluded_reason == "no available USDT balance" for v in d.venues)
+
+
+def test_a_garbled_balance_excludes_that_venue_with_the_reason() -> None:
+    """A capacity provider answering NaN or Infinity for a balance: that venue is excluded with
+    the reason, the others still take the order; an int balance is read like its Decimal."""
+    from router.routing import Router, RouteRequest
+    from router.scoring import StaticCapacity
+
+    balances = {f"v{i}": {"BTC": D("2"), "USDT": D("150000")} for i in range(5)}
+    balances["v0"]["USDT"] = D("NaN")
+    balances["v2"]["USDT"] = D("Infinity")
+    balances["v4"]["USDT"] = 150000  # type: ignore[assignment]
+    router = _bench_router(StaticCapacity(balances))
+    assert isinstance(router, Router)
+    d = router.route(RouteRequest("BTC-USDT", Side.BUY, D("1"), None, "take"))
+    reasons = {v.venue: v.excluded_reason for v in d.venues}
+    assert reasons["v0"] == "available USDT balance NaN is not a finite number"
+    assert reasons["v2"] == "available USDT balance Infinity is not a finite number"
+    assert reasons["v1"] is None and reasons["v3"] is None and reasons["v4"] is None
+    assert d.allocations and {a.venue for a in d.allocations} <= {"v1", "v3", "v4"}
+    import json
+    assert json.loads(json.dumps(d.to_dict(), allow_nan=False))["venues"]  # the journal payload still renders
