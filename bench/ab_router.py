@@ -67,7 +67,7 @@ def main(commit: str, rounds: int = 15, n: int = 1000) -> None:
             qo, qn = old.RouteRequest("BTC-USDT", *args), new.RouteRequest("BTC-USDT", *args)
             a, b = ro.route(qo), rn.route(qn)
             assert a.to_dict() == b.to_dict() and a.explanation == b.explanation, f"{name}: decisions differ"
-            books = {name: rn._venues[name].book for name in rn.venue_names}
+            books = {v: rn._venues[v].book for v in rn.venue_names}
             want = int(D("5") / rn.grid.lot_size)
             times: tuple[list[float], list[float], list[float]] = ([], [], [])
             for _ in range(rounds):

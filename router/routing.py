@@ -100,6 +100,17 @@ def _balance_limit(inst: Instrument, asset: str, bal: Decimal) -> tuple[int, int
     return 2, int((bal * FEE_SCALE / unit).to_integral_value(rounding=ROUND_FLOOR))
 
 
+def _order_problem(st: _VenueState, price_ticks: int | None, lots: int) -> str | None:
+    """:meth:`Instrument.check_order`'s verdict on ``lots`` at ``price_ticks`` on this venue,
+    without calling it where the integer thresholds (:func:`_order_thresholds`) show the order
+    surely passes: only orders near or below a minimum pay for the exact Decimal check."""
+    if (price_ticks is not None and price_ticks > 0 and lots >= st.ok_lots
+            and (lots if st.size_by_lots else price_ticks * lots) >= st.ok_size):
+        return None
+    assert st.instrument is not None
+    return st.instrument.check_order(price_ticks, lots)
+
+
 def _memo(table: dict[Any, Any], key: Any, value: Any) -> None:
     """Store in a bounded memo table (cleared when full; entries are pure functions of keys)."""
     if len(table) >= _MEMO_MAX:
@@ -407,14 +418,15 @@ class RoutingDecision:
         }
 
 
-def _take_summary(router: Router, filled: int, want: int, venues: int | list[str], strategy: str) -> str:
-    """One explanation line, rendered when read: the take's (``venues``: how many) or the post's
-    (``venues``: which, in order)."""
-    if isinstance(venues, list):
-        return (f"post {router._quantity(filled)} of {router._quantity(want)} on "
-                f"{', '.join(venues) or 'no venue'} ranked by {strategy} passive score")
+# Explanation lines rendered when read: a decision stores (function, *arguments)
+def _take_summary(router: Router, filled: int, want: int, venues: int, strategy: str) -> str:
     return (f"take {router._quantity(filled)} of {router._quantity(want)} "
             f"across {venues} venue(s) by {strategy}")
+
+
+def _post_summary(router: Router, posted: int, want: int, venues: list[str], strategy: str) -> str:
+    return (f"post {router._quantity(posted)} of {router._quantity(want)} on "
+            f"{', '.join(venues) or 'no venue'} ranked by {strategy} passive score")
 
 
 def _mixed_summary(router: Router, urgency: float, take_want: int, post_want: int, unfilled: int) -> str:
@@ -1063,12 +1075,7 @@ class Router:
             bad = None
             for e, lots, worst in zip(live, res.lots, res.worst, strict=True):
                 if lots:
-                    st = e.st
-                    if (lots >= st.ok_lots and worst is not None and worst > 0
-                            and (lots if st.size_by_lots else worst * lots) >= st.ok_size):
-                        continue  # surely above the minimums (see _order_thresholds)
-                    assert st.instrument is not None
-                    why = st.instrument.check_order(worst, lots)
+                    why = _order_problem(e.st, worst, lots)
                     if why:
                         bad = (e, why)
                         break
@@ -1163,18 +1170,15 @@ class Router:
             if lots <= 0:
                 notes.append(f"{e.name}: no capacity or below lot size")
                 continue
-            st = e.st
-            if not (lots >= st.ok_lots and (lots if st.size_by_lots else px * lots) >= st.ok_size):
-                # near or below a minimum: the instrument's exact verdict (see _order_thresholds)
-                why = inst.check_order(px, lots)
-                if why:
-                    notes.append(f"{e.name}: {why}")
-                    e.note(f"post slice skipped: {why}")
-                    continue
+            why = _order_problem(e.st, px, lots)
+            if why:
+                notes.append(f"{e.name}: {why}")
+                e.note(f"post slice skipped: {why}")
+                continue
             tif = TimeInForce.POST_ONLY if e.st.cfg.post_only else TimeInForce.GTC
             allocs.append(Allocation(e.name, lots, px, "post", _LIMIT, tif, instrument=inst))
             remaining -= lots * lf
-        explanation.append((_take_summary, self, want - remaining, want, [a.venue for a in allocs], policy.strategy))
+        explanation.append((_post_summary, self, want - remaining, want, [a.venue for a in allocs], policy.strategy))
         reason = None
         if remaining:
             reason = "post incomplete" + (" (" + "; ".join(notes) + ")" if notes else
