@@ -556,6 +556,9 @@ class RunStats:
     child's submit, the cancel of the child being replaced)."""
     tick_to_child_trigger: list[str] = field(default_factory=list)
     """For each ``tick_to_child_ns`` entry: ``market`` (a market event) or ``timer`` (an algo alert)."""
+    tick_to_child_first: list[bool] = field(default_factory=list)
+    """For each ``tick_to_child_ns`` entry: whether it is the first child out of its callback (the
+    tick-to-trade figure proper; a later child's time includes the earlier children's work)."""
 
 
 # ============================================================================ the engine
@@ -630,6 +633,7 @@ class Engine:
         self._tick_route_ns = 0          # probe on: Router.route time inside the current callback
         self._tick_venue_ns = 0          # probe on: Venue.submit / cancel time inside the current callback
         self._tick_trigger = "market"
+        self._tick_last_t0 = 0           # probe on: the callback start of the last child recorded
         self._algo_clock: Clock = _ProbeClock(self) if tick_probe is not None else self.clock
         self.books = {v: L2Book(v, self.symbol, sequence_rule=(
             "contiguous" if dataset is None else dataset.sequence_rule(v))) for v in insts}
@@ -1315,6 +1319,8 @@ class Engine:
             st.tick_to_child_route_ns.append(self._tick_route_ns)
             st.tick_to_child_venue_ns.append(self._tick_venue_ns)
             st.tick_to_child_trigger.append(self._tick_trigger)
+            st.tick_to_child_first.append(self._tick_t0 != self._tick_last_t0)
+            self._tick_last_t0 = self._tick_t0
         vc.sent = True
         vc.sent_ns = self.clock.now_ns()
         live = self._live

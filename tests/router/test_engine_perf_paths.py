@@ -197,3 +197,33 @@ def test_available_balance_reads_the_simulated_ledger() -> None:
             assert engine.available_balance(v, asset) == b.free
         assert engine.available_balance(v, "NOPE") is None
     assert engine.available_balance("no-such-venue", "USDT") is None
+
+
+def test_tick_probe_records_one_aligned_entry_per_child_and_marks_each_callbacks_first() -> None:
+    """With ``tick_probe`` set, every child out of the rate limiter inside a callback gets one entry
+    in each ``tick_to_child_*`` list; ``tick_to_child_first`` marks the first of its callback: the
+    later children of one callback share its start, so their totals and route shares only grow."""
+    import time
+
+    from router.engine import VWAP, Engine, ParentOrder
+    from router.engine_config import load_engine_config_text
+
+    cfg = load_engine_config_text('[engine]\nseed = 3\n', file="probe.toml")
+    engine = Engine(cfg, tick_probe=time.perf_counter_ns)
+    engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="3",
+                              algo=VWAP(end="+4m", max_participation=0.1, final_sweep=True)))
+    engine.run()
+    st = engine.stats
+    n = len(st.tick_to_child_ns)
+    assert n > 0
+    assert (len(st.tick_to_child_route_ns), len(st.tick_to_child_venue_ns), len(st.tick_to_child_trigger),
+            len(st.tick_to_child_first)) == (n, n, n, n)
+    assert st.tick_to_child_first[0] and not all(st.tick_to_child_first)   # VWAP sends 2+ per slice
+    assert set(st.tick_to_child_trigger) <= {"market", "timer"}
+    for k in range(1, n):
+        if not st.tick_to_child_first[k]:   # same callback as entry k-1
+            assert st.tick_to_child_ns[k] > st.tick_to_child_ns[k - 1]
+            assert st.tick_to_child_route_ns[k] >= st.tick_to_child_route_ns[k - 1]
+            assert st.tick_to_child_trigger[k] == st.tick_to_child_trigger[k - 1]
+    for t, r, v in zip(st.tick_to_child_ns, st.tick_to_child_route_ns, st.tick_to_child_venue_ns, strict=True):
+        assert 0 <= r + v <= t
