@@ -5,12 +5,14 @@
   and on crafted sequences (gaps, stale messages, snapshots, crossing, rule ``none``);
 * a driver subscriber that declares ``types`` gets exactly the events of those types, at the same
   virtual times and in the same order as a subscriber taking everything, and event types nobody
-  needs are not queued on the delayed feed.
+  needs are not queued on the delayed feed;
+* the tick-to-child probe's per-child lists stay aligned and mark each callback's first child.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from typing import Any
 
 import pytest
@@ -19,8 +21,8 @@ from marketdata.book import L2Book, SequenceRule
 from marketdata.clock import SimClock
 from marketdata.model import BookDeltas, MarketEvent, QuoteTick, TradeTick, VenueId
 from marketdata.replay import default_dataset
-from router.engine import _apply_depth
-from router.engine_config import DEFAULT_BALANCES
+from router.engine import VWAP, Engine, ParentOrder, _apply_depth
+from router.engine_config import DEFAULT_BALANCES, load_engine_config_text
 from venues.base import FeeSchedule, FeeTier
 from venues.latency import LatencyModel
 from venues.sim import SimulatedVenue, SimVenueConfig
@@ -203,11 +205,6 @@ def test_tick_probe_records_one_aligned_entry_per_child_and_marks_each_callbacks
     """With ``tick_probe`` set, every child out of the rate limiter inside a callback gets one entry
     in each ``tick_to_child_*`` list; ``tick_to_child_first`` marks the first of its callback: the
     later children of one callback share its start, so their totals and route shares only grow."""
-    import time
-
-    from router.engine import VWAP, Engine, ParentOrder
-    from router.engine_config import load_engine_config_text
-
     cfg = load_engine_config_text('[engine]\nseed = 3\n', file="probe.toml")
     engine = Engine(cfg, tick_probe=time.perf_counter_ns)
     engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="3",
