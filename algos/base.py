@@ -250,6 +250,19 @@ class ExecutionAlgo:
         """Parent minus filled (open children included)."""
         return max(0, self.parent_lots - max(self._ledger.filled_lots, self.ctx.filled_lots()))
 
+    def end_reason(self, remaining_lots: int) -> str:
+        """Why the algo stops at its end time with ``remaining_lots`` unfilled, in the instrument's
+        units, naming the parent limit when the market is beyond it (the usual cause)."""
+        ctx = self.ctx
+        why = f"end time reached with {ctx.lot_size * remaining_lots} unfilled"
+        lim = self.limit_ticks
+        far = self.far_touch()
+        if lim is not None and far is not None and not self.better_or_equal(far, lim):
+            side = "ask" if self.side is Side.BUY else "bid"
+            why += (f": the market (best {side} {ctx.tick_size * far}) is beyond the limit price "
+                    f"{ctx.tick_size * lim}")
+        return why
+
     def _at(self, at_ns: int, what: str = "timer") -> None:
         """Set an alert that calls :meth:`on_timer`."""
         handle = self.ctx.clock.set_alert(at_ns, self._fire)
@@ -505,7 +518,7 @@ class ExecutionAlgo:
         if now_ns >= self.params.end_ns:
             rem = self.remaining_lots()
             self._finish(AlgoStatus.FINISHED if rem else AlgoStatus.COMPLETED,
-                         f"end time reached with {rem} lots unfilled" if rem else "filled")
+                         self.end_reason(rem) if rem else "filled")
             return False
         return now_ns >= self.params.start_ns
 

@@ -66,7 +66,7 @@ class IcebergAlgo(ExecutionAlgo):
         if now_ns >= self.params.end_ns:
             rem = self.remaining_lots()
             self._finish(AlgoStatus.FINISHED if rem else AlgoStatus.COMPLETED,
-                         f"end time reached with {rem} lots unfilled" if rem else "filled")
+                         self.end_reason(rem) if rem else "filled")
             return
         if now_ns < self.params.start_ns or self.open_children():
             return

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 
@@ -104,6 +104,12 @@ def parse_time(value: str | int | None, *, now_ns: int, key: str, default_ns: in
     return whole * 1_000_000_000 + dt.microsecond * 1_000
 
 
+def format_ns(ns: int) -> str:
+    """An epoch-ns time as ISO-8601 UTC with milliseconds (for messages)."""
+    s, rem = divmod(ns, 1_000_000_000)
+    return datetime.fromtimestamp(s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{rem // 1_000_000:03d}Z"
+
+
 def parse_decimal(value: Any, *, key: str, positive: bool = False, allow_zero: bool = True) -> Decimal:
     """Parse a number from a string/int/Decimal (floats refused: they are not exact)."""
     if isinstance(value, (float, bool)):
@@ -185,7 +191,7 @@ class CommonParams:
 
     def __post_init__(self) -> None:
         if self.end_ns <= self.start_ns:
-            raise ConfigError(f"end ({self.end_ns} ns) is not after start ({self.start_ns} ns)",
+            raise ConfigError(f"end ({format_ns(self.end_ns)}) is not after start ({format_ns(self.start_ns)})",
                               key="end", allowed="a time after start")
         if self.min_child_lots < 1:
             raise ConfigError(f"{self.min_child_lots} lots", key="min_child_size", allowed=">= 1 lot")

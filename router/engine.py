@@ -82,6 +82,7 @@ from router.engine_config import (
     SimVenueSettings,
     load_engine_config,
     load_engine_config_text,
+    rekey,
 )
 from router.risk import PreTradeRisk
 from router.routing import Router, RouteRequest
@@ -96,6 +97,8 @@ from venues.sim_driver import SimulationDriver
 __all__ = ["IS", "POV", "TWAP", "VWAP", "Engine", "Iceberg", "ParentHandle", "ParentOrder"]
 
 log = logging.getLogger(__name__)
+_PARENT_KEYS = frozenset({"id", "symbol", "side", "quantity", "limit_price", "algo", "submit_at"})
+"""The keys of a ``[[parents]]`` table itself; any other key in its errors is an algo parameter."""
 
 NS_PER_MS = 1_000_000
 
@@ -748,8 +751,8 @@ class Engine:
         self._journal("run_started", {
             "run_id": self.run_id, "mode": self.mode, "market_data": md,
             "venues": list(insts), "config_path": config.path, "seed": s.seed})
-        for p in config.parents:
-            self._schedule_toml_parent(p)
+        for i, p in enumerate(config.parents):
+            self._schedule_toml_parent(p, i)
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
@@ -948,7 +951,21 @@ class Engine:
             self.journal.append(kind, self.clock.now_ns(), payload, **kw)
 
     # ------------------------------------------------------------------ parents
-    def _schedule_toml_parent(self, p: ParentOrder) -> None:
+    def _schedule_toml_parent(self, p: ParentOrder, index: int) -> None:
+        """Submit (or schedule at ``submit_at``) the config's ``index``-th ``[[parents]]`` entry; a
+        :class:`ConfigError` from its validation names the config file and ``parents[index].key``
+        (``parents[index].params.key`` for an algo parameter)."""
+        try:
+            self._schedule_toml_parent_unchecked(p)
+        except ConfigError as exc:
+            if exc.file is not None and exc.key is not None and exc.key.startswith("parents["):
+                raise
+            key = exc.key
+            where = (f"parents[{index}].{key if key in _PARENT_KEYS else 'params.' + key}" if key is not None
+                     else f"parents[{index}]")
+            raise rekey(exc, exc.file or self.config.path or "<config>", where) from None
+
+    def _schedule_toml_parent_unchecked(self, p: ParentOrder) -> None:
         if p.submit_at is None:
             self.submit(p)
             return
@@ -1639,8 +1656,8 @@ class Engine:
             self.clock.set_timer(self.settings.progress_interval_ns, lambda _ts: cb(self))
         await live.start()
         deferred, self._deferred = self._deferred, []
-        for p in deferred:
-            self._schedule_toml_parent(p)
+        for i, p in enumerate(deferred):
+            self._schedule_toml_parent(p, i)
 
     async def stop_live(self, reason: str = "engine stopped") -> None:
         """Live: cancel every parent still working and every open venue order, wait for the
@@ -1729,7 +1746,7 @@ class Engine:
             "limit_price": None if run.limit_price is None else str(run.limit_price),
             "slippage_bps": run.slippage_bps, "children": len(run.children),
             "child_requests": len(run.groups),
-            "venues": {v: str(q) for v, q in sorted(run.by_venue.items())},
+            "venues": {v: str(q.quantize(self.grid.lot_size)) for v, q in sorted(run.by_venue.items())},
             "fees": {c: str(f) for c, f in sorted(run.fees.items())},
             "start_ns": run.start_ns, "end_ns": run.end_ns, "reason": run.reason,
         }

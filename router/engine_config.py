@@ -273,7 +273,7 @@ def _extract_live(data: dict[str, Any], file: str) -> dict[str, LiveVenueSetting
         try:
             cfg = BinanceSpotConfig.from_mapping(live, venue=name, where=file)
         except ConfigError as exc:
-            raise _rekey(exc, file, f"venues.{name}.{exc.key}" if exc.key else f"venues.{name}") from None
+            raise rekey(exc, file, f"venues.{name}.{exc.key}" if exc.key else f"venues.{name}") from None
         except (TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"bad live adapter settings: {exc}", file=file, key=f"venues.{name}") from None
         out[name] = LiveVenueSettings(venue=name, adapter=str(adapter), binance=cfg, explicit_credentials=explicit,
@@ -354,7 +354,7 @@ def _parse_risk(t: Table) -> RiskLimits:
 _PARENT_KEYS = ("id", "symbol", "side", "quantity", "limit_price", "algo", "submit_at", "params")
 
 
-def _rekey(exc: ConfigError, file: str, key: str | None) -> ConfigError:
+def rekey(exc: ConfigError, file: str, key: str | None) -> ConfigError:
     """The same error, re-anchored at ``file`` / ``key`` (a dotted path in the TOML)."""
     parts = [p for p in (exc.file, f"key '{exc.key}'" if exc.key else None) if p]
     text = str(exc)
@@ -373,7 +373,7 @@ def parse_parent(t: Table) -> ParentOrder:
         spec = algo_spec(algo_name, dict(pt.data))
     except ConfigError as exc:
         where = t.key("algo") if exc.key in (None, "algo") else pt.key(exc.key or "")
-        raise _rekey(exc, t.file, where) from None
+        raise rekey(exc, t.file, where) from None
     submit_at = t.data.get("submit_at")
     t._used.update(("submit_at", "quantity", "limit_price"))
     if submit_at is not None and (isinstance(submit_at, bool) or not isinstance(submit_at, str | int)):
@@ -387,7 +387,7 @@ def parse_parent(t: Table) -> ParentOrder:
         parent = ParentOrder(symbol=symbol, side=side, quantity=t.data["quantity"], algo=spec,
                              limit_price=t.data.get("limit_price"), id=ident, submit_at=submit_at)
     except ConfigError as exc:
-        raise _rekey(exc, t.file, t.key(exc.key) if exc.key else None) from None
+        raise rekey(exc, t.file, t.key(exc.key) if exc.key else None) from None
     t.finish()
     return parent
 

@@ -42,6 +42,10 @@ def _fmt_ns(ns: int) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(s)) + f".{rem // 1_000_000:03d}"
 
 
+def _or_dash(x: Any) -> str:
+    return "-" if x is None else str(x)
+
+
 class _Progress:
     """Throttled progress lines on stderr: on virtual-time ticks, at most every 0.5 s of wall time."""
 
@@ -105,8 +109,10 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(
                 f"{p['id']}: {p['side']} {p['quantity']} {p['symbol']} ({p['algo']}) {p['status']}: "
                 f"filled {p['filled']} "
-                f"avg {p['average_price']} arrival {p['arrival_price']} slippage {p['slippage_bps']} bps, "
-                f"{p['children']} child orders, venues {p['venues']}"
+                f"avg {_or_dash(p['average_price'])} arrival {_or_dash(p['arrival_price'])} slippage "
+                f"{'-' if p['slippage_bps'] is None else format(p['slippage_bps'], '+.2f') + ' bps'}, "
+                f"{p['children']} child orders, venues "
+                f"{', '.join(f'{v} {q}' for v, q in p['venues'].items()) or '-'}"
                 + (f"\n    reason: {p['reason']}" if p["reason"] else "") + "\n")
         sys.stdout.write(f"journal: {journal_path}\n")
         if tca_paths is not None:

@@ -212,6 +212,35 @@ def test_unknown_symbol_in_toml_fails_before_anything_is_sent(tmp_path: Path) ->
     assert not _journal(tmp_path / "j.sqlite", ["order_command"])
 
 
+@pytest.mark.parametrize("top, params, needle", [
+    ('quantity = "0.0000001"\n', 'end = "+1m"\n', "key 'parents[1].quantity'"),
+    ('quantity = "1"\n', 'end = "+1x"\n', "key 'parents[1].params.end'"),
+    ('quantity = "1"\n', 'end = "+1m"\nstart = "+2m"\n', "key 'parents[1].params.end'"),
+    ('quantity = "1"\nsubmit_at = "+9h"\n', 'end = "+1m"\n', "key 'parents[1].submit_at'"),
+])
+def test_engine_side_parent_errors_name_file_and_entry(top: str, params: str, needle: str, tmp_path: Path) -> None:
+    """Errors found when the engine validates a TOML parent (lot multiple, times, submit_at past
+    the data) name the file and the [[parents]] entry's key path, as parse errors do."""
+    good = '[[parents]]\nsymbol = "BTC-USDT"\nside = "buy"\nquantity = "1"\nalgo = "twap"\n[parents.params]\nend = "+1m"\n'
+    text = good + '[[parents]]\nsymbol = "BTC-USDT"\nside = "buy"\nalgo = "twap"\n' + top + "[parents.params]\n" + params
+    with pytest.raises(ConfigError) as exc:
+        Engine.from_toml_text(text, file="p.toml", journal=tmp_path / "j.sqlite")
+    msg = str(exc.value)
+    assert msg.startswith("p.toml: ") and needle in msg, msg
+    assert " ns)" not in msg   # times are shown as ISO, not epoch nanoseconds
+    assert not _journal(tmp_path / "j.sqlite", ["order_command"])
+
+
+def test_unfilled_at_end_names_the_quantity_and_the_limit() -> None:
+    with Engine.default() as engine:
+        h = engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="0.5", limit_price="1000",
+                                      algo=TWAP(end="+30s")))
+        engine.run()
+    assert h.filled == 0 and h.reason is not None
+    assert "end time reached with 0.50000 unfilled" in h.reason
+    assert "beyond the limit price 1000" in h.reason and "best ask" in h.reason
+
+
 def test_live_mode_without_adapter_is_a_clear_error() -> None:
     with pytest.raises(ConfigError) as exc:
         Engine(load_engine_config_text('[engine]\nmode = "live"\n', file="live.toml"))
