@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from algos.params import format_ns
 from marketdata.book import L2Book
 from marketdata.clock import SimClock
 from marketdata.errors import ConfigError
@@ -52,8 +53,9 @@ def parse_at(text: str, start_ns: int, end_ns: int | None = None) -> int:
             dt = dt.replace(tzinfo=UTC)
         ns = int(Decimal(int(dt.timestamp())) * 1_000_000_000) + dt.microsecond * 1_000
     if ns < start_ns or (end_ns is not None and ns > end_ns):
-        raise ConfigError(f"time {text!r} ({ns} ns) is outside the data", key="--at",
-                          allowed=f"{start_ns} .. {end_ns}")
+        span = "" if end_ns is None else f" .. {format_ns(end_ns)} (+{(end_ns - start_ns) // 1_000_000_000}s)"
+        raise ConfigError(f"time {text!r} ({format_ns(ns)}) is outside the data", key="--at",
+                          allowed=f"{format_ns(start_ns)}{span}")
     return ns
 
 
