@@ -66,7 +66,8 @@ class _Progress:
             avg = h.average_price
             slip = h.slippage_bps
             venues = engine._runs[h.id].by_venue
-            split = " ".join(f"{v}={q}" for v, q in sorted(venues.items())) or "-"
+            lot = engine.grid.lot_size
+            split = " ".join(f"{v}={q.quantize(lot)}" for v, q in sorted(venues.items())) or "-"
             parts.append(f"{h.id} {h.status} {pct:5.1f}% avg {avg if avg is not None else '-'} "
                          f"slip {f'{slip:+.2f}bps' if slip is not None else '-'} [{split}]")
         sys.stderr.write(f"[{_fmt_ns(engine.clock.now_ns())}] " + (" | ".join(parts) or "no parents") + "\n")

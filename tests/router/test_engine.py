@@ -221,8 +221,9 @@ def test_unknown_symbol_in_toml_fails_before_anything_is_sent(tmp_path: Path) ->
 def test_engine_side_parent_errors_name_file_and_entry(top: str, params: str, needle: str, tmp_path: Path) -> None:
     """Errors found when the engine validates a TOML parent (lot multiple, times, submit_at past
     the data) name the file and the [[parents]] entry's key path, as parse errors do."""
-    good = '[[parents]]\nsymbol = "BTC-USDT"\nside = "buy"\nquantity = "1"\nalgo = "twap"\n[parents.params]\nend = "+1m"\n'
-    text = good + '[[parents]]\nsymbol = "BTC-USDT"\nside = "buy"\nalgo = "twap"\n' + top + "[parents.params]\n" + params
+    head = '[[parents]]\nsymbol = "BTC-USDT"\nside = "buy"\nalgo = "twap"\n'
+    good = head + 'quantity = "1"\n[parents.params]\nend = "+1m"\n'
+    text = good + head + top + "[parents.params]\n" + params
     with pytest.raises(ConfigError) as exc:
         Engine.from_toml_text(text, file="p.toml", journal=tmp_path / "j.sqlite")
     msg = str(exc.value)
