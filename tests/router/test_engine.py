@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -302,6 +303,23 @@ def test_cli_run_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         assert p["slippage_bps"] == pytest.approx(float((avg - arr) / arr * 10_000), abs=1e-3)
     assert Path(out["journal"]).is_file()
     assert out["tca"] and Path(out["tca"]["html"]).is_file()
+
+
+def test_cli_run_text_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The text summary: venue quantities at the common lot, '-' where there is no price, the
+    unfilled reason in instrument units."""
+    cfg = tmp_path / "two.toml"
+    cfg.write_text('[[parents]]\nid = "ok"\nsymbol = "BTC-USDT"\nside = "buy"\nquantity = "0.5"\nalgo = "twap"\n'
+                   '[parents.params]\nend = "+30s"\n'
+                   '[[parents]]\nid = "low"\nsymbol = "BTC-USDT"\nside = "buy"\nquantity = "0.2"\n'
+                   'limit_price = "1000"\nalgo = "twap"\n[parents.params]\nend = "+30s"\n')
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "--quiet", "--no-tca"]) == 0
+    out = capsys.readouterr().out
+    ok = next(line for line in out.splitlines() if line.startswith("ok:"))
+    assert re.search(r"venues ([a-z-]+ \d+\.\d{5})(, [a-z-]+ \d+\.\d{5})*$", ok), ok
+    low = out[out.index("low:"):]
+    assert "avg - " in low and "slippage -," in low and "venues -" in low and "None" not in out
+    assert "reason: end time reached with 0.20000 unfilled" in low
 
 
 def test_cli_bad_config_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
