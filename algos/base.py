@@ -489,7 +489,8 @@ class ExecutionAlgo:
             q = parse_decimal(quantity, key="quantity", positive=True, allow_zero=False)
             lots = qty_to_lots(q, ctx.lot_size, key="quantity")
             if lots < self._ledger.filled_lots:
-                raise ConfigError(f"new quantity {q} is below the filled {self._ledger.filled_lots} lots",
+                raise ConfigError(f"new quantity {q} is below the quantity already filled, "
+                                  f"{ctx.lot_size * self._ledger.filled_lots}",
                                   key="quantity", allowed=f">= {ctx.lot_size * self._ledger.filled_lots}")
             self.parent_lots = lots
         if limit_price is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from algos_fakes import FakeContext
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,6 +14,7 @@ from algos.params import CommonParams
 from algos.schedule import split_exact
 from algos.twap import TwapAlgo
 from marketdata.clock import SimClock
+from marketdata.errors import ConfigError
 from marketdata.model import Side
 
 S = 1_000_000_000
@@ -139,6 +141,9 @@ def test_pause_resume_cancel_amend() -> None:
     ctx.run_to(T0 + 200 * S)
     assert len(ctx.children) == n  # nothing sent while paused
     algo.resume()
+    with pytest.raises(ConfigError, match=r"below the quantity already filled, \d+\.\d{3} \(allowed: >= "):
+        algo.amend(quantity="0.001")   # below what is filled by now: refused, nothing changed
+    assert algo.parent_lots == 1000
     algo.amend(quantity="0.5")  # 500 lots of 0.001
     assert algo.parent_lots == 500 and algo.cum_targets[-1] == 500
     ctx.run_to(T0 + 601 * S)
