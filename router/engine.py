@@ -662,7 +662,9 @@ class Engine:
         self.risk = PreTradeRisk(config.risk)
         jpath = journal if journal is not None else s.journal
         self.journal: Journal | None = Journal(jpath, synchronous=s.journal_sync) if jpath else None
-        self.run_id = f"r{s.seed}"
+        # simulation: r<seed> (reproducible); live: unique per start, so that a restarted run never
+        # reuses the client order ids (sx-<run>-<parent>-<n>) of orders an earlier run left open
+        self.run_id = f"r{s.seed}" if not self.is_live else "L" + _base36(self.clock.now_ns() // 1_000_000)[-7:]
         self.om = OrderManager(self.clock, list(insts.values()), journal=self.journal, run_id=self.run_id)
         for v in insts:   # the manager's lot factors, computed now rather than in the first child's path
             self.om.to_parent_units(v, self.symbol, 1)
@@ -1353,6 +1355,22 @@ class Engine:
         if t_venue:
             self._tick_venue_ns += probe() - t_venue  # type: ignore[misc]
 
+    def _foreign_order_event(self, ev: OrderEvent) -> None:
+        """An event for an order this run did not send (an earlier run's, or one placed by hand on
+        the same account): journaled as ``foreign_order_event`` and logged; it changes nothing
+        here (no parent, no accounting)."""
+        f = ev.fill
+        payload: dict[str, Any] = {"venue": ev.venue, "client_order_id": ev.client_order_id, "event": ev.kind.value}
+        if ev.reason:
+            payload["reason"] = ev.reason
+        inst = self.instruments.get(str(ev.venue))
+        if f is not None and inst is not None:
+            payload.update(side="buy" if f.side is Side.BUY else "sell", quantity=str(inst.lots_to_qty(f.lots)),
+                           price=str(inst.ticks_to_price(f.price_ticks)), trade_id=f.trade_id)
+        log.info("%s: %s for %s, an order this run did not send: ignored", ev.venue, ev.kind.value,
+                 ev.client_order_id)
+        self._journal("foreign_order_event", payload, venue=str(ev.venue), client_order_id=ev.client_order_id)
+
     def _on_send_failed(self, vc: _VenueChild, exc: BaseException) -> None:
         """Live: a submit task failed (timeout / disconnect: UNKNOWN; refused: REJECTED)."""
         if not self.om.has_order(vc.cid):
@@ -1443,7 +1461,10 @@ class Engine:
         cid = ev.client_order_id
         vc = self._vchildren.get(cid)
         if vc is None or not om.has_order(cid):
-            om.on_event(ev)   # journals it as garbled if unknown
+            if isinstance(ev, OrderEvent) and cid and not om.has_order(cid):
+                self._foreign_order_event(ev)
+            else:
+                om.on_event(ev)   # journals it as garbled
             return
         mo = om.order(cid)
         before = mo.filled_lots
@@ -1695,16 +1716,20 @@ class Engine:
         if live is None:
             raise ConfigError("run_live() needs mode = \"live\" (or shadow with live adapters)",
                               file=self.config.path, key="engine.mode")
-        interrupted = False
+        reason = "engine stopped"
         try:
-            await self.start_live()
+            try:
+                await self.start_live()
+            except SorexError as exc:   # e.g. orders left open by an earlier run: nothing was sent
+                reason = f"live start failed: {exc}"
+                raise
             cond = stop_when or self._all_terminal
             await live.wait_for(cond)
         except asyncio.CancelledError:
-            interrupted = True
+            reason = "interrupted"
             raise
         finally:
-            await self.stop_live("interrupted" if interrupted else "engine stopped")
+            await self.stop_live(reason)
         return self.handles()
 
     def _end_of_data(self) -> None:
@@ -1783,3 +1808,14 @@ def _venue_orders_per_10s(preset: str) -> int:
             if "ORDER" in name.upper() and len(spec) >= 2 and spec[1] == 10:
                 return int(spec[0])
     return 50
+
+
+def _base36(n: int) -> str:
+    """``n`` >= 0 in base 36 (digits and lower-case letters)."""
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return out

@@ -207,7 +207,11 @@ LIVE_ADAPTERS = ("binance-spot",)
 _LIVE_KEYS = ("adapter", "base_url", "rest_url", "ws_url", "api_key_env", "api_secret_env", "recv_window_ms",
               "request_timeout_s", "order_resp_type", "resolve_delays_s", "user_stream", "listen_key_keepalive_s",
               "ws_reconnect_max_s", "sync_time", "rate_limits", "instruments", "depth_snapshot_limit",
-              "depth_buffer")
+              "depth_buffer", "open_orders_at_start")
+
+OPEN_ORDERS_AT_START = ("refuse", "cancel", "keep")
+"""Values of ``[venues.<id>] open_orders_at_start``: what a live start does with sorex orders an
+earlier run left open on the venue (see docs/engine.md, "Orders left open by an earlier run")."""
 
 
 @dataclass(frozen=True)
@@ -217,7 +221,9 @@ class LiveVenueSettings:
     ``binance`` is the adapter's own config (URLs, env-var names, timeouts, instruments);
     ``depth_snapshot_limit`` the ``limit`` of the ``GET /api/v3/depth`` snapshot that (re)seeds
     the book; ``depth_buffer`` the most depth diffs kept while a snapshot is fetched (overflow:
-    the buffer is dropped and the resync starts over)."""
+    the buffer is dropped and the resync starts over); ``open_orders_at_start`` what a live start
+    does with sorex orders (client ids ``sx-...``) already open on the venue: ``refuse`` to start
+    (the default), ``cancel`` them first, or ``keep`` them working (untracked)."""
 
     venue: str
     adapter: str
@@ -225,6 +231,7 @@ class LiveVenueSettings:
     explicit_credentials: bool = False
     depth_snapshot_limit: int = 1000
     depth_buffer: int = 10_000
+    open_orders_at_start: str = "refuse"
 
 
 def _extract_live(data: dict[str, Any], file: str) -> dict[str, LiveVenueSettings]:
@@ -252,6 +259,10 @@ def _extract_live(data: dict[str, Any], file: str) -> dict[str, LiveVenueSetting
         if isinstance(buf, bool) or not isinstance(buf, int) or not 1 <= buf <= 1_000_000:
             raise ConfigError(f"invalid value {buf!r}", file=file, key=f"venues.{name}.depth_buffer",
                               allowed="1..1000000")
+        at_start = live.pop("open_orders_at_start", "refuse")
+        if at_start not in OPEN_ORDERS_AT_START:
+            raise ConfigError(f"invalid value {at_start!r}", file=file, key=f"venues.{name}.open_orders_at_start",
+                              allowed=", ".join(OPEN_ORDERS_AT_START))
         if "base_url" in live:
             if "rest_url" in live:
                 raise ConfigError("give base_url or rest_url, not both", file=file, key=f"venues.{name}.base_url")
@@ -277,7 +288,8 @@ def _extract_live(data: dict[str, Any], file: str) -> dict[str, LiveVenueSetting
         except (TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"bad live adapter settings: {exc}", file=file, key=f"venues.{name}") from None
         out[name] = LiveVenueSettings(venue=name, adapter=str(adapter), binance=cfg, explicit_credentials=explicit,
-                                      depth_snapshot_limit=int(snap), depth_buffer=int(buf))
+                                      depth_snapshot_limit=int(snap), depth_buffer=int(buf),
+                                      open_orders_at_start=str(at_start))
     data["venues"] = new_venues
     return out
 

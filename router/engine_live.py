@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from marketdata.errors import ConfigError, VenueError, VenueTimeout
-from marketdata.model import BookDeltas, Instrument, MarketEvent, TradeTick
+from marketdata.model import BookDeltas, Instrument, MarketEvent, Side, TradeTick
 from router.engine_config import LiveVenueSettings
 from venues.binance import BinanceSpotVenue
 from venues.binance.parsers import parse_depth_snapshot
@@ -128,6 +128,7 @@ class LiveRuntime:
             venue.set_garbled_handler(eng.om.on_garbled)
             await venue.connect()
             log.info("live venue %s connected (%s)", v, venue.config.rest_url)
+            await self._open_orders_at_start(v, venue)
         for v, st in self.settings.items():
             book = eng.books[v]
             book.on_gap = lambda _b, v=v: self.request_resync(v)
@@ -140,6 +141,81 @@ class LiveRuntime:
             self._buffers[v] = []      # buffer from the first message on; the snapshot comes next
             await stream.start()
             self.request_resync(v)
+
+    async def _open_orders_at_start(self, v: str, venue: BinanceSpotVenue) -> None:
+        """Orders already open on ``v`` before anything is sent. Orders with sorex client ids
+        (``sx-...``: an earlier run that crashed or was killed) are handled by the venue's
+        ``open_orders_at_start``: ``refuse`` raises (nothing sent), ``cancel`` cancels them and
+        waits until the venue lists none of them, ``keep`` leaves them working. Other orders on
+        the account (placed by hand or by another program) are never touched; they are logged.
+        Everything found and done is journaled as ``open_orders_at_start``."""
+        policy = self.settings[v].open_orders_at_start
+        if policy == "keep":
+            return
+        eng = self.engine
+        inst = self.instruments[v]
+        try:
+            reports = await venue.open_orders(str(inst.symbol))
+        except VenueError as exc:
+            raise VenueError(f"{v}: could not list the orders already open on the venue before starting: {exc}",
+                             venue=v) from exc
+        own = [r for r in reports if str(r.client_order_id).startswith("sx-")]
+        foreign = [r for r in reports if not str(r.client_order_id).startswith("sx-")]
+        if not reports:
+            return
+
+        def row(r: Any) -> dict[str, Any]:
+            return {"client_order_id": r.client_order_id, "side": "buy" if r.side is Side.BUY else "sell",
+                    "quantity": str(inst.lots_to_qty(r.lots)), "filled": str(inst.lots_to_qty(r.filled_lots)),
+                    "price": None if r.price_ticks is None else str(inst.ticks_to_price(r.price_ticks)),
+                    "status": r.status.value}
+
+        def listing(rs: list[Any]) -> str:
+            return ", ".join(f"{x['client_order_id']} {x['side']} {x['quantity']} @ {x['price']}"
+                             for x in map(row, rs[:5])) + (f" and {len(rs) - 5} more" if len(rs) > 5 else "")
+
+        if foreign:
+            log.warning("%s: %d order(s) not sent by sorex are open on %s (left alone; they hold balance): %s",
+                        v, len(foreign), inst.symbol, listing(foreign))
+        action = "refused" if own and policy == "refuse" else "cancelled" if own else "none"
+        eng._journal("open_orders_at_start", {"venue": v, "policy": policy, "action": action,
+                                              "sorex": [row(r) for r in own], "other": [row(r) for r in foreign]},
+                     venue=v)
+        if not own:
+            return
+        if policy == "refuse":
+            raise VenueError(
+                f"{v}: {len(own)} order(s) left open by an earlier sorex run are working on {inst.symbol}: "
+                f"{listing(own)}. Cancel them, or set venues.{v}.open_orders_at_start = \"cancel\" to have "
+                f"sorex cancel them at start (\"keep\" leaves them working, untracked)", venue=v)
+        log.warning("%s: cancelling %d order(s) left open by an earlier sorex run: %s", v, len(own), listing(own))
+        timeout = self.engine.settings.command_timeout_s
+        left = {r.client_order_id for r in own}
+        deadline = self.clock.now_ns() + int(timeout * 1e9)
+        for r in own:
+            venue.adopt(r)
+        for cid in sorted(left):
+            try:
+                async with asyncio.timeout(timeout):
+                    await venue.cancel(cid)
+            except (TimeoutError, VenueError) as exc:
+                log.warning("%s: cancel of %s at start failed: %s", v, cid, exc)
+        while True:   # confirmed by the venue's own list, not by the cancel answers
+            try:
+                still = [r for r in await venue.open_orders(str(inst.symbol)) if r.client_order_id in left]
+            except VenueError as exc:
+                still, why = list(own), str(exc)
+            else:
+                why = "still open"
+            if not still:
+                break
+            if self.clock.now_ns() >= deadline:
+                raise VenueError(f"{v}: could not cancel the orders left open by an earlier sorex run within "
+                                 f"{timeout} s ({why}): {listing(still)}; nothing was sent", venue=v)
+            await self._sleep(0.05)
+        eng._journal("open_orders_at_start", {"venue": v, "policy": policy, "action": "cancel_confirmed",
+                                              "sorex": [row(r) for r in own], "other": []}, venue=v)
+        log.info("%s: %d order(s) of an earlier run cancelled before starting", v, len(own))
 
     def _md_session(self) -> aiohttp.ClientSession:
         assert self._session is not None

@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 __all__ = ["KINDS", "Journal", "JournalRecord", "SecretInPayload", "scrub"]
 
 KINDS = frozenset({"run_started", "parent_submitted", "parent_finished", "routing_decision",
-                   "order_command", "order_event", "fill", "risk_refused", "garbled_event"})
+                   "order_command", "order_event", "fill", "risk_refused", "garbled_event",
+                   "open_orders_at_start", "foreign_order_event"})
 """The record kinds of docs/contracts.md."""
 
 _SCHEMA = """

@@ -6,6 +6,7 @@ kill switch cancelling working orders at the venue. Nothing leaves 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "venues"))
 from binance_fake import FakeBinance
 from binance_harness import API_KEY, API_SECRET, MAKER_BPS, TAKER_BPS, make_instrument
 
-from marketdata.errors import ConfigError
+from marketdata.errors import ConfigError, VenueError
 from marketdata.model import OrderStatus, Side
 from router.engine import TWAP, Engine, Iceberg, ParentOrder
 from router.engine_config import load_engine_config_text
@@ -347,3 +348,114 @@ urgency = 1.0
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=5)
         loop.close()
+
+
+# ---------------------------------------------------------------- orders left open by an earlier run
+LEFT_OVER = "sx-Lold0001-P1-3"      # a sorex id, as an earlier (crashed) run would have left it
+BY_HAND = "web_manual_1"            # an order placed on the same account by someone else
+
+
+async def _leave_orders_open(fake: FakeBinance) -> None:
+    """Rest two buy orders below the market on the fake through a separate adapter session, then
+    close that session (what a crashed run leaves behind)."""
+    from binance_harness import credentials, make_config
+
+    from marketdata.clock import LiveClock
+    from marketdata.model import ClientOrderId, Order, OrderType, Symbol, VenueId
+    from venues.binance import BinanceSpotVenue
+    inst = make_instrument()
+    old = BinanceSpotVenue(make_config(fake, inst), LiveClock(), credentials=credentials())
+    old.set_event_handler(lambda _ev: None)
+    await old.connect()
+    try:
+        for cid, px in ((LEFT_OVER, "59000.0"), (BY_HAND, "58000.0")):
+            await old.submit(Order(ClientOrderId(cid), VenueId("binance-spot"), Symbol("BTC-USDT"), Side.BUY,
+                                   OrderType.LIMIT, inst.qty_to_lots("0.05"), inst.price_to_ticks(px)))
+        await _until(lambda: all(fake.orders.get(c) is not None and fake.orders[c].status == "NEW"
+                                 for c in (LEFT_OVER, BY_HAND)))
+    finally:
+        await old.close()
+
+
+async def _run_after_left_over(fake: FakeBinance, jpath: Path, policy: str, qty: str) -> tuple[Engine, Any]:
+    """Leave the two orders open, then run a TWAP buying ``qty`` with ``open_orders_at_start = policy``."""
+    await _leave_orders_open(fake)
+    engine = Engine.from_toml_text(_toml(fake, extra_venue=f'open_orders_at_start = "{policy}"'), journal=jpath)
+    h = engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity=qty,
+                                  algo=TWAP(end="+2s", slices=2, urgency=1.0), limit_price="60010"))
+    async with asyncio.timeout(15):
+        await engine.run_live()
+    engine.close()
+    assert h.status == "filled" and h.filled == Decimal(qty)
+    return engine, h
+
+
+async def test_open_orders_of_an_earlier_run_refuse_the_start(env: None, fake: FakeBinance, tmp_path: Path) -> None:
+    """Default policy: a live start that finds sorex orders already working refuses to run,
+    names them, sends nothing and ends the parents with the reason; the orders stay as they were."""
+    await _leave_orders_open(fake)
+    before = len(_order_requests(fake))
+    jpath = tmp_path / "refused.sqlite"
+    engine = Engine.from_toml_text(_toml(fake), journal=jpath)
+    h = engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="0.3",
+                                  algo=TWAP(end="+2s", slices=3, urgency=1.0), limit_price="60010"))
+    with pytest.raises(VenueError, match=rf"1 order\(s\) left open by an earlier sorex run.*{LEFT_OVER} buy 0\.050 "
+                                         r"@ 59000\.0.*open_orders_at_start = \"cancel\""):
+        async with asyncio.timeout(15):
+            await engine.run_live()
+    engine.close()
+    assert len(_order_requests(fake)) == before           # not one order request from this engine
+    assert fake.orders[LEFT_OVER].status == "NEW" and fake.orders[BY_HAND].status == "NEW"
+    assert h.is_terminal and h.status == "cancelled" and "live start failed" in (h.reason or "")
+    rows = _journal(jpath, ["open_orders_at_start"])
+    assert [(r["policy"], r["action"]) for r in rows] == [("refuse", "refused")]
+    assert [o["client_order_id"] for o in rows[0]["sorex"]] == [LEFT_OVER]
+    assert [o["client_order_id"] for o in rows[0]["other"]] == [BY_HAND]
+    assert rows[0]["sorex"][0] == {"client_order_id": LEFT_OVER, "side": "buy", "quantity": "0.050",
+                                   "filled": "0.000", "price": "59000.0", "status": "new"}
+
+
+async def test_open_orders_of_an_earlier_run_cancelled_then_run(env: None, fake: FakeBinance, tmp_path: Path) -> None:
+    """``open_orders_at_start = "cancel"``: the earlier run's order is cancelled (and confirmed
+    gone) before the first child; the order placed by hand is never touched; the run then fills
+    exactly, its own client ids carry this run's unique id, and the cancel's event is journaled
+    as a foreign order's, not as garbled input."""
+    jpath = tmp_path / "cancelled_at_start.sqlite"
+    engine, _h = await _run_after_left_over(fake, jpath, "cancel", "0.3")
+    assert re.fullmatch(r"L[0-9a-z]{7}", engine.run_id) and engine.run_id != "Lold0001"
+    assert fake.orders[LEFT_OVER].status == "CANCELED"
+    assert fake.orders[BY_HAND].status == "NEW"
+    reqs = _order_requests(fake)
+    old = [i for i, (m, _p, q) in enumerate(reqs) if m == "DELETE" and f"origClientOrderId={LEFT_OVER}&" in q]
+    assert len(old) == 1
+    assert not any(BY_HAND in q for m, _p, q in reqs if m == "DELETE")
+    # the earlier run's order was cancelled before this run's first new order went out
+    first_post = next(i for i, (m, _p, q) in enumerate(reqs) if m == "POST" and f"sx-{engine.run_id}-" in q)
+    assert old[0] < first_post
+    rows = _journal(jpath, ["open_orders_at_start"])
+    assert [(r["policy"], r["action"]) for r in rows] == [("cancel", "cancelled"), ("cancel", "cancel_confirmed")]
+    foreign = _journal(jpath, ["foreign_order_event"])
+    assert foreign and {f["client_order_id"] for f in foreign} == {LEFT_OVER}
+    assert not _journal(jpath, ["garbled_event"])
+    cmds = [c for c in _journal(jpath, ["order_command"]) if c["action"] == "submit"]
+    assert cmds and all(c["client_order_id"].startswith(f"sx-{engine.run_id}-") for c in cmds)
+
+
+def test_open_orders_at_start_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"live\.toml.*venues\.binance-spot\.open_orders_at_start.*"
+                                          r"allowed: refuse, cancel, keep"):
+        load_engine_config_text(_toml_static().replace('recv_window_ms = 1000',
+                                                       'recv_window_ms = 1000\nopen_orders_at_start = "kill"'),
+                                file="live.toml")
+    cfg = load_engine_config_text(_toml_static())
+    assert cfg.live["binance-spot"].open_orders_at_start == "refuse"
+
+
+async def test_open_orders_of_an_earlier_run_kept(env: None, fake: FakeBinance, tmp_path: Path) -> None:
+    """``keep``: the start does not look; the earlier order keeps working, untouched, and this run's
+    own ids cannot collide with it (unique live run id)."""
+    jpath = tmp_path / "kept.sqlite"
+    await _run_after_left_over(fake, jpath, "keep", "0.2")
+    assert fake.orders[LEFT_OVER].status == "NEW" and fake.orders[BY_HAND].status == "NEW"
+    assert not _journal(jpath, ["open_orders_at_start"])
+    assert not any(LEFT_OVER in q for m, _p, q in _order_requests(fake) if m == "DELETE")

@@ -517,6 +517,18 @@ class BinanceSpotVenue(Venue):
         if self._apply_report(tr, parse_order(resp, inst, venue=self.venue_id)):
             self._spawn(self._settle_fills_later(client_order_id))
 
+    def adopt(self, report: OrderStatusReport) -> None:
+        """Track an order this session did not send (e.g. listed by :meth:`open_orders` at start)
+        from the venue's report, with its fills so far already counted, so that it can be
+        cancelled by client id on any configured symbol and its later events carry its side and
+        size. Nothing is sent; an order already tracked is left as it is."""
+        if report.client_order_id in self._tracks:
+            return
+        inst = self._inst(report.symbol)
+        tr = _Track(self._order_from_report(report, inst), inst, venue_order_id=report.venue_order_id,
+                    accepted=report.status is not OrderStatus.PENDING_NEW, filled_lots=report.filled_lots)
+        self._tracks[report.client_order_id] = tr
+
     def _order_from_report(self, rep: OrderStatusReport, inst: Instrument) -> Order:
         return Order(client_order_id=rep.client_order_id, venue=self.venue_id, symbol=inst.symbol, side=rep.side,
                      order_type=OrderType.LIMIT if rep.price_ticks else OrderType.MARKET, lots=rep.lots,
