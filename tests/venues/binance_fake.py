@@ -142,6 +142,7 @@ class FakeBinance:
         self.orders_1d = 0
         self.requests: list[tuple[str, str, str]] = []  # method, path, raw query (for tests)
         self.pushed = 0
+        self.account_positions = True    # push outboundAccountPosition after balance changes
         self._listen_keys: set[str] = set()
         self._sockets: list[web.WebSocketResponse] = []
         self.market_messages: list[str] = []
@@ -523,6 +524,16 @@ class FakeBinance:
             r = self._report(fo, ev, (cancel_cids or {}).get(fo.cid))
             if r is not None:
                 reports.append(r)
+        if reports and self.account_positions:
+            # Binance follows a balance-changing executionReport with an outboundAccountPosition
+            # carrying the assets the event may have changed
+            insts = [self.instruments[r["s"]] for r in reports]
+            assets = sorted({a for inst in insts for a in (inst.base, inst.quote)})
+            bal = run_now(self.sim.balances())
+            ms = self._server_ms()
+            reports.append({"e": "outboundAccountPosition", "E": ms, "u": ms, "B": [
+                {"a": a, "f": _f8(bal[a].free if a in bal else Decimal(0)),
+                 "l": _f8(bal[a].locked if a in bal else Decimal(0))} for a in assets]})
         await self._publish(reports)
         return events
 
@@ -657,9 +668,12 @@ class FakeBinance:
 
     async def _account(self, request: web.Request) -> web.Response:
         bal = run_now(self.sim.balances())
+        p = self._params(request)
+        omit = p.get("omitZeroBalances") == "true"
         return self._json({"makerCommission": 0, "takerCommission": 0, "canTrade": True, "accountType": "SPOT",
+                           "updateTime": self._server_ms(),
                            "balances": [{"asset": a, "free": _f8(b.free), "locked": _f8(b.locked)}
-                                        for a, b in sorted(bal.items())],
+                                        for a, b in sorted(bal.items()) if not (omit and not b.free and not b.locked)],
                            "permissions": ["SPOT"], "uid": 1})
 
     async def _my_trades(self, request: web.Request) -> web.Response:

@@ -24,6 +24,7 @@ from marketdata.model import (
     Side,
     TimeInForce,
 )
+from venues.base import Balance
 from venues.binance import BinanceSpotVenue
 from venues.binance.errors import AuthenticationError
 from venues.order_manager import OrderManager
@@ -199,9 +200,13 @@ async def test_garbled_messages_are_logged_raw_and_do_not_stop_the_stream(caplog
         await rig.fake.push_raw("{not json")
         await rig.fake.push_raw('{"e": "executionReport", "s": "BTCUSDT", "x": "TRADE"}')
         await rig.fake.push_raw('{"subscriptionId": 0, "event": {"e": "outboundAccountPosition"}}')
+        await rig.fake.push_raw('{"e": "outboundAccountPosition", "E": 1, "u": 1, '
+                                '"B": [{"a": "BTC", "f": "-1", "l": "0"}]}')
+        await rig.fake.push_raw('{"e": "balanceUpdate", "E": 1, "a": "BTC", "d": "1.0", "T": 1}')
         await rig.settle()
-        assert rig.venue.stats["garbled"] == 2 and len(garbled) == 2
-        assert "{not json" in caplog.text and '"x": "TRADE"' in caplog.text
+        assert rig.venue.stats["garbled"] == 4 and len(garbled) == 4
+        assert "{not json" in caplog.text and '"x": "TRADE"' in caplog.text and "KeyError: 'B'" in caplog.text
+        assert "'BTC' not a non-negative number" in caplog.text
         await rig.fake.set_book("BTCUSDT", *BOOK)
         await rig.venue.submit(_order(rig.instrument, "after-1", Side.BUY, "1.000", "99.0"))
         await rig.settle()
@@ -344,3 +349,44 @@ async def test_secrets_never_reach_the_journal(tmp_path: Path) -> None:
     blob = _read_all(tmp_path)
     for s in [API_KEY, API_SECRET, *signatures]:
         assert s.encode() not in blob
+
+
+async def test_balance_cache_seeded_from_the_account_and_kept_current_by_the_stream() -> None:
+    async with binance_rig() as rig:
+        await rig.fake.set_book("BTCUSDT", *BOOK)
+        inst = rig.instrument
+        await rig.settle()
+        # connect reads the account once the user stream is up
+        assert rig.venue.balances_seeded
+        assert rig.venue.cached_balance("USDT") == Balance("USDT", Decimal(100_000), Decimal(0))
+        assert rig.venue.cached_balance("XRP") == Balance("XRP", Decimal(0))   # not held: zero
+        reads = sum(1 for r in rig.fake.requests if r[1] == "/api/v3/account")
+        await rig.venue.submit(_order(inst, "rest-1", Side.BUY, "1.000", "99.0"))
+        await rig.settle()
+        # the resting buy locked 99 USDT (and the fake venue's fee allowance): known from
+        # outboundAccountPosition, no new request
+        usdt = rig.venue.cached_balance("USDT")
+        assert usdt is not None and usdt.total == 100_000 and Decimal(99) <= usdt.locked < Decimal("99.1")
+        await rig.venue.submit(_order(inst, "take-1", Side.SELL, "0.500", "100.0", tif=TimeInForce.IOC))
+        await rig.settle()
+        btc = rig.venue.cached_balance("BTC")
+        assert btc is not None and btc.free == Decimal("9.5")
+        usdt = rig.venue.cached_balance("USDT")
+        assert usdt is not None and Decimal("99900.9") < usdt.free < Decimal(99_901 + 50)   # +50 less the fee
+        assert sum(1 for r in rig.fake.requests if r[1] == "/api/v3/account") == reads
+        # a REST answer older than the stream's last update does not overwrite it; a newer one does,
+        # and zeroes an asset the account no longer holds
+        held_ts = rig.venue._balances["BTC"][0]
+        rig.venue._update_balances(held_ts - 1, {"BTC": Balance("BTC", Decimal(7))}, complete=True)
+        assert rig.venue.cached_balance("BTC") == btc and rig.venue.cached_balance("USDT") == usdt
+        rig.venue._update_balances(held_ts + 1, {"BTC": Balance("BTC", Decimal(7))}, complete=True)
+        assert rig.venue.cached_balance("BTC") == Balance("BTC", Decimal(7))
+        assert rig.venue.cached_balance("USDT") == Balance("USDT", Decimal(0))
+
+
+async def test_balance_cache_unknown_until_the_account_is_read() -> None:
+    async with binance_rig(user_stream=False) as rig:
+        assert not rig.venue.balances_seeded and rig.venue.cached_balance("USDT") is None
+        bal = await rig.venue.balances()
+        assert bal["BTC"].free == 10 and rig.venue.cached_balance("BTC") == bal["BTC"]
+        assert rig.venue.balances_received_ns is not None

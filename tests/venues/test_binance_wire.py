@@ -29,11 +29,13 @@ from marketdata.model import (
     Symbol,
     VenueId,
 )
+from venues.base import Balance
 from venues.binance.config import BinanceCredentials, BinanceSpotConfig
 from venues.binance.errors import AuthenticationError, CancelRejected, OrderNotFound, TimestampRejected, map_error
 from venues.binance.http import sign_query
 from venues.binance.parsers import (
     parse_account_balances,
+    parse_account_position,
     parse_book_ticker,
     parse_depth_diff,
     parse_depth_snapshot,
@@ -240,6 +242,20 @@ def test_order_open_orders_cancel_and_account(shared: Path) -> None:
     assert c.client_order_id == "myOrder1" and c.status is OrderStatus.CANCELED
     bal = parse_account_balances(_load(shared, d + "account_response.json"))
     assert bal["BTC"].free == Decimal("4723846.89208129") and bal["LTC"].locked == 0
+
+
+def test_account_position_bare_and_wrapped(shared: Path) -> None:
+    d = "venues/binance/spot/user_data_json/"
+    ts, bal = parse_account_position(_load(shared, d + "account_position.json"))
+    assert ts == 1709654400000 * 1_000_000
+    assert bal["USDT"] == Balance("USDT", Decimal("10000"), Decimal("2500")) and bal["ETH"].free == 5
+    ts, bal = parse_account_position(unwrap_user_event(_load(shared, d + "account_position_wrapped.json")))
+    assert ts == 1564034571073 * 1_000_000 and list(bal) == ["ETH"] and bal["ETH"].free == 10000
+    with pytest.raises(ValueError, match="not an outboundAccountPosition"):
+        parse_account_position({"e": "executionReport"})
+    for bad in ("-1", "NaN", "x"):
+        with pytest.raises((ValueError, ArithmeticError)):
+            parse_account_position({"e": "outboundAccountPosition", "u": 1, "B": [{"a": "BTC", "f": bad, "l": "0"}]})
 
 
 def test_my_trades(shared: Path) -> None:

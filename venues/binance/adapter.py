@@ -26,7 +26,7 @@ import json
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -71,6 +71,7 @@ from venues.binance.http import BinanceHttpClient
 from venues.binance.parsers import (
     ExecutionReport,
     parse_account_balances,
+    parse_account_position,
     parse_execution_report,
     parse_full_fill,
     parse_my_trade,
@@ -138,6 +139,11 @@ class BinanceSpotVenue(Venue):
         self._user_ws: ReconnectingWebSocket | None = None
         self._listen_key: str | None = None
         self.replacements: dict[ClientOrderId, ClientOrderId] = {}
+        # balances as last read (GET /api/v3/account) or pushed (outboundAccountPosition):
+        # asset -> (venue's account update time ns, Balance); applied only if not older
+        self._balances: dict[str, tuple[int, Balance]] = {}
+        self._balances_seeded = False
+        self.balances_received_ns: int | None = None   # local clock, last time the cache changed
         self.stats = {"events": 0, "duplicates": 0, "garbled": 0, "resolved": 0, "unresolved": 0,
                       "recovered_fills": 0}
 
@@ -173,6 +179,12 @@ class BinanceSpotVenue(Venue):
                 connect_timeout_s=self.config.timeout_s, scrub=self._scrub)
             await self._user_ws.start()
             self._spawn(self._keepalive_loop())
+            # the balances, read once the stream is up so no update falls between the two; the
+            # stream keeps them current from here (cached_balance)
+            try:
+                await self.balances()
+            except VenueError as e:
+                log.warning("%s: balances not read at connect (unknown until the next read): %s", self.venue_id, e)
 
     async def close(self) -> None:
         for t in list(self._tasks):
@@ -363,6 +375,10 @@ class BinanceSpotVenue(Venue):
                 self._seen_raw.popitem(last=False)
             ev = unwrap_user_event(json.loads(raw))
             etype = ev.get("e")
+            if etype == "outboundAccountPosition":
+                ts, bal = parse_account_position(ev)
+                self._update_balances(ts, bal, complete=False)
+                return
             if etype != "executionReport":
                 log.debug("%s: user-data %s ignored", self.venue_id, etype)
                 return
@@ -687,6 +703,12 @@ class BinanceSpotVenue(Venue):
             if self._report_handler is not None:
                 self._report_handler(rep)
             reports.append(rep)
+        if self.config.user_stream:
+            # balance events sent while the stream was down are lost: read the account again
+            try:
+                await self.balances()
+            except VenueError as e:
+                log.warning("%s: balances not refreshed after reconnect: %s", self.venue_id, e)
         return reports
 
     # ------------------------------------------------------------------ queries
@@ -719,10 +741,48 @@ class BinanceSpotVenue(Venue):
         return out
 
     async def balances(self) -> dict[str, Balance]:
-        """GET /api/v3/account (``omitZeroBalances=true``)."""
+        """GET /api/v3/account (``omitZeroBalances=true``); also refreshes :meth:`cached_balance`."""
         acc = await self._signed("GET", "/api/v3/account", {"omitZeroBalances": "true"}, request_type="account",
                                  cid=None)
-        return parse_account_balances(acc)
+        bal = parse_account_balances(acc)
+        ts = int(acc["updateTime"]) * NS_PER_MS if "updateTime" in acc else self._clock.now_ns()
+        self._update_balances(ts, bal, complete=True)
+        return bal
+
+    def _update_balances(self, ts_ns: int, bal: Mapping[str, Balance], *, complete: bool) -> None:
+        """Apply balances as of the venue's account time ``ts_ns``: an asset is replaced only by a
+        reading at least as new as the one held (a REST answer can arrive after a newer stream
+        event). ``complete``: the whole account (zero balances omitted), so a held asset missing
+        from it is now zero."""
+        cache = self._balances
+        changed = False
+        for asset, b in bal.items():
+            held = cache.get(asset)
+            if held is None or held[0] <= ts_ns:
+                cache[asset] = (ts_ns, b)
+                changed = True
+        if complete:
+            for asset, (held_ts, _b) in list(cache.items()):
+                if asset not in bal and held_ts <= ts_ns:
+                    cache[asset] = (ts_ns, Balance(asset, Decimal(0)))
+                    changed = True
+            self._balances_seeded = True
+        if changed:
+            self.balances_received_ns = self._clock.now_ns()
+
+    @property
+    def balances_seeded(self) -> bool:
+        """True once the whole account was read (:meth:`balances`): from then on the cache is
+        the venue's view, kept current by the user stream."""
+        return self._balances_seeded
+
+    def cached_balance(self, asset: str) -> Balance | None:
+        """The latest known balance of ``asset`` (no request): ``None`` until the account was
+        read once; an asset the account does not hold is a zero balance."""
+        held = self._balances.get(asset)
+        if held is not None:
+            return held[1]
+        return Balance(asset, Decimal(0)) if self._balances_seeded else None
 
     async def positions(self) -> list[Position]:
         """Spot has no positions; reported as the base-asset balance of each configured instrument."""

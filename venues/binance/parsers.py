@@ -31,6 +31,7 @@ from venues.base import Balance, OrderStatusReport
 __all__ = [
     "ExecutionReport",
     "parse_account_balances",
+    "parse_account_position",
     "parse_book_ticker",
     "parse_depth_diff",
     "parse_execution_report",
@@ -236,6 +237,25 @@ def parse_account_balances(acc: Mapping[str, Any]) -> dict[str, Balance]:
     for b in acc["balances"]:
         out[str(b["asset"])] = Balance(str(b["asset"]), Decimal(b["free"]), Decimal(b["locked"]))
     return out
+
+
+def parse_account_position(ev: Mapping[str, Any]) -> tuple[int, dict[str, Balance]]:
+    """An ``outboundAccountPosition`` user-data event -> (time of last account update in ns,
+    balances of the assets it carries). Binance sends one after every balance change, with only
+    the assets that may have changed. Sample::
+
+        {"e": "outboundAccountPosition", "E": 1709654400000, "u": 1709654400000,
+         "B": [{"a": "USDT", "f": "10000.00000000", "l": "2500.00000000"}]}
+    """
+    if ev.get("e") != "outboundAccountPosition":
+        raise ValueError(f"not an outboundAccountPosition: e={ev.get('e')!r}")
+    out: dict[str, Balance] = {}
+    for b in ev["B"]:
+        free, locked = Decimal(b["f"]), Decimal(b["l"])
+        if not (free.is_finite() and locked.is_finite()) or free < 0 or locked < 0:
+            raise ValueError(f"balance of {b['a']!r} not a non-negative number: f={b['f']!r} l={b['l']!r}")
+        out[str(b["a"])] = Balance(str(b["a"]), free, locked)
+    return int(ev["u"]) * NS_PER_MS, out
 
 
 def _levels(inst: Instrument, raw: list[list[str]]) -> list[tuple[int, int]]:
