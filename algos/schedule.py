@@ -5,7 +5,7 @@ the last cumulative target is exactly the parent quantity (:func:`split_exact` c
 rounding remainder forward). :class:`ScheduleAlgo` follows it passive first: at each slice it
 posts the lots due and not yet filled or open at the near touch; when the fills lag the schedule
 of the previous slice by more than ``catchup_tolerance`` of the parent, it cancels its posts and
-takes the lag; ``sweep_lead_ns`` before the end it cancels everything and takes the whole
+takes the lag once they are done; ``sweep_lead_ns`` before the end it cancels everything and takes the whole
 remainder (within the parent limit), retrying every ``retry_ns`` until the end time.
 """
 
@@ -222,7 +222,11 @@ class ScheduleAlgo(ExecutionAlgo):
         lag = behind_ref - self.filled_lots
         if lag > self.catchup_tolerance * self.parent_lots and not self.params.passive_only:
             if self.open_children("post"):
+                # take once the cancels land (child done -> reconcile): the posts still hold the
+                # quantity and the venue still holds their funds, so a take sent now is cut short
+                # and the post re-sent, over and over while the venue's balance is the limit
                 self._cancel_open(styles=("post", "mixed"))
+                return
             self._take(lag, now_ns, "catchup")
         self._post_upto(due, reason="slice")
 

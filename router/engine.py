@@ -775,13 +775,16 @@ class Engine:
 
     # ------------------------------------------------------------------ CapacityProvider (router)
     def available_balance(self, venue: str, asset: str) -> Decimal | None:
-        """The simulated venue's free balance of ``asset`` (``None``: unknown / not simulating).
+        """The simulated venue's free balance of ``asset``; live, the venue's balance less our
+        orders it does not show yet (:meth:`LiveRuntime.available_balance`); ``None``: unknown.
 
         Called by the router for every venue of every child: the simulated venue's own ledger is
         read directly (``run_now(venue.balances())[asset].free`` builds every asset's ``Balance``
         first; same value, ~10 % of a child's engine time)."""
         v = self.venues.get(venue)
         if v is None or self.mode != "simulate":
+            if self.mode == "live" and self._live is not None:
+                return self._live.available_balance(venue, asset)   # type: ignore[no-any-return]
             return None
         free = v._free
         if asset in free:

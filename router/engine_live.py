@@ -28,12 +28,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from marketdata.errors import ConfigError, VenueError, VenueTimeout
-from marketdata.model import BookDeltas, Instrument, MarketEvent, Side, TradeTick
+from marketdata.model import BookDeltas, ClientOrderId, Instrument, MarketEvent, OrderEvent, Side, TradeTick
 from router.engine_config import LiveVenueSettings
 from venues.binance import BinanceSpotVenue
 from venues.binance.parsers import parse_depth_snapshot
@@ -43,6 +44,7 @@ from venues.ratelimit import ClockSleeper
 if TYPE_CHECKING:
     from marketdata.clock import Clock
     from router.engine import Engine, _VenueChild
+    from venues.order_manager import ManagedOrder
 
 __all__ = ["LiveRuntime", "live_instrument", "new_event_loop_runner"]
 
@@ -95,6 +97,9 @@ class LiveRuntime:
         self._overflowed: set[str] = set()
         self._resyncing: set[str] = set()
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
+        # our orders per venue whose balance effect the venue's balances may not show yet:
+        # cid -> venue times of the order's first and latest events (None: sent, nothing heard back)
+        self._unsettled: dict[str, dict[ClientOrderId, tuple[int | None, int | None]]] = {v: {} for v in settings}
         self.started = False
         self.closed = False
         self.stats = {"market_events": 0, "snapshots": 0, "resyncs": 0, "buffer_overflows": 0,
@@ -124,7 +129,7 @@ class LiveRuntime:
         eng = self.engine
         self._session = aiohttp.ClientSession()
         for v, venue in self.venues.items():
-            venue.set_event_handler(eng._on_order_event)
+            venue.set_event_handler(lambda ev, v=v: self._on_order_event(v, ev))   # type: ignore[misc]
             venue.set_garbled_handler(eng.om.on_garbled)
             await venue.connect()
             log.info("live venue %s connected (%s)", v, venue.config.rest_url)
@@ -338,10 +343,81 @@ class LiveRuntime:
         finally:
             self._resyncing.discard(venue)
 
+    # ------------------------------------------------------------------ balances (router capacity)
+    def _on_order_event(self, venue: str, ev: OrderEvent) -> None:
+        seen = self._unsettled[venue].get(ev.client_order_id)
+        first = seen[0] if seen is not None and seen[0] is not None else ev.ts_event
+        self._unsettled[venue][ev.client_order_id] = (first, ev.ts_event)
+        self.engine._on_order_event(ev)
+
+    def available_balance(self, venue: str, asset: str) -> Decimal | None:
+        """What the router may still spend of ``asset`` on ``venue``: the venue's free balance
+        as last read or pushed (:meth:`BinanceSpotVenue.cached_balance`, as of the venue's
+        account time T), corrected by what our orders did after T that the figure cannot show
+        yet. An order's effect on the free balance at a time t: a buy, its fills' notional up to
+        t plus its open quantity at its limit price; a sell, its filled plus open quantity; zero
+        once terminal only for what never filled. The correction is effect(now) - effect(T), with
+        effect(T) = 0 for an order the venue had not acknowledged by T (or not heard back from):
+        an order sent is a debit at once; a cancel the venue confirmed is a credit before the
+        balance update that follows it arrives. ``None`` (unknown, no capacity limit) when the
+        venue sends no orders or its account was never read."""
+        v = self.venues.get(venue)
+        if v is None:
+            return None
+        bal = v.cached_balance(asset)
+        if bal is None:
+            return None
+        unsettled = self._unsettled.get(venue)
+        if not unsettled:
+            return bal.free
+        inst = self.instruments[venue]
+        if asset == inst.quote:
+            buy = True
+        elif asset == inst.base:
+            buy = False
+        else:
+            return bal.free
+        as_of = v.balance_as_of_ns(asset) or 0
+        om = self.engine.om
+        delta = Decimal(0)
+        for cid, (first, last) in list(unsettled.items()):
+            if last is not None and last <= as_of:
+                if om.has_order(cid) and om.order(cid).status.is_terminal and \
+                        last <= (v.balance_as_of_ns(inst.base if buy else inst.quote) or 0):
+                    del unsettled[cid]       # both assets show all of it: never needed again
+                continue
+            if not om.has_order(cid):
+                continue
+            mo = om.order(cid)
+            o = mo.order
+            if (o.side is Side.BUY) is not buy:
+                continue
+            delta += self._effect(inst, mo, None)
+            if first is not None and first <= as_of:
+                delta -= self._effect(inst, mo, as_of)
+        return max(Decimal(0), bal.free - delta)
+
+    @staticmethod
+    def _effect(inst: Instrument, mo: ManagedOrder, at_ns: int | None) -> Decimal:
+        """The order's reduction of the free balance it draws on (buy: quote, sell: base) at
+        ``at_ns`` (``None``: now; a given time is before the order's terminal event)."""
+        o = mo.order
+        fills = mo.fills if at_ns is None else [f for f in mo.fills if f.ts_event <= at_ns]
+        filled = sum(f.lots for f in fills)
+        if at_ns is None:
+            open_lots = mo.open_lots
+        else:
+            open_lots = max(0, o.lots - filled)
+        if o.side is Side.SELL:
+            return inst.lots_to_qty(filled + open_lots)
+        spent = sum((inst.notional(f.price_ticks, f.lots) for f in fills), Decimal(0))
+        return spent + (inst.notional(o.price_ticks, open_lots) if o.price_ticks is not None else Decimal(0))
+
     # ------------------------------------------------------------------ commands
     def submit(self, vc: _VenueChild) -> None:
         """Send a new order as an owned task (the engine's ``_send_now`` in live mode)."""
         self.stats["commands"] += 1
+        self._unsettled[vc.venue][vc.cid] = (None, None)
         self.spawn(self._submit(vc), f"submit:{vc.cid}")
 
     async def _submit(self, vc: _VenueChild) -> None:

@@ -9,7 +9,7 @@ from algos_fakes import FakeContext
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from algos.base import AlgoStatus
+from algos.base import AlgoStatus, ChildRequest
 from algos.params import CommonParams
 from algos.schedule import split_exact
 from algos.twap import TwapAlgo
@@ -190,3 +190,23 @@ def test_invariants_under_random_markets(seed: int, lots: int, slices: int, unkn
         assert algo.status is AlgoStatus.COMPLETED
     if algo.status is AlgoStatus.FINISHED:
         assert algo.filled_lots < lots and "unfilled" in (algo.finish_reason or "")
+
+
+def test_catchup_take_waits_for_the_posts_it_cancels() -> None:
+    """Behind schedule with posts resting: the posts are cancelled first and the catch-up take goes
+    out once the venue confirmed them, never beside a post still open (it would be cut short by
+    the funds the post still holds, and the post re-sent: churn when the balance is the limit)."""
+    ctx, algo = _twap(seed=3)
+    beside: list[str] = []
+    send = ctx.send_child
+
+    def checked(request: ChildRequest) -> str:
+        if request.reason == "catchup":
+            beside.extend(c.child_id for c in ctx.children.values() if c.request.style == "post" and not c.done)
+        return send(request)
+
+    ctx.send_child = checked  # type: ignore[method-assign]
+    ctx.run_to(T0 + 601 * S)   # no public trades: posts never fill, so the algo falls behind
+    assert any(c.request.reason == "catchup" for c in ctx.children.values())
+    assert beside == [], f"catch-up takes sent while posts {beside} were open"
+    assert algo.status is AlgoStatus.COMPLETED and not ctx.violations

@@ -459,3 +459,48 @@ async def test_open_orders_of_an_earlier_run_kept(env: None, fake: FakeBinance, 
     assert fake.orders[LEFT_OVER].status == "NEW" and fake.orders[BY_HAND].status == "NEW"
     assert not _journal(jpath, ["open_orders_at_start"])
     assert not any(LEFT_OVER in q for m, _p, q in _order_requests(fake) if m == "DELETE")
+
+
+@pytest.mark.parametrize("slow_first_s", [None, 1.0])
+async def test_live_router_is_capped_by_the_venue_balance(env: None, tmp_path: Path,
+                                                          slow_first_s: float | None) -> None:
+    """9 000 USDT buys at most ~0.149 BTC at 60 000: the router reads the venue's balance (read at
+    connect, then pushed by the user stream after each fill, less what our open orders hold) and
+    sends no order the venue would refuse for funds; the parent ends short, saying why.
+    ``slow_first_s``: the first order's request takes that long, so the second slice is routed
+    while the first is in flight and the venue's balance does not show it yet."""
+    f = FakeBinance([make_instrument()], API_KEY, API_SECRET, balances={"USDT": Decimal(9_000), "BTC": Decimal(1)},
+                    maker_bps=MAKER_BPS, taker_bps=TAKER_BPS)
+    await f.start()
+    try:
+        await f.publish_book("BTCUSDT", BIDS, ASKS)
+        jpath = tmp_path / "balance.sqlite"
+        engine = Engine.from_toml_text(_toml(f), journal=jpath)
+        h = engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="0.3",
+                                      algo=TWAP(end="+2s", slices=3, urgency=1.0), limit_price="60010"))
+        if slow_first_s is not None:
+            f.fault("POST", "/api/v3/order", "slow", slow_first_s)
+        async with asyncio.timeout(15):
+            await engine.start_live()
+            assert engine.available_balance("binance-spot", "USDT") == Decimal(9_000)
+            assert engine.available_balance("binance-spot", "DOGE") == 0
+            await h
+            await engine.stop_live()
+        engine.close()
+        assert Decimal("0.1") < h.filled < Decimal("0.15"), (h.filled, h.reason)
+        assert h.average_price is not None and h.filled * h.average_price <= Decimal(9_000)
+        events = _journal(jpath, ["order_event"])
+        assert not [e for e in events if e["kind"] == "rejected"], "no order the venue refused"
+        # no churn once the balance is the limit: a cancel the venue confirmed frees its funds at
+        # once (not only when the balance update after it arrives), so the catch-up take that
+        # waited for it goes through instead of being cut short and the post re-sent
+        submits = [c for c in _journal(jpath, ["order_command"]) if c["action"] == "submit"]
+        assert len(submits) <= 8, [(c["quantity"], c["time_in_force"]) for c in submits]
+        decisions = _journal(jpath, ["routing_decision"])
+        assert any("USDT" in str(d) and "balance" in str(d) for d in decisions)
+        # the adapter's view of the balance is the fake venue's own ledger
+        live = engine._live.venues["binance-spot"]
+        assert live.cached_balance("USDT").free == f.sim._free["USDT"]
+        assert live.cached_balance("BTC").free == f.sim._free["BTC"]
+    finally:
+        await f.stop()

@@ -776,6 +776,11 @@ class BinanceSpotVenue(Venue):
         the venue's view, kept current by the user stream."""
         return self._balances_seeded
 
+    def balance_as_of_ns(self, asset: str) -> int | None:
+        """The venue's account time of :meth:`cached_balance` (``None``: never read)."""
+        held = self._balances.get(asset)
+        return held[0] if held is not None else None
+
     def cached_balance(self, asset: str) -> Balance | None:
         """The latest known balance of ``asset`` (no request): ``None`` until the account was
         read once; an asset the account does not hold is a zero balance."""
