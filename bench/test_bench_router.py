@@ -17,7 +17,11 @@ Measurements in one run (pure Python, single core):
   merge (:func:`router.allocation.sweep_levels`; deeper levels pulled from the book on demand);
 * ``sweep_lazy_heap`` — the generic kernel API (:func:`router.allocation.sweep`) on the same
   ladders given as ``Ladder`` objects over ``L2Book.iter_levels`` (the previous kernel measurement);
-* ``sweep_naive_sort`` — the reference: materialise all 100 levels, sort, walk.
+* ``sweep_naive_sort`` — the reference: materialise all 100 levels, sort, walk;
+* ``route_smart_take_cold[0/16/64 MB]`` — ``route_smart_take`` one decision per round, with 0, 16
+  or 64 MB of other memory written between rounds (not timed): what the decision costs when the
+  caches hold other work, as in the engine, where a child follows thousands of market events
+  (this machine: 32 MB L3, 2 MB L2 per core).
 
 Run: python -m pytest bench/test_bench_router.py --benchmark-enable -q
 """
@@ -28,6 +32,7 @@ import random
 from decimal import Decimal as D
 from typing import Any
 
+import numpy as np
 import pytest
 
 from marketdata.book import L2Book
@@ -218,3 +223,21 @@ def test_sweep_naive_sort(benchmark: Any, env: tuple[Router, dict[str, L2Book], 
     res = benchmark(lambda: naive_sweep(Side.BUY, _ladders(router, books), want))
     _p99(benchmark)
     assert res.filled_common_lots == want
+
+
+@pytest.mark.parametrize("flush_mb", [0, 16, 64])
+def test_route_smart_take_cold(benchmark: Any, env: tuple[Router, dict[str, L2Book], dict[str, Instrument]],
+                               flush_mb: int) -> None:
+    router, _books, _ = env
+    req = RouteRequest("BTC-USDT", Side.BUY, QTY, None, "take")
+    buf = np.zeros(flush_mb * 1024 * 1024 // 8 or 1)
+
+    def flush() -> None:
+        if flush_mb:
+            np.add(buf, 1.0, out=buf)   # writes every cache line of the buffer, evicting the router's working set
+
+    for _ in range(200):
+        router.route(req)   # warm the memos as the plain benchmark does
+    d = benchmark.pedantic(router.route, args=(req,), setup=flush, rounds=400, iterations=1)
+    _p99(benchmark)
+    assert d.allocated_quantity == QTY and len(d.venues) == 5
