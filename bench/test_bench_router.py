@@ -21,7 +21,7 @@ Measurements in one run (pure Python, single core):
 * ``route_smart_take_cold[0/16/64 MB]`` — ``route_smart_take`` one decision per round, with 0, 16
   or 64 MB of other memory written between rounds (not timed): what the decision costs when the
   caches hold other work, as in the engine, where a child follows thousands of market events
-  (this machine: 32 MB L3, 2 MB L2 per core).
+  (this machine: 32 MB L3, 1 MB L2 per core).
 
 Run: python -m pytest bench/test_bench_router.py --benchmark-enable -q
 """
