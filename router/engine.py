@@ -245,6 +245,7 @@ class _ParentRun:
         self.children: list[_VenueChild] = []
         self.group_seq = itertools.count(1)
         self.empty_streak = 0
+        self.last_residual: str | None = None    # why the latest child the router cut short was
         self.forced_reason: str | None = None
         self.forced_status: str | None = None
         # the order manager's (filled, working, in_flight, unknown) and the engine's _om_version it is for
@@ -1218,6 +1219,8 @@ class Engine:
         if probe is not None:
             self._tick_route_ns += probe() - t_route
         g.decision_id = decision.decision_id
+        if decision.residual_lots:
+            run.last_residual = decision.residual_reason
         if self.journal is not None:   # to_dict() is costly (~0.8 ms): only when it is written
             self._journal("routing_decision", decision.to_dict(), parent_id=run.id)
         for alloc in decision.allocations:
@@ -1588,7 +1591,11 @@ class Engine:
         else:
             run.status, run.reason = "finished", algo.finish_reason if algo is not None else "not started"
         if not full:
-            run.reason = (f"{run.reason or 'stopped'}; filled {run.filled_quantity} of {run.quantity}")
+            why = run.reason or "stopped"
+            if run.status == "finished" and run.last_residual and "limit price" not in why:
+                # the router's word on why children were cut short (balances, caps, no venue)
+                why += f"; the router could not place all of a child: {run.last_residual}"
+            run.reason = f"{why}; filled {run.filled_quantity} of {run.quantity}"
         run.end_ns = self.clock.now_ns()
         if run in self._active:
             self._active.remove(run)

@@ -111,6 +111,25 @@ def _order_problem(st: _VenueState, price_ticks: int | None, lots: int) -> str |
     return st.instrument.check_order(price_ticks, lots)
 
 
+
+def _stop_text(e: _Eval, stop: str) -> str:
+    """A kernel stop as the residual reason shows it: a balance stop names the asset and what was
+    available (``not enough USDT (59.97 available)``)."""
+    bal = e.bal
+    if stop == "balance" and bal is not None:
+        return f"not enough {e.asset} ({format(bal.normalize(), 'f')} available)"
+    if stop == "venue cap/balance":
+        st = e.st
+        inst = st.instrument
+        cap_q = st.cfg.max_quantity
+        if bal is not None and inst is not None:
+            kind, n = _balance_limit(inst, e.asset, bal)
+            if kind == 1 and (st.max_lots < 0 or n < st.max_lots):
+                return f"not enough {e.asset} ({format(bal.normalize(), 'f')} available)"
+        if cap_q is not None:
+            return f"venue cap max_quantity {cap_q} reached"
+    return stop
+
 def _memo(table: dict[Any, Any], key: Any, value: Any) -> None:
     """Store in a bounded memo table (cleared when full; entries are pure functions of keys)."""
     if len(table) >= _MEMO_MAX:
@@ -1096,7 +1115,7 @@ class Router:
         reason = None
         filled = res.filled_common_lots
         if res.remaining_common_lots:
-            stops = [f"{e.name}: {t}" for e, t in zip(live, res.stops, strict=True) if t]
+            stops = [f"{e.name}: {_stop_text(e, t)}" for e, t in zip(live, res.stops, strict=True) if t]
             reason = "take incomplete (" + "; ".join(stops) + ")" if stops else "take incomplete"
             if dropped:
                 reason += "; slices below venue minimums dropped: " + ", ".join(sorted(dropped))

@@ -243,6 +243,57 @@ def test_unfilled_at_end_names_the_quantity_and_the_limit() -> None:
     assert "beyond the limit price 1000" in h.reason and "best ask" in h.reason
 
 
+BALANCE_LIMITED = """
+[engine]
+mode = "simulate"
+seed = 7
+[routing]
+strategy = "smart"
+symbol = "BTC-USDT"
+max_slippage_bps = 25
+[venues.binance-spot]
+[venues.binance-spot.fees]
+maker_bps = 1.0
+taker_bps = 1.0
+[venues.binance-spot.balances]
+USDT = "60000"
+[venues.binance-usdm]
+[venues.binance-usdm.fees]
+maker_bps = 2.0
+taker_bps = 5.0
+[venues.binance-usdm.balances]
+USDT = "60000"
+[[parents]]
+id = "big"
+symbol = "BTC-USDT"
+side = "buy"
+quantity = "3"
+algo = "twap"
+submit_at = "+10s"
+[parents.params]
+end = "+4m"
+slices = 8
+"""
+
+
+def test_unfilled_for_want_of_balance_says_so(tmp_path: Path) -> None:
+    """120,000 USDT across the two venues buys ~1.94 BTC of the 3 asked: the router caps every
+    child by the venue's balance (no venue rejection), and the parent's reason says the venues ran
+    out of USDT, with what was left on each."""
+    jpath = tmp_path / "j.sqlite"
+    with Engine.from_toml_text(BALANCE_LIMITED, file="bal.toml", journal=jpath) as engine:
+        engine.run()
+        (h,) = engine.handles()
+        spent = {v: Decimal(60_000) - engine.venues[v]._free["USDT"] for v in engine.venues}
+    assert Decimal("1.9") < h.filled < Decimal("2"), h.reason
+    assert h.reason is not None and "end time reached with" in h.reason
+    want = (r"the router could not place all of a child: take incomplete \(binance-spot: not enough USDT "
+            r"\([0-9.]+ available\); binance-usdm: not enough USDT \([0-9.]+ available\)\)")
+    assert re.search(want, h.reason), h.reason
+    assert all(Decimal(59_000) < x <= Decimal(60_000) for x in spent.values()), spent
+    assert not [e for e in _journal(jpath, ["order_event"]) if e["kind"] == "rejected"]
+
+
 def test_live_mode_without_adapter_is_a_clear_error() -> None:
     with pytest.raises(ConfigError) as exc:
         Engine(load_engine_config_text('[engine]\nmode = "live"\n', file="live.toml"))

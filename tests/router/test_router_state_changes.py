@@ -181,4 +181,4 @@ def test_budget_holds_at_the_ioc_limit_price_for_the_reported_example() -> None:
     assert a.quantity * a.price * (1 + D("7.5") / 10_000) <= D("770")
     assert (a.quantity + spot.lot_size) * a.price * (1 + D("7.5") / 10_000) > D("770")  # no lot more
     assert d.residual_quantity == want - a.quantity and d.residual_reason is not None
-    assert "balance" in d.residual_reason
+    assert "not enough USDT (770 available)" in d.residual_reason
