@@ -251,18 +251,10 @@ seed = 7
 strategy = "smart"
 symbol = "BTC-USDT"
 max_slippage_bps = 25
-[venues.binance-spot]
-[venues.binance-spot.fees]
-maker_bps = 1.0
-taker_bps = 1.0
-[venues.binance-spot.balances]
-USDT = "60000"
-[venues.binance-usdm]
-[venues.binance-usdm.fees]
-maker_bps = 2.0
-taker_bps = 5.0
-[venues.binance-usdm.balances]
-USDT = "60000"
+""" + "".join(f"""[venues.{v}]
+fees = {{ maker_bps = {mk}, taker_bps = {tk} }}
+balances = {{ USDT = "60000" }}
+""" for v, mk, tk in (("binance-spot", 1.0, 1.0), ("binance-usdm", 2.0, 5.0))) + """
 [[parents]]
 id = "big"
 symbol = "BTC-USDT"
