@@ -390,6 +390,9 @@ class LiveRuntime:
                 continue
             mo = om.order(cid)
             o = mo.order
+            if mo.status.is_terminal and not mo.fills and (first is None or first > as_of):
+                del unsettled[cid]   # refused or expired unfilled before any balance showed it: no effect
+                continue
             if (o.side is Side.BUY) is not buy:
                 continue
             delta += self._effect(inst, mo, None)

@@ -229,6 +229,10 @@ async def test_user_stream_reconnects_and_reconciles_missed_fills() -> None:
         await _wait_for(lambda: OrderEventKind.FILLED in _kinds(rig.events, "gap-1"))
         assert ws.connections == 2
         assert rig.venue.stats["recovered_fills"] == 1
+        # the balance update of that fill was lost with the stream: the reconnect read the account
+        ledger = rig.fake.sim._free["BTC"]
+        assert ledger > 10
+        await _wait_for(lambda: rig.venue.cached_balance("BTC") == Balance("BTC", ledger, Decimal(0)))
 
 
 # ---------------------------------------------------------------------------------------------- replace
