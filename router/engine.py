@@ -789,6 +789,8 @@ class Engine:
             return None
         free = v._free
         if asset in free:
+            if v._transit:   # orders on their way to the venue will lock part of it
+                return max(Decimal(0), free[asset] - v.in_transit(asset))
             return free[asset]
         return Decimal(0) if asset in v._locked else None
 

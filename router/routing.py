@@ -1182,12 +1182,17 @@ class Router:
             assert inst is not None
             lf = grid.lot_factor[e.name]
             lots = remaining // lf
-            if e.cap_lots >= 0:
-                lots = min(lots, e.cap_lots)
+            stop = "below lot size"
+            if e.cap_lots >= 0 and e.cap_lots < lots:
+                lots = e.cap_lots
+                stop = "venue cap/balance"
             if e.budget >= 0:
-                lots = min(lots, e.budget // (px * (FEE_SCALE + max(0, e.st.fee_maker_e8))))
+                afford = e.budget // (px * (FEE_SCALE + max(0, e.st.fee_maker_e8)))
+                if afford < lots:
+                    lots = afford
+                    stop = "balance"
             if lots <= 0:
-                notes.append(f"{e.name}: no capacity or below lot size")
+                notes.append(f"{e.name}: {_stop_text(e, stop)}")
                 continue
             why = _order_problem(e.st, px, lots)
             if why:

@@ -527,6 +527,9 @@ class SimulatedVenue(Venue):
         self._orders: dict[ClientOrderId, _SimOrder] = {}
         self._free: dict[str, Decimal] = {a: Decimal(v) for a, v in config.balances.items()}
         self._locked: dict[str, Decimal] = {a: Decimal(0) for a in config.balances}
+        # orders sent and not yet at the matching engine: cid -> (asset, what it will lock), so a
+        # router reading the balances in between does not spend the same funds twice
+        self._transit: dict[ClientOrderId, tuple[str, Decimal]] = {}
         self._positions: dict[str, tuple[Decimal, Decimal]] = {}   # symbol -> (qty, cost in quote)
         self._handler: EventHandler | None = None
         self._order_ids = itertools.count(1)
@@ -773,7 +776,20 @@ class SimulatedVenue(Venue):
     async def submit(self, order: Order) -> None:
         """Schedule ``order`` to reach the matching engine after the order-entry latency."""
         at = self.clock.now_ns() + self.config.order_entry_latency.sample(self.rng)
+        mkt = self._markets.get(order.symbol)
+        cid = order.client_order_id
+        if mkt is not None and order.lots > 0 and cid not in self._transit:
+            inst = mkt.inst
+            if order.side is Side.SELL:
+                self._transit[cid] = (inst.base, inst.lots_to_qty(order.lots))
+            elif order.price_ticks is not None:   # (a market buy's cost is known only on arrival)
+                self._transit[cid] = (inst.quote, inst.notional(order.price_ticks, order.lots) * self._lock_buffer)
         self.clock.set_alert(at, lambda _ts: self._arrive_new(order))
+
+    def in_transit(self, asset: str) -> Decimal:
+        """What the orders sent and not yet at the matching engine will lock of ``asset`` (a market
+        buy counts nothing: its cost is known only when it arrives)."""
+        return sum((need for a, need in self._transit.values() if a == asset), Decimal(0))
 
     async def cancel(self, client_order_id: ClientOrderId) -> None:
         at = self.clock.now_ns() + self.config.order_entry_latency.sample(self.rng)
@@ -838,6 +854,8 @@ class SimulatedVenue(Venue):
         now = self.clock.now_ns()
         self.stat_orders += 1
         cid = order.client_order_id
+        if self._transit:
+            self._transit.pop(cid, None)
         if cid in self._orders:
             # The original order keeps its state; the duplicate is refused.
             self._emit_raw(OrderEventKind.REJECTED, cid, None, TEXT_DUPLICATE, CODE_DUPLICATE)
