@@ -12,7 +12,7 @@ import pytest
 from marketdata.errors import ConfigError, RiskRejected
 from router.cli import main
 from router.engine import TWAP, VWAP, Engine, ParentOrder
-from router.engine_config import load_engine_config_text
+from router.engine_config import DEFAULT_VENUES_TOML, load_engine_config_text
 from venues.journal import Journal
 
 REPO = Path(__file__).resolve().parents[2]
@@ -379,3 +379,37 @@ def test_cli_bad_config_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["run", str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "bad.toml" in err and "parents[0].algo" in err
+
+
+PERP_SELL_USDT_ONLY = """
+[engine]
+seed = 7
+[[parents]]
+id = "sell"
+symbol = "BTC-USDT"
+side = "sell"
+quantity = "3"
+algo = "twap"
+submit_at = "+10s"
+[parents.params]
+end = "+4m"
+slices = 8
+seed = 1
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="known, not fixed (README 'not finished'): the simulator settles a perpetual "
+                   "like spot, so a sell locks BTC the USD-M account does not hold while the router caps it by "
+                   "USDT margin")
+def test_perpetual_sell_on_a_usdt_only_account_is_not_refused_for_funds(tmp_path: Path) -> None:
+    """A real USD-M account holds USDT only: a sell there should be margined in USDT, not refused."""
+    text = PERP_SELL_USDT_ONLY + DEFAULT_VENUES_TOML + (
+        '[venues.binance-spot.balances]\nBTC = "5"\nUSDT = "0"\n'
+        '[venues.binance-usdm.balances]\nUSDT = "400000"\n')
+    jpath = tmp_path / "j.sqlite"
+    with Engine.from_toml_text(text, file="perp.toml", journal=jpath) as engine:
+        engine.run()
+        (h,) = engine.handles()
+    assert h.filled == Decimal(3)
+    refused = [e for e in _journal(jpath, ["order_event"]) if e["kind"] == "rejected"]
+    assert not refused, f"{len(refused)} children refused, e.g. {refused[0].get('reason')}"
