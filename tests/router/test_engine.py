@@ -381,21 +381,9 @@ def test_cli_bad_config_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "bad.toml" in err and "parents[0].algo" in err
 
 
-PERP_SELL_USDT_ONLY = """
-[engine]
-seed = 7
-[[parents]]
-id = "sell"
-symbol = "BTC-USDT"
-side = "sell"
-quantity = "3"
-algo = "twap"
-submit_at = "+10s"
-[parents.params]
-end = "+4m"
-slices = 8
-seed = 1
-"""
+# the balance-limited TWAP parent turned into a sell (seed 7, 8 slices over 4 minutes)
+PERP_SELL_USDT_ONLY = "[engine]\nseed = 7\n" + BALANCE_LIMITED[BALANCE_LIMITED.index("[[parents]]"):].replace(
+    'side = "buy"', 'side = "sell"')
 
 
 @pytest.mark.xfail(strict=True, reason="known, not fixed (README 'not finished'): the simulator settles a perpetual "
