@@ -59,6 +59,7 @@ from marketdata.model import (
     BookDeltas,
     ClientOrderId,
     Instrument,
+    InstrumentKind,
     MarketEvent,
     Order,
     OrderEvent,
@@ -670,6 +671,7 @@ class Engine:
         for v in insts:   # the manager's lot factors, computed now rather than in the first child's path
             self.om.to_parent_units(v, self.symbol, 1)
         self.venues: dict[str, SimulatedVenue] = {}
+        self._buying_power: dict[str, Decimal] = {}   # derivative venue -> leverage (free x leverage)
         self.limiters: dict[str, RateLimiter] = {}
         self._send_queues: dict[str, deque[_VenueChild]] = {}
         self._live: Any = None   # router.engine_live.LiveRuntime in live mode / shadow on live data
@@ -697,6 +699,13 @@ class Engine:
             half_rtt = vc.latency.order_rtt_ms / 2
             entry = sim.order_entry_latency_ms if sim.order_entry_latency_ms is not None else half_rtt
             ack = sim.ack_latency_ms if sim.ack_latency_ms is not None else half_rtt
+            inst_kind = insts[v].kind
+            if sim.leverage != 1 and inst_kind not in (InstrumentKind.PERPETUAL, InstrumentKind.INVERSE_PERPETUAL):
+                raise ConfigError(f"leverage {sim.leverage} on {v}, whose {insts[v].symbol} is {inst_kind.value}",
+                                  file=config.path, key=f"simulation.{v}.leverage",
+                                  allowed="leverage on perpetual venues only (spot is 1)")
+            if sim.leverage != 1:
+                self._buying_power[v] = sim.leverage
             venue = SimulatedVenue(SimVenueConfig(
                 venue=VenueId(v), instruments=[insts[v]], fees=vc.fees,
                 balances=dict(vc.balances) if vc.balances else dict(DEFAULT_BALANCES),
@@ -706,7 +715,8 @@ class Engine:
                 ack_latency=LatencyModel.lognormal(int(ack * NS_PER_MS), sim.latency_sigma),
                 rate_limit_orders=sim.venue_rate_limit_orders or _venue_orders_per_10s(
                     sim.rate_limit_preset or v), queue_model=QueueModel(sim.queue_model),
-                sequence_rule=dataset.sequence_rule(v), seed=s.seed * 1000 + k), sim_clock)
+                sequence_rule=dataset.sequence_rule(v), seed=s.seed * 1000 + k, leverage=sim.leverage),
+                sim_clock)
             venue.set_event_handler(self._on_order_event)
             self.venues[v] = venue
             preset = sim.rate_limit_preset or (v if v in PRESETS else None)
@@ -789,9 +799,11 @@ class Engine:
             return None
         free = v._free
         if asset in free:
+            bal = free[asset]
             if v._transit:   # orders on their way to the venue will lock part of it
-                return max(Decimal(0), free[asset] - v.in_transit(asset))
-            return free[asset]
+                bal = max(Decimal(0), bal - v.in_transit(asset))
+            lev = self._buying_power.get(venue)
+            return bal if lev is None else bal * lev
         return Decimal(0) if asset in v._locked else None
 
     def order_headroom(self, venue: str) -> int | None:

@@ -57,6 +57,7 @@ from marketdata.model import (
     ClientOrderId,
     Fill,
     Instrument,
+    InstrumentKind,
     Liquidity,
     Order,
     OrderEvent,
@@ -184,6 +185,9 @@ class SimVenueConfig:
     queue_model: QueueModel = field(default_factory=QueueModel)
     sequence_rule: SequenceRule = "none"
     seed: int = 0
+    leverage: Decimal = Decimal(1)
+    """Initial-margin leverage of the derivative (perpetual) instruments: an opening lot locks
+    ``notional / leverage`` of the quote currency as position margin (spot ignores it)."""
 
     def __post_init__(self) -> None:
         if not self.instruments:
@@ -197,6 +201,9 @@ class SimVenueConfig:
                               key="rate_limit_orders")
         if self.rate_limit_window_ns <= 0:
             raise ConfigError("rate_limit_window_ns must be > 0", key="rate_limit_window_ns")
+        if not isinstance(self.leverage, Decimal) or not Decimal(1) <= self.leverage <= Decimal(125):
+            raise ConfigError(f"leverage {self.leverage!r} must be a Decimal in [1, 125]", key="leverage",
+                              allowed="1 to 125")
         for asset, amount in self.balances.items():
             if not isinstance(amount, Decimal) or amount < 0:
                 raise ConfigError(f"balance of {asset} must be a Decimal >= 0, got {amount!r}", key="balances")
@@ -206,7 +213,7 @@ class _SimOrder:
     """Matching-engine state of one of our orders."""
 
     __slots__ = ("expire_handle", "filled", "front", "inst", "lock_asset", "locked", "lots",
-                 "notional_ticks", "order", "price_ticks", "side", "status", "traded_since",
+                 "notional_ticks", "open_lots", "order", "price_ticks", "side", "status", "traded_since",
                  "ts_event", "venue_order_id")
 
     def __init__(self, order: Order, inst: Instrument, venue_order_id: VenueOrderId) -> None:
@@ -223,6 +230,7 @@ class _SimOrder:
         self.traded_since = 0
         self.lock_asset = ""
         self.locked = Decimal(0)
+        self.open_lots = 0   # derivatives: the lots ``locked`` pays margin for (the rest reduce a position)
         self.expire_handle: AlertHandle | None = None
         self.ts_event = 0
 
@@ -531,6 +539,14 @@ class SimulatedVenue(Venue):
         # router reading the balances in between does not spend the same funds twice
         self._transit: dict[ClientOrderId, tuple[str, Decimal]] = {}
         self._positions: dict[str, tuple[Decimal, Decimal]] = {}   # symbol -> (qty, cost in quote)
+        # derivatives (perpetuals): margined in the quote currency; per symbol the signed position
+        # in lots and the position margin it holds (part of ``_locked[quote]``)
+        self._derivative = {i.symbol for i in config.instruments
+                            if i.kind in (InstrumentKind.PERPETUAL, InstrumentKind.INVERSE_PERPETUAL)}
+        self._leverage = config.leverage
+        self._pos_lots: dict[str, int] = {}
+        self._pos_margin: dict[str, Decimal] = {}
+        self._live_derivative: dict[ClientOrderId, _SimOrder] = {}   # pruned lazily of finished orders
         self._handler: EventHandler | None = None
         self._order_ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
@@ -780,7 +796,11 @@ class SimulatedVenue(Venue):
         cid = order.client_order_id
         if mkt is not None and order.lots > 0 and cid not in self._transit:
             inst = mkt.inst
-            if order.side is Side.SELL:
+            if inst.symbol in self._derivative:   # at most this much margin (reducing lots need none)
+                if order.price_ticks is not None:
+                    self._transit[cid] = (inst.quote, inst.notional(order.price_ticks, order.lots)
+                                          / self._leverage * self._lock_buffer)
+            elif order.side is Side.SELL:
                 self._transit[cid] = (inst.base, inst.lots_to_qty(order.lots))
             elif order.price_ticks is not None:   # (a market buy's cost is known only on arrival)
                 self._transit[cid] = (inst.quote, inst.notional(order.price_ticks, order.lots) * self._lock_buffer)
@@ -1006,13 +1026,13 @@ class SimulatedVenue(Venue):
                            CODE_INSUFFICIENT_BALANCE)
             return
         # re-lock funds for the new terms
-        old_locked = so.locked
+        old_locked, old_open = so.locked, so.open_lots
         self._release(so)
         old_px, old_lots = so.price_ticks, so.lots
         so.price_ticks, so.lots = new_px, new_lots
         if not self._lock_funds(mkt, so):
             so.price_ticks, so.lots = old_px, old_lots
-            so.locked = old_locked
+            so.locked, so.open_lots = old_locked, old_open
             self._free[so.lock_asset] -= old_locked
             self._locked[so.lock_asset] = self._locked.get(so.lock_asset, Decimal(0)) + old_locked
             self._emit_raw(OrderEventKind.CANCEL_REJECTED, cid, so.venue_order_id, TEXT_INSUFFICIENT,
@@ -1069,6 +1089,8 @@ class SimulatedVenue(Venue):
     def _lock_funds(self, mkt: _Market, so: _SimOrder) -> bool:
         inst = mkt.inst
         remaining = so.remaining
+        if inst.symbol in self._derivative:
+            return self._lock_margin(mkt, so)
         if so.side is Side.SELL:
             asset, need = inst.base, inst.lots_to_qty(remaining)
         else:
@@ -1076,13 +1098,7 @@ class SimulatedVenue(Venue):
             if so.price_ticks is not None:
                 need = inst.notional(so.price_ticks, remaining)
             else:  # market buy: what walking the visible available book would cost
-                left, tick_lots = remaining, 0
-                for px, avail in mkt.available(Side.BUY, None, remaining):
-                    take = min(avail, left)
-                    tick_lots += take * px
-                    left -= take
-                    if not left:
-                        break
+                tick_lots = _walk_tick_lots(mkt, Side.BUY, remaining)
                 need = inst.tick_size * inst.lot_size * tick_lots * inst.contract_size
             need *= self._lock_buffer
         free = self._free.get(asset, Decimal(0))
@@ -1093,11 +1109,84 @@ class SimulatedVenue(Venue):
         so.lock_asset, so.locked = asset, need
         return True
 
+    def _lock_margin(self, mkt: _Market, so: _SimOrder) -> bool:
+        """Derivatives: lock initial margin in the quote currency for the lots that would open or
+        grow a position. Lots that reduce the opposite position (less what other open orders on the
+        same side already reduce) need none."""
+        inst = mkt.inst
+        remaining = so.remaining
+        pos = self._pos_lots.get(inst.symbol, 0)
+        opposite = -pos if so.side is Side.BUY else pos
+        live = self._live_derivative
+        if opposite > 0:
+            for cid, other in list(live.items()):
+                if other.status.is_terminal:
+                    del live[cid]
+                elif other is not so and other.side is so.side and other.order.symbol == inst.symbol:
+                    opposite -= other.remaining - other.open_lots
+        opening = remaining - min(remaining, max(0, opposite))
+        need = Decimal(0)
+        if opening:
+            if so.price_ticks is not None:
+                need = inst.notional(so.price_ticks, opening)
+            elif inst.kind is InstrumentKind.INVERSE_PERPETUAL:   # notional does not depend on price
+                need = inst.notional(1, opening)
+            else:   # market order: what walking the visible available book would cost
+                tick_lots = _walk_tick_lots(mkt, so.side, opening)
+                need = inst.tick_size * inst.lot_size * tick_lots * inst.contract_size
+            need = need / self._leverage * self._lock_buffer
+        asset = inst.quote
+        free = self._free.get(asset, Decimal(0))
+        if need > free:
+            return False
+        self._free[asset] = free - need
+        self._locked[asset] = self._locked.get(asset, Decimal(0)) + need
+        so.lock_asset, so.locked, so.open_lots = asset, need, opening
+        live[so.order.client_order_id] = so
+        return True
+
+    def _settle_derivative(self, inst: Instrument, so: _SimOrder, px: int, lots: int, fee: Decimal) -> None:
+        """A derivative fill: lots against the opposite position close it (its margin is released
+        with the realised PnL), the rest open or grow it (margin moves from the order's lock to the
+        position). Only the quote currency moves; the fee is paid from it."""
+        sym, quote = inst.symbol, inst.quote
+        pos = self._pos_lots.get(sym, 0)
+        signed = lots if so.side is Side.BUY else -lots
+        closing = min(lots, abs(pos)) if pos and (pos > 0) != (signed > 0) else 0
+        opening = lots - closing
+        locked, free = self._locked, self._free
+        # the order's lock: the share of its reserved opening lots these opening lots use
+        unlock = Decimal(0)
+        if so.open_lots:
+            used = min(opening, so.open_lots)
+            unlock = so.locked if used >= so.open_lots else so.locked * used / so.open_lots
+            so.open_lots -= used
+            so.locked -= unlock
+        margin = self._pos_margin.get(sym, Decimal(0))
+        released = pnl = Decimal(0)
+        if closing:
+            released = margin if closing == abs(pos) else margin * closing / abs(pos)
+            avg = self._positions[sym][1] / self._positions[sym][0]   # average entry price
+            price = inst.ticks_to_price(px)
+            notional = inst.notional(px, closing)
+            if inst.kind is InstrumentKind.INVERSE_PERPETUAL:   # USD value of the coin PnL, at px
+                pnl = notional * (price - avg) / avg
+            else:
+                pnl = (price - avg) * inst.lots_to_qty(closing) * inst.contract_size
+            if pos < 0:
+                pnl = -pnl
+        new_margin = inst.notional(px, opening) / self._leverage if opening else Decimal(0)
+        self._pos_margin[sym] = margin - released + new_margin
+        self._pos_lots[sym] = pos + signed
+        locked[quote] = locked.get(quote, Decimal(0)) - unlock - released + new_margin
+        free[quote] = free.get(quote, Decimal(0)) + unlock + released + pnl - fee - new_margin
+
     def _release(self, so: _SimOrder) -> None:
         if so.locked:
             self._locked[so.lock_asset] -= so.locked
             self._free[so.lock_asset] = self._free.get(so.lock_asset, Decimal(0)) + so.locked
             so.locked = Decimal(0)
+        so.open_lots = 0
 
     def _fill(self, mkt: _Market, so: _SimOrder, px: int, lots: int, liq: Liquidity) -> None:
         if lots <= 0:
@@ -1109,17 +1198,20 @@ class SimulatedVenue(Venue):
         bps = self._maker_bps if liq is Liquidity.MAKER else self._taker_bps
         fee = (notional * bps / _BPS).quantize(_FEE_QUANT)
         qty = inst.lots_to_qty(lots)
-        release = so.locked if lots >= before else so.locked * lots / before
-        so.locked -= release
-        self._locked[so.lock_asset] -= release
         base, quote = inst.base, inst.quote
-        free = self._free
-        if so.side is Side.BUY:
-            free[quote] = free.get(quote, Decimal(0)) + release - notional - fee
-            free[base] = free.get(base, Decimal(0)) + qty
+        if inst.symbol in self._derivative:
+            self._settle_derivative(inst, so, px, lots, fee)
         else:
-            free[base] = free.get(base, Decimal(0)) + release - qty
-            free[quote] = free.get(quote, Decimal(0)) + notional - fee
+            release = so.locked if lots >= before else so.locked * lots / before
+            so.locked -= release
+            self._locked[so.lock_asset] -= release
+            free = self._free
+            if so.side is Side.BUY:
+                free[quote] = free.get(quote, Decimal(0)) + release - notional - fee
+                free[base] = free.get(base, Decimal(0)) + qty
+            else:
+                free[base] = free.get(base, Decimal(0)) + release - qty
+                free[quote] = free.get(quote, Decimal(0)) + notional - fee
         pq, pc = self._positions.get(inst.symbol, (Decimal(0), Decimal(0)))
         signed = qty if so.side is Side.BUY else -qty
         if pq == 0 or (pq > 0) == (signed > 0):
@@ -1229,6 +1321,18 @@ class SimulatedVenue(Venue):
                 "fills": self.stat_fills, "rejects": self.stat_rejects,
                 "ignored_events": self.stat_ignored_events,
                 "open_orders": sum(1 for so in self._orders.values() if not so.status.is_terminal)}
+
+
+def _walk_tick_lots(mkt: _Market, taker: Side, lots: int) -> int:
+    """Sum of price x lots of taking ``lots`` from the visible available opposite side."""
+    left, tick_lots = lots, 0
+    for px, avail in mkt.available(taker, None, lots):
+        take = min(avail, left)
+        tick_lots += take * px
+        left -= take
+        if not left:
+            break
+    return tick_lots
 
 
 def _filter_text(reason: str) -> str:

@@ -13,6 +13,7 @@ from marketdata.errors import ConfigError, RiskRejected
 from router.cli import main
 from router.engine import TWAP, VWAP, Engine, ParentOrder
 from router.engine_config import DEFAULT_VENUES_TOML, load_engine_config_text
+from venues.base import run_now
 from venues.journal import Journal
 
 REPO = Path(__file__).resolve().parents[2]
@@ -386,9 +387,6 @@ PERP_SELL_USDT_ONLY = "[engine]\nseed = 7\n" + BALANCE_LIMITED[BALANCE_LIMITED.i
     'side = "buy"', 'side = "sell"')
 
 
-@pytest.mark.xfail(strict=True, reason="known, not fixed (README 'not finished'): the simulator settles a perpetual "
-                   "like spot, so a sell locks BTC the USD-M account does not hold while the router caps it by "
-                   "USDT margin")
 def test_perpetual_sell_on_a_usdt_only_account_is_not_refused_for_funds(tmp_path: Path) -> None:
     """A real USD-M account holds USDT only: a sell there should be margined in USDT, not refused."""
     text = PERP_SELL_USDT_ONLY + DEFAULT_VENUES_TOML + (
@@ -398,6 +396,25 @@ def test_perpetual_sell_on_a_usdt_only_account_is_not_refused_for_funds(tmp_path
     with Engine.from_toml_text(text, file="perp.toml", journal=jpath) as engine:
         engine.run()
         (h,) = engine.handles()
-    assert h.filled == Decimal(3)
+        usdm = engine.venues["binance-usdm"]
+        bal = run_now(usdm.balances())
+        pos = {p.symbol: p.quantity for p in run_now(usdm.positions())}
     refused = [e for e in _journal(jpath, ["order_event"]) if e["kind"] == "rejected"]
     assert not refused, f"{len(refused)} children refused, e.g. {refused[0].get('reason')}"
+    assert h.filled == Decimal(3)
+    short = -pos["BTC-USDT"]
+    assert Decimal(0) < short <= Decimal(3), "the perpetual took part of the sell"
+    assert "BTC" not in bal, "the USD-M account never held BTC"
+    # the short's margin (leverage 1: its notional) is locked in USDT; free + locked = 400000 - fees
+    assert bal["USDT"].locked > short * 50_000 and bal["USDT"].free + bal["USDT"].locked < 400_000
+
+
+def test_leverage_is_for_perpetual_venues_and_raises_the_buying_power() -> None:
+    base = PERP_SELL_USDT_ONLY + DEFAULT_VENUES_TOML + '[venues.binance-usdm.balances]\nUSDT = "1000"\n'
+    with pytest.raises(ConfigError, match=r"simulation\.binance-spot\.leverage"):
+        Engine.from_toml_text(base + "[simulation.binance-spot]\nleverage = 5\n", file="lev.toml")
+    with pytest.raises(ConfigError, match="leverage"):
+        Engine.from_toml_text(base + "[simulation.binance-usdm]\nleverage = 500\n", file="lev.toml")
+    with Engine.from_toml_text(base + "[simulation.binance-usdm]\nleverage = 20\n", file="lev.toml") as engine:
+        assert engine.available_balance("binance-usdm", "USDT") == Decimal(20_000)
+        assert engine.available_balance("binance-spot", "USDT") == engine.venues["binance-spot"]._free["USDT"]

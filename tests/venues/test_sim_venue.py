@@ -14,6 +14,7 @@ from marketdata.model import (
     BookDeltas,
     ClientOrderId,
     Instrument,
+    InstrumentKind,
     Liquidity,
     Order,
     OrderEvent,
@@ -409,3 +410,88 @@ def test_unsupported_order_types_rejected() -> None:
         send(v, c, o)
         assert kinds(ev, o) == [OrderEventKind.REJECTED]
     assert [e.code for e in ev] == ["-1116", "-1116", "-1121"]
+
+
+PERP = Instrument(venue=V, symbol=S, venue_symbol="BTCUSDT", base="BTC", quote="USDT",
+                  tick_size=Decimal("0.1"), lot_size=Decimal("0.001"), kind=InstrumentKind.PERPETUAL)
+DEEP_B, DEEP_A = [(1000, 50_000)], [(1001, 50_000)]
+
+
+def make_perp(usdt: str, leverage: str = "2") -> tuple[SimulatedVenue, SimClock, list[OrderEvent]]:
+    clock = SimClock(T0)
+    cfg = SimVenueConfig(venue=V, instruments=[PERP], balances={"USDT": Decimal(usdt)}, leverage=Decimal(leverage),
+                         fees=FeeSchedule((FeeTier(maker_bps=Decimal("2"), taker_bps=Decimal("5")),)))
+    venue = SimulatedVenue(cfg, clock)
+    events: list[OrderEvent] = []
+    venue.set_event_handler(events.append)
+    snap(venue, clock, DEEP_B, DEEP_A)
+    return venue, clock, events
+
+
+def usdt(v: SimulatedVenue) -> tuple[Decimal, Decimal]:
+    b = run_now(v.balances())["USDT"]
+    return b.free, b.locked
+
+
+def test_perpetual_is_margined_in_the_quote_and_a_short_needs_no_base() -> None:
+    v, c, ev = make_perp("1000")
+    short = order(Side.SELL, 10_000, 1000, TimeInForce.IOC)   # 10 BTC at 100.0: 1000 notional, 500 margin
+    send(v, c, short)
+    assert fills(ev, short) == [(1000, 10_000, Liquidity.TAKER)]
+    assert usdt(v) == (Decimal("1000") - 500 - Decimal("0.5"), Decimal(500))   # fee 5 bps of 1000
+    assert "BTC" not in run_now(v.balances())
+    (pos,) = run_now(v.positions())
+    assert pos.quantity == Decimal("-10.000") and pos.average_price == Decimal("100.0")
+    more = order(Side.SELL, 10_000, 1000, TimeInForce.IOC)     # 500.25 margin > 499.5 free
+    send(v, c, more)
+    assert kinds(ev, more) == [OrderEventKind.REJECTED]
+    # closing at 100.1 realises -1.0 and frees the position margin; the fee comes from USDT
+    close = order(Side.BUY, 10_000, 1001, TimeInForce.IOC)
+    send(v, c, close)
+    assert fills(ev, close) == [(1001, 10_000, Liquidity.TAKER)]
+    free = Decimal("1000") - Decimal("0.5") - 1 - Decimal("0.5005")
+    assert usdt(v) == (free, Decimal(0))
+    assert run_now(v.positions())[0].quantity == 0
+    mkt_sell = order(Side.SELL, 1_000, None)   # a market short: margin from walking the bids
+    send(v, c, mkt_sell)
+    assert fills(ev, mkt_sell) == [(1000, 1_000, Liquidity.TAKER)]
+    assert usdt(v) == (free - 50 - Decimal("0.05"), Decimal(50))
+
+
+def test_reducing_lots_need_no_margin_and_a_flip_margins_only_the_new_side() -> None:
+    v, c, ev = make_perp("500.5")
+    send(v, c, order(Side.SELL, 10_000, 1000, TimeInForce.IOC))   # 500.25 locked then 500 margin + 0.5 fee
+    assert usdt(v) == (Decimal(0), Decimal(500))
+    half = order(Side.BUY, 5_000, 1001, TimeInForce.IOC)          # reduces: accepted with nothing free
+    send(v, c, half)
+    assert fills(ev, half) == [(1001, 5_000, Liquidity.TAKER)]
+    free = Decimal(250) - Decimal("0.5") - Decimal("0.25025")     # half the margin, PnL -0.5, fee
+    assert usdt(v) == (free, Decimal(250))
+    too_big = order(Side.BUY, 15_000, 1001, TimeInForce.IOC)      # 5 close + 10 open: 500.75 > free
+    send(v, c, too_big)
+    assert kinds(ev, too_big) == [OrderEventKind.REJECTED]
+    flip = order(Side.BUY, 7_000, 1001, TimeInForce.IOC)          # 5 close + 2 open: 100.15 margin
+    send(v, c, flip)
+    assert fills(ev, flip) == [(1001, 7_000, Liquidity.TAKER)]
+    free += 250 - Decimal("0.5") - Decimal("100.1") - Decimal("0.35035")
+    assert usdt(v) == (free, Decimal("100.1"))
+    (pos,) = run_now(v.positions())
+    assert pos.quantity == Decimal("2.000") and pos.average_price == Decimal("100.1")
+
+
+def test_reducing_lots_of_open_orders_are_not_counted_twice() -> None:
+    v, c, ev = make_perp("1000")
+    send(v, c, order(Side.SELL, 10_000, 1000, TimeInForce.IOC))   # short 10, free 499.5
+    first = order(Side.BUY, 10_000, 990)                           # rests, reduces the short: no margin
+    send(v, c, first)
+    assert kinds(ev, first) == [OrderEventKind.ACCEPTED] and usdt(v) == (Decimal("499.5"), Decimal(500))
+    second = order(Side.BUY, 10_000, 990)                          # the short is already covered: opens
+    send(v, c, second)
+    assert kinds(ev, second) == [OrderEventKind.ACCEPTED]
+    need = Decimal("99.0") * 10 / 2 * Decimal("1.0005")
+    assert usdt(v) == (Decimal("499.5") - need, Decimal(500) + need)
+    run_now(v.cancel(second.client_order_id))
+    c.advance_to(c.now_ns())
+    assert usdt(v) == (Decimal("499.5"), Decimal(500))
+    with pytest.raises(ConfigError, match="leverage"):
+        SimVenueConfig(venue=V, instruments=[PERP], leverage=Decimal("0.5"))
