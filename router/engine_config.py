@@ -210,8 +210,8 @@ LIVE_ADAPTERS = ("binance-spot",)
 # parses the rest strictly); base_url is an alias of rest_url
 _LIVE_KEYS = ("adapter", "base_url", "rest_url", "ws_url", "api_key_env", "api_secret_env", "recv_window_ms",
               "request_timeout_s", "order_resp_type", "resolve_delays_s", "user_stream", "listen_key_keepalive_s",
-              "ws_reconnect_max_s", "sync_time", "rate_limits", "instruments", "depth_snapshot_limit",
-              "depth_buffer", "open_orders_at_start")
+              "ws_reconnect_max_s", "sync_time", "poll_interval_s", "rate_limits", "instruments",
+              "depth_snapshot_limit", "depth_buffer", "open_orders_at_start")
 
 OPEN_ORDERS_AT_START = ("refuse", "cancel", "keep")
 """Values of ``[venues.<id>] open_orders_at_start``: what a live start does with sorex orders an

@@ -195,6 +195,31 @@ async def test_submit_timeout_is_unknown_then_resolved(env: None, fake: FakeBina
     assert any(p == "/api/v3/order" and m == "GET" for m, p, _ in fake.requests), "status query made"
 
 
+async def test_without_the_user_stream_resting_fills_arrive_by_polling(env: None, fake: FakeBinance,
+                                                                        tmp_path: Path) -> None:
+    """user_stream = false: a passive iceberg's slices rest at the venue; the public trades that
+    fill them reach the engine only through the adapter's REST poll, and the parent completes."""
+    jpath = tmp_path / "poll.sqlite"
+    engine = Engine.from_toml_text(_toml(fake, extra_venue="user_stream = false\npoll_interval_s = 0.1"),
+                                   journal=jpath)
+    h = engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="0.2", limit_price="59990",
+                                  algo=Iceberg(end="+60s", display="0.1")))
+    async with asyncio.timeout(20):
+        await engine.start_live()
+        for _ in range(2):   # each slice: wait until it rests, then a trade through its price fills it
+            await _until(lambda: any(fo.status == "NEW" for fo in fake.orders.values()))
+            await fake.trade("BTCUSDT", "59989.0", "1.000", Side.SELL)
+        await _until(lambda: h.is_terminal)
+        await engine.stop_live()
+    engine.close()
+    assert h.status == "filled" and h.filled == Decimal("0.2"), (h.status, h.reason)
+    assert h.average_price == Decimal("59990")
+    live = engine._live.venues["binance-spot"]
+    assert live.user_stream is None and live.stats["polls"] >= 1 and live.stats["recovered_fills"] >= 2
+    assert sum(Decimal(f["quantity"]) for f in _journal(jpath, ["fill"])) == Decimal("0.2")
+    assert not any(p.startswith("/api/v3/userDataStream") for _, p, _ in fake.requests)
+
+
 async def test_kill_switch_cancels_working_orders_at_the_venue(env: None, fake: FakeBinance,
                                                                tmp_path: Path) -> None:
     jpath = tmp_path / "kill.sqlite"
@@ -461,21 +486,24 @@ async def test_open_orders_of_an_earlier_run_kept(env: None, fake: FakeBinance, 
     assert not any(LEFT_OVER in q for m, _p, q in _order_requests(fake) if m == "DELETE")
 
 
-@pytest.mark.parametrize("slow_first_s", [None, 1.0])
+@pytest.mark.parametrize(("slow_first_s", "transport"), [(None, "stream"), (1.0, "stream"), (None, "poll"),
+                                                         (1.0, "poll")])
 async def test_live_router_is_capped_by_the_venue_balance(env: None, tmp_path: Path,
-                                                          slow_first_s: float | None) -> None:
+                                                          slow_first_s: float | None, transport: str) -> None:
     """9 000 USDT buys at most ~0.149 BTC at 60 000: the router reads the venue's balance (read at
     connect, then pushed by the user stream after each fill, less what our open orders hold) and
     sends no order the venue would refuse for funds; the parent ends short, saying why.
     ``slow_first_s``: the first order's request takes that long, so the second slice is routed
-    while the first is in flight and the venue's balance does not show it yet."""
+    while the first is in flight and the venue's balance does not show it yet. ``transport``
+    ``poll``: no user stream; the account and the resting orders are polled over REST."""
     f = FakeBinance([make_instrument()], API_KEY, API_SECRET, balances={"USDT": Decimal(9_000), "BTC": Decimal(1)},
                     maker_bps=MAKER_BPS, taker_bps=TAKER_BPS)
     await f.start()
     try:
         await f.publish_book("BTCUSDT", BIDS, ASKS)
         jpath = tmp_path / "balance.sqlite"
-        engine = Engine.from_toml_text(_toml(f), journal=jpath)
+        extra = "user_stream = false\npoll_interval_s = 0.1" if transport == "poll" else ""
+        engine = Engine.from_toml_text(_toml(f, extra_venue=extra), journal=jpath)
         h = engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="0.3",
                                       algo=TWAP(end="+2s", slices=3, urgency=1.0), limit_price="60010"))
         if slow_first_s is not None:

@@ -389,8 +389,55 @@ async def test_balance_cache_seeded_from_the_account_and_kept_current_by_the_str
 
 
 async def test_balance_cache_unknown_until_the_account_is_read() -> None:
-    async with binance_rig(user_stream=False) as rig:
-        assert not rig.venue.balances_seeded and rig.venue.cached_balance("USDT") is None
-        bal = await rig.venue.balances()
-        assert bal["BTC"].free == 10 and rig.venue.cached_balance("BTC") == bal["BTC"]
-        assert rig.venue.balances_received_ns is not None
+    inst = make_instrument()
+    fake = make_fake(inst, Decimal(1000), Decimal(10))
+    await fake.start()
+    # the account read at connect is dropped: connect goes on, the balances stay unknown
+    fake.fault("GET", "/api/v3/account", "slow", 1.0)   # answered after the 0.5 s timeout
+    venue = BinanceSpotVenue(make_config(fake, inst, user_stream=False, poll_interval_s=Decimal(0),
+                                         request_timeout_s=Decimal("0.5")), LiveClock(), credentials=credentials())
+    try:
+        await venue.connect()
+        assert not venue.balances_seeded and venue.cached_balance("USDT") is None
+        assert venue.balances_received_ns is None
+        bal = await venue.balances()
+        assert bal["BTC"].free == 10 and venue.cached_balance("BTC") == bal["BTC"]
+        assert venue.balances_received_ns is not None
+    finally:
+        await venue.close()
+        await fake.stop()
+
+
+# ---------------------------------------------------------------------------------------------- REST poll
+async def test_without_the_user_stream_a_poll_reports_resting_fills_and_balances() -> None:
+    """user_stream = false: the poll loop finds a resting order's maker fills (openOrders shows
+    the executed quantity grow, then the order gone) and keeps the account current."""
+    async with binance_rig(user_stream=False, poll_interval_s=Decimal("0.05")) as rig:
+        inst = rig.instrument
+        assert rig.venue.cached_balance("USDT") == Balance("USDT", Decimal(100_000), Decimal(0)), \
+            "the account is read at connect without a stream"
+        await rig.fake.set_book("BTCUSDT", *BOOK)
+        await rig.venue.submit(_order(inst, "rest-1", Side.BUY, "1.000", "99.9"))
+        await rig.venue.submit(_order(inst, "idle-1", Side.BUY, "0.500", "99.0"))   # never fills
+        assert _kinds(rig.events, "rest-1") == [OrderEventKind.ACCEPTED]   # the REST answer alone
+        await _wait_for(lambda: rig.venue.cached_balance("USDT").locked > 0)
+        await rig.fake.trade("BTCUSDT", "99.9", "2.400", Side.SELL)    # 2 BTC ahead of us, 0.4 fills us
+        await _wait_for(lambda: OrderEventKind.PARTIALLY_FILLED in _kinds(rig.events, "rest-1"))
+        await rig.fake.trade("BTCUSDT", "99.8", "1.000", Side.SELL)    # through our price: the rest
+        await _wait_for(lambda: OrderEventKind.FILLED in _kinds(rig.events, "rest-1"))
+        fills = [e.fill for e in rig.events if e.client_order_id == "rest-1" and e.fill]
+        assert sum(f.lots for f in fills) == inst.qty_to_lots("1.000")
+        assert len({f.trade_id for f in fills}) == len(fills), "each venue trade reported once"
+        assert all(f.liquidity is Liquidity.MAKER for f in fills)
+        await _wait_for(lambda: rig.venue.cached_balance("BTC") is not None
+                        and rig.venue.cached_balance("BTC").free == Decimal(11))
+        assert _kinds(rig.events, "idle-1") == [OrderEventKind.ACCEPTED]
+        assert rig.venue.stats["polls"] >= 3
+        # the order that never changed is never queried one by one: openOrders covers it
+        assert not any(p == "/api/v3/order" and m == "GET" and "idle-1" in q for m, p, q in rig.fake.requests)
+
+
+async def test_poll_interval_must_not_be_negative() -> None:
+    with pytest.raises(ConfigError, match="poll_interval_s"):
+        make_config(make_fake(make_instrument(), Decimal(1), Decimal(1)), make_instrument(),
+                    user_stream=False, poll_interval_s=Decimal(-1))

@@ -145,7 +145,7 @@ class BinanceSpotVenue(Venue):
         self._balances_seeded = False
         self.balances_received_ns: int | None = None   # local clock, last time the cache changed
         self.stats = {"events": 0, "duplicates": 0, "garbled": 0, "resolved": 0, "unresolved": 0,
-                      "recovered_fills": 0}
+                      "recovered_fills": 0, "polls": 0}
 
     def __repr__(self) -> str:
         return f"BinanceSpotVenue(venue={self.config.venue!r}, rest_url={self.config.rest_url!r})"
@@ -179,12 +179,14 @@ class BinanceSpotVenue(Venue):
                 connect_timeout_s=self.config.timeout_s, scrub=self._scrub)
             await self._user_ws.start()
             self._spawn(self._keepalive_loop())
-            # the balances, read once the stream is up so no update falls between the two; the
-            # stream keeps them current from here (cached_balance)
-            try:
-                await self.balances()
-            except VenueError as e:
-                log.warning("%s: balances not read at connect (unknown until the next read): %s", self.venue_id, e)
+        # the balances: with the stream, read once it is up so no update falls between the two (the
+        # stream keeps them current from here, cached_balance); without it, the poll loop does
+        try:
+            await self.balances()
+        except VenueError as e:
+            log.warning("%s: balances not read at connect (unknown until the next read): %s", self.venue_id, e)
+        if not self.config.user_stream and self.config.poll_interval_s > 0:
+            self._spawn(self._poll_loop(float(self.config.poll_interval_s)))
 
     async def close(self) -> None:
         for t in list(self._tasks):
@@ -219,6 +221,59 @@ class BinanceSpotVenue(Venue):
         data = await self.http.request("POST", "/api/v3/userDataStream", request_type="query_order", signed=False)
         self._listen_key = str(data["listenKey"])
         return f"{self.config.ws_url}/ws/{self._listen_key}"
+
+    async def _poll_loop(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.poll()
+            except VenueError as e:   # a rate limit, a timeout: the next round tries again
+                log.warning("%s: poll failed (next in %g s): %s", self.venue_id, interval_s, e)
+
+    async def poll(self) -> list[OrderStatusReport]:
+        """One REST round instead of the user stream: GET /api/v3/openOrders for each instrument
+        with live orders (weight 6); each live order whose executed quantity grew, or that is
+        no longer open, is queried (status, then its trades: the fills reported as after a
+        reconnect); then GET /api/v3/account. Returns the status reports applied."""
+        live = [tr for tr in self._tracks.values() if tr.terminal is None and tr.accepted]
+        reports: list[OrderStatusReport] = []
+        for inst in {tr.inst.symbol: tr.inst for tr in live}.values():
+            rows = await self._signed("GET", "/api/v3/openOrders", {"symbol": inst.venue_symbol},
+                                      request_type="open_orders", cid=None)
+            open_now = {o.client_order_id: o for o in (parse_order(r, inst, venue=self.venue_id) for r in rows)}
+            for tr in live:
+                if tr.inst is not inst or tr.terminal is not None:
+                    continue
+                rep = open_now.get(tr.order.client_order_id)
+                if rep is None:   # gone from the book: filled, cancelled or expired
+                    rep = await self._query_and_apply(tr, "poll")
+                elif rep.filled_lots > tr.filled_lots:   # open, with new fills
+                    await self._apply_and_recover(tr, rep)
+                else:
+                    continue   # open, nothing new
+                if rep is not None:
+                    reports.append(rep)
+        await self.balances()
+        self.stats["polls"] += 1
+        return reports
+
+    async def _query_and_apply(self, tr: _Track, what: str) -> OrderStatusReport | None:
+        """Query the order's status and apply it (:meth:`_apply_and_recover`); ``None`` if the
+        query failed (logged)."""
+        try:
+            rep = await self.order_status(tr.order.client_order_id)
+        except VenueError as e:
+            log.warning("%s: %s of %s failed: %s", self.venue_id, what, tr.order.client_order_id, e)
+            return None
+        await self._apply_and_recover(tr, rep)
+        return rep
+
+    async def _apply_and_recover(self, tr: _Track, rep: OrderStatusReport) -> None:
+        """Apply a REST status report; fetch the trades when it shows fills not seen yet."""
+        if self._apply_report(tr, rep):
+            await self._recover_fills(tr)
+        if self._report_handler is not None:
+            self._report_handler(rep)
 
     async def _keepalive_loop(self) -> None:
         while True:
@@ -690,19 +745,12 @@ class BinanceSpotVenue(Venue):
         """Query every order this session still thinks is live and apply what the venue says
         (run after each user-stream reconnection, and callable at any time)."""
         reports = []
-        for cid, tr in list(self._tracks.items()):
+        for tr in list(self._tracks.values()):
             if tr.terminal is not None or not tr.accepted:
                 continue
-            try:
-                rep = await self.order_status(cid)
-            except VenueError as e:
-                log.warning("%s: reconcile of %s failed: %s", self.venue_id, cid, e)
-                continue
-            if self._apply_report(tr, rep):
-                await self._recover_fills(tr)
-            if self._report_handler is not None:
-                self._report_handler(rep)
-            reports.append(rep)
+            rep = await self._query_and_apply(tr, "reconcile")
+            if rep is not None:
+                reports.append(rep)
         if self.config.user_stream:
             # balance events sent while the stream was down are lost: read the account again
             try:

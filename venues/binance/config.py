@@ -41,7 +41,7 @@ _RESP_TYPES = ("ACK", "RESULT", "FULL")
 _KEYS = {"venue", "rest_url", "ws_url", "api_key_env", "api_secret_env", "recv_window_ms",
          "request_timeout_s", "order_resp_type", "maker_bps", "taker_bps", "instruments",
          "resolve_delays_s", "user_stream", "listen_key_keepalive_s", "ws_reconnect_max_s",
-         "rate_limits", "sync_time"}
+         "rate_limits", "sync_time", "poll_interval_s"}
 
 
 def _dec(value: Any, where: str, key: str) -> Decimal:
@@ -75,6 +75,10 @@ class BinanceSpotConfig:
     """Waits before each order-status query that resolves an UNKNOWN order (after a timeout or a
     dropped connection); after the last one an order the venue still does not know is REJECTED."""
     user_stream: bool = True
+    poll_interval_s: Decimal = Decimal(2)
+    """With ``user_stream = false``: every this many seconds, poll the venue over REST (open
+    orders per instrument with live orders, a status and trades query for each order whose fills
+    grew or that is no longer open, then the account); ``0`` disables (REST answers only)."""
     listen_key_keepalive_s: Decimal = Decimal(1800)
     ws_reconnect_max_s: Decimal = Decimal(30)
     sync_time: bool = True
@@ -98,6 +102,9 @@ class BinanceSpotConfig:
                               file=where, key="recv_window_ms")
         if self.request_timeout_s <= 0:
             raise ConfigError("request_timeout_s must be > 0", file=where, key="request_timeout_s")
+        if self.poll_interval_s < 0:
+            raise ConfigError(f"poll_interval_s {self.poll_interval_s} must be >= 0 (0 disables polling)",
+                              file=where, key="poll_interval_s")
         if not self.resolve_delays_s:
             raise ConfigError("resolve_delays_s needs at least one delay", file=where, key="resolve_delays_s")
 
@@ -135,7 +142,7 @@ class BinanceSpotConfig:
             if key in data:
                 kw[key] = str(data[key])
         for key in ("request_timeout_s", "maker_bps", "taker_bps", "listen_key_keepalive_s",
-                    "ws_reconnect_max_s"):
+                    "ws_reconnect_max_s", "poll_interval_s"):
             if key in data:
                 kw[key] = _dec(data[key], where, key)
         if "recv_window_ms" in data:
