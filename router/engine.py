@@ -806,6 +806,26 @@ class Engine:
             return bal if lev is None else bal * lev
         return Decimal(0) if asset in v._locked else None
 
+    def reducible_lots(self, venue: str, side: Side) -> int | None:
+        """Lots of a ``side`` order on a simulated perpetual ``venue`` that would only reduce the
+        open position, so need no margin: the opposite position less everything our open orders
+        on that side there may still execute (conservative: the venue counts only their reducing
+        share). ``None``: not a derivative venue, or not simulating."""
+        v = self.venues.get(venue)
+        if v is None or self.mode != "simulate":
+            return None
+        pos = v.position_lots(self.symbol)
+        if pos is None:
+            return None
+        opposite = -pos if side is Side.BUY else pos
+        if opposite <= 0:
+            return 0
+        for mo in self.om.open_orders():
+            o = mo.order
+            if o.venue == venue and o.side is side:
+                opposite -= mo.open_lots
+        return opposite if opposite > 0 else 0
+
     def order_headroom(self, venue: str) -> int | None:
         return None
 

@@ -549,6 +549,7 @@ class _Eval:
     stage = 0  # how far the evaluation got: 0 health, 1 book, 2 latency, 3 headroom, 4 capacity
     cap_lots = NO_LIMIT
     budget = NO_LIMIT
+    reducible: int | None = None   # derivatives: lots that would only reduce the position (no margin)
     delay_s = 0.0
     take_lots = 0
     take_stop: str | None = None
@@ -663,6 +664,8 @@ def _build_factors(e: _Eval) -> dict[str, Any]:
                 cap["max_quantity"] = st.cfg.max_quantity
             cap["balance_asset"] = e.asset
             cap["balance"] = e.bal
+            if e.reducible is not None:
+                cap["reducible_lots"] = e.reducible
     if e.excluded is None:  # eligible: priced and scored
         sgn = int(ctx.side)
         rel, miss, _penalty, score_bps = _venue_score(e, policy, sgn, ctx.ref)
@@ -1029,16 +1032,28 @@ class Router:
                     conv = _balance_limit(inst, asset, bal)
                     _memo(self._bal_memo, bkey, conv)
                 kind, n = conv
-                if kind == 0:
-                    e.excluded = f"no available {asset} balance"
-                    return e
                 if kind == 3:
                     e.excluded = f"available {asset} balance {bal!s} is not a finite number"
                     log.warning("venue %s: capacity provider answered %r for the %s balance; venue excluded",
                                 name, bal, asset)
                     return e
+                # a derivative position: lots that only reduce it need no margin (the provider's
+                # optional reducible_lots); the venue gets whichever is larger, those lots alone
+                # or what the margin affords at the best opposite price
+                reducible = 0
+                if not st.spot:
+                    red = getattr(capacity, "reducible_lots", None)
+                    if red is not None:
+                        reducible = red(name, side) or 0
+                        e.reducible = reducible
+                if kind == 0 and not reducible:
+                    e.excluded = f"no available {asset} balance"
+                    return e
                 if kind == 1:
                     e.cap_lots = n if e.cap_lots < 0 else min(e.cap_lots, n)
+                elif reducible and (kind == 0 or opp is None or n // (opp * st.cost_mult) < reducible):
+                    e.cap_lots = reducible if e.cap_lots < 0 else min(e.cap_lots, reducible)
+                    e.note(f"{reducible} lots reduce the open position: capped at them, no margin needed")
                 else:
                     e.budget = n
         if opp is None and (style == "take" or same is None):

@@ -235,7 +235,11 @@ def latency_haircut(book_age_ns: int, order_rtt_ns: int, depletion_rate_hz: floa
 
 class CapacityProvider(Protocol):
     """What the router asks about money and pacing. The engine implements it over the account
-    balances and ``venues.ratelimit``; ``None`` means unknown / unlimited."""
+    balances and ``venues.ratelimit``; ``None`` means unknown / unlimited.
+
+    Optional: ``reducible_lots(venue, side) -> int | None``, the lots of a ``side`` order on a
+    derivative venue that would only reduce an open position (they need no margin). A provider
+    that has it lets the router close a position whose margin is locked."""
 
     def available_balance(self, venue: str, asset: str) -> Decimal | None:
         """Free balance of ``asset`` on ``venue``."""

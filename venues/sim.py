@@ -846,6 +846,13 @@ class SimulatedVenue(Venue):
             out.append(Position(sym, qty, avg))
         return out
 
+    def position_lots(self, symbol: str) -> int | None:
+        """The signed position of a derivative ``symbol`` in lots (exchange-time truth); ``None``
+        for a spot instrument (no positions, only balances)."""
+        if symbol not in self._derivative:
+            return None
+        return self._pos_lots.get(symbol, 0)
+
     def feed_clock(self) -> tuple[Callable[[], int], int]:
         """``(next_latency, last_arrival_ns)`` of this venue's market-data feed, for a driver that
         computes arrivals itself (as :meth:`feed_arrival_ns` does) from then on."""

@@ -418,3 +418,61 @@ def test_leverage_is_for_perpetual_venues_and_raises_the_buying_power() -> None:
     with Engine.from_toml_text(base + "[simulation.binance-usdm]\nleverage = 20\n", file="lev.toml") as engine:
         assert engine.available_balance("binance-usdm", "USDT") == Decimal(20_000)
         assert engine.available_balance("binance-spot", "USDT") == engine.venues["binance-spot"]._free["USDT"]
+
+
+def test_a_short_whose_margin_is_locked_can_still_be_bought_back(tmp_path: Path) -> None:
+    """USD-M only, 63,000 USDT at leverage 1: shorting 1 BTC locks nearly all of it as margin. The
+    buy-back needs none (it only reduces the position): the router caps it by the reducible lots
+    instead of the ~300 USDT left free, and it completes without a reject."""
+    text = """
+[engine]
+seed = 5
+[routing]
+strategy = "smart"
+symbol = "BTC-USDT"
+max_slippage_bps = 25
+[venues.binance-spot]
+enabled = false
+[venues.binance-usdm]
+fees = { maker_bps = 2, taker_bps = 5 }
+balances = { USDT = "63000" }
+[[parents]]
+id = "open"
+symbol = "BTC-USDT"
+side = "sell"
+quantity = "1"
+algo = "twap"
+submit_at = "+5s"
+[parents.params]
+end = "+1m"
+slices = 4
+[[parents]]
+id = "close"
+symbol = "BTC-USDT"
+side = "buy"
+quantity = "1"
+algo = "twap"
+submit_at = "+90s"
+[parents.params]
+end = "+2m"
+slices = 4
+"""
+    jpath = tmp_path / "j.sqlite"
+    with Engine.from_toml_text(text, file="close.toml", journal=jpath) as engine:
+        engine.run()
+        hs = {h.id: h for h in engine.handles()}
+        usdm = engine.venues["binance-usdm"]
+        pos = usdm.position_lots("BTC-USDT")
+        bal = run_now(usdm.balances())["USDT"]
+    assert hs["open"].filled == Decimal(1) and hs["close"].filled == Decimal(1), \
+        (hs["open"].reason, hs["close"].reason)
+    # flat again: no margin locked, and the account is the start plus the round trip's PnL less fees
+    fills = _journal(jpath, ["fill"])
+    pnl = sum((Decimal(f["price"]) * Decimal(f["quantity"]) * (1 if f["side"] == "sell" else -1)
+               - Decimal(f["fee"]) for f in fills), Decimal(0))
+    assert pos == 0 and bal.locked == 0 and bal.free == Decimal(63_000) + pnl
+    # not throttled to what ~300 free USDT affords per child (8 children before the fix)
+    assert len(hs["close"].children) == len(hs["open"].children) == 4
+    notes = [v for d in _journal(jpath, ["routing_decision"]) for v in d["venues"]
+             if v["factors"].get("capacity", {}).get("reducible_lots")]
+    assert notes, "the buy-back was capped by the reducible lots"

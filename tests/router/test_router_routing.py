@@ -301,3 +301,36 @@ def test_fastest_sweeps_the_quickest_venue_first_even_if_pricier() -> None:
     lc = make_router(text.replace('"fastest"', '"lowest_cost"'), books(ASKS_S, ASKS_P)).route(buy("2"))
     assert [a.venue for a in lc.allocations] == ["spot"]
     assert d.score("perp").factors["score"]["delay_ms"] < d.score("spot").factors["score"]["delay_ms"]
+
+
+class _PositionCapacity(StaticCapacity):
+    """Balances plus an open derivative position whose reducing lots need no margin."""
+
+    def __init__(self, balances: dict[str, dict[str, D]], reducible: dict[tuple[str, Side], int]) -> None:
+        super().__init__(balances)
+        self.reducible = reducible
+
+    def reducible_lots(self, venue: str, side: Side) -> int | None:
+        return self.reducible.get((venue, side), 0) if venue == "perp" else None
+
+
+def test_reducing_a_derivative_position_is_capped_by_the_reducible_lots_not_the_margin() -> None:
+    bks = books(ASKS_S, ASKS_P, BIDS_S, BIDS_P)
+    # no free USDT on perp at all: excluded for a buy that would open, not for one that reduces
+    flat = make_router(cfg_text(), bks, capacity=_PositionCapacity({"spot": {"USDT": D("0")}, "perp": {"USDT": D("0")}},
+                                                                   {}))
+    d = flat.route(buy("2"))
+    assert d.score("perp").excluded_reason == "no available USDT balance" and not d.allocations
+    short = make_router(cfg_text(), bks, capacity=_PositionCapacity(
+        {"spot": {"USDT": D("0")}, "perp": {"USDT": D("0")}}, {("perp", Side.BUY): 1_500}))   # short 1.5 BTC
+    d = short.route(buy("2"))
+    (a,) = d.allocations
+    assert (a.venue, a.quantity) == ("perp", D("1.500")), "the reducing lots, not one more"
+    f = d.score("perp").factors
+    assert f["capacity"]["reducible_lots"] == 1_500
+    assert d.residual_quantity == D("0.5")
+    # margin that affords more than the reducible lots: the budget applies as before
+    rich = make_router(cfg_text(), bks, capacity=_PositionCapacity(
+        {"spot": {"USDT": D("0")}, "perp": {"USDT": D("180")}}, {("perp", Side.BUY): 1_500}))
+    (a,) = rich.route(buy("2")).allocations
+    assert a.venue == "perp" and D("1.5") < a.quantity < D("1.8")   # 180 USDT at 100.2 plus fees
