@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import itertools
 import logging
 from bisect import bisect_left, insort
@@ -107,6 +108,14 @@ TERMINAL_STATUSES = frozenset({"filled", "finished", "cancelled", "killed", "dat
 
 
 # ============================================================================ market view books
+def _only_funds_short(reason: str | None) -> bool:
+    """Whether a routing residual says that every venue lacked funds (``not enough USDT (...)``,
+    ``no available BTC balance``) and nothing else stopped it."""
+    if not reason:
+        return False
+    return all("not enough " in part or "no available " in part for part in reason.split("; "))
+
+
 def _apply_depth(book: L2Book, msg: BookDeltas) -> None:
     """``book.apply(msg)`` with the level updates inlined (the engine's market view applies every
     depth message of the replay: ~750,000 level updates on the bundled data).
@@ -204,8 +213,8 @@ class _VenueChild:
 class _Group:
     """One algo child (a ChildRequest) and the venue orders the router made of it."""
 
-    __slots__ = ("cancel_wanted", "child_id", "decision_id", "done", "filled", "open", "orders", "request",
-                 "returned", "run", "statuses")
+    __slots__ = ("balance_blocked", "cancel_wanted", "child_id", "decision_id", "done", "filled", "open", "orders",
+                 "request", "returned", "run", "statuses")
 
     def __init__(self, child_id: str, run: _ParentRun, request: ChildRequest) -> None:
         self.child_id = child_id
@@ -219,6 +228,7 @@ class _Group:
         self.cancel_wanted = False
         self.decision_id: str | None = None
         self.statuses: list[OrderStatus] = []
+        self.balance_blocked = False   # nothing placed: every venue short of funds
 
 
 class _ParentRun:
@@ -672,6 +682,7 @@ class Engine:
             self.om.to_parent_units(v, self.symbol, 1)
         self.venues: dict[str, SimulatedVenue] = {}
         self._buying_power: dict[str, Decimal] = {}   # derivative venue -> leverage (free x leverage)
+        self._waiting_funds: dict[_Group, bool] = {}   # children parked for funds -> risk_checked
         self.limiters: dict[str, RateLimiter] = {}
         self._send_queues: dict[str, deque[_VenueChild]] = {}
         self._live: Any = None   # router.engine_live.LiveRuntime in live mode / shadow on live data
@@ -1262,6 +1273,7 @@ class Engine:
                         alloc.style)
         g.returned = True
         if g.open == 0:
+            g.balance_blocked = not decision.allocations and _only_funds_short(decision.residual_reason)
             self._defer_done(g)
         else:
             run.empty_streak = 0
@@ -1445,14 +1457,37 @@ class Engine:
         little later (never from inside send_child), backing off while it keeps happening."""
         run = g.run
         run.empty_streak += 1
-        delay = self.settings.local_reject_delay_ns * (1 << min(run.empty_streak - 1, 10))
-        delay = min(delay, 1_000_000_000)
+        delay = self.settings.local_reject_delay_ns * (1 << min(run.empty_streak - 1, 20))
+        if g.balance_blocked:
+            # every venue is short of funds: wait for something that may free them (a fill, a
+            # finished order: _release_waiting) or for a cancel, at most balance_wait
+            delay = min(delay, self.settings.balance_wait_ns)
+            self._waiting_funds[g] = risk_checked
+        else:
+            delay = min(delay, 1_000_000_000)
         if not risk_checked:
             g.filled = 0
         self.clock.set_alert(self.clock.now_ns() + delay, lambda _ts: self._group_done(g, risk_checked))
 
+    def _release_waiting(self, only: _Group | None = None) -> None:
+        """End the wait of the children parked for funds (all, or ``only``): reported done now,
+        through the clock (never from inside an event or a cancel call)."""
+        waiting = self._waiting_funds
+        if only is not None:
+            if only not in waiting:
+                return
+            items = [(only, waiting.pop(only))]
+        else:
+            items = list(waiting.items())
+            waiting.clear()
+        now = self.clock.now_ns()
+        for g, rc in items:
+            self.clock.set_alert(now, functools.partial(self._group_done_at, g, rc))
+
     def _cancel_group(self, g: _Group) -> None:
         g.cancel_wanted = True
+        if self._waiting_funds:
+            self._release_waiting(g)
         for vc in list(g.orders):
             if not vc.done:
                 self._cancel_venue_child(vc)
@@ -1532,6 +1567,8 @@ class Engine:
             # order entry can outlast the retries): it is live now, so cancel it now, or it would
             # rest until the data ends and hold its parent open
             self._cancel_venue_child(vc)
+        if self._waiting_funds and (delta > 0 or mo.status.is_terminal):
+            self._release_waiting()   # funds may have been freed: let the children waiting for them retry
         self._after_event(vc)
 
     def _after_event(self, vc: _VenueChild) -> None:
@@ -1571,10 +1608,14 @@ class Engine:
         elif run.algo is not None:
             run.algo.on_child_fill(g.child_id, common_lots, common_px, liquidity)
 
+    def _group_done_at(self, g: _Group, risk_checked: bool, _ts: int) -> None:
+        self._group_done(g, risk_checked)
+
     def _group_done(self, g: _Group, risk_checked: bool) -> None:
         if g.done:
             return
         g.done = True
+        self._waiting_funds.pop(g, None)
         run = g.run
         run.open_groups -= 1
         req_lots = g.request.lots

@@ -178,6 +178,10 @@ class EngineSettings:
     warmup_ns: int = 2_000_000_000
     flush_ns: int = 2_000_000_000
     local_reject_delay_ns: int = 1_000_000
+    balance_wait_ns: int = 30_000_000_000
+    """The longest a child the router could not place for want of funds on every venue waits
+    before its parent's algo is told (and may retry); any fill or finished order, which may free
+    funds, or a cancel of the child, ends the wait at once."""
     cancel_retry_ns: int = 50_000_000
     command_timeout_s: float = 30.0
     """Live: the longest a venue command task (submit / cancel) may take before the engine gives
@@ -328,6 +332,7 @@ def _parse_engine(t: Table) -> EngineSettings:
         progress_interval_ns=dur(progress, "progress_interval"),
         warmup_ns=dur(warm, "warmup"),
         local_reject_delay_ns=int(t.number("local_reject_delay_ms", 1.0, min=0, max=60_000) * 1_000_000),
+        balance_wait_ns=int(t.number("balance_wait_s", 30.0, min=0, max=3600) * 1_000_000_000),
         cancel_retry_ns=int(t.number("cancel_retry_ms", 50.0, min=0, min_exclusive=True, max=60_000) * 1_000_000),
         command_timeout_s=t.number("command_timeout_s", 30.0, min=0, min_exclusive=True, max=3600),
         shutdown_timeout_s=t.number("shutdown_timeout_s", 10.0, min=0, min_exclusive=True, max=3600),

@@ -1211,6 +1211,8 @@ class Router:
                 continue
             why = _order_problem(e.st, px, lots)
             if why:
+                if stop == "balance":   # what the funds afford is below the venue's minimum
+                    why = f"{_stop_text(e, stop)}: affords {lots} lots, {why}"
                 notes.append(f"{e.name}: {why}")
                 e.note(f"post slice skipped: {why}")
                 continue
