@@ -1130,7 +1130,9 @@ class SimulatedVenue(Venue):
                 if other.status.is_terminal:
                     del live[cid]
                 elif other is not so and other.side is so.side and other.order.symbol == inst.symbol:
-                    opposite -= other.remaining - other.open_lots
+                    reducing = other.remaining - other.open_lots
+                    if reducing > 0:
+                        opposite -= reducing
         opening = remaining - min(remaining, max(0, opposite))
         need = Decimal(0)
         if opening:
