@@ -46,7 +46,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Literal
 
 from marketdata.book import L2Book, SequenceRule
@@ -1143,7 +1143,8 @@ class SimulatedVenue(Venue):
             else:   # market order: what walking the visible available book would cost
                 tick_lots = _walk_tick_lots(mkt, so.side, opening)
                 need = inst.tick_size * inst.lot_size * tick_lots * inst.contract_size
-            need = need / self._leverage * self._lock_buffer
+            # to the 1e-8 (up), as every margin amount, so the ledger adds up exactly
+            need = (need / self._leverage * self._lock_buffer).quantize(_FEE_QUANT, rounding=ROUND_CEILING)
         asset = inst.quote
         free = self._free.get(asset, Decimal(0))
         if need > free:
@@ -1168,13 +1169,13 @@ class SimulatedVenue(Venue):
         unlock = Decimal(0)
         if so.open_lots:
             used = min(opening, so.open_lots)
-            unlock = so.locked if used >= so.open_lots else so.locked * used / so.open_lots
+            unlock = so.locked if used >= so.open_lots else (so.locked * used / so.open_lots).quantize(_FEE_QUANT)
             so.open_lots -= used
             so.locked -= unlock
         margin = self._pos_margin.get(sym, Decimal(0))
         released = pnl = Decimal(0)
         if closing:
-            released = margin if closing == abs(pos) else margin * closing / abs(pos)
+            released = margin if closing == abs(pos) else (margin * closing / abs(pos)).quantize(_FEE_QUANT)
             avg = self._positions[sym][1] / self._positions[sym][0]   # average entry price
             price = inst.ticks_to_price(px)
             notional = inst.notional(px, closing)
@@ -1182,9 +1183,10 @@ class SimulatedVenue(Venue):
                 pnl = notional * (price - avg) / avg
             else:
                 pnl = (price - avg) * inst.lots_to_qty(closing) * inst.contract_size
+            pnl = pnl.quantize(_FEE_QUANT)
             if pos < 0:
                 pnl = -pnl
-        new_margin = inst.notional(px, opening) / self._leverage if opening else Decimal(0)
+        new_margin = (inst.notional(px, opening) / self._leverage).quantize(_FEE_QUANT) if opening else Decimal(0)
         self._pos_margin[sym] = margin - released + new_margin
         self._pos_lots[sym] = pos + signed
         locked[quote] = locked.get(quote, Decimal(0)) - unlock - released + new_margin
