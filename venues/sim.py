@@ -1137,7 +1137,12 @@ class SimulatedVenue(Venue):
         need = Decimal(0)
         if opening:
             if so.price_ticks is not None:
-                need = inst.notional(so.price_ticks, opening)
+                ref = so.price_ticks
+                if so.side is Side.SELL:   # a marketable sell fills up to the best bid, above its limit
+                    best = next(iter(mkt.available(Side.SELL, ref, 1)), None)
+                    if best is not None and best[0] > ref:
+                        ref = best[0]
+                need = inst.notional(ref, opening)
             elif inst.kind is InstrumentKind.INVERSE_PERPETUAL:   # notional does not depend on price
                 need = inst.notional(1, opening)
             else:   # market order: what walking the visible available book would cost

@@ -502,13 +502,15 @@ def test_reducing_lots_of_open_orders_are_not_counted_twice() -> None:
 @settings(max_examples=60, deadline=None)
 @given(steps=st.lists(st.tuples(st.sampled_from([Side.BUY, Side.SELL]), st.integers(1, 4_000),
                                 st.integers(-3, 3), st.booleans()), min_size=1, max_size=14),
-       leverage=st.sampled_from(["1", "3", "20"]))
-def test_perpetual_ledger_invariants(steps: list[tuple[Side, int, int, bool]], leverage: str) -> None:
+       leverage=st.sampled_from(["1", "3", "20"]), start=st.sampled_from(["1000000", "150"]))
+def test_perpetual_ledger_invariants(steps: list[tuple[Side, int, int, bool]], leverage: str, start: str) -> None:
     """Random orders on a perpetual (IOC or resting, around the touch, public trades through the
     resting ones): the locked quote is always the open orders' locks plus the position margin,
     the position is the sum of signed fills, and once flat with nothing open nothing is locked and
-    the account is the start plus sells minus buys minus fees (the realised PnL of the round trips)."""
-    v, c, ev = make_perp("1000000", leverage)
+    the account is the start plus sells minus buys minus fees (the realised PnL of the round trips).
+    ``start`` 150 USDT: most orders are refused for margin, and the free balance never goes below
+    zero (a marketable sell locks at the best bid it may fill at, not at its lower limit)."""
+    v, c, ev = make_perp(start, leverage)
     for side, lots, off, ioc in steps:
         px = (1001 if side is Side.BUY else 1000) + off
         send(v, c, order(side, lots, px, TimeInForce.IOC if ioc else TimeInForce.GTC))
@@ -525,7 +527,7 @@ def test_perpetual_ledger_invariants(steps: list[tuple[Side, int, int, bool]], l
             run_now(v.cancel(so.order.client_order_id))
     c.advance_to(c.now_ns())
     pos = v.position_lots(S)
-    if pos:
+    if pos:   # reducing only: accepted with any free balance
         snap(v, c, DEEP_B, DEEP_A)
         send(v, c, order(Side.SELL if pos > 0 else Side.BUY, abs(pos), None))
     assert v.position_lots(S) == 0
@@ -535,4 +537,18 @@ def test_perpetual_ledger_invariants(steps: list[tuple[Side, int, int, bool]], l
     free, locked = usdt(v)
     assert locked == 0
     # exact but for the 1e-8 rounding of each realised PnL (average entry prices are not exact)
-    assert abs(free - (Decimal(1_000_000) + cash)) <= Decimal("1e-8") * len(fl), (free, cash)
+    assert abs(free - (Decimal(start) + cash)) <= Decimal("1e-8") * len(fl), (free, cash)
+
+
+def test_a_marketable_perpetual_sell_is_margined_at_the_bid_it_fills_at() -> None:
+    """A sell limit below the bid fills at the bid: its margin is locked at that price, so an order
+    the account can margin only at its (lower) limit is refused instead of overdrawing."""
+    v, c, ev = make_perp("150", "1")
+    low = order(Side.SELL, 1_503, 997, TimeInForce.IOC)   # 1.503 BTC: 149.8 at 99.7, 150.4 at 100.0
+    send(v, c, low)
+    assert kinds(ev, low) == [OrderEventKind.REJECTED]
+    ok = order(Side.SELL, 1_490, 997, TimeInForce.IOC)    # 149.07 at the bid, with the fee buffer
+    send(v, c, ok)
+    assert fills(ev, ok) == [(1000, 1_490, Liquidity.TAKER)]
+    free, locked = usdt(v)
+    assert locked == Decimal("149.000") and free == Decimal(150) - Decimal("149.000") - Decimal("0.0745")
