@@ -108,6 +108,11 @@ TERMINAL_STATUSES = frozenset({"filled", "finished", "cancelled", "killed", "dat
 
 
 # ============================================================================ market view books
+def _plain(x: Decimal) -> str:
+    """A Decimal as a plain string without trailing zeros or an exponent (``10000000``, ``0.5``)."""
+    return format(x.normalize(), "f") if x else "0"
+
+
 def _only_funds_short(reason: str | None) -> bool:
     """Whether a routing residual says that every venue lacked funds (``not enough USDT (...)``,
     ``no available BTC balance``) and nothing else stopped it."""
@@ -1868,7 +1873,24 @@ class Engine:
                 "sim_end_ns": self.stats.sim_end_ns, "data_ended": self.stats.data_ended,
                 "risk_refusals": self.risk.refusals, "killed": self.killed,
                 "journal": None if self.journal is None else str(self.journal.path),
-                "parents": [self._parent_summary(r) for r in self._runs.values()]}
+                "parents": [self._parent_summary(r) for r in self._runs.values()],
+                "accounts": self._accounts()}
+
+    def _accounts(self) -> dict[str, Any]:
+        """Per simulated venue at this moment: each asset's free and locked balance (decimal
+        strings; locked includes a perpetual's position margin) and the signed position of a
+        perpetual (``None`` on spot). Live and shadow runs: ``{}`` (the venue is the record)."""
+        out: dict[str, Any] = {}
+        if self.mode != "simulate":
+            return out   # shadow: nothing was sent, the simulated ledgers never moved
+        for name, v in self.venues.items():
+            bal = run_now(v.balances())
+            pos = v.position_lots(self.symbol)
+            inst = self.instruments[name]
+            out[name] = {"balances": {a: {"free": _plain(b.free), "locked": _plain(b.locked)}
+                                      for a, b in bal.items()},
+                         "position": None if pos is None else str(inst.lots_to_qty(pos))}
+        return out
 
     def close(self) -> None:
         """Close the journal."""

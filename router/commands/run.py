@@ -115,6 +115,11 @@ def run(args: argparse.Namespace) -> int:
                 f"{p['children']} child orders, venues "
                 f"{', '.join(f'{v} {q}' for v, q in p['venues'].items()) or '-'}"
                 + (f"\n    reason: {p['reason']}" if p["reason"] else "") + "\n")
+        for venue, acc in summary["accounts"].items():
+            bals = ", ".join(f"{a} {b['free']}" + (f" (+{b['locked']} locked)" if b["locked"] != "0" else "")
+                             for a, b in acc["balances"].items())
+            pos = "" if acc["position"] is None else f"; position {acc['position']} {summary['symbol']}"
+            sys.stdout.write(f"account {venue}: {bals or '-'}{pos}\n")
         sys.stdout.write(f"journal: {journal_path}\n")
         if tca_paths is not None:
             sys.stdout.write(f"tca: {tca_paths.get('html')} ({tca_paths.get('json')})\n")

@@ -348,6 +348,7 @@ def test_cli_run_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert "parents" in out and len(out["parents"]) == 1
+    assert set(out["accounts"]) == {"binance-spot", "binance-usdm"}
     p = out["parents"][0]
     for key in ("id", "status", "filled", "quantity", "average_price", "arrival_price", "slippage_bps",
                 "children", "venues"):
@@ -376,6 +377,11 @@ def test_cli_run_text_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     low = out[out.index("low:"):]
     assert "avg - " in low and "slippage -," in low and "venues -" in low and "None" not in out
     assert "reason: end time reached with 0.20000 unfilled" in low
+    # the accounts at the end, one line per venue: the perpetual's position after the 0.5 bought
+    accounts = [line for line in out.splitlines() if line.startswith("account ")]
+    assert [a.split(":")[0] for a in accounts] == ["account binance-spot", "account binance-usdm"]
+    assert re.search(r"USDT \d+\.?\d*", accounts[0]) and "position" not in accounts[0], accounts
+    assert re.search(r"; position \d\.\d+ BTC-USDT$", accounts[1]), accounts
 
 
 def test_cli_bad_config_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -403,12 +409,17 @@ def test_perpetual_sell_on_a_usdt_only_account_is_not_refused_for_funds(tmp_path
         usdm = engine.venues["binance-usdm"]
         bal = run_now(usdm.balances())
         pos = {p.symbol: p.quantity for p in run_now(usdm.positions())}
+        accounts = engine.summary()["accounts"]
     refused = [e for e in _journal(jpath, ["order_event"]) if e["kind"] == "rejected"]
     assert not refused, f"{len(refused)} children refused, e.g. {refused[0].get('reason')}"
     assert h.filled == Decimal(3)
     short = -pos["BTC-USDT"]
     assert Decimal(0) < short <= Decimal(3), "the perpetual took part of the sell"
     assert "BTC" not in bal, "the USD-M account never held BTC"
+    # the run summary's accounts: the same ledger, as decimal strings
+    assert accounts["binance-usdm"] == {"position": str(-short), "balances": {"USDT": {
+        "free": format(bal["USDT"].free.normalize(), "f"), "locked": format(bal["USDT"].locked.normalize(), "f")}}}
+    assert accounts["binance-spot"]["position"] is None
     # the short's margin (leverage 1: its notional) is locked in USDT; free + locked = 400000 - fees
     assert bal["USDT"].locked > short * 50_000 and bal["USDT"].free + bal["USDT"].locked < 400_000
 
