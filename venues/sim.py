@@ -798,8 +798,13 @@ class SimulatedVenue(Venue):
             inst = mkt.inst
             if inst.symbol in self._derivative:   # at most this much margin (reducing lots need none)
                 if order.price_ticks is not None:
-                    self._transit[cid] = (inst.quote, inst.notional(order.price_ticks, order.lots)
-                                          / self._leverage * self._lock_buffer)
+                    ref = order.price_ticks
+                    if order.side is Side.SELL:   # as _lock_margin: a marketable sell at the bid it may fill at
+                        bid = mkt.book.best_bid_ticks
+                        if bid is not None and bid > ref:
+                            ref = bid
+                    self._transit[cid] = (inst.quote, inst.notional(ref, order.lots) / self._leverage
+                                          * self._lock_buffer)
             elif order.side is Side.SELL:
                 self._transit[cid] = (inst.base, inst.lots_to_qty(order.lots))
             elif order.price_ticks is not None:   # (a market buy's cost is known only on arrival)

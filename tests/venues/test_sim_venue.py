@@ -419,10 +419,11 @@ PERP = Instrument(venue=V, symbol=S, venue_symbol="BTCUSDT", base="BTC", quote="
 DEEP_B, DEEP_A = [(1000, 50_000)], [(1001, 50_000)]
 
 
-def make_perp(usdt: str, leverage: str = "2") -> tuple[SimulatedVenue, SimClock, list[OrderEvent]]:
+def make_perp(usdt: str, leverage: str = "2", **kw: object) -> tuple[SimulatedVenue, SimClock, list[OrderEvent]]:
     clock = SimClock(T0)
     cfg = SimVenueConfig(venue=V, instruments=[PERP], balances={"USDT": Decimal(usdt)}, leverage=Decimal(leverage),
-                         fees=FeeSchedule((FeeTier(maker_bps=Decimal("2"), taker_bps=Decimal("5")),)))
+                         fees=FeeSchedule((FeeTier(maker_bps=Decimal("2"), taker_bps=Decimal("5")),)),
+                         **kw)  # type: ignore[arg-type]
     venue = SimulatedVenue(cfg, clock)
     events: list[OrderEvent] = []
     venue.set_event_handler(events.append)
@@ -552,3 +553,14 @@ def test_a_marketable_perpetual_sell_is_margined_at_the_bid_it_fills_at() -> Non
     assert fills(ev, ok) == [(1000, 1_490, Liquidity.TAKER)]
     free, locked = usdt(v)
     assert locked == Decimal("149.000") and free == Decimal(150) - Decimal("149.000") - Decimal("0.0745")
+
+
+def test_perpetual_orders_in_transit_count_their_margin() -> None:
+    """Sent, not yet at the matching engine: a perpetual order counts the margin it may lock (a
+    marketable sell at the bid), so the engine's capacity check does not spend it twice."""
+    v, c, _ev = make_perp("1000", "4", order_entry_latency=LatencyModel.constant(5 * NS_PER_MS))
+    run_now(v.submit(order(Side.SELL, 2_000, 997, TimeInForce.IOC)))   # 2 BTC, limit 99.7, bid 100.0
+    run_now(v.submit(order(Side.BUY, 1_000, 990)))                      # 1 BTC at 99.0
+    assert v.in_transit("USDT") == (Decimal(200) + Decimal(99)) / 4 * Decimal("1.0005")
+    c.advance_to(c.now_ns() + 10 * NS_PER_MS)
+    assert v.in_transit("USDT") == 0
