@@ -740,7 +740,11 @@ class Engine:
                 if preset not in PRESETS:
                     raise ConfigError(f"unknown rate-limit preset {preset!r}", file=config.path,
                                       key=f"simulation.{v}.rate_limit_preset", allowed=", ".join(sorted(PRESETS)))
-                self.limiters[v] = RateLimiter.from_preset(preset, self.clock)
+                rl = vc.rate_limit
+                self.limiters[v] = RateLimiter.from_preset_with_caps(
+                    preset, self.clock, orders_per_second=rl.orders_per_second,
+                    orders_per_minute=rl.orders_per_minute, request_weight_per_minute=rl.request_weight_per_minute,
+                    cancel_headroom=rl.cancel_headroom)
         if dataset is not None and sim_clock is not None:
             self.driver = SimulationDriver(sim_clock, dataset.events(list(insts)))
             for venue in self.venues.values():
@@ -843,7 +847,22 @@ class Engine:
         return opposite if opposite > 0 else 0
 
     def order_headroom(self, venue: str) -> int | None:
-        return None
+        """How many new orders ``venue``'s rate limiter would let through now, less the orders
+        already queued behind it (simulation: the engine's client-side limiter; live: the
+        adapter's own); ``None`` without a limiter. The router excludes a venue at 0 rather than
+        queue a child behind the limiter, where its price would go stale."""
+        lim = self.limiters.get(venue)
+        if lim is None:
+            live = self._live
+            v = None if live is None else live.venues.get(venue)
+            lim = getattr(v, "limiter", None)
+            if lim is None:
+                return None
+        h: int = lim.headroom("new_order", self.clock.now_ns())
+        queue = self._send_queues.get(venue)
+        if queue:
+            h -= len(queue)
+        return h if h > 0 else 0
 
     # ------------------------------------------------------------------ market view (hot)
     def _aligned_top(self) -> tuple[int | None, int | None]:

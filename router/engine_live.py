@@ -39,7 +39,7 @@ from router.engine_config import LiveVenueSettings
 from venues.binance import BinanceSpotVenue
 from venues.binance.parsers import parse_depth_snapshot
 from venues.binance.ws import BinanceMarketDataStream
-from venues.ratelimit import ClockSleeper
+from venues.ratelimit import ClockSleeper, RateLimiter
 
 if TYPE_CHECKING:
     from marketdata.clock import Clock
@@ -89,7 +89,12 @@ class LiveRuntime:
         if send_orders:
             for v, st in settings.items():
                 # reads the env vars now: a missing one is a ConfigError before anything runs
-                self.venues[v] = BinanceSpotVenue(st.binance, clock)
+                rl = engine.config.sorex.venues[v].rate_limit   # the [venues.<id>.rate_limit] caps
+                limiter = RateLimiter.from_preset_with_caps(
+                    "binance-spot", clock, overrides=st.binance.rate_limits, orders_per_second=rl.orders_per_second,
+                    orders_per_minute=rl.orders_per_minute, request_weight_per_minute=rl.request_weight_per_minute,
+                    cancel_headroom=rl.cancel_headroom)
+                self.venues[v] = BinanceSpotVenue(st.binance, clock, limiter=limiter)
         self.streams: dict[str, BinanceMarketDataStream] = {}
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()

@@ -492,14 +492,43 @@ class RateLimiter:
                     **kw: Any) -> RateLimiter:
         """Limiter from :data:`PRESETS` with ``overrides`` ({bucket: (limit, window_s[, kind])}) from
         config applied; overriding a bucket the preset does not have is an error."""
+        return cls.from_preset_with_caps(venue, clock, overrides=overrides, **kw)
+
+    @classmethod
+    def from_preset_with_caps(cls, venue: str, clock: Clock, *, overrides: Mapping[str, Any] | None = None,
+                              orders_per_second: int | None = None, orders_per_minute: int | None = None,
+                              request_weight_per_minute: int | None = None, cancel_headroom: int | None = None,
+                              **kw: Any) -> RateLimiter:
+        """:meth:`from_preset` plus the caps a user sets on top of the venue's own limits (the
+        ``[venues.<id>.rate_limit]`` table): ``orders_per_second`` / ``orders_per_minute`` add
+        buckets charged by every new order and replace; ``request_weight_per_minute`` adds one
+        charged by every request with its weight on the preset's ``REQUEST_WEIGHT`` bucket (1 on
+        a venue without one); ``cancel_headroom`` keeps that many units of the tightest bucket
+        cancels use for cancels (the limiter's cancel reserve, instead of its default 15 %)."""
         p = preset(venue)
-        buckets = dict(p.buckets)
-        for name, spec in (overrides or {}).items():
+        buckets: dict[str, Any] = dict(p.buckets)
+        for name, spec in (overrides or {}).items():   # as from_preset
             if name not in buckets:
                 raise ConfigError(f"venue {venue!r} has no rate-limit bucket {name!r}",
                                   key=f"rate_limits.{name}", allowed=", ".join(sorted(buckets)))
             buckets[name] = spec
-        return cls(clock, buckets, p.request_types, cancel_types=p.cancel_types, venue=venue, **kw)
+        types = {rt: dict(w) for rt, w in p.request_types.items()}
+        order_types = [rt for rt in ("new_order", "replace") if rt in types]
+        for name, limit, window in (("CONFIG_ORDERS_1S", orders_per_second, 1),
+                                    ("CONFIG_ORDERS_1M", orders_per_minute, 60)):
+            if limit is not None:
+                buckets[name] = (limit, window)
+                for rt in order_types:
+                    types[rt][name] = 1
+        if request_weight_per_minute is not None:
+            buckets["CONFIG_WEIGHT_1M"] = (request_weight_per_minute, 60)
+            for w in types.values():
+                w["CONFIG_WEIGHT_1M"] = min(w.get("REQUEST_WEIGHT", 1), request_weight_per_minute)
+        if cancel_headroom is not None:
+            cancel_limits = [BucketSpec.parse(b, buckets[b]).limit for rt in p.cancel_types for b in types[rt]]
+            tightest = min(cancel_limits) if cancel_limits else 1
+            kw["cancel_reserve"] = min(Decimal(cancel_headroom) / tightest, Decimal("0.9"))
+        return cls(clock, buckets, types, cancel_types=p.cancel_types, venue=venue, **kw)
 
     @property
     def request_types(self) -> list[str]:
@@ -554,6 +583,29 @@ class RateLimiter:
             if w > wait:
                 wait = w
         return wait if wait > 0 else 1
+
+    def headroom(self, request_type: str, now: int) -> int:
+        """How many ``request_type`` requests :meth:`try_acquire` would grant back to back at
+        ``now`` (0 while blocked by a backoff or a cancel reservation); nothing is charged."""
+        spec = self._types.get(request_type)
+        if spec is None:
+            raise self._unknown(request_type)
+        if now < self._blocked_until:
+            return 0
+        is_cancel, parts = spec
+        if now < self._reserved_until and not is_cancel:
+            return 0
+        n: int | None = None
+        for b, weight, cost in parts:
+            cap = b.cap_cancel if is_cancel else b.cap_normal
+            if b.decay:
+                level = b.tat - now if b.tat > now else 0
+                k = (cap - level) // cost
+            else:   # (cancels may have used the reserve: the total can exceed an ordinary cap)
+                k = (cap - self.used(b.name, now)) // weight
+            if n is None or k < n:
+                n = k
+        return max(0, n or 0)
 
     # ------------------------------------------------------------------ simulation
     def acquire_at(self, request_type: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import random
 
 import pytest
@@ -308,3 +309,52 @@ def test_sliced_advance_matches_the_per_slot_loop(seed: int) -> None:
         for name in buckets:
             ba, bb = fast._buckets[name], slow._buckets[name]
             assert (ba.head, ba.total, ba.dropped, ba.ring) == (bb.head, bb.total, bb.dropped, bb.ring)
+
+
+@pytest.mark.parametrize("venue", sorted(PRESETS))
+def test_headroom_is_exactly_what_try_acquire_grants(venue: str) -> None:
+    """At random moments of random request streams (15 seeds), ``headroom(t, now)`` is the number
+    of back-to-back ``try_acquire(t, now)`` that succeed: one more is refused. (Cancels may use the
+    reserve, so a bucket's total can exceed what ordinary requests may use: headroom 0, not less.)"""
+    clock = SimClock(1_000 * NS_PER_SECOND)
+    for seed in range(15):
+        rng = random.Random(seed)
+        lim = RateLimiter.from_preset(venue, clock)
+        types = lim.request_types
+        now = clock.now_ns()
+        for _ in range(60):
+            now += rng.choice([0, NS_PER_MS, 50 * NS_PER_MS, NS_PER_SECOND, 7 * NS_PER_SECOND])
+            for _ in range(rng.randint(0, 40)):
+                lim.try_acquire(rng.choice(types), now)
+            t = rng.choice(types)
+            h = lim.headroom(t, now)
+            probe = copy.deepcopy(lim)   # the same state, spent without touching the original
+            granted = 0
+            while granted <= h + 1 and probe.try_acquire(t, now) == 0:
+                granted += 1
+            assert granted == h, (venue, seed, t, h, granted)
+    with pytest.raises(UnknownRequestType):
+        lim.headroom("nope", now)
+
+
+def test_config_caps_add_buckets_on_top_of_the_venue_limits() -> None:
+    clock = SimClock(1_000 * NS_PER_SECOND)
+    now = clock.now_ns()
+    lim = RateLimiter.from_preset_with_caps("binance-spot", clock, orders_per_second=2, request_weight_per_minute=30)
+    # 2 per second (less the 15 % cancel reserve, at least one unit: 1 usable)... the preset's
+    # reserve applies to every bucket, so a 2-per-second cap leaves 1 ordinary grant per second
+    assert lim.headroom("new_order", now) == 1
+    assert lim.try_acquire("new_order", now) == 0 and lim.headroom("new_order", now) == 0
+    assert lim.try_acquire("new_order", now) > 0
+    assert lim.headroom("cancel", now) > 0, "cancels do not count toward the order caps"
+    assert lim.headroom("new_order", now + 2 * NS_PER_SECOND) == 1
+    # 30 weight a minute, 20 per account read, 25 usable: one read
+    assert lim.headroom("account", now) == 1
+    reserved = RateLimiter.from_preset_with_caps("binance-spot", clock, cancel_headroom=600)
+    plain = RateLimiter.from_preset("binance-spot", clock)
+    # 600 of the 6000 REQUEST_WEIGHT (the tightest bucket cancels use) kept for cancels: 10 %
+    # instead of the default 15 % (900)
+    assert reserved.headroom("query_order", now) == (6000 - 600) // 4
+    assert plain.headroom("query_order", now) == (6000 - 900) // 4
+    with pytest.raises(ConfigError, match="no rate-limit bucket"):
+        RateLimiter.from_preset_with_caps("binance-spot", clock, overrides={"NOPE": (1, 1)})
