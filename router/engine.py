@@ -77,11 +77,11 @@ from marketdata.replay import Dataset, default_dataset, open_dataset
 from marketdata.units import CommonGrid
 from router.engine_algos import IS, POV, TWAP, VWAP, Iceberg
 from router.engine_config import (
-    DEFAULT_BALANCES,
     LIVE_ADAPTERS,
     EngineConfig,
     ParentOrder,
     SimVenueSettings,
+    default_balances,
     load_engine_config,
     load_engine_config_text,
     rekey,
@@ -724,7 +724,7 @@ class Engine:
                 self._buying_power[v] = sim.leverage
             venue = SimulatedVenue(SimVenueConfig(
                 venue=VenueId(v), instruments=[insts[v]], fees=vc.fees,
-                balances=dict(vc.balances) if vc.balances else dict(DEFAULT_BALANCES),
+                balances=dict(vc.balances) if vc.balances else default_balances(insts[v]),
                 market_data_latency=LatencyModel.lognormal(int(sim.market_data_latency_ms * NS_PER_MS),
                                                            sim.latency_sigma),
                 order_entry_latency=LatencyModel.lognormal(int(entry * NS_PER_MS), sim.latency_sigma),

@@ -19,14 +19,14 @@ from typing import Any, Literal
 
 from algos.params import parse_duration_ns
 from marketdata.errors import ConfigError
-from marketdata.model import Side
+from marketdata.model import Instrument, InstrumentKind, Side
 from router.config import SorexConfig, Table, parse_config
 from router.engine_algos import AlgoSpec, algo_spec
 from router.risk import RiskLimits
 from venues.binance.config import BinanceSpotConfig
 
 __all__ = ["DEFAULT_CONFIG_TOML", "LIVE_ADAPTERS", "EngineConfig", "EngineSettings", "LiveVenueSettings",
-           "ParentOrder", "SimVenueSettings",
+           "ParentOrder", "SimVenueSettings", "default_balances",
            "load_engine_config", "load_engine_config_text", "parse_parent"]
 
 Mode = Literal["simulate", "shadow", "live"]
@@ -67,7 +67,16 @@ DEFAULT_CONFIG_TOML = DEFAULT_ROUTING_TOML + DEFAULT_VENUES_TOML
 """The embedded default configuration (routing + the two simulated Binance venues)."""
 
 DEFAULT_BALANCES = {"USDT": Decimal("10000000"), "BTC": Decimal("1000"), "USD": Decimal("10000000")}
-"""Ample starting balances of a simulated venue when the config gives none."""
+"""Ample starting balances by asset, for a simulated venue whose config gives none (see
+:func:`default_balances`)."""
+
+
+def default_balances(inst: Instrument) -> dict[str, Decimal]:
+    """A simulated venue's starting balances when the config gives none, as such an account holds
+    them: a spot account its base and quote (1,000 BTC, 10,000,000 USDT), a perpetual's only the
+    margin currency, its quote (10,000,000 USDT or USD)."""
+    assets = [inst.quote] if inst.kind is not InstrumentKind.SPOT else [inst.base, inst.quote]
+    return {a: DEFAULT_BALANCES.get(a, Decimal("10000000")) for a in assets}
 
 
 @dataclass(frozen=True)

@@ -556,3 +556,13 @@ urgency = 1.0
     excluded = [v for d in _journal(jpath, ["routing_decision"]) for v in d["venues"]
                 if v["venue"] == "binance-spot" and v["excluded_reason"] == "rate limit: no order headroom"]
     assert excluded, "the router saw spot's headroom at 0"
+
+
+def test_default_simulated_accounts_hold_what_such_accounts_hold() -> None:
+    """Without [venues.<id>.balances]: spot holds its base and quote, the USD-M perpetual only its
+    USDT margin (no BTC on a futures account)."""
+    with Engine.default() as engine:
+        assert set(run_now(engine.venues["binance-spot"].balances())) == {"BTC", "USDT"}
+        assert set(run_now(engine.venues["binance-usdm"].balances())) == {"USDT"}
+        assert engine.summary()["accounts"]["binance-usdm"] == {
+            "balances": {"USDT": {"free": "10000000", "locked": "0"}}, "position": "0.000"}
