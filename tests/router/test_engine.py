@@ -566,3 +566,18 @@ def test_default_simulated_accounts_hold_what_such_accounts_hold() -> None:
         assert set(run_now(engine.venues["binance-usdm"].balances())) == {"USDT"}
         assert engine.summary()["accounts"]["binance-usdm"] == {
             "balances": {"USDT": {"free": "10000000", "locked": "0"}}, "position": "0.000"}
+
+
+def test_cancelling_a_child_that_waits_for_funds_reports_it_done_at_once() -> None:
+    """The cancel path itself (not a finished order elsewhere) ends the wait."""
+    with Engine.from_toml_text(BALANCE_LIMITED, file="bal.toml") as engine:
+        start = engine.dataset.start_ns
+        engine.run(until_ns=start + 150 * 10**9)
+        deadline = start + 200 * 10**9
+        while not engine._waiting_funds and engine.clock.now_ns() < deadline:
+            engine.run(until_ns=engine.clock.now_ns() + 10**8)
+        (g,) = list(engine._waiting_funds)
+        assert not g.done and not g.orders
+        engine._cancel_group(g)
+        engine.run(until_ns=engine.clock.now_ns() + 10**6)   # 1 ms of virtual time
+        assert g.done and g not in engine._waiting_funds
