@@ -113,14 +113,6 @@ def _plain(x: Decimal) -> str:
     return format(x.normalize(), "f") if x else "0"
 
 
-def _only_funds_short(reason: str | None) -> bool:
-    """Whether a routing residual says that every venue lacked funds (``not enough USDT (...)``,
-    ``no available BTC balance``) and nothing else stopped it."""
-    if not reason:
-        return False
-    return all("not enough " in part or "no available " in part for part in reason.split("; "))
-
-
 def _apply_depth(book: L2Book, msg: BookDeltas) -> None:
     """``book.apply(msg)`` with the level updates inlined (the engine's market view applies every
     depth message of the replay: ~750,000 level updates on the bundled data).
@@ -686,7 +678,6 @@ class Engine:
         for v in insts:   # the manager's lot factors, computed now rather than in the first child's path
             self.om.to_parent_units(v, self.symbol, 1)
         self.venues: dict[str, SimulatedVenue] = {}
-        self._buying_power: dict[str, Decimal] = {}   # derivative venue -> leverage (free x leverage)
         self._waiting_funds: dict[_Group, bool] = {}   # children parked for funds -> risk_checked
         self.limiters: dict[str, RateLimiter] = {}
         self._send_queues: dict[str, deque[_VenueChild]] = {}
@@ -720,8 +711,6 @@ class Engine:
                 raise ConfigError(f"leverage {sim.leverage} on {v}, whose {insts[v].symbol} is {inst_kind.value}",
                                   file=config.path, key=f"simulation.{v}.leverage",
                                   allowed="leverage on perpetual venues only (spot is 1)")
-            if sim.leverage != 1:
-                self._buying_power[v] = sim.leverage
             venue = SimulatedVenue(SimVenueConfig(
                 venue=VenueId(v), instruments=[insts[v]], fees=vc.fees,
                 balances=dict(vc.balances) if vc.balances else default_balances(insts[v]),
@@ -740,11 +729,8 @@ class Engine:
                 if preset not in PRESETS:
                     raise ConfigError(f"unknown rate-limit preset {preset!r}", file=config.path,
                                       key=f"simulation.{v}.rate_limit_preset", allowed=", ".join(sorted(PRESETS)))
-                rl = vc.rate_limit
                 self.limiters[v] = RateLimiter.from_preset_with_caps(
-                    preset, self.clock, orders_per_second=rl.orders_per_second,
-                    orders_per_minute=rl.orders_per_minute, request_weight_per_minute=rl.request_weight_per_minute,
-                    cancel_headroom=rl.cancel_headroom)
+                    preset, self.clock, **dataclasses.asdict(vc.rate_limit))
         if dataset is not None and sim_clock is not None:
             self.driver = SimulationDriver(sim_clock, dataset.events(list(insts)))
             for venue in self.venues.values():
@@ -822,8 +808,8 @@ class Engine:
             bal = free[asset]
             if v._transit:   # orders on their way to the venue will lock part of it
                 bal = max(Decimal(0), bal - v.in_transit(asset))
-            lev = self._buying_power.get(venue)
-            return bal if lev is None else bal * lev
+            lev = v.config.leverage   # a perpetual's buying power: free margin x leverage
+            return bal if lev == 1 else bal * lev
         return Decimal(0) if asset in v._locked else None
 
     def reducible_lots(self, venue: str, side: Side) -> int | None:
@@ -1297,7 +1283,7 @@ class Engine:
                         alloc.style)
         g.returned = True
         if g.open == 0:
-            g.balance_blocked = not decision.allocations and _only_funds_short(decision.residual_reason)
+            g.balance_blocked = decision.short_of_funds_only
             self._defer_done(g)
         else:
             run.empty_streak = 0

@@ -26,6 +26,7 @@ venues, so no request is charged twice.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -89,11 +90,9 @@ class LiveRuntime:
         if send_orders:
             for v, st in settings.items():
                 # reads the env vars now: a missing one is a ConfigError before anything runs
-                rl = engine.config.sorex.venues[v].rate_limit   # the [venues.<id>.rate_limit] caps
-                limiter = RateLimiter.from_preset_with_caps(
-                    "binance-spot", clock, overrides=st.binance.rate_limits, orders_per_second=rl.orders_per_second,
-                    orders_per_minute=rl.orders_per_minute, request_weight_per_minute=rl.request_weight_per_minute,
-                    cancel_headroom=rl.cancel_headroom)
+                caps = dataclasses.asdict(engine.config.sorex.venues[v].rate_limit)   # [venues.<id>.rate_limit]
+                limiter = RateLimiter.from_preset_with_caps("binance-spot", clock, overrides=st.binance.rate_limits,
+                                                            **caps)
                 self.venues[v] = BinanceSpotVenue(st.binance, clock, limiter=limiter)
         self.streams: dict[str, BinanceMarketDataStream] = {}
         self._session: aiohttp.ClientSession | None = None

@@ -379,6 +379,16 @@ class RoutingDecision:
         return self._reason
 
     @property
+    def short_of_funds_only(self) -> bool:
+        """Nothing placed, and every venue's reason is funds: ``not enough <asset> (...)`` (a
+        budget stop, also when what it affords is below a minimum) or ``no available <asset>
+        balance`` (an exclusion); these are the phrases this module writes."""
+        reason = self._reason
+        if self._allocations or not reason:
+            return False
+        return all("not enough " in part or "no available " in part for part in reason.split("; "))
+
+    @property
     def residual_quantity(self) -> Decimal:
         q = self._residual_qty
         if q is None:

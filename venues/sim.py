@@ -1188,9 +1188,8 @@ class SimulatedVenue(Venue):
             released = margin if closing == abs(pos) else (margin * closing / abs(pos)).quantize(_FEE_QUANT)
             avg = self._positions[sym][1] / self._positions[sym][0]   # average entry price
             price = inst.ticks_to_price(px)
-            notional = inst.notional(px, closing)
             if inst.kind is InstrumentKind.INVERSE_PERPETUAL:   # USD value of the coin PnL, at px
-                pnl = notional * (price - avg) / avg
+                pnl = inst.notional(px, closing) * (price - avg) / avg
             else:
                 pnl = (price - avg) * inst.lots_to_qty(closing) * inst.contract_size
             pnl = pnl.quantize(_FEE_QUANT)
