@@ -832,6 +832,13 @@ class Engine:
                 opposite -= mo.open_lots
         return opposite if opposite > 0 else 0
 
+    @property
+    def waiting_for_funds(self) -> int:
+        """How many child orders are parked because no venue had the funds for them (they retry
+        on the next fill, finished order, cancel or, live, a rise of a venue's free balance; at
+        the latest after ``balance_wait_s``)."""
+        return len(self._waiting_funds)
+
     def order_headroom(self, venue: str) -> int | None:
         """How many new orders ``venue``'s rate limiter would let through now, less the orders
         already queued behind it (simulation: the engine's client-side limiter; live: the

@@ -135,6 +135,7 @@ class LiveRuntime:
         for v, venue in self.venues.items():
             venue.set_event_handler(lambda ev, v=v: self._on_order_event(v, ev))   # type: ignore[misc]
             venue.set_garbled_handler(eng.om.on_garbled)
+            venue.set_balance_handler(lambda assets, v=v: self._on_balance_up(v, assets))   # type: ignore[misc]
             await venue.connect()
             log.info("live venue %s connected (%s)", v, venue.config.rest_url)
             await self._open_orders_at_start(v, venue)
@@ -353,6 +354,16 @@ class LiveRuntime:
         first = seen[0] if seen is not None and seen[0] is not None else ev.ts_event
         self._unsettled[venue][ev.client_order_id] = (first, ev.ts_event)
         self.engine._on_order_event(ev)
+
+    def _on_balance_up(self, venue: str, assets: list[str]) -> None:
+        """The venue reports more free ``assets`` than before (a deposit or transfer, or funds
+        our orders released): children parked for want of funds retry now instead of waiting
+        out ``balance_wait_s``."""
+        eng = self.engine
+        if eng.waiting_for_funds:
+            log.info("%s: free %s went up: %d child order(s) waiting for funds retry now", venue,
+                     ", ".join(assets), eng.waiting_for_funds)
+            eng._release_waiting()
 
     def available_balance(self, venue: str, asset: str) -> Decimal | None:
         """What the router may still spend of ``asset`` on ``venue``: the venue's free balance

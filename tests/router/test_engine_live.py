@@ -532,3 +532,41 @@ async def test_live_router_is_capped_by_the_venue_balance(env: None, tmp_path: P
         assert live.cached_balance("BTC").free == f.sim._free["BTC"]
     finally:
         await f.stop()
+
+
+@pytest.mark.parametrize("transport", ["stream", "poll"])
+async def test_a_deposit_wakes_the_child_waiting_for_funds(env: None, tmp_path: Path, transport: str) -> None:
+    """10 USDT buys nothing at 60 000 (the venue's minimum is 0.001 BTC): the child waits for
+    funds, here 20 s (its back-off, ``local_reject_delay_ms``, under ``balance_wait_s``). A
+    deposit of 10 000 USDT the venue then reports (pushed on the user stream, or read by the next
+    account poll) makes it retry at once, and the parent's order rests within seconds (and fills
+    on the next trade). Without that wake-up it would wait the 20 s out."""
+    f = FakeBinance([make_instrument()], API_KEY, API_SECRET, balances={"USDT": Decimal(10), "BTC": Decimal(0)},
+                    maker_bps=MAKER_BPS, taker_bps=TAKER_BPS)
+    await f.start()
+    try:
+        await f.publish_book("BTCUSDT", BIDS, ASKS)
+        extra = "user_stream = false\npoll_interval_s = 0.1" if transport == "poll" else ""
+        waits = "balance_wait_s = 60\nlocal_reject_delay_ms = 20000"
+        engine = Engine.from_toml_text(_toml(f, extra_engine=waits, extra_venue=extra),
+                                       journal=tmp_path / "deposit.sqlite")
+        h = engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="0.01",
+                                      algo=TWAP(end="+30s", slices=1, urgency=1.0), limit_price="60010"))
+        async with asyncio.timeout(20):
+            await engine.start_live()
+            await _until(lambda: engine.waiting_for_funds == 1)
+            assert h.filled == 0
+            await f.deposit("USDT", Decimal(10_000))
+            # the child retries at once: TWAP posts first, at the bid behind 5 BTC; a seller fills it
+            await _until(lambda: any(m == "POST" for m, _p, _q in _order_requests(f)), limit_s=8.0)
+            await asyncio.sleep(0.2)
+            await f.publish_trade("BTCUSDT", "60000.0", "6.000", Side.SELL, match=True)   # 5 ahead of us
+            await _until(lambda: h.filled == Decimal("0.01"), limit_s=8.0)
+            await h
+            await engine.stop_live()
+        engine.close()
+        assert h.status == "filled", h.reason
+        assert engine.waiting_for_funds == 0
+        assert f.sim._free["BTC"] == Decimal("0.01")
+    finally:
+        await f.stop()

@@ -201,6 +201,17 @@ class FakeBinance:
         assert kind in ("slow", "drop_after", "drop_before"), kind
         self._faults.append((method, path, kind, seconds))
 
+    async def deposit(self, asset: str, amount: Decimal) -> None:
+        """Credit ``amount`` of ``asset`` from outside any order (a deposit or an internal
+        transfer). Binance pushes a ``balanceUpdate`` with the delta, then an
+        ``outboundAccountPosition`` with the new free and locked figures."""
+        self.sim._free[asset] = self.sim._free.get(asset, Decimal(0)) + amount
+        ms = self._server_ms()
+        bal = run_now(self.sim.balances())[asset]
+        await self._publish([{"e": "balanceUpdate", "E": ms, "a": asset, "d": _f8(amount), "T": ms},
+                             {"e": "outboundAccountPosition", "E": ms, "u": ms,
+                              "B": [{"a": asset, "f": _f8(bal.free), "l": _f8(bal.locked)}]}])
+
     async def set_book(self, symbol: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> None:
         inst = self.instruments[symbol]
         now = self._now()

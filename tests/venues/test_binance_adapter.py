@@ -388,6 +388,35 @@ async def test_balance_cache_seeded_from_the_account_and_kept_current_by_the_str
         assert rig.venue.cached_balance("USDT") == Balance("USDT", Decimal(0))
 
 
+async def test_balance_handler_hears_only_rises_and_cannot_lose_the_balances(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async with binance_rig() as rig:
+        await rig.fake.set_book("BTCUSDT", *BOOK)
+        await rig.settle()
+        heard: list[list[str]] = []
+        rig.venue.set_balance_handler(heard.append)
+        await rig.venue.submit(_order(rig.instrument, "lock-1", Side.BUY, "1.000", "99.0"))
+        await rig.settle()
+        assert heard == []    # a resting buy only lowers the free USDT
+        await rig.fake.deposit("BTC", Decimal("0.25"))   # balanceUpdate + outboundAccountPosition
+        await rig.settle()
+        assert heard == [["BTC"]] and rig.venue.cached_balance("BTC") == Balance("BTC", Decimal("10.25"))
+        await rig.venue.cancel(ClientOrderId("lock-1"))
+        await rig.settle()
+        assert heard[-1] == ["USDT"]    # the cancel released the 99 USDT
+        assert rig.venue.stats["garbled"] == 0    # balanceUpdate is a known event, ignored
+
+        def broken(_assets: list[str]) -> None:
+            raise RuntimeError("handler bug")
+
+        rig.venue.set_balance_handler(broken)
+        caplog.set_level(logging.ERROR, logger="venues.binance")
+        await rig.fake.deposit("BTC", Decimal("0.75"))
+        await rig.settle()
+        assert rig.venue.cached_balance("BTC") == Balance("BTC", Decimal(11))
+        assert "balance handler failed for BTC" in caplog.text
+
+
 async def test_balance_cache_unknown_until_the_account_is_read() -> None:
     inst = make_instrument()
     fake = make_fake(inst, Decimal(1000), Decimal(10))

@@ -93,6 +93,7 @@ _TERMINAL = {OrderStatus.FILLED: OrderEventKind.FILLED, OrderStatus.CANCELED: Or
 _TIF = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK"}
 GarbledHandler = Callable[[str, Any, str], None]
 ReportHandler = Callable[[OrderStatusReport], None]
+BalanceHandler = Callable[[list[str]], None]   # assets whose free balance went up
 
 
 @dataclass
@@ -133,6 +134,7 @@ class BinanceSpotVenue(Venue):
         self._handler: EventHandler | None = None
         self._garbled: GarbledHandler | None = None
         self._report_handler: ReportHandler | None = None
+        self._balance_handler: BalanceHandler | None = None
         self._tracks: dict[ClientOrderId, _Track] = {}
         self._seen_raw: OrderedDict[str, None] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -153,6 +155,12 @@ class BinanceSpotVenue(Venue):
     # ------------------------------------------------------------------ wiring
     def set_event_handler(self, handler: EventHandler) -> None:
         self._handler = handler
+
+    def set_balance_handler(self, handler: BalanceHandler) -> None:
+        """``handler(assets)`` whenever a balance reading (pushed or polled) raises the free
+        balance of some assets: a deposit, a transfer, funds an order released. Called after
+        the cache holds the new figures; an exception in it is logged, never raised here."""
+        self._balance_handler = handler
 
     def set_garbled_handler(self, handler: GarbledHandler) -> None:
         """``handler(venue, raw, error)`` for stream messages that cannot be parsed
@@ -804,9 +812,12 @@ class BinanceSpotVenue(Venue):
         from it is now zero."""
         cache = self._balances
         changed = False
+        up: list[str] = []
         for asset, b in bal.items():
             held = cache.get(asset)
             if held is None or held[0] <= ts_ns:
+                if held is not None and b.free > held[1].free:
+                    up.append(asset)
                 cache[asset] = (ts_ns, b)
                 changed = True
         if complete:
@@ -817,6 +828,11 @@ class BinanceSpotVenue(Venue):
             self._balances_seeded = True
         if changed:
             self.balances_received_ns = self._clock.now_ns()
+        if up and self._balance_handler is not None:
+            try:
+                self._balance_handler(up)
+            except Exception:  # the handler's failure must not lose the balances (already cached)
+                log.exception("%s: balance handler failed for %s", self.venue_id, ", ".join(up))
 
     @property
     def balances_seeded(self) -> bool:
