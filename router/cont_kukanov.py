@@ -402,7 +402,8 @@ def single_venue_closed_form(problem: PlacementProblem) -> tuple[float, float]:
       ``M* = 0, L* = S``.
     * otherwise ``M* + L* = S`` and ``L* = clip(F^{-1}(c) - Q, 0, S)`` with
       ``c = (2h + f + r)/(lambda_u + h + r)``: ``F(Q) >= c`` gives only a market order,
-      ``F(Q + S) <= c`` (e.g. ``c <= 0`` when the rebate exceeds ``2h + f``) only a limit order.
+      ``F(Q + S) <= c`` (short queue, large outflow, large rebate) only a limit order, and
+      ``c <= 0`` (a maker fee of at least ``2h + f``: ``r <= -(2h + f)``) only a market order.
 
     Requires ``lambda_o > h + r`` (checked by :class:`PlacementProblem`). For a distribution with
     atoms (an empirical one) the optimum may be an interval; this returns the left-continuous
@@ -416,7 +417,9 @@ def single_venue_closed_form(problem: PlacementProblem) -> tuple[float, float]:
         return 0.0, s
     c = single_venue_threshold(problem)
     if c <= 0.0:
-        limit = s
+        # a maker fee of at least 2h + f: a filled limit share costs no less than a market share,
+        # and an unfilled one adds the underfill penalty: V'(L) >= 0 everywhere, so no limit order
+        limit = 0.0
     else:
         limit = min(max(venue.outflow.ppf(c) - venue.queue_ahead, 0.0), s)
     return s - limit, limit

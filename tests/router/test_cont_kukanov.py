@@ -150,6 +150,16 @@ def test_corner_no_market_order_when_rebate_is_attractive() -> None:
     assert split.limits[0] == pytest.approx(p.target, abs=0.02)
 
 
+def test_corner_all_market_when_the_maker_fee_exceeds_2h_plus_f() -> None:
+    # r = -(2h + f) - 0.002: c < 0; a short queue and a large outflow would otherwise favour posting
+    p = one_venue(1.0, ExponentialOutflow(40.0), r=-(2 * H + F) - 0.002, lu=0.05, lo=0.1)
+    assert single_venue_threshold(p) < 0
+    assert single_venue_closed_form(p) == (p.target, 0.0)
+    split = optimal_split(p, n_samples=20_000, seed=5)
+    assert split.market_qty == pytest.approx(p.target, abs=0.02)
+    assert split.limits[0] == pytest.approx(0.0, abs=0.02)
+
+
 def test_corner_no_market_order_when_underfill_is_cheaper_than_crossing() -> None:
     p = one_venue(5.0, ExponentialOutflow(10.0), lu=H + F - 0.001)
     assert single_venue_closed_form(p) == (0.0, p.target)
