@@ -53,6 +53,8 @@ Strategy = Literal["best_price", "lowest_cost", "fastest", "smart"]
 Style = Literal["take", "post", "mixed"]
 STRATEGIES: Final = ("best_price", "lowest_cost", "fastest", "smart")
 STYLES: Final = ("take", "post", "mixed")
+MixedSplit = Literal["urgency", "cont_kukanov"]
+MIXED_SPLITS: Final = ("urgency", "cont_kukanov")
 
 _MISSING: Final = object()
 
@@ -265,6 +267,18 @@ class BreakerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ContKukanovConfig:
+    """``[routing.cont_kukanov]``: the inputs of the ``mixed_split = "cont_kukanov"`` split
+    (docs/cont-kukanov.md): the horizon ``T`` of the queue-outflow windows, how many windows are
+    kept and needed before the split is used, and the overfill penalty (bps of the price)."""
+
+    horizon_ms: float = 5_000.0
+    keep_windows: int = 200
+    min_samples: int = 30
+    overfill_cost_bps: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
 class RoutingPolicy:
     """The ``[routing]`` section: strategy and its tunables (see docs/routing.md)."""
 
@@ -281,6 +295,8 @@ class RoutingPolicy:
     weights: SmartWeights = field(default_factory=SmartWeights)
     fill_prior: FillPrior = field(default_factory=FillPrior)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    mixed_split: MixedSplit = "urgency"
+    cont_kukanov: ContKukanovConfig = field(default_factory=ContKukanovConfig)
 
     @property
     def haircut_enabled(self) -> bool:
@@ -378,6 +394,16 @@ def _parse_routing(t: Table) -> RoutingPolicy:
     breaker = BreakerConfig(failures_to_open=br.integer("failures_to_open", 5, min=1, max=1000),
                             cooldown_ms=br.number("cooldown_ms", 30_000.0, min=0))
     br.finish()
+    ck_t = t.table("cont_kukanov")
+    ck = ContKukanovConfig(
+        horizon_ms=ck_t.number("horizon_ms", 5_000.0, min=1, max=3_600_000),
+        keep_windows=ck_t.integer("keep_windows", 200, min=2, max=100_000),
+        min_samples=ck_t.integer("min_samples", 30, min=1, max=100_000),
+        overfill_cost_bps=ck_t.number("overfill_cost_bps", 5.0, min=0, max=10_000, min_exclusive=True))
+    if ck.min_samples > ck.keep_windows:
+        raise ck_t.error("min_samples", f"min_samples {ck.min_samples} exceeds keep_windows {ck.keep_windows}",
+                         allowed=f"1 <= min_samples <= keep_windows ({ck.keep_windows})")
+    ck_t.finish()
     policy = RoutingPolicy(
         strategy=t.string("strategy", allowed=STRATEGIES),
         symbol=t.string("symbol", "BTC-USDT"),
@@ -389,7 +415,8 @@ def _parse_routing(t: Table) -> RoutingPolicy:
         miss_cost_bps=t.number("miss_cost_bps", 5.0, min=0, max=10_000),
         latency_haircut=t.boolean("latency_haircut", None),
         activity_half_life_ms=t.number("activity_half_life_ms", 5_000.0, min=0, min_exclusive=True),
-        weights=weights, fill_prior=prior, breaker=breaker)
+        weights=weights, fill_prior=prior, breaker=breaker,
+        mixed_split=t.string("mixed_split", "urgency", allowed=MIXED_SPLITS), cont_kukanov=ck)
     t.finish()
     return policy
 

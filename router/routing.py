@@ -46,6 +46,7 @@ from router.scoring import (
     BreakerState,
     CapacityProvider,
     MarketActivity,
+    QueueOutflow,
     UnlimitedCapacity,
     VenueHealth,
 )
@@ -287,7 +288,7 @@ class RoutingDecision:
     read from what the decision captured; they are the same whenever they are read."""
 
     __slots__ = ("_allocations", "_evals", "_explain", "_grid", "_id", "_id_n", "_policy", "_prefix", "_reason",
-                 "_ref", "_request", "_residual", "_residual_qty", "_strategy", "_ts", "_venues")
+                 "_ref", "_request", "_residual", "_residual_qty", "_split", "_strategy", "_ts", "_venues")
     # set only by _captured (the lazy fields are then built from them)
     _grid: CommonGrid
     _prefix: str
@@ -299,7 +300,7 @@ class RoutingDecision:
     def __init__(self, decision_id: str, ts_ns: int, request: RouteRequest, strategy: str,
                  venues: list[VenueScore], allocations: list[Allocation], residual_lots: int,
                  residual_reason: str | None, residual_quantity: Decimal = Decimal(0),
-                 explanation: str = "") -> None:
+                 explanation: str = "", split: dict[str, Any] | None = None) -> None:
         self._id: str | None = decision_id
         self._ts = ts_ns
         self._request = request
@@ -310,6 +311,7 @@ class RoutingDecision:
         self._reason = residual_reason
         self._residual_qty: Decimal | None = residual_quantity
         self._explain: _Explain | str = explanation
+        self._split = split
 
     @classmethod
     def _captured(cls, router: Router, n: int, ts_ns: int, request: RouteRequest, evals: list[_Eval],
@@ -332,6 +334,7 @@ class RoutingDecision:
         d._residual_qty = None if residual_lots else _ZERO
         d._explain = explain
         d._ref = ref
+        d._split = None
         return d
 
     @property
@@ -412,9 +415,16 @@ class RoutingDecision:
                 return v
         raise KeyError(venue)
 
+    @property
+    def split(self) -> dict[str, Any] | None:
+        """How a ``mixed`` order was split between taking now and posting, when the policy's
+        ``mixed_split`` is ``cont_kukanov`` (its inputs and result, or why it fell back to the
+        urgency split); ``None`` otherwise."""
+        return self._split
+
     def _fields(self) -> tuple[Any, ...]:
         return (self.decision_id, self._ts, self._request, self._strategy, self.venues, self._allocations,
-                self._residual, self._reason, self.residual_quantity, self.explanation)
+                self._residual, self._reason, self.residual_quantity, self.explanation, self._split)
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
@@ -427,7 +437,7 @@ class RoutingDecision:
     def __repr__(self) -> str:
         return ("RoutingDecision(decision_id={!r}, ts_ns={!r}, request={!r}, strategy={!r}, venues={!r}, "
                 "allocations={!r}, residual_lots={!r}, residual_reason={!r}, residual_quantity={!r}, "
-                "explanation={!r})".format(*self._fields()))
+                "explanation={!r}, split={!r})".format(*self._fields()))
 
     def __reduce__(self) -> tuple[Any, ...]:
         # copies and pickles hold the assembled values (not the router)
@@ -436,7 +446,7 @@ class RoutingDecision:
     def to_dict(self) -> dict[str, Any]:
         """The journal's ``routing_decision`` payload (docs/contracts.md); numbers as decimal strings."""
         request = self._request
-        return {
+        d = {
             "decision_id": self.decision_id, "parent_id": request.parent_id,
             "ts_ns": self._ts, "request": request.to_dict(), "strategy": self._strategy,
             "venues": [v.to_dict() for v in self.venues],
@@ -445,6 +455,9 @@ class RoutingDecision:
                 "quantity": str(self.residual_quantity), "reason": self._reason},
             "explanation": self.explanation,
         }
+        if self._split is not None:
+            d["split"] = _jsonable(self._split)
+        return d
 
 
 # Explanation lines rendered when read: a decision stores (function, *arguments)
@@ -458,8 +471,17 @@ def _post_summary(router: Router, posted: int, want: int, venues: list[str], str
             f"{', '.join(venues) or 'no venue'} ranked by {strategy} passive score")
 
 
-def _mixed_summary(router: Router, urgency: float, take_want: int, post_want: int, unfilled: int) -> str:
-    return (f"mixed: urgency {urgency:g} -> take {router._quantity(take_want)} now, post "
+def _mixed_summary(router: Router, urgency: float, take_want: int, post_want: int, unfilled: int,
+                   split: dict[str, Any] | None = None) -> str:
+    if split is None:
+        how = f"urgency {urgency:g}"
+    elif split["method"] == "cont_kukanov":
+        how = (f"cont_kukanov on {split['venue']} ({split['samples']} windows of {split['horizon_ms']:g} ms: "
+               f"outflow quantile {split['outflow_quantile']} at level {split['quantile_level']:.4g} against "
+               f"{split['queue_ahead']} ahead)")
+    else:
+        how = f"urgency {urgency:g} (cont_kukanov not used: {split['fallback']})"
+    return (f"mixed: {how} -> take {router._quantity(take_want)} now, post "
             f"{router._quantity(post_want)} (incl. {router._quantity(unfilled)} the take could not fill)")
 
 
@@ -531,6 +553,7 @@ class _VenueState:
     key_buy: int = FEE_SCALE   # sweep key multiplier of the non-smart strategies, buy / sell
     key_sell: int = FEE_SCALE
     cost_mult: int = FEE_SCALE  # 1e8 + taker fee: what a lot costs per unit of price (budgets)
+    outflow: QueueOutflow | None = None   # best-queue outflow windows (mixed_split = cont_kukanov only)
 
 
 class _Eval:
@@ -770,6 +793,9 @@ class Router:
             if inst is not None:
                 st.spot = inst.kind is InstrumentKind.SPOT
                 st.ok_lots, st.ok_size, st.size_by_lots = _order_thresholds(inst)
+            if policy.mixed_split == "cont_kukanov":
+                ck = policy.cont_kukanov
+                st.outflow = QueueOutflow(int(ck.horizon_ms * NS_PER_MS), ck.keep_windows)
         # small memo tables of pure functions of immutable inputs (bounded, see _memo)
         self._want_memo: dict[Decimal, int] = {}
         self._limit_memo: dict[tuple[Decimal, Side], int] = {}
@@ -780,6 +806,7 @@ class Router:
         self._smart = policy.strategy == "smart"
         self._haircut = policy.haircut_enabled
         self._w_latency, self._w_fill = policy.weights.latency, policy.weights.fill
+        self._ck = policy.mixed_split == "cont_kukanov"
 
     # ------------------------------------------------------------------ learning inputs
     @property
@@ -803,11 +830,18 @@ class Router:
         book = st.book
         if book is None:
             return
-        f = self.grid.price_factor.get(venue, 1)
+        f = st.price_factor
         bb, ba = book.best_bid_ticks, book.best_ask_ticks
-        st.activity.on_top(book.ts_event if ts_ns is None else ts_ns,
-                           None if bb is None else bb * f, 0 if bb is None else book.bid_lots_at(bb),
-                           None if ba is None else ba * f, 0 if ba is None else book.ask_lots_at(ba))
+        ts = book.ts_event if ts_ns is None else ts_ns
+        bl = 0 if bb is None else book.bid_lots_at(bb)
+        al = 0 if ba is None else book.ask_lots_at(ba)
+        pb = None if bb is None else bb * f
+        pa = None if ba is None else ba * f
+        st.activity.on_top(ts, pb, bl, pa, al)
+        q = st.outflow
+        if q is not None:   # in common lots, as the split's quantities
+            lf = st.lot_factor
+            q.on_top(ts, pb, bl * lf, pa, al * lf)
 
     def record_outcome(self, venue: str, style: Literal["take", "post"], sent_lots: int, filled_lots: int) -> None:
         """A child order finished: ``filled_lots`` of ``sent_lots`` (an IOC's hit ratio for
@@ -875,6 +909,7 @@ class Router:
         evals = [evaluate(name, st, side, now, style, capacity) for name, st in self._venues.items()]
         live = [e for e in evals if e.excluded is None]
         explanation: _Explain = []
+        split: dict[str, Any] | None = None
         allocations: list[Allocation] = []
         residual = want
         reason: str | None = None
@@ -899,8 +934,11 @@ class Router:
                 slip, text = memo
                 bound = slip if bound is None else (min(bound, slip) if side is Side.BUY else max(bound, slip))
                 explanation.append(text)
-            take_want = want if style == "take" else (
-                0 if style == "post" else int(want * request.urgency))
+            if style == "mixed" and self._ck:
+                take_want, split = self._ck_split(live, side, want, limit_common, ref, request.urgency, now)
+            else:
+                take_want = want if style == "take" else (
+                    0 if style == "post" else int(want * request.urgency))
             take_reason: str | None = None
             if take_want:
                 take_allocs, taken, take_reason = self._take(live, side, take_want, bound, explanation)
@@ -910,7 +948,7 @@ class Router:
             if style == "mixed":
                 post_want = residual
                 explanation.insert(0, (_mixed_summary, self, request.urgency, take_want, post_want,
-                                       post_want - (want - take_want)))
+                                       post_want - (want - take_want), split))
             post_reason: str | None = None
             if post_want:
                 post_allocs, posted, post_reason = self._post(live, side, post_want, limit_common, ref, explanation)
@@ -921,6 +959,8 @@ class Router:
                 reason = reason or take_reason or "unplaced"
         d = RoutingDecision._captured(self, self._counter, now, request, evals, allocations, residual,
                                       reason if residual else None, explanation, ref)
+        if split is not None:
+            d._split = split
         if residual:
             log.info("decision %s %s %s: residual %s (%s)", d.decision_id, request.symbol, side.name,
                      d.residual_quantity, reason)
@@ -1147,9 +1187,82 @@ class Router:
         explanation.append((_take_summary, self, filled, want, len(allocs), self.policy.strategy))
         return allocs, filled, reason
 
+    # ------------------------------------------------------------------ mixed
+    def _ck_split(self, live: list[_Eval], side: Side, want: int, limit_common: int | None, ref: int | None,
+                  urgency: float, now: int) -> tuple[int, dict[str, Any]]:
+        """``(common lots to take now, split record)`` of a ``mixed`` order by Cont and Kukanov's
+        single-venue optimum (:func:`router.cont_kukanov.single_venue_closed_form`) on the venue
+        the passive part would rest on first, in bps of the reference price: half-spread ``h``
+        of the consolidated book, taker fee ``f`` of the best-priced venue, rebate ``r`` = minus
+        that venue's maker fee, ``lambda_u = miss_cost_bps + h + f`` (an underfilled lot is
+        taken later after an adverse move), ``lambda_o = overfill_cost_bps + h``, queue ahead
+        ``Q`` = its displayed size at our price, and the outflow distribution = the empirical one
+        of its best queue over the last windows of ``horizon_ms`` (:class:`QueueOutflow`).
+        Falls back to ``floor(urgency x quantity)`` (saying why) while too few windows were seen,
+        or when no venue can post or the inputs admit no optimum."""
+        from router.cont_kukanov import (
+            EmpiricalOutflow,
+            PlacementProblem,
+            single_venue_closed_form,
+            single_venue_threshold,
+        )
+        from router.cont_kukanov import VenueParams as CKVenue
+
+        ck = self.policy.cont_kukanov
+
+        def fallback(why: str) -> tuple[int, dict[str, Any]]:
+            return int(want * urgency), {"method": "urgency", "urgency": urgency, "fallback": why}
+
+        cands = self._post_candidates(live, side, want, limit_common, ref)
+        if not cands or ref is None:
+            return fallback("no venue to post on" if ref is not None else "no opposite price to take")
+        e = cands[0][2]
+        outflow = e.st.outflow
+        assert outflow is not None and e.passive is not None
+        samples = outflow.samples(side, now)
+        if len(samples) < ck.min_samples:
+            return fallback(f"{len(samples)} of {ck.min_samples} outflow windows seen on {e.name}")
+        sgn = int(side)
+        same: list[int] = []   # each venue's best price on our side, in common ticks
+        for x in live:
+            b = x.st.book
+            bp = None if b is None else (b.best_bid_ticks if side is Side.BUY else b.best_ask_ticks)
+            if bp is not None:
+                same.append(bp * x.st.price_factor)
+        h = 0.0
+        if same:   # half the consolidated spread
+            h = max(0.0, sgn * (ref - (max(same) if side is Side.BUY else min(same))) / 2 / ref * 1e4)
+        f = min(x.st.taker_bps for x in live if x.pc == ref)
+        r = -e.st.maker_bps
+        q_ahead = e.passive[2] * e.st.lot_factor
+        lam_u = self.policy.miss_cost_bps + h + f
+        lam_o = ck.overfill_cost_bps + h
+        try:
+            problem = PlacementProblem(target=float(want), half_spread=h, taker_fee=f, lambda_under=lam_u,
+                                       lambda_over=lam_o, horizon_s=ck.horizon_ms / 1e3,
+                                       venues=(CKVenue(e.name, float(q_ahead), EmpiricalOutflow(tuple(samples)), r),))
+        except ValueError as exc:
+            return fallback(str(exc))
+        market, limit = single_venue_closed_form(problem)
+        c = single_venue_threshold(problem)
+        take = want - round(limit)
+        quantile = problem.venues[0].outflow.ppf(min(max(c, 0.0), 1.0))
+        grid = self.grid
+        return take, {"method": "cont_kukanov", "venue": e.name, "horizon_ms": ck.horizon_ms,
+                      "samples": len(samples), "half_spread_bps": h, "taker_fee_bps": f, "rebate_bps": r,
+                      "lambda_under_bps": lam_u, "lambda_over_bps": lam_o,
+                      "queue_ahead": grid.quantity(q_ahead), "quantile_level": c,
+                      "outflow_quantile": grid.quantity(int(quantile)) if math.isfinite(quantile) else "inf",
+                      "outflow_mean": grid.quantity(sum(samples) // len(samples)),
+                      "take": self._quantity(take), "post": self._quantity(want - take),
+                      "market_fraction": market / want}
+
     # ------------------------------------------------------------------ passive
-    def _post(self, live: list[_Eval], side: Side, want: int, limit_common: int | None, ref: int | None,
-              explanation: _Explain) -> tuple[list[Allocation], int, str | None]:
+    def _post_candidates(self, live: list[_Eval], side: Side, want: int, limit_common: int | None,
+                         ref: int | None) -> list[tuple[float, int, _Eval, int]]:
+        """The venues a passive order of ``want`` common lots could rest on, best passive score
+        first: ``(score, venue index, record, posting price in venue ticks)``; each record's
+        ``passive`` factor numbers are set."""
         policy = self.policy
         w = policy.weights
         grid = self.grid
@@ -1197,6 +1310,13 @@ class Router:
             e.passive = (px, maker_bps, ahead, queue_frac, p_fill, rel, score)
             cands.append((score, idx, e, px))
         cands.sort()  # by score, then venue order (the indexes are unique: the records are never compared)
+        return cands
+
+    def _post(self, live: list[_Eval], side: Side, want: int, limit_common: int | None, ref: int | None,
+              explanation: _Explain) -> tuple[list[Allocation], int, str | None]:
+        policy = self.policy
+        grid = self.grid
+        cands = self._post_candidates(live, side, want, limit_common, ref)
         allocs: list[Allocation] = []
         remaining = want
         notes: list[str] = []

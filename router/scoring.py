@@ -6,6 +6,9 @@
 * :class:`MarketActivity` — exponentially decayed top-of-book depletion rate per side and
   mid-price volatility of one venue's book, fed on every book update; the input of the latency
   haircut.
+* :class:`QueueOutflow` — the outflow of the best bid and best ask queues (lots traded or
+  cancelled away) over consecutive windows of a fixed horizon: the empirical distribution the
+  ``cont_kukanov`` mixed split reads (router.cont_kukanov, docs/cont-kukanov.md).
 * :func:`latency_haircut` — how much of the displayed liquidity is expected to be gone by the
   time an order arrives (book age + order round trip), given that rate and volatility.
 * :class:`CapacityProvider` — the protocol the engine implements to plug in real balances and the
@@ -32,6 +35,7 @@ __all__ = [
     "CapacityProvider",
     "LatencyEstimate",
     "MarketActivity",
+    "QueueOutflow",
     "StaticCapacity",
     "UnlimitedCapacity",
     "VenueHealth",
@@ -196,6 +200,91 @@ class MarketActivity:
     def volatility_ticks(self, now_ns: int) -> float:
         """Mid-price volatility in common ticks per square-root second."""
         return math.sqrt(self._decayed(self._sq, now_ns) * NS_PER_S / self.tau_ns)
+
+
+class QueueOutflow:
+    """Outflow of one venue's best bid and best ask queues, per window of ``horizon_ns``.
+
+    On each top-of-book update (lots in a fixed unit, e.g. common lots) the side's best queue
+    loses ``previous - new`` lots when its price is unchanged and its size shrank, and all of its
+    previous size when the price moved away (a bid that fell, an ask that rose: the level was
+    traded through or cancelled). A better price starts a new queue and counts nothing. The sum
+    over each window ``[k * horizon, (k + 1) * horizon)`` is one sample of the outflow ``xi`` a
+    passive order joining that side's best queue would have seen over the horizon; windows with
+    no update at all count 0. The last ``keep`` completed windows are kept per side.
+
+    An approximation (docs/cont-kukanov.md): sizes leaving a level behind us count as outflow too
+    (L2 data cannot tell a cancel ahead of us from one behind us), so the estimate leans to more
+    fills than a FIFO queue would give. O(1) per update; a window roll is O(skipped windows),
+    bounded by ``keep``."""
+
+    __slots__ = ("_ask", "_ask_lots", "_bid", "_bid_lots", "_cur_ask", "_cur_bid", "_window", "asks", "bids",
+                 "horizon_ns", "keep")
+
+    def __init__(self, horizon_ns: int, keep: int = 200) -> None:
+        if horizon_ns <= 0 or keep <= 0:
+            raise ValueError(f"QueueOutflow needs horizon_ns > 0 and keep > 0, got {horizon_ns}, {keep}")
+        self.horizon_ns = horizon_ns
+        self.keep = keep
+        self._window: int | None = None
+        self._bid: int | None = None
+        self._ask: int | None = None
+        self._bid_lots = 0
+        self._ask_lots = 0
+        self._cur_bid = 0
+        self._cur_ask = 0
+        self.bids: list[int] = []   # completed windows' bid-queue outflow, oldest first
+        self.asks: list[int] = []
+
+    def _roll(self, window: int) -> None:
+        last = self._window
+        if last is None:
+            self._window = window
+            return
+        if window <= last:
+            return
+        gap = min(window - last - 1, self.keep)   # whole windows with no update: zero outflow
+        for side, cur in ((self.bids, self._cur_bid), (self.asks, self._cur_ask)):
+            side.append(cur)
+            side.extend([0] * gap)
+            if len(side) > self.keep:
+                del side[:len(side) - self.keep]
+        self._cur_bid = self._cur_ask = 0
+        self._window = window
+
+    def on_top(self, ts_ns: int, bid: int | None, bid_lots: int, ask: int | None, ask_lots: int) -> None:
+        """Feed the top of book (prices in any fixed tick unit, sizes in a fixed lot unit)."""
+        w = ts_ns // self.horizon_ns
+        if w != self._window:
+            self._roll(w)
+        pb, pa = self._bid, self._ask
+        if pb is not None and bid is not None:
+            if bid == pb:
+                if bid_lots < self._bid_lots:
+                    self._cur_bid += self._bid_lots - bid_lots
+            elif bid < pb:
+                self._cur_bid += self._bid_lots
+        elif pb is not None:   # the bid side emptied
+            self._cur_bid += self._bid_lots
+        if pa is not None and ask is not None:
+            if ask == pa:
+                if ask_lots < self._ask_lots:
+                    self._cur_ask += self._ask_lots - ask_lots
+            elif ask > pa:
+                self._cur_ask += self._ask_lots
+        elif pa is not None:
+            self._cur_ask += self._ask_lots
+        self._bid, self._ask, self._bid_lots, self._ask_lots = bid, ask, bid_lots, ask_lots
+
+    def samples(self, passive_side: Side, now_ns: int | None = None) -> list[int]:
+        """The completed windows' outflows of the queue a passive order on ``passive_side`` joins
+        (a buy: the bid queue), oldest first; with ``now_ns`` the windows that ended since the
+        last update (zero outflow) are rolled in first."""
+        if now_ns is not None and self._window is not None:
+            w = now_ns // self.horizon_ns
+            if w > self._window:
+                self._roll(w)
+        return list(self.bids if passive_side is Side.BUY else self.asks)
 
 
 @dataclass(frozen=True, slots=True)

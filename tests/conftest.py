@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from marketdata.replay import Dataset
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SOREX_SHARED", REPO.parent / "shared"))
@@ -25,3 +29,13 @@ def binance_btc_dir(shared_dir: Path) -> Path:
     if not d.is_dir():
         pytest.skip(f"{d} missing")
     return d
+
+
+@pytest.fixture(scope="module")
+def ds() -> Dataset:
+    """The bundled dataset (the embedded default's real Binance data)."""
+    from marketdata.replay import default_dataset
+    try:
+        return default_dataset()
+    except Exception as exc:  # pragma: no cover - only when the bundle is missing
+        pytest.skip(f"bundled dataset unavailable: {exc}")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from marketdata.model import Side
-from marketdata.replay import Dataset, default_dataset
+from marketdata.replay import Dataset
 from router.cli import main
 from router.commands.route import build_router_at, parse_at
 from router.config import load_config_text
@@ -18,13 +18,6 @@ from router.routing import RouteRequest
 REPO = Path(__file__).resolve().parents[2]
 S = 1_000_000_000
 
-
-@pytest.fixture(scope="module")
-def ds() -> Dataset:
-    try:
-        return default_dataset()
-    except Exception as exc:  # pragma: no cover - only when the bundle is missing
-        pytest.skip(f"bundled dataset unavailable: {exc}")
 
 
 def config(strategy: str, spot_fee: D, usdm_fee: D, extra: str = "") -> str:

@@ -1,0 +1,223 @@
+"""The ``mixed_split = "cont_kukanov"`` split of mixed orders: the queue-outflow estimator, the
+router's use of the single-venue closed form, its fallback, its config and the real data."""
+
+from __future__ import annotations
+
+import json
+import math
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+
+from marketdata.book import L2Book
+from marketdata.clock import SimClock
+from marketdata.errors import ConfigError
+from marketdata.model import Instrument, Side, Symbol, VenueId
+from marketdata.replay import Dataset
+from router.cli import main
+from router.commands.route import build_router_at
+from router.config import load_config_text
+from router.routing import Router, RouteRequest
+from router.scoring import QueueOutflow
+
+T0 = 1_700_000_000_000_000_000   # a whole second: the outflow windows start on it
+MS = 1_000_000
+S_NS = 1_000_000_000
+INST = Instrument(VenueId("solo"), Symbol("BTC-USDT"), "BTCUSDT", "BTC", "USDT", D("0.01"), D("0.001"),
+                  D("0.001"), D("0"))
+BID, ASK = 10_000, 10_002          # 100.00 / 100.02: a 2-tick spread
+
+
+# ---------------------------------------------------------------------- the estimator
+def test_outflow_counts_shrinks_and_vanished_levels_not_growth_or_better_prices() -> None:
+    q = QueueOutflow(S_NS, keep=10)
+    q.on_top(T0, 100, 50, 102, 40)
+    q.on_top(T0 + 1, 100, 45, 102, 40)        # bid queue -5
+    q.on_top(T0 + 2, 100, 60, 102, 30)        # bid grew (new orders behind): 0; ask -10
+    q.on_top(T0 + 3, 101, 7, 102, 30)         # better bid: a new queue, nothing counted
+    q.on_top(T0 + 4, 100, 60, 103, 9)         # bid 101 gone (7); ask 102 traded through (30)
+    q.on_top(T0 + 5, None, 0, 103, 2)         # bid side emptied (60); ask -7
+    q.on_top(T0 + S_NS, 100, 10, 103, 2)      # next window: the first one is complete
+    assert q.samples(Side.BUY) == [5 + 7 + 60] and q.samples(Side.SELL) == [10 + 30 + 7]
+
+
+def test_outflow_windows_roll_with_zeros_for_quiet_ones_and_keep_the_last() -> None:
+    q = QueueOutflow(S_NS, keep=4)
+    q.on_top(T0, 100, 10, 102, 10)
+    q.on_top(T0 + 1, 100, 7, 102, 10)                 # window 0: bid 3
+    q.on_top(T0 + 3 * S_NS + 5, 100, 6, 102, 10)      # windows 1, 2 quiet; window 3: bid 1
+    assert q.samples(Side.BUY) == [3, 0, 0]
+    assert q.samples(Side.BUY, T0 + 4 * S_NS) == [3, 0, 0, 1]     # window 3 ended by now
+    assert q.samples(Side.BUY, T0 + 9 * S_NS) == [0, 0, 0, 0]     # only the last 4 are kept
+    with pytest.raises(ValueError, match="horizon_ns > 0"):
+        QueueOutflow(0)
+
+
+# ---------------------------------------------------------------------- the router's split
+def _config(extra: str = "", maker: str = "0", taker: str = "0") -> str:
+    return f"""
+[routing]
+strategy = "lowest_cost"
+miss_cost_bps = 5
+mixed_split = "cont_kukanov"
+[routing.cont_kukanov]
+horizon_ms = 1000
+min_samples = 30
+keep_windows = 50
+{extra}
+[venues.solo.fees]
+maker_bps = {maker}
+taker_bps = {taker}
+"""
+
+
+def _router(text: str, *, queue: int, windows: int = 30) -> Router:
+    """One venue, bid 100.00 / ask 100.02 (20 lots each side); in window k (1 s each) the best
+    bid queue loses k + 1 lots and is refilled, so the outflow samples are 1..windows; then the
+    bid queue is set to ``queue`` lots."""
+    book = L2Book("solo", "BTC-USDT")
+    book.apply_snapshot([(BID, 20)], [(ASK, 20)], ts_event=T0)
+    cfg = load_config_text(text)
+    clock = SimClock(T0)
+    r = Router(cfg.routing, cfg.venues, {"solo": INST}, {"solo": book}, clock)
+    r.on_book("solo", T0)
+    for k in range(windows):
+        for ts, lots in ((T0 + k * S_NS + 100 * MS, 20 - (k + 1)), (T0 + k * S_NS + 200 * MS, 20)):
+            book.update_bid(BID, lots)
+            book.ts_event = ts
+            r.on_book("solo", ts)
+    ts = T0 + (windows - 1) * S_NS + 300 * MS
+    book.update_bid(BID, queue)
+    book.ts_event = ts
+    r.on_book("solo", ts)     # grows the queue: no outflow
+    clock.advance_to(T0 + windows * S_NS + MS)
+    return r
+
+
+def _mixed(qty: str, urgency: float = 0.5) -> RouteRequest:
+    return RouteRequest("BTC-USDT", Side.BUY, D(qty), None, "mixed", urgency)
+
+
+def _expected_post(queue: int, want: int, samples: list[int], miss: float = 5.0, maker: float = 0.0,
+                   taker: float = 0.0) -> int:
+    """The paper's single-venue optimum worked by hand, in bps of the ask: h = half the spread,
+    lambda_u = miss + h + f, c = (2h + f + r) / (lambda_u + h + r), L = clip(F^-1(c) - Q, 0, S)."""
+    h = (ASK - BID) / 2 / ASK * 1e4
+    f, r = taker, -maker
+    c = (2 * h + f + r) / (miss + h + f + h + r)
+    if c <= 0:
+        return 0
+    xs = sorted(samples)
+    quantile = xs[max(0, math.ceil(c * len(xs)) - 1)]
+    return min(max(quantile - queue, 0), want)
+
+
+@pytest.mark.parametrize(("queue", "qty"), [(5, "0.010"), (1, "0.015"), (2, "0.004"), (29, "0.010"),
+                                            (40, "0.010")])
+def test_split_is_the_single_venue_optimum_on_the_observed_outflow(queue: int, qty: str) -> None:
+    r = _router(_config(), queue=queue)
+    d = r.route(_mixed(qty))
+    want = int(D(qty) / INST.lot_size)
+    post = _expected_post(queue, want, list(range(1, 31)))
+    assert d.split is not None and d.split["method"] == "cont_kukanov"
+    assert d.split["samples"] == 30 and d.split["queue_ahead"] == D(queue) * INST.lot_size
+    taken = sum(a.lots for a in d.allocations if a.style == "take")
+    posted = sum(a.lots for a in d.allocations if a.style == "post")
+    assert (taken, posted) == (want - post, post), (d.split, d.explanation)
+    assert "mixed: cont_kukanov on solo (30 windows of 1000 ms" in d.explanation
+    payload = d.to_dict()
+    assert payload["split"]["method"] == "cont_kukanov" and payload["split"]["take"] == str(d.split["take"])
+
+
+def test_a_long_queue_takes_everything_a_short_one_posts_everything() -> None:
+    long_q = _router(_config(), queue=40).route(_mixed("0.010"))
+    assert [a.style for a in long_q.allocations] == ["take"] and long_q.allocations[0].lots == 10
+    short_q = _router(_config(), queue=1).route(_mixed("0.002"))
+    assert [a.style for a in short_q.allocations] == ["post"] and short_q.allocations[0].lots == 2
+
+
+def test_a_maker_fee_above_twice_the_half_spread_plus_taker_fee_takes_everything() -> None:
+    # h ~ 1 bps, f = 0: a 3 bps maker fee makes every filled limit share dearer than a market one
+    d = _router(_config(maker="3"), queue=1).route(_mixed("0.005"))
+    assert d.split is not None and d.split["quantile_level"] < 0
+    assert [a.style for a in d.allocations] == ["take"] and d.allocations[0].lots == 5
+
+
+def test_too_few_windows_fall_back_to_the_urgency_split_and_say_so() -> None:
+    r = _router(_config(), queue=5, windows=12)
+    d = r.route(_mixed("0.010", urgency=0.3))
+    assert d.split == {"method": "urgency", "urgency": 0.3,
+                       "fallback": "12 of 30 outflow windows seen on solo"}
+    assert sum(a.lots for a in d.allocations if a.style == "take") == 3
+    assert "mixed: urgency 0.3 (cont_kukanov not used: 12 of 30 outflow windows seen on solo)" in d.explanation
+
+
+def test_other_styles_and_the_default_split_are_unchanged() -> None:
+    r = _router(_config(), queue=5)
+    assert r.route(RouteRequest("BTC-USDT", Side.BUY, D("0.010"), None, "take")).split is None
+    plain = _router(_config().replace('mixed_split = "cont_kukanov"', ""), queue=5)
+    d = plain.route(_mixed("0.010", urgency=0.3))
+    assert d.split is None and "split" not in d.to_dict()
+    assert plain._state("solo").outflow is None       # nothing is estimated unless asked for
+    assert sum(a.lots for a in d.allocations if a.style == "take") == 3
+
+
+@pytest.mark.parametrize(("extra", "key", "allowed"), [
+    ('mixed_split = "optimal"', "routing.mixed_split", "urgency, cont_kukanov"),
+    ("[routing.cont_kukanov]\nhorizon_ms = 0", "routing.cont_kukanov.horizon_ms", "1 <= x <= 3600000"),
+    ("[routing.cont_kukanov]\nmin_samples = 500", "routing.cont_kukanov.min_samples", "keep_windows (200)"),
+    ("[routing.cont_kukanov]\nwindow = 3", "routing.cont_kukanov.window", "horizon_ms"),
+])
+def test_config_errors_name_the_key_and_the_allowed_values(extra: str, key: str, allowed: str) -> None:
+    text = f"[routing]\nstrategy = \"smart\"\n{extra}\n[venues.solo]\n"
+    with pytest.raises(ConfigError) as ei:
+        load_config_text(text)
+    assert key in str(ei.value) and allowed in str(ei.value)
+
+
+# ---------------------------------------------------------------------- the real data (fixture ds: conftest)
+def test_on_the_bundled_data_the_split_reads_the_recorded_queues(ds: Dataset) -> None:
+    text = """
+[routing]
+strategy = "smart"
+mixed_split = "cont_kukanov"
+[routing.cont_kukanov]
+horizon_ms = 2000
+min_samples = 20
+[venues.binance-spot.fees]
+maker_bps = 0
+taker_bps = 2
+[venues.binance-usdm.fees]
+maker_bps = 0
+taker_bps = 2
+"""
+    r = build_router_at(load_config_text(text), ds, ds.start_ns + 120 * S_NS)
+    for qty in ("0.5", "2", "5", "20"):
+        d = r.route(RouteRequest("BTC-USDT", Side.BUY, D(qty), None, "mixed", 0.5))
+        sp = d.split
+        assert sp is not None and sp["method"] == "cont_kukanov", sp
+        assert sp["samples"] >= 59 and sp["outflow_mean"] > 0
+        assert sp["take"] + sp["post"] == D(qty)
+        assert d.allocated_quantity + d.residual_quantity == D(qty)
+        taken = sum((a.quantity for a in d.allocations if a.style == "take"), D(0))
+        assert taken <= sp["take"]
+    # the larger the order, the larger the share taken now (what the queue can absorb is fixed)
+    fractions = []
+    for q in ("0.5", "2", "5", "20"):
+        sp = r.route(RouteRequest("BTC-USDT", Side.BUY, D(q), None, "mixed", 0.5)).split
+        assert sp is not None
+        fractions.append(float(sp["take"]) / float(q))
+    assert fractions == sorted(fractions) and fractions[-1] > fractions[0]
+
+
+def test_the_example_config_routes_a_mixed_order_from_the_cli(ds: Dataset, capsys: pytest.CaptureFixture[str]) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "routing_mixed_cont_kukanov.toml"
+    assert main(["route", str(example), "--side", "buy", "--qty", "5", "--at", "+120s", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["request"]["style"] == "mixed"    # the config's default_style
+    split = out["split"]
+    assert split["method"] == "cont_kukanov" and D(split["take"]) + D(split["post"]) == 5
+    styles = {a["style"] for a in out["allocations"]}
+    assert styles == {"take", "post"}, out["allocations"]
+    assert out["explanation"].startswith("mixed: cont_kukanov on ")
