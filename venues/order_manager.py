@@ -237,6 +237,9 @@ class OrderManager:
         # per-parent filled sum the first time parent_accounting meets them; a later change of their
         # executed lots (a late fill, a status report) or a move out of a terminal status corrects it
         self._acct_open: dict[str | None, list[ManagedOrder]] = {}
+        # the orders not in a terminal status, in the order they were added: open_orders() is
+        # O(open orders), not O(every order of the session)
+        self._open: dict[ClientOrderId, ManagedOrder] = {}
         self._acct_closed: dict[str | None, int] = {}
         self._closed_contrib: dict[ClientOrderId, int] = {}
         self._replaying = False
@@ -313,6 +316,8 @@ class OrderManager:
             check_transition(frm, to, client_order_id=mo.client_order_id)   # raises
         mo.status = to
         terminal = to.is_terminal
+        if terminal:   # final: _LEGAL has no way out of a terminal status
+            self._open.pop(mo.order.client_order_id, None)
         if not terminal and mo.order.client_order_id in self._closed_contrib:
             self._reopen(mo)
         mo.history.append((self._clock.now_ns(), to))
@@ -337,6 +342,8 @@ class OrderManager:
         cid = mo.order.client_order_id
         pid = mo.order.parent_id
         self._orders[cid] = mo
+        if not mo.status.is_terminal:
+            self._open[cid] = mo
         lst = self._by_parent.get(pid)
         if lst is None:
             self._by_parent[pid] = [mo]
@@ -378,7 +385,8 @@ class OrderManager:
         return list(self._by_parent.get(parent_id, []))
 
     def open_orders(self) -> list[ManagedOrder]:
-        return [m for m in self._orders.values() if not m.status.is_terminal]
+        """The orders not in a terminal status, oldest first. O(open orders)."""
+        return list(self._open.values())
 
     def parent_accounting(self, parent_id: str) -> ParentAccounting:
         """Filled / working / in-flight / unknown of ``parent_id`` in parent units.

@@ -1,6 +1,7 @@
 """OrderManager.parent_accounting folds terminal orders into a running sum: it must always equal the
 brute-force sum over every order of the parent, whatever happens to them afterwards (late fills
-after a cancel, status reports raising the filled lots, orders of other parents)."""
+after a cancel, status reports raising the filled lots, orders of other parents). The same for
+the index behind open_orders()."""
 
 from __future__ import annotations
 
@@ -91,5 +92,8 @@ def test_folded_accounting_equals_brute_force(actions: list[tuple[str, int, int,
                 status=st_, lots=mo.order.lots, filled_lots=mo.executed_lots + lots, price_ticks=6_000_000))
         for p in ("P1", "P2"):
             assert om.parent_accounting(p) == _brute(om, p)
+        # the open-order index (kept on every status change, late fills reopening) = the scan
+        assert {m.client_order_id for m in om.open_orders()} == {
+            cid for cid, _v in cids if not om.order(cid).status.is_terminal}
     for p in ("P1", "P2"):
         assert om.parent_accounting(p) == _brute(om, p)
