@@ -1101,9 +1101,17 @@ class Router:
                     return e
                 if kind == 1:
                     e.cap_lots = n if e.cap_lots < 0 else min(e.cap_lots, n)
-                elif reducible and (kind == 0 or opp is None or n // (opp * st.cost_mult) < reducible):
-                    e.cap_lots = reducible if e.cap_lots < 0 else min(e.cap_lots, reducible)
-                    e.note(f"{reducible} lots reduce the open position: capped at them, no margin needed")
+                elif reducible:
+                    if kind == 0 or opp is None:
+                        e.cap_lots = reducible if e.cap_lots < 0 else min(e.cap_lots, reducible)
+                        e.note(f"{reducible} lots reduce the open position: capped at them, no margin needed")
+                    else:
+                        # the reducing lots need no margin, the rest opens a position on the margin:
+                        # the budget is raised by the reducing lots' cost at the best opposite price
+                        # (a buy's deeper levels cost more, so this never affords more than the sum)
+                        e.budget = n + reducible * opp * st.cost_mult
+                        e.note(f"{reducible} lots reduce the open position (no margin needed); the margin "
+                               f"affords {n // (opp * st.cost_mult)} more at the best price")
                 else:
                     e.budget = n
         if opp is None and (style == "take" or same is None):

@@ -435,11 +435,13 @@ def test_leverage_is_for_perpetual_venues_and_raises_the_buying_power() -> None:
         assert engine.available_balance("binance-spot", "USDT") == engine.venues["binance-spot"]._free["USDT"]
 
 
-def test_a_short_whose_margin_is_locked_can_still_be_bought_back(tmp_path: Path) -> None:
-    """USD-M only, 63,000 USDT at leverage 1: shorting 1 BTC locks nearly all of it as margin. The
-    buy-back needs none (it only reduces the position): the router caps it by the reducible lots
-    instead of the ~300 USDT left free, and it completes without a reject."""
-    text = """
+def _usdm_round_trip(usdt: str, first: tuple[str, str, str], second: tuple[str, str, str, str]) -> str:
+    """A USD-M-only config (spot disabled) with ``usdt`` and two TWAP parents: ``open`` (side,
+    quantity, extra params) at +5 s over a minute in 4 slices, then ``second`` (id, side, quantity,
+    extra params) at +90 s until +2 min."""
+    side1, qty1, extra1 = first
+    pid2, side2, qty2, extra2 = second
+    return f"""
 [engine]
 seed = 5
 [routing]
@@ -449,29 +451,37 @@ max_slippage_bps = 25
 [venues.binance-spot]
 enabled = false
 [venues.binance-usdm]
-fees = { maker_bps = 2, taker_bps = 5 }
-balances = { USDT = "63000" }
+fees = {{ maker_bps = 2, taker_bps = 5 }}
+balances = {{ USDT = "{usdt}" }}
 [[parents]]
 id = "open"
 symbol = "BTC-USDT"
-side = "sell"
-quantity = "1"
+side = "{side1}"
+quantity = "{qty1}"
 algo = "twap"
 submit_at = "+5s"
 [parents.params]
 end = "+1m"
 slices = 4
+{extra1}
 [[parents]]
-id = "close"
+id = "{pid2}"
 symbol = "BTC-USDT"
-side = "buy"
-quantity = "1"
+side = "{side2}"
+quantity = "{qty2}"
 algo = "twap"
 submit_at = "+90s"
 [parents.params]
 end = "+2m"
-slices = 4
+{extra2}
 """
+
+
+def test_a_short_whose_margin_is_locked_can_still_be_bought_back(tmp_path: Path) -> None:
+    """USD-M only, 63,000 USDT at leverage 1: shorting 1 BTC locks nearly all of it as margin. The
+    buy-back needs none (it only reduces the position): the router caps it by the reducible lots
+    instead of the ~300 USDT left free, and it completes without a reject."""
+    text = _usdm_round_trip("63000", ("sell", "1", ""), ("close", "buy", "1", "slices = 4"))
     jpath = tmp_path / "j.sqlite"
     with Engine.from_toml_text(text, file="close.toml", journal=jpath) as engine:
         engine.run()
@@ -491,6 +501,24 @@ slices = 4
     notes = [v for d in _journal(jpath, ["routing_decision"]) for v in d["venues"]
              if v["factors"].get("capacity", {}).get("reducible_lots")]
     assert notes, "the buy-back was capped by the reducible lots"
+
+
+def test_a_reversal_goes_out_whole_reducing_lots_plus_what_the_margin_affords() -> None:
+    """USD-M only, 70,000 USDT at leverage 1, long 1 BTC (about 61,800 USDT of margin locked): a
+    sell of 1.1 BTC closes the long (no margin needed) and opens a 0.1 short on the ~8,000 USDT
+    left free. Each of its children carries the whole 1.1: the router adds the reducing lots to
+    what the margin affords (it used to cap a child at the larger of the two, 1.0 here)."""
+    text = _usdm_round_trip("70000", ("buy", "1", "urgency = 1.0"),
+                            ("reverse", "sell", "1.1", "slices = 1\nurgency = 1.0"))
+    with Engine.from_toml_text(text, file="reverse.toml") as engine:
+        engine.run()
+        hs = {h.id: h for h in engine.handles()}
+        pos = engine.venues["binance-usdm"].position_lots("BTC-USDT")
+    assert hs["open"].filled == Decimal(1) and hs["reverse"].filled == Decimal("1.1"), hs["reverse"].reason
+    assert pos == -100   # short 0.1 BTC (lots of 0.001)
+    children = hs["reverse"].children
+    assert children and all(c["quantity"] == Decimal("1.100") for c in children), children
+    assert all(c["status"] != "rejected" for c in children)
 
 
 def test_a_child_waiting_for_funds_ends_at_once_when_its_parent_is_cancelled() -> None:

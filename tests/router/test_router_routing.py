@@ -314,7 +314,7 @@ class _PositionCapacity(StaticCapacity):
         return self.reducible.get((venue, side), 0) if venue == "perp" else None
 
 
-def test_reducing_a_derivative_position_is_capped_by_the_reducible_lots_not_the_margin() -> None:
+def test_reducing_a_derivative_position_needs_no_margin_and_adds_to_what_the_margin_affords() -> None:
     bks = books(ASKS_S, ASKS_P, BIDS_S, BIDS_P)
     # no free USDT on perp at all: excluded for a buy that would open, not for one that reduces
     flat = make_router(cfg_text(), bks, capacity=_PositionCapacity({"spot": {"USDT": D("0")}, "perp": {"USDT": D("0")}},
@@ -329,8 +329,24 @@ def test_reducing_a_derivative_position_is_capped_by_the_reducible_lots_not_the_
     f = d.score("perp").factors
     assert f["capacity"]["reducible_lots"] == 1_500
     assert d.residual_quantity == D("0.5")
-    # margin that affords more than the reducible lots: the budget applies as before
+    # margin for a little more: the reducing lots plus what the margin affords beyond them, the
+    # reducing lots valued at the best ask (100.1), so never more than the exact sum: 1 BTC at 100.1
+    # and 0.797 at 100.2 against 1.5 + 30 / (100.2 x 1.0001) = 1.7994
+    some = make_router(cfg_text(), bks, capacity=_PositionCapacity(
+        {"spot": {"USDT": D("0")}, "perp": {"USDT": D("30")}}, {("perp", Side.BUY): 1_500}))
+    d = some.route(buy("2"))
+    (a,) = d.allocations
+    assert (a.venue, a.quantity, a.price) == ("perp", D("1.797"), D("100.2")), d.explanation
+    assert "1500 lots reduce the open position (no margin needed); the margin affords 299 more" in str(
+        d.score("perp").factors["notes"])
+    assert 1.797 * 100.2 * 1.0001 - 1.5 * 100.2 <= 30 + 0.1    # the opening lots' margin fits at the limit
+    # margin that affords the whole order on its own: all of it
     rich = make_router(cfg_text(), bks, capacity=_PositionCapacity(
-        {"spot": {"USDT": D("0")}, "perp": {"USDT": D("180")}}, {("perp", Side.BUY): 1_500}))
+        {"spot": {"USDT": D("0")}, "perp": {"USDT": D("250")}}, {("perp", Side.BUY): 1_500}))
     (a,) = rich.route(buy("2")).allocations
-    assert a.venue == "perp" and D("1.5") < a.quantity < D("1.8")   # 180 USDT at 100.2 plus fees
+    assert (a.venue, a.quantity) == ("perp", D("2.000"))
+    # a sell that closes a 1.5 BTC long and opens a short: 1.5 + 30 / (99.9 x 1.0001) = 1.8002 -> 1.800
+    long_ = make_router(cfg_text(), bks, capacity=_PositionCapacity(
+        {"spot": {"BTC": D("0")}, "perp": {"USDT": D("30")}}, {("perp", Side.SELL): 1_500}))
+    (a,) = long_.route(RouteRequest("BTC-USDT", Side.SELL, D("2"), None, "take")).allocations
+    assert (a.venue, a.quantity, a.price) == ("perp", D("1.800"), D("99.9"))
