@@ -12,10 +12,11 @@ import gzip
 import importlib
 import json
 import logging
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from pathlib import Path
 from typing import IO, Any
 
@@ -69,7 +70,9 @@ def fee_in_quote(fee: Decimal, fee_currency: str, symbol: str, price: Decimal) -
     if not cur or cur == quote or (quote == "USDT" and cur == "USD"):
         return fee
     if cur == base:
-        return fee * price
+        with localcontext() as ctx:  # exact, not rounded to the default 28 digits
+            ctx.prec = 120
+            return fee * price
     return None
 
 
@@ -141,6 +144,10 @@ def load_journal(path: str | Path) -> list[Execution]:
                     decision_price=_opt_dec(payload.get("decision_price"), "decision_price", where))
                 if parents[pid].quantity <= 0:
                     raise DataError("parent quantity must be positive", source=where)
+                for name in ("arrival_price", "decision_price"):
+                    given = getattr(parents[pid], name)
+                    if given is not None and given <= 0:
+                        raise DataError(f"{name} {given} must be positive", source=where)
                 order.append(pid)
                 fills.setdefault(pid, [])
             elif kind == "parent_finished":
@@ -246,11 +253,21 @@ _REQUIRED = {"parent": ("parent_id", "symbol", "side", "quantity", "time"),
              "fill": ("parent_id", "time", "venue", "price", "quantity")}
 
 
+_ISO_FRACTION = re.compile(r"^(.*\d{2}:\d{2}:\d{2})[.,](\d+)(.*)$")
+"""An ISO 8601 time split around the fraction of a second: (date and hh:mm:ss, digits, offset)."""
+
+
 def parse_time_ns(text: str, where: str) -> int:
     """Integer nanoseconds since the epoch, or an ISO 8601 time with a UTC offset (``Z`` allowed)."""
     t = text.strip()
     if t.lstrip("-").isdigit():
         return int(t)
+    # datetime keeps only microseconds: take the fraction of a second (up to 9 digits) apart
+    frac_ns = 0
+    fm = _ISO_FRACTION.match(t)
+    if fm is not None:
+        frac_ns = int(fm.group(2)[:9].ljust(9, "0"))
+        t = fm.group(1) + fm.group(3)
     try:
         dt = datetime.fromisoformat(t.replace("Z", "+00:00"))
     except ValueError:
@@ -259,7 +276,7 @@ def parse_time_ns(text: str, where: str) -> int:
         raise DataError(f"time {text!r} has no UTC offset (write e.g. 2024-08-08T23:55:00Z)", source=where)
     epoch = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
     delta = dt - epoch
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000 + frac_ns
 
 
 def load_fills_csv(path: str | Path) -> list[Execution]:
@@ -271,7 +288,7 @@ def load_fills_csv(path: str | Path) -> list[Execution]:
     src = str(p)
     if not p.is_file():
         raise DataError("fills CSV not found", source=src)
-    with p.open(newline="", encoding="utf-8") as fh:
+    with p.open(newline="", encoding="utf-8-sig") as fh:  # -sig: a leading byte-order mark is not data
         reader = csv.DictReader(fh)
         header = [h.strip() for h in (reader.fieldnames or [])]
         for col in ("record", "parent_id"):
@@ -306,12 +323,15 @@ def load_fills_csv(path: str | Path) -> list[Execution]:
                 qty = _line_dec(r["quantity"], "quantity", src, line)
                 if qty <= 0:
                     raise DataError(f"quantity {r['quantity']} must be positive", source=src, line=line)
+                given = {name: _line_opt(r.get(name), name, src, line)
+                         for name in ("decision_price", "arrival_price", "end_price")}
+                for name, value in given.items():
+                    if value is not None and value <= 0:
+                        raise DataError(f"{name} {value} must be positive", source=src, line=line)
                 parents[pid] = ParentOrder(
                     parent_id=pid, symbol=r["symbol"], side=side, quantity=qty, start_ts_ns=ts,
-                    decision_ts_ns=ts,
-                    decision_price=_line_opt(r.get("decision_price"), "decision_price", src, line),
-                    arrival_price=_line_opt(r.get("arrival_price"), "arrival_price", src, line),
-                    end_price=_line_opt(r.get("end_price"), "end_price", src, line),
+                    decision_ts_ns=ts, decision_price=given["decision_price"],
+                    arrival_price=given["arrival_price"], end_price=given["end_price"],
                     end_ts_ns=parse_time_ns(r["end_time"], where) if r.get("end_time") else None)
                 order.append(pid)
             else:
@@ -396,7 +416,10 @@ def read_binance_capture(path: str | Path, series: dict[str, MarketSeries] | Non
                         qty = qty * 100 / px
                     s.add_trade(int(data["T"]) * 1_000_000, venue, px, qty, str(data["t"]))
                 elif "@bookTicker" in str(msg.get("stream")) or data.get("e") == "bookTicker":
-                    ts = int(data["E"]) * 1_000_000 if "E" in data else local_ns - (offset or 0)
+                    # transaction time T (futures; the clock of trade T, as marketdata.replay), else
+                    # event time E, else (spot) the local time corrected by the measured offset
+                    t_ms = data.get("T") or data.get("E")
+                    ts = int(t_ms) * 1_000_000 if t_ms is not None else local_ns - (offset or 0)
                     bid, ask = Decimal(data["b"]), Decimal(data["a"])
                     if bid > 0 and ask > 0:
                         s.add_quote(ts, venue, bid, ask)

@@ -207,6 +207,13 @@ def analyze(execution: Execution, market: MarketSeries | None = None, *,
             markout_horizons_s: Sequence[int] = MARKOUT_HORIZONS_S) -> ParentAnalysis:
     """All metrics of one parent order. ``market`` is the series of the parent's symbol or
     ``None``; metrics needing it are then ``None``. Formulas: docs/tca.md."""
+    with localcontext() as ctx:  # money sums (notional, fees) exact, not rounded to 28 digits
+        ctx.prec = 120
+        return _analyze(execution, market, horizon_s, markout_horizons_s)
+
+
+def _analyze(execution: Execution, market: MarketSeries | None, horizon_s: int,
+             markout_horizons_s: Sequence[int]) -> ParentAnalysis:
     par = execution.parent
     side = int(par.side)
     fills = execution.fills
@@ -281,7 +288,7 @@ def analyze(execution: Execution, market: MarketSeries | None = None, *,
     m["participation"] = (F(filled) / F(market_volume + filled)
                           if market_volume is not None and (market_volume + filled) > 0 else None)
     m["fill_rate"] = F(filled) / F(par.quantity)
-    m["completion_time_s"] = Fraction(fills[-1].ts_ns - start, NS) if fills else None
+    m["completion_time_s"] = Fraction(max(f.ts_ns for f in fills) - start, NS) if fills else None
     m["duration_s"] = Fraction(end - start, NS)
 
     # ---------------- per-fill spreads and markouts

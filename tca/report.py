@@ -195,10 +195,13 @@ def _cell(v: Any, nd: int = 4) -> str:
     return f'<td class="l">{escape(str(v))}</td>'
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], nd: int = 4, cls: str = "") -> str:
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], nd: int = 4, cls: str = "",
+           row_nd: Sequence[int] | None = None) -> str:
+    """``nd`` decimals for every cell, or ``row_nd[i]`` for the cells of row ``i`` when given."""
     head = "".join(f'<th class="l">{escape(h)}</th>' if i == 0 else f"<th>{escape(h)}</th>"
                    for i, h in enumerate(headers))
-    body = "".join("<tr>" + "".join(_cell(v, nd) for v in r) + "</tr>" for r in rows)
+    nds = [row_nd[i] if row_nd is not None and i < len(row_nd) else nd for i in range(len(rows))]
+    body = "".join("<tr>" + "".join(_cell(v, n) for v in r) + "</tr>" for r, n in zip(rows, nds, strict=True))
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
@@ -251,7 +254,8 @@ def _parent_section(idx: int, a: ParentAnalysis, vcolor: dict[str, str]) -> str:
                                 "effective_spread_bps", "realized_spread_bps", "price_impact_bps")]
     charts.append(bar_chart("Slippage vs benchmarks (bps, + = cost)", cats, [("bps", vals)], ylabel="bps"))
     hs = list(m["markouts_bps"].keys())
-    charts.append(bar_chart("Markouts after fills and reversion after end (bps, cost convention)", hs,
+    charts.append(bar_chart("Markouts after fills (bps, + = cost) and reversion after end "
+                            "(bps, + = price moved back)", hs,
                             [("markout", [_fl(v) for v in m["markouts_bps"].values()]),
                              ("reversion", [_fl(v) for v in m["reversion_bps"].values()])], ylabel="bps"))
     out.append('<div class="charts">' + "".join(charts) + "</div>")
@@ -299,7 +303,8 @@ def render_html(analyses: Sequence[ParentAnalysis], title: str = "sorex TCA repo
     summary = _table(["metric", *labels], [
         [name, *(a.metrics[key] for a in analyses)] for name, key, _ in _SUMMARY_ROWS
     ] + [[f"markout {h} (bps)", *(a.metrics["markouts_bps"].get(h) for a in analyses)]
-         for h in (analyses[0].metrics["markouts_bps"] if analyses else {})], 4, "summary")
+         for h in (analyses[0].metrics["markouts_bps"] if analyses else {})], 4, "summary",
+        row_nd=[nd for _, _, nd in _SUMMARY_ROWS])
     cmp_keys = [("arrival", "arrival_slippage_bps"), ("IS", "is_bps"), ("VWAP", "vwap_slippage_bps"),
                 ("TWAP", "twap_slippage_bps"), ("eff. spread", "effective_spread_bps")]
     compare = bar_chart("Side by side: slippage (bps, + = cost)", [c for c, _ in cmp_keys],
