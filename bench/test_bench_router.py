@@ -18,6 +18,9 @@ Measurements in one run (pure Python, single core):
 * ``sweep_lazy_heap`` — the generic kernel API (:func:`router.allocation.sweep`) on the same
   ladders given as ``Ladder`` objects over ``L2Book.iter_levels`` (the previous kernel measurement);
 * ``sweep_naive_sort`` — the reference: materialise all 100 levels, sort, walk;
+* ``route_smart_mixed[urgency/cont_kukanov]`` — a 5 BTC mixed order split by urgency (the
+  reference) or by the Cont-Kukanov single-venue optimum (empirical outflow quantile of 200
+  windows, ``router.cont_kukanov.single_venue_closed_form``);
 * ``route_smart_take_cold[0/16/64 MB]`` — ``route_smart_take`` one decision per round, with 0, 16
   or 64 MB of other memory written between rounds (not timed): what the decision costs when the
   caches hold other work, as in the engine, where a child follows thousands of market events
@@ -52,12 +55,14 @@ QTY = D("5")
 
 
 def _setup(capacity: CapacityProvider | None = None,
-           router_cls: type[Router] = Router) -> tuple[Router, dict[str, L2Book], dict[str, Instrument]]:
-    """The benchmark's router and books (``router_cls``: another version's Router, for A/B)."""
+           router_cls: type[Router] = Router, routing_extra: str = "") -> tuple[Router, dict[str, L2Book],
+                                                                             dict[str, Instrument]]:
+    """The benchmark's router and books (``router_cls``: another version's Router, for A/B;
+    ``routing_extra``: more ``[routing]`` keys)."""
     rng = random.Random(7)
     insts: dict[str, Instrument] = {}
     books: dict[str, L2Book] = {}
-    text = ['[routing]\nstrategy = "smart"\nmax_slippage_bps = 100\n']
+    text = ['[routing]\nstrategy = "smart"\nmax_slippage_bps = 100\n' + routing_extra]
     for name, tick, lot, fee in VENUES:
         inst = Instrument(VenueId(name), Symbol("BTC-USDT"), "BTCUSDT", "BTC", "USDT", D(tick), D(lot),
                           D(lot), D("5"), InstrumentKind.SPOT)
@@ -241,3 +246,21 @@ def test_route_smart_take_cold(benchmark: Any, env: tuple[Router, dict[str, L2Bo
     d = benchmark.pedantic(router.route, args=(req,), setup=flush, rounds=400, iterations=1)
     _p99(benchmark)
     assert d.allocated_quantity == QTY and len(d.venues) == 5
+
+
+CK_ROUTING = ('mixed_split = "cont_kukanov"\n[routing.cont_kukanov]\nhorizon_ms = 10\nmin_samples = 20\n'
+              'keep_windows = 200\n')
+
+
+@pytest.mark.parametrize("split", ["urgency", "cont_kukanov"])
+def test_route_smart_mixed(benchmark: Any, split: str) -> None:
+    """A 5 BTC mixed order, urgency 0.5: split by urgency (reference) or by Cont-Kukanov on the
+    posting venue's outflow windows (200 windows of 10 ms from the setup's book activity)."""
+    router, _books, _ = _setup(routing_extra=CK_ROUTING if split == "cont_kukanov" else "")
+    req = RouteRequest("BTC-USDT", Side.BUY, QTY, None, "mixed", 0.5)
+    router.route(req)   # the first cont_kukanov decision imports router.cont_kukanov (numpy, scipy)
+    d = benchmark(router.route, req)
+    _p99(benchmark)
+    assert d.allocated_quantity + d.residual_quantity == QTY
+    if split == "cont_kukanov":
+        assert d.split is not None and d.split["method"] == "cont_kukanov", d.split

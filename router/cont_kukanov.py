@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import logging
 import math
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -183,32 +184,37 @@ class LognormalOutflow:
 @dataclass(frozen=True, slots=True)
 class EmpiricalOutflow:
     """Observed outflows (e.g. the queue depletion seen over past horizons), resampled with
-    replacement; ``cdf``/``ppf`` are the empirical ones."""
+    replacement; ``cdf``/``ppf`` are the empirical ones. Validation, ``cdf`` and ``ppf`` are plain
+    Python (the router builds one per mixed decision from a few hundred samples, where numpy's
+    per-call overhead dominates); ``sample`` uses numpy."""
 
     samples: tuple[float, ...]
-    _sorted: FloatArray = field(init=False, repr=False, compare=False)
+    _sorted: tuple[float, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        arr = np.asarray(self.samples, dtype=np.float64)
-        if arr.ndim != 1 or arr.size == 0:
+        try:
+            xs = sorted(map(float, self.samples))
+        except (TypeError, ValueError):
+            raise ValueError("EmpiricalOutflow.samples must be a non-empty sequence of numbers") from None
+        if not xs:
             raise ValueError("EmpiricalOutflow.samples must be a non-empty sequence of numbers")
-        if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        if xs[0] < 0 or not math.isfinite(xs[-1]) or xs[0] != xs[0]:
             raise ValueError("EmpiricalOutflow.samples must be finite and >= 0")
-        object.__setattr__(self, "_sorted", np.sort(arr))
+        object.__setattr__(self, "_sorted", tuple(xs))
 
     def sample(self, rng: np.random.Generator, n: int) -> FloatArray:
-        return rng.choice(self._sorted, size=n, replace=True)
+        return rng.choice(np.asarray(self._sorted, dtype=np.float64), size=n, replace=True)
 
     def cdf(self, x: float) -> float:
-        return float(np.searchsorted(self._sorted, x, side="right")) / self._sorted.size
+        return bisect_right(self._sorted, x) / len(self._sorted)
 
     def ppf(self, q: float) -> float:
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"quantile level must be in [0, 1], got {q}")
         if q <= 0.0:
             return 0.0
-        idx = max(0, math.ceil(q * self._sorted.size) - 1)
-        return float(self._sorted[idx])
+        idx = max(0, math.ceil(q * len(self._sorted)) - 1)
+        return self._sorted[idx]
 
 
 # ---------------------------------------------------------------------- problem and result
