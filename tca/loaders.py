@@ -112,6 +112,8 @@ def load_journal(path: str | Path) -> list[Execution]:
     order: list[str] = []
     fills: dict[str, list[FillRecord]] = {}
     children: dict[str, ChildOrder] = {}
+    # native replaces sent and not yet confirmed: client order id -> (new quantity, new price)
+    pending_replace: dict[str, tuple[Decimal | None, Decimal | None]] = {}
     decisions: list[RoutingDecisionRecord] = []
     pending_fills: list[tuple[int, dict[str, Any], str | None]] = []
 
@@ -163,15 +165,29 @@ def load_journal(path: str | Path) -> list[Execution]:
                     decision_id=str(payload.get("decision_id")), parent_id=str(pid) if pid else None,
                     ts_ns=int(ts_ns), payload=payload))
             elif kind == "order_command":
-                _apply_command(children, payload, int(ts_ns), row_parent, where)
+                _apply_command(children, pending_replace, payload, int(ts_ns), row_parent, where)
             elif kind == "order_event":
                 c = children.get(str(payload.get("client_order_id") or row_coid))
                 if c is not None:
                     ek = str(payload.get("kind", "")).lower()
-                    if ek in ("canceled", "rejected", "expired", "filled"):
+                    pend = pending_replace.pop(c.client_order_id, None) if ek in (
+                        "replaced", "rejected", "cancel_rejected", "canceled", "expired", "filled") else None
+                    if ek == "replaced":   # the venue confirmed the native replace: its new size and price
+                        sent_qty, sent_px = pend if pend is not None else (None, None)
+                        qty = _opt_dec(payload.get("new_quantity"), "new_quantity", where)
+                        px = _opt_dec(payload.get("new_price"), "new_price", where)
+                        qty = sent_qty if qty is None else qty
+                        px = sent_px if px is None else px
+                        if qty is not None:
+                            c.quantity = qty
+                        if px is not None:
+                            c.price = px
+                    elif ek == "rejected" and pend is not None:
+                        pass   # the replace was refused: the order works on unchanged (as the order manager)
+                    elif ek in ("canceled", "rejected", "expired", "filled"):
                         c.final_status = ek
-                    if ek == "rejected":
-                        c.reject_reason = payload.get("reason")
+                        if ek == "rejected":
+                            c.reject_reason = payload.get("reason")
             elif kind == "fill":
                 pending_fills.append((int(ts_ns), payload, row_parent))
         except KeyError as exc:
@@ -221,8 +237,12 @@ def load_journal(path: str | Path) -> list[Execution]:
     return out
 
 
-def _apply_command(children: dict[str, ChildOrder], payload: dict[str, Any], ts_ns: int,
-                   row_parent: str | None, where: str) -> None:
+def _apply_command(children: dict[str, ChildOrder], pending_replace: dict[str, tuple[Decimal | None, Decimal | None]],
+                   payload: dict[str, Any], ts_ns: int, row_parent: str | None, where: str) -> None:
+    """One ``order_command``. A native replace changes the child only once the venue confirms it
+    (``order_event`` ``replaced``; a ``rejected`` event meanwhile is the refusal of the replace);
+    a cancel-then-new replace (``native`` false) starts a new child, ``new_client_order_id``, for
+    the journaled quantity, and leaves the old one to its cancel."""
     action = str(payload.get("action", "")).lower()
     coid = str(payload["client_order_id"])
     if action == "submit":
@@ -238,10 +258,16 @@ def _apply_command(children: dict[str, ChildOrder], payload: dict[str, Any], ts_
     elif action == "replace" and coid in children:
         c = children[coid]
         c.replaces += 1
-        if payload.get("quantity") is not None:
-            c.quantity = _dec(payload["quantity"], "quantity", where)
-        if payload.get("price") is not None:
-            c.price = _dec(payload["price"], "price", where)
+        qty = _opt_dec(payload.get("quantity"), "quantity", where)
+        px = _opt_dec(payload.get("price"), "price", where)
+        new_id = payload.get("new_client_order_id")
+        if payload.get("native", True) is False and new_id:
+            children[str(new_id)] = ChildOrder(
+                client_order_id=str(new_id), parent_id=c.parent_id, venue=c.venue, submit_ts_ns=ts_ns,
+                quantity=qty if qty is not None else c.quantity, price=px if px is not None else c.price,
+                order_type=c.order_type, time_in_force=c.time_in_force, decision_id=c.decision_id)
+        else:
+            pending_replace[coid] = (qty, px)
 
 
 # ====================================================================== fills CSV

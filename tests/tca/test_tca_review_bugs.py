@@ -9,6 +9,7 @@ import re
 from decimal import Decimal as D
 from fractions import Fraction as Fr
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tca_helpers import T0, synthetic_journal_records, write_journal
@@ -201,3 +202,53 @@ def test_html_reversion_not_labelled_cost_convention() -> None:
     assert "reversion" in title
     assert "cost convention)" not in title
     assert "moved back" in title
+
+
+def _replace_records(native: bool, outcome: str) -> list[tuple[int, str, dict[str, Any]]]:
+    """The synthetic journal plus a replace of c1 (B, GTC 0.5 @ 102.5) to 0.6 @ 102.6 at +16 s,
+    then ``outcome``: the venue's ``replaced`` or ``rejected`` event (native), or nothing more
+    (cancel-then-new: the new order c1r is filled 0.1 at +17 s)."""
+    recs = synthetic_journal_records()
+    pid = "P1"
+    replace = {"action": "replace", "client_order_id": f"{pid}-c1", "venue": "B", "symbol": "BTC-USDT",
+               "side": "buy", "order_type": "limit", "time_in_force": "GTC", "quantity": "0.6",
+               "price": "102.6", "parent_id": pid, "decision_id": f"{pid}-d1", "native": native}
+    extra: list[tuple[int, str, dict[str, Any]]] = []
+    if native:
+        replace_event = {"kind": outcome, "client_order_id": f"{pid}-c1", "venue": "B", "venue_order_id": "3",
+                         "reason": "replace refused" if outcome == "rejected" else None, "code": None}
+        if outcome == "replaced":
+            replace_event.update(new_quantity="0.6", new_price="102.6")
+        extra = [(T0 + 16 * S + 1, "order_event", replace_event)]
+    else:
+        replace["quantity"] = "0.2"        # the new order is for what remains: 0.6 - 0.4 filled
+        replace["new_client_order_id"] = f"{pid}-c1r"
+        extra = [(T0 + 17 * S, "fill", {
+            "client_order_id": f"{pid}-c1r", "parent_id": pid, "venue": "B", "symbol": "BTC-USDT", "side": "buy",
+            "trade_id": "B8", "price": "102.6", "quantity": "0.1", "fee": "0", "fee_currency": "USDT",
+            "liquidity": "maker", "ts_event": T0 + 17 * S})]
+    i = next(k for k, r in enumerate(recs) if r[0] > T0 + 16 * S)
+    return [*recs[:i], (T0 + 16 * S, "order_command", replace), *extra, *recs[i:]]
+
+
+@pytest.mark.parametrize(("native", "outcome", "c1_qty", "c1_price", "c1_final"), [
+    (True, "replaced", D("0.6"), D("102.6"), "canceled"),
+    (True, "rejected", D("0.5"), D("102.5"), "canceled"),
+    (False, "", D("0.5"), D("102.5"), "canceled"),
+])
+def test_journal_replace_changes_the_child_only_as_the_venue_did(
+        tmp_path: Path, native: bool, outcome: str, c1_qty: D, c1_price: D, c1_final: str) -> None:
+    """A native replace applies once the venue says ``replaced``; a refused one (``rejected``
+    while the order works) leaves the child as it was and does not make it a rejected order;
+    a cancel-then-new replace starts a new child (``new_client_order_id``) with its own fills.
+    The loader used to apply the journaled size and price to the old child at once, always."""
+    [ex] = load_journal(write_journal(tmp_path / "j.sqlite", _replace_records(native, outcome)))
+    kids = {c.client_order_id: c for c in ex.children}
+    c1 = kids["P1-c1"]
+    assert (c1.quantity, c1.price, c1.replaces, c1.final_status) == (c1_qty, c1_price, 1, c1_final)
+    assert c1.reject_reason is None
+    if not native:
+        new = kids["P1-c1r"]
+        assert (new.quantity, new.price, new.venue, new.decision_id, new.filled) == (
+            D("0.2"), D("102.6"), "B", "P1-d1", D("0.1"))
+        assert new.submit_ts_ns == T0 + 16 * S
