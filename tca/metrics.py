@@ -215,6 +215,12 @@ def analyze(execution: Execution, market: MarketSeries | None = None, *,
 def _analyze(execution: Execution, market: MarketSeries | None, horizon_s: int,
              markout_horizons_s: Sequence[int]) -> ParentAnalysis:
     par = execution.parent
+    if not par.quantity > 0:   # the loaders refuse it with the file and line; the Python API here
+        raise ValueError(f"parent {par.parent_id}: quantity {par.quantity} must be positive")
+    for name in ("decision_price", "arrival_price", "end_price", "limit_price"):
+        given = getattr(par, name)
+        if given is not None and not given > 0:
+            raise ValueError(f"parent {par.parent_id}: {name} {given} must be positive")
     side = int(par.side)
     fills = execution.fills
     warnings: list[str] = []

@@ -252,3 +252,16 @@ def test_journal_replace_changes_the_child_only_as_the_venue_did(
         assert (new.quantity, new.price, new.venue, new.decision_id, new.filled) == (
             D("0.2"), D("102.6"), "B", "P1-d1", D("0.1"))
         assert new.submit_ts_ns == T0 + 16 * S
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("quantity", D(0), "quantity 0 must be positive"),
+    ("arrival_price", D(-1), "arrival_price -1 must be positive"),
+])
+def test_analyze_refuses_a_parent_without_a_positive_quantity_or_price(field: str, value: D, message: str) -> None:
+    """Through the Python API (the loaders refuse these with the file and line): a clear
+    ValueError naming the parent, not a ZeroDivisionError from inside the metrics."""
+    kw: dict[str, Any] = {"parent_id": "P9", "symbol": "BTC-USDT", "side": Side.BUY, "quantity": D(1),
+                          "start_ts_ns": T0, "decision_ts_ns": T0, field: value}
+    with pytest.raises(ValueError, match=f"parent P9: {message}"):
+        analyze(Execution(parent=ParentOrder(**kw), fills=[]))
