@@ -1007,6 +1007,11 @@ class SimulatedVenue(Venue):
             self._emit_raw(OrderEventKind.CANCEL_REJECTED, cid, so.venue_order_id,
                            "Only resting limit orders can be modified.", CODE_UNSUPPORTED)
             return
+        if new_lots <= so.filled:   # either way: the new total must exceed what has filled
+            self._emit_raw(OrderEventKind.CANCEL_REJECTED, cid, so.venue_order_id,
+                           _filter_text(f"new quantity {new_lots} lots is not above the filled {so.filled} lots"),
+                           CODE_FILTER)
+            return
         if not self.config.native_modify:
             self._finish(so, OrderStatus.CANCELED, OrderEventKind.CANCELED, "canceled for replace")
             new_order = Order(
@@ -1025,8 +1030,6 @@ class SimulatedVenue(Venue):
                            CODE_RATE_LIMIT)
             return
         reason = mkt.inst.check_order(new_px, new_lots)
-        if new_lots <= so.filled:
-            reason = f"new quantity {new_lots} lots is not above the filled {so.filled} lots"
         if reason is not None:
             self._emit_raw(OrderEventKind.CANCEL_REJECTED, cid, so.venue_order_id,
                            _filter_text(reason), CODE_FILTER)
@@ -1150,8 +1153,9 @@ class SimulatedVenue(Venue):
                 need = inst.notional(ref, opening)
             elif inst.kind is InstrumentKind.INVERSE_PERPETUAL:   # notional does not depend on price
                 need = inst.notional(1, opening)
-            else:   # market order: what walking the visible available book would cost
-                tick_lots = _walk_tick_lots(mkt, so.side, opening)
+            else:   # market order: what walking the visible available book would cost for the
+                # opening lots, which fill after the reducing ones (those take the best levels)
+                tick_lots = _walk_tick_lots(mkt, so.side, opening, remaining - opening)
                 need = inst.tick_size * inst.lot_size * tick_lots * inst.contract_size
             # to the 1e-8 (up), as every margin amount, so the ledger adds up exactly
             need = (need / self._leverage * self._lock_buffer).quantize(_FEE_QUANT, rounding=ROUND_CEILING)
@@ -1222,7 +1226,10 @@ class SimulatedVenue(Venue):
         if inst.symbol in self._derivative:
             self._settle_derivative(inst, so, px, lots, fee)
         else:
-            release = so.locked if lots >= before else so.locked * lots / before
+            # pro rata, to the 1e-8 (an inexact quotient, e.g. of a market buy's walked cost, would
+            # otherwise leave 28-digit dust in the account's locked total); the last fill or the
+            # cancel releases the rest
+            release = so.locked if lots >= before else (so.locked * lots / before).quantize(_FEE_QUANT)
             so.locked -= release
             self._locked[so.lock_asset] -= release
             free = self._free
@@ -1343,10 +1350,17 @@ class SimulatedVenue(Venue):
                 "open_orders": sum(1 for so in self._orders.values() if not so.status.is_terminal)}
 
 
-def _walk_tick_lots(mkt: _Market, taker: Side, lots: int) -> int:
-    """Sum of price x lots of taking ``lots`` from the visible available opposite side."""
+def _walk_tick_lots(mkt: _Market, taker: Side, lots: int, skip: int = 0) -> int:
+    """Sum of price x lots of taking ``lots`` from the visible available opposite side after the
+    first ``skip`` available lots (taken before them by the same walk)."""
     left, tick_lots = lots, 0
-    for px, avail in mkt.available(taker, None, lots):
+    for px, avail in mkt.available(taker, None, lots + skip):
+        if skip:
+            passed = min(avail, skip)
+            skip -= passed
+            avail -= passed
+            if not avail:
+                continue
         take = min(avail, left)
         tick_lots += take * px
         left -= take

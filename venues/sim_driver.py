@@ -252,8 +252,11 @@ class SimulationDriver:
             else:
                 self.exhausted = True
             self._fired += fired
+            # the clock ends at until_ns only when the stream has nothing left before it (a run
+            # cut short by max_events keeps the time of its last event)
+            pending = self._pending
             if until_ns is not None and not self._stop and clock.now_ns() < until_ns \
-                    and (self._pending is not None or self.exhausted):
+                    and (self.exhausted or (pending is not None and pending.ts_event > until_ns)):
                 self._drain(until_ns)
         finally:
             for f in armed:
