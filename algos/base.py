@@ -407,15 +407,23 @@ class ExecutionAlgo:
         self._begin()
 
     def on_timer(self, ts_ns: int) -> None:
-        """A clock alert set by the algo fired."""
+        """A clock alert set by the algo fired. A paused algo still finishes at its end time."""
+        if self.status is AlgoStatus.PAUSED and ts_ns >= self.params.end_ns:
+            self._finish_at_end()
+            return
         if self.status is not AlgoStatus.RUNNING:
             return
         self._on_time(ts_ns)
 
     def on_trade(self, trade: TradeTick) -> None:
-        """A public trade of the symbol (any venue; ticks/lots on the common grid)."""
+        """A public trade of the symbol (any venue; ticks/lots on the common grid). Paused, the
+        algo still counts the market volume (our own fills keep arriving until the cancels land,
+        and they are subtracted from it), but does not act on it."""
         if self.status is AlgoStatus.RUNNING:
+            self._count_trade(trade)
             self._on_trade(trade)
+        elif self.status is AlgoStatus.PAUSED:
+            self._count_trade(trade)
 
     def on_book(self, event: BookDeltas | QuoteTick | None = None) -> None:
         """The consolidated book changed (``event`` optional; the algo reads ``ctx``)."""
@@ -517,11 +525,15 @@ class ExecutionAlgo:
         if self.status is not AlgoStatus.RUNNING:
             return False
         if now_ns >= self.params.end_ns:
-            rem = self.remaining_lots()
-            self._finish(AlgoStatus.FINISHED if rem else AlgoStatus.COMPLETED,
-                         self.end_reason(rem) if rem else "filled")
+            self._finish_at_end()
             return False
         return now_ns >= self.params.start_ns
+
+    def _finish_at_end(self) -> None:
+        """The end time is reached: COMPLETED if nothing remains, else FINISHED with the remainder."""
+        rem = self.remaining_lots()
+        self._finish(AlgoStatus.FINISHED if rem else AlgoStatus.COMPLETED,
+                     self.end_reason(rem) if rem else "filled")
 
     def _finish(self, status: AlgoStatus, reason: str) -> None:
         self.status = status
@@ -552,6 +564,9 @@ class ExecutionAlgo:
     def _on_time(self, ts_ns: int) -> None:
         self._reconcile(ts_ns)
 
+    def _count_trade(self, trade: TradeTick) -> None:
+        """Hook: account a public trade (called while running or paused)."""
+
     def _on_trade(self, trade: TradeTick) -> None:
         """Default: opportunistic would-price check."""
         self._check_would()
@@ -566,10 +581,14 @@ class ExecutionAlgo:
         self._reconcile(self.ctx.clock.now_ns())
 
     def would_active(self) -> bool:
-        """Is the far touch at or better than the would price (inside the window)?"""
+        """Is the far touch at or better than the would price and the parent limit (inside the
+        window)? An amended limit may be tighter than the would price: a far touch between the
+        two cannot be taken."""
         would = self.params.would_ticks
         if would is None or self.params.passive_only:
             return False
+        would = self.clamp_to_limit(would)
+        assert would is not None
         now = self.ctx.clock.now_ns()
         if not self.params.start_ns <= now < self.params.end_ns:
             return False

@@ -39,6 +39,11 @@ class IcebergAlgo(ExecutionAlgo):
         if hi < display_min_lots:
             raise ConfigError(f"display_max {hi} < display_min {display_min_lots} lots", key="display_max",
                               allowed=">= display_min")
+        if display_min_lots < params.min_child_lots:
+            # a display below the minimum child is refused by _send, and nothing would re-trigger
+            # the iceberg (no child, no timer): it would show nothing until the end
+            raise ConfigError(f"display_min {display_min_lots} lots < min_child_size {params.min_child_lots} lots",
+                              key="display_min", allowed=">= min_child_size")
         if retry_ns <= 0 or max_failures < 1:
             raise ConfigError("retry must be > 0 and max_failures >= 1", key="retry")
         self.display_min_lots = display_min_lots
@@ -90,6 +95,9 @@ class IcebergAlgo(ExecutionAlgo):
         now = self.ctx.clock.now_ns()
         if rec.status is OrderStatus.FILLED or rec.filled_lots > 0:
             self._failures = 0
+            self._reconcile(now)
+            return
+        if rec.cancel_requested:   # our own cancel (pause, amend), not a venue failure
             self._reconcile(now)
             return
         self._failures += 1

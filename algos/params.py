@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
+from fractions import Fraction
 from typing import Any
 
 from marketdata.errors import ConfigError
@@ -32,6 +33,7 @@ __all__ = [
     "parse_time",
     "price_to_ticks",
     "qty_to_lots",
+    "rate_ratio",
 ]
 
 _UNIT_NS = {
@@ -148,6 +150,14 @@ def qty_to_lots(quantity: Decimal, lot_size: Decimal, *, key: str, allow_zero: b
         raise ConfigError(f"quantity {quantity} is less than one lot ({lot_size})", key=key,
                           allowed=f">= {lot_size}")
     return lots
+
+
+def rate_ratio(rate: float) -> tuple[int, int]:
+    """A rate (a float in [0, 1]) as the exact ratio ``(num, den)`` it stands for, so that
+    ``vol * num // den`` is the exact floor of ``rate * vol``: ``int(0.29 * 100)`` is 28 in binary
+    floating point, and the default POV ceiling ``0.3 * 1.5`` is 0.44999999999999996."""
+    f = Fraction(rate).limit_denominator(1_000_000_000)
+    return f.numerator, f.denominator
 
 
 def _fraction(value: Any, *, key: str, low_open: bool = True) -> float:

@@ -21,7 +21,7 @@ the remainder is reported.
 from __future__ import annotations
 
 from algos.base import ChildRecord, ExecutionAlgo
-from algos.params import CommonParams
+from algos.params import CommonParams, rate_ratio
 from marketdata.errors import ConfigError
 from marketdata.model import TradeTick
 
@@ -51,6 +51,8 @@ class PovAlgo(ExecutionAlgo):
         if check_ns <= 0 or retry_ns <= 0:
             raise ConfigError("intervals must be positive", key="check_interval", allowed="> 0")
         self.target_rate, self.min_rate, self.max_rate = target_rate, lo, hi
+        # exact ratios: ``vol * num // den`` is the exact floor of rate x volume
+        self._target_q, self._min_q, self._max_q = rate_ratio(target_rate), rate_ratio(lo), rate_ratio(hi)
         self.catchup_threshold = catchup_threshold
         self.check_ns = check_ns
         self.retry_ns = retry_ns
@@ -68,16 +70,21 @@ class PovAlgo(ExecutionAlgo):
                                                        stop_ns=p.end_ns))
         self._at(p.end_ns)
 
-    def _on_trade(self, trade: TradeTick) -> None:
+    def _count_trade(self, trade: TradeTick) -> None:
         now = self.ctx.clock.now_ns()
         if self.params.start_ns <= now < self.params.end_ns:
             self._market_lots += trade.lots
+
+    def _on_trade(self, trade: TradeTick) -> None:
+        now = self.ctx.clock.now_ns()
+        if self.params.start_ns <= now < self.params.end_ns:
             # Re-plan at once only when the order fell below its floor (a catch-up is due) or went
             # above its ceiling (posts must come down); otherwise the check timer re-posts, so the
             # order is not re-sized on every print (thousands of tiny children on a busy tape).
             vol = self.market_volume_ex_own()
             committed = self.filled_lots + self.open_lots()
-            if committed < int(self.min_rate * vol) or self.filled_lots > int(self.max_rate * vol):
+            if (committed < vol * self._min_q[0] // self._min_q[1]
+                    or self.filled_lots > vol * self._max_q[0] // self._max_q[1]):
                 self._reconcile(now)
 
     def _on_book(self) -> None:
@@ -92,8 +99,8 @@ class PovAlgo(ExecutionAlgo):
         p = self.params
         vol = self.market_volume_ex_own()
         filled = self.filled_lots
-        target = int(self.target_rate * vol)
-        ceiling = int(self.max_rate * vol)
+        target = vol * self._target_q[0] // self._target_q[1]
+        ceiling = vol * self._max_q[0] // self._max_q[1]
         if filled > ceiling:
             if not self.paused_ahead:
                 self.paused_ahead = True
@@ -102,7 +109,8 @@ class PovAlgo(ExecutionAlgo):
             return
         self.paused_ahead = False
         shortfall = target - filled
-        behind = filled < int(self.min_rate * vol) or shortfall > self.catchup_threshold * self.parent_lots
+        floor = vol * self._min_q[0] // self._min_q[1]
+        behind = filled < floor or shortfall > self.catchup_threshold * self.parent_lots
         if behind and shortfall > 0 and not p.passive_only:
             if self.open_children("post"):
                 self._cancel_open(styles=("post", "mixed"))

@@ -18,7 +18,7 @@ from fractions import Fraction
 from math import gcd
 
 from algos.base import ChildRecord, ExecutionAlgo
-from algos.params import CommonParams
+from algos.params import CommonParams, rate_ratio
 from marketdata.errors import ConfigError, InvariantError
 from marketdata.model import TradeTick
 
@@ -90,6 +90,7 @@ class ScheduleAlgo(ExecutionAlgo):
         self.sweep_ns = params.end_ns - lead
         self.final_sweep = final_sweep
         self.max_participation = max_participation
+        self._cap_ratio = None if max_participation is None else rate_ratio(max_participation)
         self._retry_ns = retry_ns
         self.slice_ns: list[int] = []
         self.cum_targets: list[int] = []
@@ -159,17 +160,20 @@ class ScheduleAlgo(ExecutionAlgo):
         own = self.filled_lots if self.ctx.own_trades_in_feed else 0
         return max(0, self._market_lots - own)
 
-    def _on_trade(self, trade: TradeTick) -> None:
+    def _count_trade(self, trade: TradeTick) -> None:
         now = self.ctx.clock.now_ns()
         if self.params.start_ns <= now < self.params.end_ns:
             self._market_lots += trade.lots
+
+    def _on_trade(self, trade: TradeTick) -> None:
         self._check_would()
 
     def participation_room(self) -> int | None:
         """Lots that may still be committed under ``max_participation`` (None = no cap)."""
-        if self.max_participation is None:
+        if self._cap_ratio is None:
             return None
-        cap = int(self.max_participation * self.market_volume_ex_own())
+        num, den = self._cap_ratio
+        cap = self.market_volume_ex_own() * num // den   # exact floor (0.29 x 100 is 29, not 28)
         return max(0, cap - self.committed_lots())
 
     # ------------------------------------------------------------------ following
@@ -191,7 +195,7 @@ class ScheduleAlgo(ExecutionAlgo):
     def _take(self, lots: int, now_ns: int, reason: str) -> None:
         if lots <= 0 or self.params.passive_only or not self._take_allowed(now_ns):
             return
-        room = self.participation_room()
+        room = None if reason == "sweep" else self.participation_room()   # the sweep ignores the cap
         if room is not None:
             lots = min(lots, room)
         if lots > 0 and self._send(lots, style="take", reason=reason) is not None:
@@ -236,7 +240,7 @@ class ScheduleAlgo(ExecutionAlgo):
             return
         if any(c.cancel_requested for c in self.open_children("post")):
             return  # wait for the cancels to land before re-posting
-        room = self.participation_room()
+        room = None if reason == "sweep" else self.participation_room()   # the sweep ignores the cap
         if room is not None:
             want = min(want, room)
         if want > 0:
