@@ -23,6 +23,12 @@ Matching is :class:`venues.sim.SimulatedVenue` with zero latency on a SimClock k
 Fault injection (each consumed by the next matching request): ``fault("POST", "/api/v3/order",
 "slow", seconds)`` processes the request and answers late; ``"drop_after"`` processes it and closes
 the connection without an answer; ``"drop_before"`` closes it without processing.
+
+Listen keys expire as on Binance (``expire_listen_keys``): the key is no longer known (a keepalive
+``PUT`` or a new connection gets ``-1125`` "This listenKey does not exist."), the open socket on
+it receives one ``listenKeyExpired`` event (unless ``notify=False``) and then nothing more, but it
+is *not* closed. Binance's user-data stream docs: "listenKeyExpired: This event is sent when the
+listen key expires. No more events will be sent after this until a new listenKey is created."
 """
 
 from __future__ import annotations
@@ -145,6 +151,7 @@ class FakeBinance:
         self.account_positions = True    # push outboundAccountPosition after balance changes
         self._listen_keys: set[str] = set()
         self._sockets: list[web.WebSocketResponse] = []
+        self._socket_keys: dict[int, str] = {}   # id(socket) -> the listen key it was opened on
         self.market_messages: list[str] = []
         """Sent, in order, to each market-data connection (``/stream?streams=...``) when it opens."""
         self.market_streams: list[str] = []
@@ -291,6 +298,18 @@ class FakeBinance:
         for ws in list(self._sockets):
             await ws.send_str(text)
             self.pushed += 1
+
+    async def expire_listen_keys(self, *, notify: bool = True) -> None:
+        """Every listen key expires (as after 60 minutes without a keepalive): each user-data
+        socket gets a ``listenKeyExpired`` event (``notify``) and then no more events, but stays
+        open; the keys are unknown from now on (-1125)."""
+        ms = self._server_ms()
+        for ws in list(self._sockets):
+            key = self._socket_keys.get(id(ws))
+            if notify and self._live(ws) and key is not None:
+                await ws.send_str(json.dumps({"e": "listenKeyExpired", "E": ms, "listenKey": key}))
+                self.pushed += 1
+        self._listen_keys.clear()
 
     async def drop_user_streams(self) -> None:
         for ws in list(self._sockets):
@@ -514,12 +533,16 @@ class FakeBinance:
             return base
         return None
 
+    def _live(self, ws: web.WebSocketResponse) -> bool:
+        """Open, and its listen key not expired (an expired key's socket stays open, silent)."""
+        return not ws.closed and self._socket_keys.get(id(ws)) in self._listen_keys
+
     async def _publish(self, reports: list[dict[str, Any]]) -> None:
         for r in reports:
             text = json.dumps({"subscriptionId": 0, "event": r} if self.wrap_events else r)
             for _ in range(2 if self.duplicate_reports else 1):
                 for ws in list(self._sockets):
-                    if not ws.closed:
+                    if self._live(ws):
                         await ws.send_str(text)
                         self.pushed += 1
 
@@ -606,12 +629,14 @@ class FakeBinance:
         ws = web.WebSocketResponse(heartbeat=None)
         await ws.prepare(request)
         self._sockets.append(ws)
+        self._socket_keys[id(ws)] = request.match_info["key"]
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.ERROR:
                     break
         finally:
             self._sockets.remove(ws)
+            self._socket_keys.pop(id(ws), None)
         return ws
 
     async def _market_ws(self, request: web.Request) -> web.StreamResponse:

@@ -90,6 +90,7 @@ log = logging.getLogger(__name__)
 _CID_RE = re.compile(r"^[.A-Za-z0-9:/_-]{1,36}$")
 _TERMINAL = {OrderStatus.FILLED: OrderEventKind.FILLED, OrderStatus.CANCELED: OrderEventKind.CANCELED,
              OrderStatus.EXPIRED: OrderEventKind.EXPIRED, OrderStatus.REJECTED: OrderEventKind.REJECTED}
+_LISTEN_KEY_UNKNOWN = -1125   # "This listenKey does not exist."
 _TIF = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK"}
 GarbledHandler = Callable[[str, Any, str], None]
 ReportHandler = Callable[[OrderStatusReport], None]
@@ -110,6 +111,7 @@ class _Track:
     pending: tuple[OrderEventKind, int, int, str | None] | None = None  # kind, venue cum lots, ts, reason
     rejected: tuple[str | None, str | None] | None = None  # reason, code
     replaces: int = 0
+    uncounted_lots: int = 0   # of filled_lots: fills made before this session tracked it (no trade ids)
 
 
 class BinanceSpotVenue(Venue):
@@ -291,7 +293,16 @@ class BinanceSpotVenue(Venue):
                     await self.http.request("PUT", "/api/v3/userDataStream", {"listenKey": self._listen_key},
                                             request_type="query_order", signed=False)
                 except VenueError as e:
-                    log.warning("%s: listen key keepalive failed: %s", self.venue_id, e)
+                    log.warning("%s: listen key keepalive failed: %s", self.venue_id, self._scrub(str(e)))
+                    if e.code == _LISTEN_KEY_UNKNOWN:
+                        # the key expired: its stream is silent from now on; take a new one
+                        await self._restart_user_stream("the keepalive found the listen key expired")
+
+    async def _restart_user_stream(self, why: str) -> None:
+        """Reconnect the user stream on a fresh listen key (it then reconciles, as after a drop)."""
+        if self._user_ws is not None:
+            log.warning("%s: %s; reconnecting the user stream with a new listen key", self.venue_id, why)
+            await self._user_ws.reconnect()
 
     def _scrub(self, text: str) -> str:
         return redact(text, self._listen_key)
@@ -415,8 +426,14 @@ class BinanceSpotVenue(Venue):
         trades = await self.http.request("GET", "/api/v3/myTrades",
                                          {"symbol": tr.inst.venue_symbol, "orderId": tr.venue_order_id},
                                          request_type="account", client_order_id=tr.order.client_order_id)
-        for t in trades:
+        for t in sorted(trades, key=lambda t: int(t["id"])):
             f = parse_my_trade(t, tr.inst, tr.order.client_order_id, self._clock.now_ns())
+            if f.trade_id not in tr.trade_ids and tr.uncounted_lots >= f.lots:
+                # one of the order's first trades, made before this session tracked it: already
+                # counted in filled_lots (adopt, or the first executionReport's z), not new
+                tr.uncounted_lots -= f.lots
+                tr.trade_ids.add(f.trade_id)
+                continue
             if f.trade_id not in tr.trade_ids:
                 self.stats["recovered_fills"] += 1
                 self._on_fill(tr, f)
@@ -441,6 +458,10 @@ class BinanceSpotVenue(Venue):
             if etype == "outboundAccountPosition":
                 ts, bal = parse_account_position(ev)
                 self._update_balances(ts, bal, complete=False)
+                return
+            if etype == "listenKeyExpired":
+                # Binance sends nothing more on this stream (it is not closed): a new key is needed
+                self._spawn(self._restart_user_stream("the listen key expired"))
                 return
             if etype != "executionReport":
                 log.debug("%s: user-data %s ignored", self.venue_id, etype)
@@ -467,9 +488,14 @@ class BinanceSpotVenue(Venue):
             # an order of an earlier run (or another client): track it from what the venue says
             log.info("%s: executionReport for an order not sent in this session: %s", self.venue_id,
                      ev.client_order_id)
-            side = ev.fill.side if ev.fill is not None else Side.BUY
+            # the order as the venue describes it (S, p, o, f), and its fills before this event
+            # (z is cumulative, this event's own fill is l): they happened before we listened
             tr = _Track(Order(client_order_id=ev.client_order_id, venue=self.venue_id, symbol=inst.symbol,
-                              side=side, order_type=OrderType.LIMIT, lots=rep.order_lots), inst)
+                              side=rep.side, order_type=rep.order_type, lots=rep.order_lots,
+                              price_ticks=rep.price_ticks, time_in_force=rep.time_in_force), inst,
+                        venue_order_id=rep.venue_order_id,
+                        filled_lots=rep.cum_lots - (ev.fill.lots if ev.fill is not None else 0))
+            tr.uncounted_lots = tr.filled_lots
             self._tracks[ev.client_order_id] = tr
         kind = ev.kind
         if ev.fill is not None:
@@ -605,7 +631,8 @@ class BinanceSpotVenue(Venue):
             return
         inst = self._inst(report.symbol)
         tr = _Track(self._order_from_report(report, inst), inst, venue_order_id=report.venue_order_id,
-                    accepted=report.status is not OrderStatus.PENDING_NEW, filled_lots=report.filled_lots)
+                    accepted=report.status is not OrderStatus.PENDING_NEW, filled_lots=report.filled_lots,
+                    uncounted_lots=report.filled_lots)
         self._tracks[report.client_order_id] = tr
 
     def _order_from_report(self, rep: OrderStatusReport, inst: Instrument) -> Order:
@@ -716,11 +743,16 @@ class BinanceSpotVenue(Venue):
     async def _resolve_unknown(self, cid: ClientOrderId, sent_ns: int) -> OrderStatusReport | None:
         """Query the order after each configured delay until the venue knows it; the last query is
         made no earlier than ``recvWindow`` after the request was sent, so "no such order" then is
-        final (REJECTED)."""
+        final (REJECTED). A query that got no answer (timeout, dropped connection, 5xx, rate limit)
+        proves nothing: the queries go on at the last delay until the venue answers."""
         delays = [float(d) for d in self.config.resolve_delays_s]
-        for i, delay in enumerate(delays):
-            if i == len(delays) - 1:
-                horizon_ns = sent_ns + (self.config.recv_window_ms + 1000) * NS_PER_MS
+        horizon_ns = sent_ns + (self.config.recv_window_ms + 1000) * NS_PER_MS
+        i = -1
+        while True:
+            i += 1
+            last = i >= len(delays) - 1
+            delay = delays[min(i, len(delays) - 1)]
+            if last:
                 delay = max(delay, (horizon_ns - self._clock.now_ns()) / 1e9)
             await asyncio.sleep(delay)
             tr = self._tracks.get(cid)
@@ -730,9 +762,15 @@ class BinanceSpotVenue(Venue):
                 rep = await self.order_status(cid)
             except OrderNotFound:
                 log.info("%s: %s not at the venue yet (query %d of %d)", self.venue_id, cid, i + 1, len(delays))
+                if last:
+                    break   # asked after the horizon: "no such order" is final
                 continue
             except VenueError as e:
+                # no answer is not "no such order": the status stays UNKNOWN, keep asking
+                # (at the last delay once the configured ones are used up)
                 log.warning("%s: status query for UNKNOWN %s failed: %s", self.venue_id, cid, e)
+                if last and tr.terminal is not None:
+                    return None   # settled meanwhile by another source (the stream)
                 continue
             self.stats["resolved"] += 1
             log.info("%s: UNKNOWN %s resolved: %s, %d lots filled", self.venue_id, cid, rep.status.value,

@@ -19,8 +19,10 @@ from marketdata.model import (
     OrderEvent,
     OrderEventKind,
     OrderStatus,
+    OrderType,
     QuoteTick,
     Side,
+    TimeInForce,
     TradeId,
     TradeTick,
     VenueId,
@@ -55,6 +57,8 @@ _STATUS = {
     "EXPIRED": OrderStatus.EXPIRED,
     "EXPIRED_IN_MATCH": OrderStatus.EXPIRED,
 }
+
+_TIF = {"GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK}
 
 _EXEC_KIND = {
     "NEW": OrderEventKind.ACCEPTED,
@@ -103,16 +107,24 @@ def unwrap_user_event(msg: Any) -> Mapping[str, Any]:
 class ExecutionReport:
     """One parsed ``executionReport``: the event plus the cumulative figures the adapter tracks."""
 
-    __slots__ = ("cum_lots", "event", "order_lots", "status", "symbol", "venue_order_id")
+    __slots__ = ("cum_lots", "event", "order_lots", "order_type", "price_ticks", "side", "status", "symbol",
+                 "time_in_force", "venue_order_id")
 
     def __init__(self, event: OrderEvent, status: OrderStatus, cum_lots: int, order_lots: int,
-                 symbol: str, venue_order_id: VenueOrderId) -> None:
+                 symbol: str, venue_order_id: VenueOrderId, side: Side = Side.BUY,
+                 price_ticks: int | None = None, order_type: OrderType = OrderType.LIMIT,
+                 time_in_force: TimeInForce = TimeInForce.GTC) -> None:
         self.event = event
         self.status = status
         self.cum_lots = cum_lots
         self.order_lots = order_lots
         self.symbol = symbol
         self.venue_order_id = venue_order_id
+        # the order itself (``S``, ``p``, ``o``, ``f``): to track an order this session did not send
+        self.side = side
+        self.price_ticks = price_ticks
+        self.order_type = order_type
+        self.time_in_force = time_in_force
 
 
 def parse_execution_report(ev: Mapping[str, Any], inst: Instrument, ts_init: int) -> ExecutionReport:
@@ -137,6 +149,11 @@ def parse_execution_report(ev: Mapping[str, Any], inst: Instrument, ts_init: int
     ts_event = int(ev.get("T") or ev["E"]) * NS_PER_MS
     order_lots = inst.parse_qty_lots(ev["q"])
     cum_lots = inst.parse_qty_lots(ev["z"])
+    side = parse_side(ev["S"])
+    price = ev.get("p")
+    price_ticks = inst.parse_price_ticks(price) if price and Decimal(price) > 0 else None
+    otype = OrderType.MARKET if ev.get("o") == "MARKET" else OrderType.LIMIT
+    tif = TimeInForce.POST_ONLY if ev.get("o") == "LIMIT_MAKER" else _TIF.get(str(ev.get("f")), TimeInForce.GTC)
     venue = inst.venue
     if exec_type == "TRADE":
         lots = inst.parse_qty_lots(ev["l"])
@@ -145,7 +162,7 @@ def parse_execution_report(ev: Mapping[str, Any], inst: Instrument, ts_init: int
         trade_id = int(ev["t"])
         if trade_id < 0:
             raise ValueError(f"TRADE without a trade id (t={trade_id})")
-        fill = Fill(client_order_id=cid, venue=venue, symbol=inst.symbol, side=parse_side(ev["S"]),
+        fill = Fill(client_order_id=cid, venue=venue, symbol=inst.symbol, side=side,
                     trade_id=TradeId(str(trade_id)), price_ticks=inst.parse_price_ticks(ev["L"]), lots=lots,
                     fee=Decimal(ev["n"]), fee_currency=str(ev.get("N") or ""),
                     liquidity=Liquidity.MAKER if ev["m"] else Liquidity.TAKER,
@@ -163,7 +180,8 @@ def parse_execution_report(ev: Mapping[str, Any], inst: Instrument, ts_init: int
                            venue_order_id=voi,
                            reason=None if reason in (None, "NONE") else str(reason),
                            new_lots=order_lots if kind is OrderEventKind.REPLACED else None)
-    return ExecutionReport(event, status, cum_lots, order_lots, str(ev["s"]), voi)
+    return ExecutionReport(event, status, cum_lots, order_lots, str(ev["s"]), voi, side=side,
+                           price_ticks=price_ticks, order_type=otype, time_in_force=tif)
 
 
 def parse_order(o: Mapping[str, Any], inst: Instrument, *, venue: VenueId | None = None) -> OrderStatusReport:

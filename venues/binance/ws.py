@@ -76,6 +76,13 @@ class ReconnectingWebSocket:
             except TimeoutError:
                 raise VenueError(f"{self.name}: WebSocket not connected after {self._connect_timeout_s} s") from None
 
+    async def reconnect(self) -> None:
+        """Drop the current connection: the task connects again (a fresh URL from
+        ``url_factory``, then ``on_connect``), as after a drop by the venue."""
+        ws = self._ws
+        if ws is not None and not ws.closed:
+            await ws.close()
+
     async def close(self) -> None:
         self._closing = True
         if self._ws is not None:
