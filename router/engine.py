@@ -210,8 +210,8 @@ class _VenueChild:
 class _Group:
     """One algo child (a ChildRequest) and the venue orders the router made of it."""
 
-    __slots__ = ("balance_blocked", "cancel_wanted", "child_id", "decision_id", "done", "filled", "open", "orders",
-                 "request", "returned", "run", "statuses")
+    __slots__ = ("balance_blocked", "cancel_wanted", "checked_lots", "checked_ref", "child_id", "decision_id", "done",
+                 "filled", "open", "orders", "request", "returned", "run", "statuses")
 
     def __init__(self, child_id: str, run: _ParentRun, request: ChildRequest) -> None:
         self.child_id = child_id
@@ -226,6 +226,10 @@ class _Group:
         self.decision_id: str | None = None
         self.statuses: list[OrderStatus] = []
         self.balance_blocked = False   # nothing placed: every venue short of funds
+        # what pre-trade risk accepted for this child (common lots after the dust trim, and the
+        # price its notional was counted at): released, less the fills, when the child is done
+        self.checked_lots = 0
+        self.checked_ref: Decimal | None = None
 
 
 class _ParentRun:
@@ -499,16 +503,28 @@ class ParentHandle:
         self._engine._cancel_parent(self._run, reason)
 
     def pause(self) -> None:
-        """Cancel working children and send nothing until :meth:`resume`."""
-        algo = self._run.algo
-        if algo is not None and algo.status is AlgoStatus.RUNNING:
+        """Cancel working children and send nothing until :meth:`resume` (a parent that has not
+        started yet stays unstarted until then)."""
+        run = self._run
+        algo = run.algo
+        if algo is None:
+            if run.status == "pending":
+                run.status = "paused"
+            return
+        if algo.status is AlgoStatus.RUNNING:
             algo.pause()
-            self._run.status = "paused"
+            run.status = "paused"
 
     def resume(self) -> None:
-        algo = self._run.algo
-        if algo is not None and algo.status is AlgoStatus.PAUSED:
-            self._run.status = "working"
+        run = self._run
+        algo = run.algo
+        if algo is None:
+            if run.status == "paused":
+                run.status = "pending"
+                self._engine._start_pending()
+            return
+        if algo.status is AlgoStatus.PAUSED:
+            run.status = "working"
             algo.resume()
 
     def amend(self, *, quantity: Decimal | str | None = None, limit_price: Decimal | str | None = None) -> None:
@@ -1104,6 +1120,7 @@ class Engine:
                 rule, why = "max_parent_notional", (f"parent notional {ref * parent.quantity_:.2f} > "
                                                     f"{lim.max_parent_notional}")
         if rule is not None:
+            self.risk.refusals += 1   # every journaled risk_refused counts in the summary
             self._journal("risk_refused", {"rule": rule, "reason": why, "parent_id": pid,
                                            "order": self._parent_payload(run)}, parent_id=pid)
             raise RiskRejected(why, rule=rule)
@@ -1131,10 +1148,25 @@ class Engine:
         for run in pending:
             if run.status == "pending":
                 self._start(run)
+            elif run.status == "paused":   # paused before it started: it waits for resume()
+                self._pending.append(run)
 
     def _start(self, run: _ParentRun) -> None:
         p = run.parent
         now = self.clock.now_ns()
+        lim = self.config.risk
+        if lim.max_parent_notional is not None and run.limit_price is None:
+            # a market parent submitted before there was a mid (e.g. before the replay began) could
+            # not be checked at submit: it is checked now, before anything is sent
+            mid = self.mid_price()
+            if mid is not None and mid * run.quantity > lim.max_parent_notional:
+                why = f"parent notional {mid * run.quantity:.2f} > {lim.max_parent_notional}"
+                self.risk.refusals += 1
+                self._journal("risk_refused", {"rule": "max_parent_notional", "reason": why, "parent_id": run.id,
+                                               "order": self._parent_payload(run)}, parent_id=run.id)
+                run.forced_status, run.forced_reason = "rejected", f"refused by pre-trade risk: {why}"
+                self._finish(run)
+                return
         min_child = self.grid.lot_size * self._min_routable_lots()
         algo = p.algo.build(now_ns=now, side=run.side, tick_size=self.grid.tick_size, lot_size=self.grid.lot_size,
                             limit_price=run.limit_price, defaults={"min_child_size": str(min_child)},
@@ -1212,11 +1244,18 @@ class Engine:
             run.quantity = q if q is not None else run.quantity
             run.limit_price = lp if lp is not None else run.limit_price
             return
-        run.algo.amend(quantity=q, limit_price=lp)
+        # the algo re-plans inside amend() and may send at once: the engine's remainder and limit
+        # checks (_send_child, _place) must already see the new values; restored if it refuses
+        old_q, old_lp = run.quantity, run.limit_price
         if q is not None:
             run.quantity = q
         if lp is not None:
             run.limit_price = lp
+        try:
+            run.algo.amend(quantity=q, limit_price=lp)
+        except BaseException:
+            run.quantity, run.limit_price = old_q, old_lp
+            raise
         self._maybe_finish(run)
 
     def kill(self, reason: str) -> None:
@@ -1268,6 +1307,8 @@ class Engine:
             g.returned = True
             self._defer_done(g, risk_checked=False)
             return gid
+        g.checked_lots = lots
+        g.checked_ref = limit_price if limit_price is not None else mid
         request = RouteRequest(self.symbol, side, qty, limit_price, req.style, req.urgency, run.id)
         probe = self._probe
         t_route = probe() if probe is not None else 0
@@ -1319,6 +1360,7 @@ class Engine:
         exposure = f + w + i + u
         if exposure + units > run.parent_lots:
             why = f"parent {run.id}: exposure {exposure} + {units} would exceed {run.parent_lots}"
+            self.risk.refusals += 1
             self._journal("risk_refused", {"rule": "parent_exposure", "reason": why, "parent_id": run.id,
                                            "order": {"venue": venue, "lots": lots, "price_ticks": price_ticks}},
                           parent_id=run.id)
@@ -1636,12 +1678,13 @@ class Engine:
         run = g.run
         run.open_groups -= 1
         req_lots = g.request.lots
-        if risk_checked:
-            unfilled = self.grid.lot_size * max(0, req_lots - g.filled)
+        if risk_checked and g.checked_lots:
+            # release exactly what the check counted (a trimmed child was checked for less than
+            # it asked; a child returned before the check was never counted)
+            unfilled = self.grid.lot_size * max(0, g.checked_lots - g.filled)
             if unfilled:
                 self.risk.on_order_released(self.symbol, run.side, unfilled)
-                ref = (self.grid.tick_size * g.request.limit_ticks if g.request.limit_ticks is not None
-                       else self.mid_price())
+                ref = g.checked_ref
                 if ref is not None:
                     self.risk.release_parent_notional(run.id, ref * unfilled)
         sts = g.statuses
