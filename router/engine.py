@@ -1057,15 +1057,9 @@ class Engine:
             self._validate_parent(p)
             self._deferred.append(p)   # anchored at the start of the live run
             return
-        at = parse_time(p.submit_at, now_ns=self._start_ns, key="submit_at")
+        at = self._submit_time(p)
         self._validate_parent(p)
-        ds = self.dataset
-        if not self.is_live and ds is not None and at > ds.end_ns:
-            late_s = (at - ds.end_ns) / 1e9
-            span_s = (ds.end_ns - self._start_ns) // 1_000_000_000
-            raise ConfigError(f"parent {p.id!r}: submit_at {p.submit_at!r} is {late_s:.1f} s after the data ends",
-                              file=self.config.path, key="submit_at",
-                              allowed=f"a time before the end of the data ({span_s} s after its start)")
+
         def later(_ts: int) -> None:
             self._scheduled -= 1
             try:
@@ -1078,6 +1072,26 @@ class Engine:
                     self.driver.stop()
         self._scheduled += 1
         self.clock.set_alert(at, later)
+
+    def _submit_time(self, p: ParentOrder) -> int:
+        """The exchange time ``p.submit_at`` names (``"+10s"`` from the data start, ns, ISO),
+        refused with a :class:`ConfigError` when it is after the end of the replayed data."""
+        at = parse_time(p.submit_at, now_ns=self._start_ns, key="submit_at")
+        ds = self.dataset
+        if not self.is_live and ds is not None and at > ds.end_ns:
+            late_s = (at - ds.end_ns) / 1e9
+            span_s = (ds.end_ns - self._start_ns) // 1_000_000_000
+            raise ConfigError(f"parent {p.id!r}: submit_at {p.submit_at!r} is {late_s:.1f} s after the data ends",
+                              file=self.config.path, key="submit_at",
+                              allowed=f"a time before the end of the data ({span_s} s after its start)")
+        return at
+
+    def _release_scheduled(self, run: _ParentRun) -> None:
+        """A Python-submitted parent's ``submit_at`` came: it may start now (unless it was
+        cancelled or killed meanwhile; a parent paused meanwhile waits for resume())."""
+        if run.status in ("pending", "paused"):
+            self._pending.append(run)
+            self._start_pending()
 
     def _validate_parent(self, p: ParentOrder) -> None:
         if p.symbol != self.symbol:
@@ -1100,8 +1114,17 @@ class Engine:
 
     def submit(self, parent: ParentOrder) -> ParentHandle:
         """Accept a parent order (validated now; nothing is sent before it passes). It starts at
-        once when the market is two-sided, else as soon as it is (after ``[engine] warmup``)."""
+        once when the market is two-sided, else as soon as it is (after ``[engine] warmup``);
+        with a ``submit_at`` not reached yet, not before that time (its handle says ``pending``
+        until then, and it can be paused or cancelled meanwhile)."""
         self._validate_parent(parent)
+        at: int | None = None
+        if parent.submit_at is not None:
+            if self.is_live and (self._live is None or not self._live.started):
+                raise ConfigError(f"parent {parent.id or '(unnamed)'}: submit_at from Python in live mode "
+                                  "needs the live run started (a relative time is anchored at its start)",
+                                  key="submit_at", allowed="submit after engine.start_live(), or use [[parents]]")
+            at = self._submit_time(parent)
         pid = parent.id or f"P{next(self._parent_seq)}"
         while pid in self._runs:
             pid = f"P{next(self._parent_seq)}"
@@ -1127,8 +1150,11 @@ class Engine:
         parent.algo.prepare()
         self.om.prepare_parent(pid)
         self._runs[pid] = run
-        self._pending.append(run)
         handle = ParentHandle(self, run)
+        if at is not None and at > self.clock.now_ns():
+            self.clock.set_alert(at, lambda _ts: self._release_scheduled(run))
+            return handle
+        self._pending.append(run)
         if self._market_ready():
             self._start_pending()
         return handle

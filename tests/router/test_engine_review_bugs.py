@@ -154,3 +154,35 @@ def test_summary_counts_every_journaled_risk_refusal(tmp_path: Path) -> None:
         summary = engine.summary()
     refused = _journal(jpath, ["risk_refused"])
     assert refused and summary["risk_refusals"] == len(refused)
+
+
+def test_a_python_parent_with_submit_at_waits_for_it() -> None:
+    """``ParentOrder(..., submit_at="+60s")`` submitted from Python: it stays ``pending`` (nothing
+    sent) until the replay reaches 60 s after the data start, then starts; ``submit_at`` used to
+    be ignored outside TOML and the parent started at once."""
+    with Engine.default() as engine:
+        start = engine.dataset.start_ns
+        h = engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="0.2",
+                                      algo=TWAP(end="+30s", slices=3), submit_at="+60s"))
+        engine.run(until_ns=start + 59 * 10**9)
+        assert h.status == "pending" and h.children == [] and h.filled == 0
+        h.wait()
+        assert h.status == "filled" and h.filled == Decimal("0.2")
+        assert h._run.start_ns is not None and h._run.start_ns >= start + 60 * 10**9
+
+
+def test_a_scheduled_python_parent_can_be_cancelled_or_refused_before_it_starts() -> None:
+    with Engine.default() as engine:
+        start = engine.dataset.start_ns
+        h = engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="0.2",
+                                      algo=TWAP(end="+30s", slices=3), submit_at="+60s"))
+        engine.run(until_ns=start + 10 * 10**9)
+        h.cancel("changed my mind")
+        engine.run()
+        assert h.status == "cancelled" and h.children == []
+        # a time after the end of the data: refused at submit, nothing registered
+        before = len(engine.handles())
+        with pytest.raises(ConfigError, match="after the data ends") as ei:
+            engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="0.2",
+                                      algo=TWAP(end="+30s"), submit_at="+3h"))
+        assert ei.value.key == "submit_at" and len(engine.handles()) == before
