@@ -1266,6 +1266,23 @@ class Engine:
                                                           limit_price=limit_price).limit_price_
         if q is not None:
             self._to_common_lots_checked(q)
+        lim = self.config.risk
+        new_q = q if q is not None else run.quantity
+        new_lp = lp if lp is not None else run.limit_price
+        mid = self.mid_price()
+        ref = new_lp if new_lp is not None else mid
+        old_ref = run.limit_price if run.limit_price is not None else mid
+        if lim.max_parent_notional is not None and ref is not None and ref * new_q > lim.max_parent_notional \
+                and (old_ref is None or ref * new_q > old_ref * run.quantity):
+            # the parent-level guardrail of submit, applied to an amend that raises the notional
+            why = f"amended parent notional {ref * new_q:.2f} > {lim.max_parent_notional}"
+            self.risk.refusals += 1
+            self._journal("risk_refused", {"rule": "max_parent_notional", "reason": why, "parent_id": run.id,
+                                           "order": self._parent_payload(run), "amend": {
+                                               "quantity": None if q is None else str(q),
+                                               "limit_price": None if lp is None else str(lp)}},
+                          parent_id=run.id)
+            raise RiskRejected(why, rule="max_parent_notional")
         if run.algo is None:
             run.quantity = q if q is not None else run.quantity
             run.limit_price = lp if lp is not None else run.limit_price

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from test_engine_regressions import _TWO_PARENTS
 
-from marketdata.errors import ConfigError
+from marketdata.errors import ConfigError, RiskRejected
 from router.engine import TWAP, Engine, ParentOrder
 from router.engine_config import load_engine_config_text
 from venues.journal import Journal
@@ -186,3 +186,23 @@ def test_a_scheduled_python_parent_can_be_cancelled_or_refused_before_it_starts(
             engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="0.2",
                                       algo=TWAP(end="+30s"), submit_at="+3h"))
         assert ei.value.key == "submit_at" and len(engine.handles()) == before
+
+
+def test_an_amend_that_raises_the_notional_past_max_parent_notional_is_refused(tmp_path: Path) -> None:
+    """max_parent_notional 20,000 USDT; a 0.2 BTC TWAP at ~61,800 (12,360) is accepted; amending it
+    to 1 BTC (~61,800) is refused like the same submit would be: RiskRejected, journaled
+    risk_refused, nothing changed. An amend that lowers it is accepted."""
+    cfg = load_engine_config_text("[risk]\nmax_parent_notional = 20000\n", file="risk.toml")
+    jpath = tmp_path / "j.sqlite"
+    with Engine(cfg, journal=jpath) as engine:
+        h = engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="0.2",
+                                      algo=TWAP(end="+60s", slices=4)))
+        engine.run(until_ns=engine.dataset.start_ns + 15 * 10**9)
+        with pytest.raises(RiskRejected, match="amended parent notional"):
+            h.amend(quantity="1")
+        assert h.quantity == Decimal("0.2")
+        h.amend(quantity="0.15")
+        h.wait()
+    assert h.status == "filled" and h.filled == Decimal("0.15")
+    refused = _journal(jpath, ["risk_refused"])
+    assert [r["rule"] for r in refused] == ["max_parent_notional"] and refused[0]["amend"]["quantity"] == "1"
