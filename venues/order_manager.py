@@ -13,7 +13,7 @@ State machine (``OrderStatus``)::
 
 A timed-out submit is UNKNOWN, never REJECTED: the venue may have the order. Out-of-order input is
 expected (a fill before the ack, an ack after a cancel): a fill is a fact and always counts, stale
-status events never move a terminal order back. Fills are de-duplicated by (venue, trade id).
+status events never move a terminal order back. Fills are de-duplicated by (venue, order, trade id).
 Filling more than ordered raises no exception into the venue's callback but is *recorded*: logged
 at ERROR, an :class:`~marketdata.errors.OverfillError` appended to :attr:`OrderManager.errors`, and
 ``on_overfill`` called. Input that cannot be applied (unknown order id, negative or zero quantities,
@@ -229,7 +229,9 @@ class OrderManager:
         self.on_overfill = on_overfill
         self._orders: dict[ClientOrderId, ManagedOrder] = {}
         self._by_parent: dict[str | None, list[ManagedOrder]] = {}
-        self._trade_ids: set[tuple[str, str]] = set()
+        # (venue, client order id, trade id): venue trade ids are unique per symbol at best (Binance),
+        # and a self-trade gives our buy and our sell the same one; a duplicate is the same order's
+        self._trade_ids: set[tuple[str, str, str]] = set()
         self._next_seq: dict[str, int] = {}
         self._factor: dict[tuple[str, str], int] = {}
         self._id_base: dict[str | None, str] = {}
@@ -523,7 +525,12 @@ class OrderManager:
         mo = self.order(client_order_id)
         not_taken = isinstance(error, (RateLimited, FinalVenueError))
         if mo.status is S.PENDING_NEW:
-            if not_taken:
+            if not_taken and mo.retries:
+                # a refused *retry*: the original submit timed out and may still be at the venue
+                log.warning("%s %s: retry not taken (%s); order state UNKNOWN until the venue says",
+                            mo.order.venue, mo.client_order_id, error)
+                self._set_status(mo, S.UNKNOWN)
+            elif not_taken:
                 self._event_local(mo, OrderEventKind.REJECTED, str(error), getattr(error, "code", None))
             else:
                 log.warning("%s %s: submit failed (%s); order state UNKNOWN until the venue says",
@@ -662,7 +669,7 @@ class OrderManager:
             return
         self.stats["events"] += 1
         if ev.fill is not None:
-            key = (ev.venue, ev.fill.trade_id)
+            key = (ev.venue, ev.client_order_id, ev.fill.trade_id)
             if key in self._trade_ids:
                 self.stats["duplicate_fills"] += 1
                 log.info("%s %s: duplicate fill trade_id=%s dropped", ev.venue, ev.client_order_id,
@@ -734,9 +741,12 @@ class OrderManager:
                     self._set_status(mo, self._status_after_fill(mo))
             elif ev.kind is K.REJECTED:
                 dup = mo.retries > 0 and "duplicate" in (ev.reason or "").lower()
-                if dup and mo.status in (S.PENDING_NEW, S.UNKNOWN):
-                    # the retry hit the venue's duplicate-id check: the original is live
-                    self._set_status(mo, self._status_after_fill(mo))
+                if dup and mo.status in (S.PENDING_NEW, S.UNKNOWN, S.PENDING_CANCEL):
+                    # the retry hit the venue's duplicate-id check: the original is live (acked);
+                    # a cancel sent meanwhile is still pending
+                    mo.acked = True
+                    if mo.status is not S.PENDING_CANCEL:
+                        self._set_status(mo, self._status_after_fill(mo))
                 elif mo.pending_replace is not None and mo.status in _WORKING:
                     mo.pending_replace = None
                     mo.reason = ev.reason
@@ -777,7 +787,7 @@ class OrderManager:
                  ev.kind.value, mo.status.value)
 
     def _apply_fill(self, mo: ManagedOrder, f: Fill) -> None:
-        self._trade_ids.add((f.venue, f.trade_id))
+        self._trade_ids.add((f.venue, f.client_order_id, f.trade_id))
         mo.fills.append(f)
         mo.filled_lots += f.lots
         if mo.client_order_id in self._closed_contrib:
@@ -963,7 +973,7 @@ class OrderManager:
             raise UnknownOrderError(f"{rec.kind} for unknown order {cid}")
         inst = self._instrument(mo.order.venue, mo.order.symbol)
         if rec.kind == "fill":
-            if (mo.order.venue, p["trade_id"]) in self._trade_ids:
+            if (mo.order.venue, cid, p["trade_id"]) in self._trade_ids:
                 return
             fill = Fill(client_order_id=cid, venue=VenueId(p["venue"]), symbol=mo.order.symbol,
                         side=mo.order.side, trade_id=TradeId(p["trade_id"]),

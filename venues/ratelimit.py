@@ -379,6 +379,29 @@ class _Bucket:
                 return False
         return True
 
+    def used_at(self, now: int) -> int:
+        """The largest window total a grant at ``now`` would join (advances to ``now`` first):
+        the head window's total, or, before the head (reservations ahead), the fullest of the
+        windows containing ``now``'s slot, as :meth:`fits_in_past` checks them; a slot that has
+        left the ring counts as full."""
+        slot = now // self.slot_ns
+        if slot > self.head:
+            self.advance(slot)
+        if slot == self.head:
+            return self.total
+        if slot < self.head + self.nslots + 1 - self.ringlen:
+            return self.cap_cancel
+        ring, n, rl = self.ring, self.nslots, self.ringlen
+        s = 0
+        for k in range(slot - n, slot + 1):
+            s += ring[k % rl]
+        worst = s
+        for e in range(slot + 1, min(self.head, slot + n) + 1):
+            s += ring[e % rl] - ring[(e - n - 1) % rl]
+            if s > worst:
+                worst = s
+        return worst
+
     def charge_slow(self, weight: int, cap: int, now: int) -> bool:
         """Charge a window bucket when ``now`` is outside the head slot; False (nothing charged) if
         it does not fit."""
@@ -602,7 +625,7 @@ class RateLimiter:
                 level = b.tat - now if b.tat > now else 0
                 k = (cap - level) // cost
             else:   # (cancels may have used the reserve: the total can exceed an ordinary cap)
-                k = (cap - self.used(b.name, now)) // weight
+                k = (cap - b.used_at(now)) // weight
             if n is None or k < n:
                 n = k
         return max(0, n or 0)
