@@ -162,8 +162,8 @@ class L2Book:
 
     def apply_snapshot(self, bids: Iterable[tuple[int, int]], asks: Iterable[tuple[int, int]],
                        update_id: int = -1, ts_event: int = 0, ts_init: int = 0) -> None:
-        """Replace the whole book. Ends a pending resync."""
-        self.clear()
+        """Replace the whole book. Ends a pending resync. A snapshot with negative lots raises
+        :class:`DataError` and leaves the book as it was."""
         bid_map = {p: q for p, q in bids if q}
         ask_map = {p: q for p, q in asks if q}
         for name, side_map in (("bid", bid_map), ("ask", ask_map)):
@@ -171,6 +171,7 @@ class L2Book:
             if bad:
                 raise DataError(f"book {self.venue}:{self.symbol} snapshot {update_id}: negative lots "
                                 f"at {name} level(s) {bad[:3]} (price_ticks, lots)")
+        self.clear()  # only once the snapshot is known good
         self._bids.update(bid_map)
         self._asks.update(ask_map)
         self._bid_px.extend(sorted(bid_map))

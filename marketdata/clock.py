@@ -92,8 +92,9 @@ class SimClock:
         if interval_ns <= 0:
             raise ValueError(f"timer interval must be positive, got {interval_ns} ns")
         handle = AlertHandle(interval_ns, stop_ns)
-        first = self._now + interval_ns if start_ns is None else start_ns
-        heapq.heappush(self._heap, (max(first, self._now), next(self._seq), handle, callback))
+        first = max(self._now + interval_ns if start_ns is None else start_ns, self._now)
+        if stop_ns is None or first <= stop_ns:  # a timer never fires after its stop_ns
+            heapq.heappush(self._heap, (first, next(self._seq), handle, callback))
         return handle
 
     # ------------------------------------------------------------------ merged external queues
@@ -199,4 +200,7 @@ class LiveClock:
         if interval_ns <= 0:
             raise ValueError(f"timer interval must be positive, got {interval_ns} ns")
         first = time.time_ns() + interval_ns if start_ns is None else start_ns
-        return self._schedule(AlertHandle(interval_ns, stop_ns), first, callback)
+        handle = AlertHandle(interval_ns, stop_ns)
+        if stop_ns is not None and first > stop_ns:  # a timer never fires after its stop_ns
+            return handle
+        return self._schedule(handle, first, callback)

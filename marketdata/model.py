@@ -12,9 +12,11 @@ happened at its source (exchange time for market data), ``ts_init`` when sorex c
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from typing import NewType
 
 from marketdata.errors import InstrumentError
@@ -176,13 +178,14 @@ class Instrument:
         p = _decimal(price, f"{self.key} price")
         if p <= 0:
             raise InstrumentError(f"{self.key}: price {price} must be positive")
-        q = p / self.tick_size
+        # exact rational division: Decimal division rounds to 28 significant digits, which could
+        # make an off-tick price look exact or round a limit to the wrong side
+        q = Fraction(p) / Fraction(self.tick_size)
         if side is None:
-            if q != q.to_integral_value():
+            if q.denominator != 1:
                 raise InstrumentError(f"{self.key}: price {price} is not a multiple of tick {self.tick_size}")
             return int(q)
-        rounding = ROUND_FLOOR if side is Side.BUY else ROUND_CEILING
-        return int(q.to_integral_value(rounding=rounding))
+        return math.floor(q) if side is Side.BUY else math.ceil(q)
 
     def ticks_to_price(self, ticks: int) -> Decimal:
         return (self.tick_size * ticks).quantize(self.tick_size)
@@ -192,10 +195,10 @@ class Instrument:
         q = _decimal(quantity, f"{self.key} quantity")
         if q < 0:
             raise InstrumentError(f"{self.key}: quantity {quantity} must not be negative")
-        n = q / self.lot_size
-        if exact and n != n.to_integral_value():
+        n = Fraction(q) / Fraction(self.lot_size)  # exact (see price_to_ticks)
+        if exact and n.denominator != 1:
             raise InstrumentError(f"{self.key}: quantity {quantity} is not a multiple of lot {self.lot_size}")
-        return int(n.to_integral_value(rounding=ROUND_FLOOR))
+        return math.floor(n)
 
     def lots_to_qty(self, lots: int) -> Decimal:
         return (self.lot_size * lots).quantize(self.lot_size)

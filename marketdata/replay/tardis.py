@@ -94,6 +94,8 @@ class TardisReader:
     def __init__(self, *, max_malformed_samples: int = 20) -> None:
         self.report = ReadReport(max_samples=max_malformed_samples)
         self._books: dict[BookKey, _Book] = {}
+        # last trade (price, side) per book for the tick test; carries over from file to file
+        self._last_trade: dict[BookKey, tuple[int, Side]] = {}
 
     def read(self, sources: Sequence[Source]) -> Dataset:
         if not sources:
@@ -125,6 +127,9 @@ class TardisReader:
                 linenos.append(i)
             self.report.lines += len(raw)
             files.append((name, kind, rows, linenos))
+        # Files are read in time order (of their first row), whatever order they were given in:
+        # a book's messages and the trade tick test follow the file order.
+        files.sort(key=lambda f: _first_timestamp(f[2]))
         self._resolve_instruments(files)
         for name, kind, rows, linenos in files:
             if kind == "book":
@@ -210,7 +215,7 @@ class TardisReader:
     def _read_trades(self, name: str, rows: list[list[str]], linenos: list[int]) -> None:
         bad = self.report.bad_line
         books = self._books
-        last: dict[BookKey, tuple[int, Side]] = {}
+        last = self._last_trade
         for cols, lineno in zip(rows, linenos, strict=True):
             try:
                 exchange, symbol, ts, lts, tid, side_s, price, amount = cols
@@ -266,6 +271,16 @@ class TardisReader:
                 end = hi if end is None else max(end, hi)
         return Dataset(books=books, rules=rules, streams=streams, start_ns=start or 0, end_ns=end or 0,
                        source=source, format="tardis", report=self.report)
+
+
+def _first_timestamp(rows: list[list[str]]) -> int:
+    """``timestamp`` of the first row that has a valid one (files without any sort last)."""
+    for cols in rows:
+        try:
+            return int(cols[2])
+        except ValueError:
+            continue
+    return 1 << 62
 
 
 def _ts(ev: Any) -> int:
