@@ -22,7 +22,20 @@ Matching is :class:`venues.sim.SimulatedVenue` with zero latency on a SimClock k
 
 Fault injection (each consumed by the next matching request): ``fault("POST", "/api/v3/order",
 "slow", seconds)`` processes the request and answers late; ``"drop_after"`` processes it and closes
-the connection without an answer; ``"drop_before"`` closes it without processing.
+the connection without an answer; ``"drop_before"`` closes it without processing. ``fail(method,
+path, http, code, msg, headers)`` answers the next matching request with that HTTP status and
+Binance's ``{"code", "msg"}`` body (or ``msg`` as a raw body when ``code`` is ``None``, as a WAF's
+HTML 403 page) *without processing it*, as Binance does for a request it refuses before execution:
+429 ``-1003`` with ``Retry-After``, 400 ``-1021`` "Timestamp for this request is outside of the
+recvWindow." (the request was not executed), 403 from the WAF.
+
+``GET /api/v3/myTrades`` follows Binance's "Account trade list" page: ``limit`` defaults to 500
+and may be at most 1000 (anything else: 400 ``-1130`` "Data sent for parameter 'limit' is not
+valid."); with ``fromId`` it returns the trades with ``id >= fromId``, oldest first, up to
+``limit``; without it, the *most recent* ``limit`` trades (in ascending order); ``orderId``
+narrows to that order's trades (the supported combinations used here: ``symbol``, ``symbol +
+orderId``, ``symbol + fromId``, ``symbol + orderId + fromId``). Trade ids come from one counter
+shared with the executionReports' ``I`` ids, so they are increasing but not contiguous.
 
 Listen keys expire as on Binance (``expire_listen_keys``): the key is no longer known (a keepalive
 ``PUT`` or a new connection gets ``-1125`` "This listenKey does not exist."), the open socket on
@@ -140,6 +153,7 @@ class FakeBinance:
         self.wrap_events = False
         self.duplicate_reports = False
         self._faults: list[tuple[str, str, str, float]] = []
+        self._failures: list[tuple[str, str, int, int | None, str, dict[str, str]]] = []
         # accounting
         self._weight_window = -1
         self.used_weight = 0
@@ -207,6 +221,12 @@ class FakeBinance:
         """Inject ``slow`` / ``drop_after`` / ``drop_before`` into the next ``method path`` request."""
         assert kind in ("slow", "drop_after", "drop_before"), kind
         self._faults.append((method, path, kind, seconds))
+
+    def fail(self, method: str, path: str, http: int, code: int | None, msg: str,
+             headers: dict[str, str] | None = None) -> None:
+        """Refuse the next ``method path`` request, unprocessed, with HTTP ``http`` and
+        ``{"code": code, "msg": msg}`` (``code=None``: ``msg`` is the raw body, e.g. a WAF page)."""
+        self._failures.append((method, path, http, code, msg, dict(headers or {})))
 
     async def deposit(self, asset: str, amount: Decimal) -> None:
         """Credit ``amount`` of ``asset`` from outside any order (a deposit or an internal
@@ -335,6 +355,13 @@ class FakeBinance:
         key = (request.method, request.path)
         raw_query = request.rel_url.raw_query_string
         self.requests.append((request.method, request.path, raw_query))
+        failure = next((f for f in self._failures if f[0] == request.method and f[1] == request.path), None)
+        if failure is not None:
+            self._failures.remove(failure)
+            _m, _p, http, code, msg, fheaders = failure
+            if code is None:
+                return web.Response(text=msg, status=http, content_type="text/html", headers=fheaders)
+            return self._json({"code": code, "msg": msg}, http, fheaders)
         fault = next((f for f in self._faults if f[0] == request.method and f[1] == request.path), None)
         if fault is not None:
             self._faults.remove(fault)
@@ -716,8 +743,18 @@ class FakeBinance:
         p = self._params(request)
         inst = self._inst(p)
         oid = int(p["orderId"]) if "orderId" in p else None
-        return self._json([t for o in self.orders.values() if o.symbol == inst.venue_symbol
-                           and (oid is None or o.order_id == oid) for t in o.trades])
+        try:
+            limit = int(p.get("limit", "500"))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 1000:
+            raise BinanceError(400, -1130, "Data sent for parameter 'limit' is not valid.")
+        trades = sorted((t for o in self.orders.values() if o.symbol == inst.venue_symbol
+                         and (oid is None or o.order_id == oid) for t in o.trades), key=lambda t: int(t["id"]))
+        if "fromId" in p:
+            from_id = int(p["fromId"])
+            return self._json([t for t in trades if int(t["id"]) >= from_id][:limit])
+        return self._json(trades[-limit:])   # no fromId: the most recent trades
 
     async def _cancel_replace(self, request: web.Request) -> web.Response:
         p = self._params(request)

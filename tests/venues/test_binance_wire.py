@@ -139,7 +139,7 @@ def cfg_insts() -> list[dict[str, str]]:
     (502, None, "<html>Bad Gateway</html>", None, VenueTimeout, None),
     (400, -1001, "Internal error; unable to process your request. Please try again.", None, VenueDisconnected,
      None),
-    (403, None, "WAF", None, AuthenticationError, None),
+    (403, None, "WAF", None, RateLimited, None),   # Binance: a WAF rule violated, not a bad key
 ])
 def test_error_table(status: int, code: int | None, msg: str, retry: str | None, cls: type,
                      retry_ns: int | None) -> None:

@@ -91,6 +91,7 @@ _CID_RE = re.compile(r"^[.A-Za-z0-9:/_-]{1,36}$")
 _TERMINAL = {OrderStatus.FILLED: OrderEventKind.FILLED, OrderStatus.CANCELED: OrderEventKind.CANCELED,
              OrderStatus.EXPIRED: OrderEventKind.EXPIRED, OrderStatus.REJECTED: OrderEventKind.REJECTED}
 _LISTEN_KEY_UNKNOWN = -1125   # "This listenKey does not exist."
+_TRADES_PAGE = 1000   # GET /api/v3/myTrades: limit default 500, max 1000
 _TIF = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK"}
 GarbledHandler = Callable[[str, Any, str], None]
 ReportHandler = Callable[[OrderStatusReport], None]
@@ -112,6 +113,9 @@ class _Track:
     rejected: tuple[str | None, str | None] | None = None  # reason, code
     replaces: int = 0
     uncounted_lots: int = 0   # of filled_lots: fills made before this session tracked it (no trade ids)
+    venue_cum_lots: int = 0   # the most the venue's REST answers said is filled
+    next_trade_id: int = 0    # myTrades fromId: every trade of the order below it has been read
+    recovering: bool = False  # a retry of a failed myTrades read is under way
 
 
 class BinanceSpotVenue(Venue):
@@ -401,6 +405,7 @@ class BinanceSpotVenue(Venue):
         if rep.status is OrderStatus.PENDING_NEW:
             return False
         self._on_accepted(tr, rep.venue_order_id, ts)
+        tr.venue_cum_lots = max(tr.venue_cum_lots, rep.filled_lots)
         kind = _TERMINAL.get(rep.status)
         if kind is not None:
             self._on_terminal(tr, kind, rep.filled_lots, ts)
@@ -419,13 +424,69 @@ class BinanceSpotVenue(Venue):
                                               self._clock.now_ns()))
         return self._apply_report(tr, parse_order(resp, tr.inst, venue=self.venue_id))
 
-    async def _recover_fills(self, tr: _Track) -> None:
-        """Fetch the order's trades (GET /api/v3/myTrades) and report those not seen yet."""
+    async def _recover_fills(self, tr: _Track) -> bool:
+        """Fetch the order's trades (GET /api/v3/myTrades, every page) and report those not seen
+        yet. A failed read (rate limit, timeout, -1021 again after the resync, ...) is logged and
+        retried in the background (:meth:`_retry_recover_fills`), so the caller carries on with its
+        other orders; returns False then. Never raises a :class:`VenueError`."""
         if tr.venue_order_id is None:
-            return
-        trades = await self.http.request("GET", "/api/v3/myTrades",
-                                         {"symbol": tr.inst.venue_symbol, "orderId": tr.venue_order_id},
-                                         request_type="account", client_order_id=tr.order.client_order_id)
+            return True
+        try:
+            await self._read_trades(tr)
+        except VenueError as e:
+            log.warning("%s: trades of %s not read (retrying after %s s): %s", self.venue_id,
+                        tr.order.client_order_id, self.config.resolve_delays_s[0], e)
+            if not tr.recovering:
+                tr.recovering = True
+                self._spawn(self._retry_recover_fills(tr))
+            return False
+        return True
+
+    async def _retry_recover_fills(self, tr: _Track) -> None:
+        """Read the order's trades again after each of ``resolve_delays_s`` (then at the last one)
+        until a read succeeds or the missing fills arrived another way (the stream). Every read is
+        paced by the limiter, which also holds the back-off of a 429/418."""
+        delays = [float(d) for d in self.config.resolve_delays_s]
+        try:
+            attempt = 0
+            while True:
+                await asyncio.sleep(delays[min(attempt, len(delays) - 1)])
+                attempt += 1
+                cum = max(tr.venue_cum_lots, tr.pending[1] if tr.pending is not None else 0)
+                if tr.filled_lots >= cum and tr.pending is None:
+                    return   # nothing missing any more
+                try:
+                    await self._read_trades(tr)
+                except VenueError as e:
+                    log.warning("%s: trades of %s still not read (attempt %d): %s", self.venue_id,
+                                tr.order.client_order_id, attempt + 1, e)
+                    continue
+                log.info("%s: trades of %s read on attempt %d", self.venue_id, tr.order.client_order_id,
+                         attempt + 1)
+                return
+        finally:
+            tr.recovering = False
+
+    async def _read_trades(self, tr: _Track) -> None:
+        """Page through GET /api/v3/myTrades (``orderId`` + ``fromId``, ``limit`` 1000, oldest
+        first) from the first trade not read yet, reporting each page's new fills as it comes, until
+        a page is not full. Raises the read's :class:`VenueError` (signed: -1021 resyncs and resends)."""
+        assert tr.venue_order_id is not None
+        while True:
+            page = await self._signed("GET", "/api/v3/myTrades",
+                                      {"symbol": tr.inst.venue_symbol, "orderId": tr.venue_order_id,
+                                       "fromId": tr.next_trade_id, "limit": _TRADES_PAGE},
+                                      request_type="account", cid=tr.order.client_order_id)
+            self._apply_trades(tr, page)
+            if page:
+                tr.next_trade_id = max(tr.next_trade_id, max(int(t["id"]) for t in page) + 1)
+            if len(page) < _TRADES_PAGE:
+                break
+        if tr.pending is not None and tr.pending[0] is OrderEventKind.FILLED and tr.terminal is None:
+            log.error("%s: %s is FILLED at the venue but its trades add up to %d of %d lots", self.venue_id,
+                      tr.order.client_order_id, tr.filled_lots, tr.order.lots)
+
+    def _apply_trades(self, tr: _Track, trades: list[dict[str, Any]]) -> None:
         for t in sorted(trades, key=lambda t: int(t["id"])):
             f = parse_my_trade(t, tr.inst, tr.order.client_order_id, self._clock.now_ns())
             if f.trade_id not in tr.trade_ids and tr.uncounted_lots >= f.lots:
@@ -437,9 +498,6 @@ class BinanceSpotVenue(Venue):
             if f.trade_id not in tr.trade_ids:
                 self.stats["recovered_fills"] += 1
                 self._on_fill(tr, f)
-        if tr.pending is not None and tr.pending[0] is OrderEventKind.FILLED and tr.terminal is None:
-            log.error("%s: %s is FILLED at the venue but its trades add up to %d of %d lots", self.venue_id,
-                      tr.order.client_order_id, tr.filled_lots, tr.order.lots)
 
     # ------------------------------------------------------------------ user-data stream
     def on_user_message(self, raw: str) -> None:

@@ -26,6 +26,7 @@ from marketdata.errors import (
 __all__ = [
     "AuthenticationError",
     "CancelRejected",
+    "ListenKeyNotFound",
     "OrderNotFound",
     "TimestampRejected",
     "map_error",
@@ -33,7 +34,8 @@ __all__ = [
 
 
 class AuthenticationError(FinalVenueError):
-    """Bad API key, signature or permissions (-1022, -2014, -2015)."""
+    """Bad API key, signature or permissions (-1002, -1022, -2014, -2015, HTTP 401). HTTP 403 is a
+    WAF refusal on Binance and maps to :class:`RateLimited` (see docs/venues-binance.md)."""
 
 
 class TimestampRejected(FinalVenueError):
@@ -42,6 +44,11 @@ class TimestampRejected(FinalVenueError):
 
 class CancelRejected(FinalVenueError):
     """-2011: the venue refused the cancel (unknown order, or already finished)."""
+
+
+class ListenKeyNotFound(FinalVenueError):
+    """-1125 "This listenKey does not exist.": the user-data stream's key expired or was closed
+    (a keepalive or close of it); take a new one. Not an order rejection."""
 
 
 class OrderNotFound(FinalVenueError):
@@ -80,8 +87,12 @@ def map_error(status: int, code: int | None, msg: str, *, venue: str, client_ord
         return RateLimited("server busy", retry_after_ns=None, **kw)
     if code == -1021:
         return TimestampRejected("timestamp outside recvWindow", **kw)  # type: ignore[arg-type]
-    if code in _AUTH or status in (401, 403):
+    if status == 403:   # Binance: a WAF rule was violated (a rate-limit violation or a security block)
+        return RateLimited("refused by the WAF (403)", retry_after_ns=None, **kw)
+    if code in _AUTH or status == 401:
         return AuthenticationError("authentication refused", **kw)  # type: ignore[arg-type]
+    if code == -1125:
+        return ListenKeyNotFound("listen key does not exist", **kw)  # type: ignore[arg-type]
     if code == -2011:
         return CancelRejected("cancel rejected", **kw)  # type: ignore[arg-type]
     if code in _NOT_FOUND:

@@ -161,7 +161,7 @@ class BinanceHttpClient:
             pass
         err = map_error(status, code, msg, venue=venue, client_order_id=client_order_id,
                         retry_after_s=headers.get("Retry-After"))
-        if isinstance(err, RateLimited) and status in (429, 418):
+        if isinstance(err, RateLimited) and status in (429, 418, 403):
             self.limiter.on_rate_limited(err.retry_after_ns, now)
         log.info("%s: %s %s -> HTTP %d code=%s msg=%r (cid=%s)", venue, method, path, status, code,
                  redact(msg, self._cred.api_key, self._cred.api_secret), client_order_id)
