@@ -32,6 +32,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any, Literal
 
 from marketdata.book import L2Book
@@ -113,9 +114,10 @@ def _order_problem(st: _VenueState, price_ticks: int | None, lots: int) -> str |
 
 
 
-def _stop_text(e: _Eval, stop: str) -> str:
+def _stop_text(e: _Eval, stop: str, *, sweep: bool = False) -> str:
     """A kernel stop as the residual reason shows it: a balance stop names the asset and what was
-    available (``not enough USDT (59.97 available)``)."""
+    available (``not enough USDT (59.97 available)``). ``sweep``: a stop of the take sweep, whose
+    cap includes a perpetual sell's margin turned into lots at the best bid."""
     bal = e.bal
     if stop == "balance" and bal is not None:
         return f"not enough {e.asset} ({format(bal.normalize(), 'f')} available)"
@@ -125,11 +127,27 @@ def _stop_text(e: _Eval, stop: str) -> str:
         cap_q = st.cfg.max_quantity
         if bal is not None and inst is not None:
             kind, n = _balance_limit(inst, e.asset, bal)
-            if kind == 1 and (st.max_lots < 0 or n < st.max_lots):
+            funds = n if kind == 1 else None
+            if sweep and kind == 2 and e.budget >= 0 and e.params[5] < 0 and e.opp:
+                # a sell's quote margin (perpetuals), turned into a cap at the best bid by _evaluate
+                funds = e.budget // (e.opp * st.cost_mult)
+            if funds is not None and (st.max_lots < 0 or funds < st.max_lots):
                 return f"not enough {e.asset} ({format(bal.normalize(), 'f')} available)"
         if cap_q is not None:
             return f"venue cap max_quantity {cap_q} reached"
     return stop
+
+
+def _urgency_lots(want: int, urgency: float) -> int:
+    """``floor(urgency x want)`` of the urgency as written (``0.29``, not the binary float just
+    below it, whose product with 100000 lots floors to 28999)."""
+    return int(_urgency_fraction(urgency) * want)
+
+
+@lru_cache(maxsize=256)
+def _urgency_fraction(urgency: float) -> Fraction:
+    return Fraction(repr(urgency))
+
 
 def _memo(table: dict[Any, Any], key: Any, value: Any) -> None:
     """Store in a bounded memo table (cleared when full; entries are pure functions of keys)."""
@@ -585,6 +603,7 @@ class _Eval:
     reducible: int | None = None   # derivatives: lots that would only reduce the position (no margin)
     delay_s = 0.0
     take_lots = 0
+    take_worst: int | None = None   # venue ticks of the worst level taken (the IOC limit), when take_lots
     take_stop: str | None = None
     # (price ticks, maker bps, lots ahead, queue fraction, fill probability, vs reference bps, score)
     passive: tuple[int, float, int, float, float, float, float] | None = None
@@ -938,7 +957,7 @@ class Router:
                 take_want, split = self._ck_split(live, side, want, limit_common, ref, request.urgency, now)
             else:
                 take_want = want if style == "take" else (
-                    0 if style == "post" else int(want * request.urgency))
+                    0 if style == "post" else _urgency_lots(want, request.urgency))
             take_reason: str | None = None
             if take_want:
                 take_allocs, taken, take_reason = self._take(live, side, take_want, bound, explanation)
@@ -1182,13 +1201,16 @@ class Router:
             if lots:
                 allocs.append(Allocation(e.name, lots, worst, "take", _LIMIT, _IOC, instrument=e.st.instrument))
                 e.take_lots = lots
+                e.take_worst = worst
                 e.take_notional = notional
             if stop and stop != "lot size":
                 e.take_stop = stop
         reason = None
         filled = res.filled_common_lots
         if res.remaining_common_lots:
-            stops = [f"{e.name}: {_stop_text(e, t)}" for e, t in zip(live, res.stops, strict=True) if t]
+            # a dropped venue's zero cap is not a cap or balance stop: it is named after, as dropped
+            stops = [f"{e.name}: {_stop_text(e, t, sweep=True)}" for e, t in zip(live, res.stops, strict=True)
+                     if t and e.name not in dropped]
             reason = "take incomplete (" + "; ".join(stops) + ")" if stops else "take incomplete"
             if dropped:
                 reason += "; slices below venue minimums dropped: " + ", ".join(sorted(dropped))
@@ -1219,7 +1241,7 @@ class Router:
         ck = self.policy.cont_kukanov
 
         def fallback(why: str) -> tuple[int, dict[str, Any]]:
-            return int(want * urgency), {"method": "urgency", "urgency": urgency, "fallback": why}
+            return _urgency_lots(want, urgency), {"method": "urgency", "urgency": urgency, "fallback": why}
 
         cands = self._post_candidates(live, side, want, limit_common, ref)
         if not cands or ref is None:
@@ -1336,11 +1358,21 @@ class Router:
             lf = grid.lot_factor[e.name]
             lots = remaining // lf
             stop = "below lot size"
-            if e.cap_lots >= 0 and e.cap_lots < lots:
-                lots = e.cap_lots
+            cap, budget = e.cap_lots, e.budget
+            taken = e.take_lots
+            if taken:
+                # mixed: the take part already uses this venue's cap and funds (the venue locks the
+                # IOC's lots at its limit for a buy, at the best bid for a perpetual's sell margin)
+                if cap >= 0:
+                    cap = max(0, cap - taken)
+                if budget >= 0:
+                    at = (e.take_worst if side is Side.BUY else e.opp) or 0
+                    budget = max(0, budget - taken * at * e.st.cost_mult)
+            if cap >= 0 and cap < lots:
+                lots = cap
                 stop = "venue cap/balance"
-            if e.budget >= 0:
-                afford = e.budget // (px * (FEE_SCALE + max(0, e.st.fee_maker_e8)))
+            if budget >= 0:
+                afford = budget // (px * (FEE_SCALE + max(0, e.st.fee_maker_e8)))
                 if afford < lots:
                     lots = afford
                     stop = "balance"
@@ -1357,6 +1389,8 @@ class Router:
             tif = TimeInForce.POST_ONLY if e.st.cfg.post_only else TimeInForce.GTC
             allocs.append(Allocation(e.name, lots, px, "post", _LIMIT, tif, instrument=inst))
             remaining -= lots * lf
+            if stop != "below lot size" and remaining > 0:   # posted, but cut short by its cap or funds
+                notes.append(f"{e.name}: {_stop_text(e, stop)}")
         explanation.append((_post_summary, self, want - remaining, want, [a.venue for a in allocs], policy.strategy))
         reason = None
         if remaining:
