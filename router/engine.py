@@ -1194,9 +1194,20 @@ class Engine:
                 self._finish(run)
                 return
         min_child = self.grid.lot_size * self._min_routable_lots()
-        algo = p.algo.build(now_ns=now, side=run.side, tick_size=self.grid.tick_size, lot_size=self.grid.lot_size,
-                            limit_price=run.limit_price, defaults={"min_child_size": str(min_child)},
-                            market=self._market_stats())
+        try:
+            algo = p.algo.build(now_ns=now, side=run.side, tick_size=self.grid.tick_size,
+                                lot_size=self.grid.lot_size, limit_price=run.limit_price,
+                                defaults={"min_child_size": str(min_child)}, market=self._market_stats())
+        except ConfigError as exc:
+            # a parameter that only the market at the start makes invalid (e.g. an iceberg display
+            # below the smallest order the venues accept at this price): the parent ends here,
+            # nothing sent, instead of the error escaping from the market-data callback
+            log.error("parent %s: algo %s could not start: %s", run.id, p.algo.name, exc)
+            run.forced_status = "rejected"
+            run.forced_reason = (f"algo could not start: {exc} (min_child_size defaults to the smallest order "
+                                 f"the venues accept at the start, {min_child})")
+            self._finish(run)
+            return
         run.algo = algo
         cmid = self.consolidated.mid_ticks()   # merged books of the healthy venues
         run.arrival_price = (self.grid.tick_size * Decimal(repr(cmid)) if cmid is not None else self.mid_price())

@@ -9,7 +9,7 @@ import pytest
 from test_engine_regressions import _TWO_PARENTS
 
 from marketdata.errors import ConfigError, RiskRejected
-from router.engine import TWAP, Engine, ParentOrder
+from router.engine import TWAP, Engine, Iceberg, ParentOrder
 from router.engine_config import load_engine_config_text
 from venues.journal import Journal
 
@@ -206,3 +206,23 @@ def test_an_amend_that_raises_the_notional_past_max_parent_notional_is_refused(t
     assert h.status == "filled" and h.filled == Decimal("0.15")
     refused = _journal(jpath, ["risk_refused"])
     assert [r["rule"] for r in refused] == ["max_parent_notional"] and refused[0]["amend"]["quantity"] == "1"
+
+
+def test_an_iceberg_display_below_the_venues_minimum_ends_the_parent_at_start_not_the_run(tmp_path: Path) -> None:
+    """An iceberg showing 0.00005 BTC: below the smallest order the venues accept at ~61,800
+    (min notional 5 USDT on spot, 100 on USD-M -> 0.00009 BTC), which the engine only knows once
+    the market is there. The parent ends ``rejected`` at its start with the reason, nothing sent,
+    and the rest of the run goes on (the ConfigError used to escape from the market-data callback
+    and abort the whole run)."""
+    jpath = tmp_path / "j.sqlite"
+    with Engine.default(journal=jpath) as engine:
+        ice = engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="0.01", limit_price="61000",
+                                        algo=Iceberg(end="+60s", display="0.00005")))
+        other = engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="0.01",
+                                          algo=TWAP(end="+30s", slices=2)))
+        engine.run()
+    assert ice.status == "rejected" and ice.reason is not None
+    assert "display_min" in ice.reason and "min_child_size defaults to the smallest order" in ice.reason
+    assert ice.children == []
+    assert other.status == "filled"
+    assert not [c for c in _journal(jpath, ["order_command"]) if c.get("parent_id") == ice.id]
