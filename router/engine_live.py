@@ -35,7 +35,16 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from marketdata.errors import ConfigError, VenueError, VenueTimeout
-from marketdata.model import BookDeltas, ClientOrderId, Instrument, MarketEvent, OrderEvent, Side, TradeTick
+from marketdata.model import (
+    BookDeltas,
+    ClientOrderId,
+    Instrument,
+    MarketEvent,
+    OrderEvent,
+    OrderEventKind,
+    Side,
+    TradeTick,
+)
 from router.engine_config import LiveVenueSettings
 from venues.binance import BinanceSpotVenue
 from venues.binance.parsers import parse_depth_snapshot
@@ -286,9 +295,14 @@ class LiveRuntime:
         self.engine._on_market(ev)
 
     def request_resync(self, venue: str) -> None:
-        """Buffer ``venue``'s diffs and (re)seed its book from a REST snapshot (idempotent)."""
+        """Buffer ``venue``'s diffs and (re)seed its book from a REST snapshot (idempotent). The
+        book is marked out of sync and emptied at once (a gap seen by the stream, or a dropped
+        connection, would otherwise leave its old levels offered to the router as in sync)."""
         if self.closed:
             return
+        book = self.engine.books.get(venue)
+        if book is not None and not book.needs_resync:
+            book.request_resync()   # calls back here through book.on_gap, now needs_resync: no loop
         if self._buffers.get(venue) is None:
             self._buffers[venue] = []
         if venue not in self._resyncing:
@@ -317,10 +331,13 @@ class LiveRuntime:
                 if attempt:
                     await self._sleep(min(0.05 * (1 << min(attempt, 7)), 5.0))
                 attempt += 1
+                stream = self.streams.get(venue)
+                while stream is not None and not stream.socket.connected and not self.closed:
+                    await self._sleep(0.05)   # a snapshot is only joined by diffs of a live connection
                 self._overflowed.discard(venue)
                 try:
                     snap = await self._fetch_snapshot(venue)
-                except (TimeoutError, aiohttp.ClientError, VenueError, ValueError, KeyError) as exc:
+                except Exception as exc:   # any bad answer (e.g. JSON that is no snapshot): try again
                     self.stats["snapshot_failures"] += 1
                     log.warning("market data %s: depth snapshot failed (%s: %s); retrying", venue,
                                 type(exc).__name__, exc)
@@ -350,9 +367,16 @@ class LiveRuntime:
 
     # ------------------------------------------------------------------ balances (router capacity)
     def _on_order_event(self, venue: str, ev: OrderEvent) -> None:
-        seen = self._unsettled[venue].get(ev.client_order_id)
-        first = seen[0] if seen is not None and seen[0] is not None else ev.ts_event
-        self._unsettled[venue][ev.client_order_id] = (first, ev.ts_event)
+        table = self._unsettled[venue]
+        seen = table.get(ev.client_order_id)
+        # Only orders we sent and still track (not one placed by hand, nor one already settled).
+        # A refused cancel says nothing of the order at the venue (it may not have arrived yet, and
+        # the adapter stamps the refusal with the local clock): it is neither the order's first
+        # sign at the venue nor its latest, which never moves back.
+        if seen is not None and ev.kind not in (OrderEventKind.CANCEL_REJECTED, OrderEventKind.SUBMITTED):
+            first = seen[0] if seen[0] is not None else ev.ts_event
+            last = ev.ts_event if seen[1] is None else max(seen[1], ev.ts_event)
+            table[ev.client_order_id] = (first, last)
         self.engine._on_order_event(ev)
 
     def _on_balance_up(self, venue: str, assets: list[str]) -> None:
@@ -396,15 +420,18 @@ class LiveRuntime:
         om = self.engine.om
         delta = Decimal(0)
         for cid, (first, last) in list(unsettled.items()):
-            if last is not None and last <= as_of:
-                if om.has_order(cid) and om.order(cid).status.is_terminal and \
-                        last <= (v.balance_as_of_ns(inst.base if buy else inst.quote) or 0):
-                    del unsettled[cid]       # both assets show all of it: never needed again
-                continue
             if not om.has_order(cid):
                 continue
             mo = om.order(cid)
             o = mo.order
+            if last is not None and last <= as_of:
+                # terminal and shown by the balance it draws on (buy: quote, sell: base; its
+                # proceeds are never counted): it cannot change a figure again (the account
+                # times only move forward)
+                if mo.status.is_terminal and \
+                        last <= (v.balance_as_of_ns(inst.quote if o.side is Side.BUY else inst.base) or 0):
+                    del unsettled[cid]
+                continue
             if mo.status.is_terminal and not mo.fills and (first is None or first > as_of):
                 del unsettled[cid]   # refused or expired unfilled before any balance showed it: no effect
                 continue

@@ -174,6 +174,7 @@ class FakeBinance:
         self._depth_ids: dict[str, int] = {}
         self._public_trade_ids = itertools.count(9_000_000)
         self.market_pushed = 0
+        self._refuse_market = 0   # market-data connection attempts still to refuse (drop_market_streams)
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -330,6 +331,15 @@ class FakeBinance:
                 await ws.send_str(json.dumps({"e": "listenKeyExpired", "E": ms, "listenKey": key}))
                 self.pushed += 1
         self._listen_keys.clear()
+
+    async def drop_market_streams(self, *, refuse: int = 0) -> None:
+        """Close every public market-data socket (as the venue does on a network blip or its
+        24-hour limit) and refuse the next ``refuse`` connection attempts to ``/stream`` with
+        HTTP 503, so that the client stays disconnected for a few backoff rounds. Messages pushed
+        meanwhile reach nobody (they are lost, as on the real venue)."""
+        self._refuse_market = refuse
+        for ws in list(self._market_sockets):
+            await ws.close()
 
     async def drop_user_streams(self) -> None:
         for ws in list(self._sockets):
@@ -667,6 +677,9 @@ class FakeBinance:
         return ws
 
     async def _market_ws(self, request: web.Request) -> web.StreamResponse:
+        if self._refuse_market > 0:   # drop_market_streams(refuse=n)
+            self._refuse_market -= 1
+            return web.Response(status=503, text="market data unavailable")
         self.market_streams.append(request.rel_url.query.get("streams", ""))
         ws = web.WebSocketResponse(heartbeat=None)
         await ws.prepare(request)

@@ -34,11 +34,14 @@ Hook = Callable[[], Awaitable[object]]
 class ReconnectingWebSocket:
     """One WebSocket kept open: ``url_factory`` gives the URL for each (re)connection (a fresh listen
     key for the user stream), ``on_message`` gets every text frame, ``on_connect`` runs after each
-    successful (re)connection (the adapter reconciles its open orders there); ``scrub`` cleans
-    error texts before they are logged (they may contain the URL, i.e. the listen key)."""
+    successful (re)connection (the adapter reconciles its open orders there), ``on_disconnect``
+    when an established connection ends other than by :meth:`close` (messages are being lost from
+    then on); ``scrub`` cleans error texts before they are logged (they may contain the URL, i.e.
+    the listen key)."""
 
     def __init__(self, name: str, session_getter: Callable[[], aiohttp.ClientSession], url_factory: UrlFactory,
                  on_message: MessageCallback, *, on_connect: Hook | None = None,
+                 on_disconnect: Callable[[], None] | None = None,
                  reconnect_max_s: Decimal = Decimal(30), connect_timeout_s: float = 10.0,
                  scrub: Callable[[str], str] | None = None) -> None:
         self.name = name
@@ -47,6 +50,7 @@ class ReconnectingWebSocket:
         self._url_factory = url_factory
         self._on_message = on_message
         self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
         self._reconnect_max_s = float(reconnect_max_s)
         self._connect_timeout_s = connect_timeout_s
         self._task: asyncio.Task[None] | None = None
@@ -97,10 +101,12 @@ class ReconnectingWebSocket:
     async def _run(self) -> None:
         backoff = 0.1
         while not self._closing:
+            up = False   # this round's connection was established (its end loses messages)
             try:
                 url = await self._url_factory()
                 async with self._session_getter().ws_connect(url, heartbeat=30.0, autoping=True) as ws:
                     self._ws = ws
+                    up = True
                     self.connections += 1
                     backoff = 0.1
                     log.info("%s: connected (%d)", self.name, self.connections)
@@ -116,6 +122,7 @@ class ReconnectingWebSocket:
                 self._connected.clear()
                 self._ws = None
                 if not self._closing:
+                    self._disconnected()
                     log.warning("%s: connection closed by the venue; reconnecting in %.1f s", self.name, backoff)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, self._reconnect_max_s)
@@ -126,10 +133,19 @@ class ReconnectingWebSocket:
                 self._ws = None
                 if self._closing:
                     return
+                if up:
+                    self._disconnected()
                 log.warning("%s: %s: %s; reconnecting in %.1f s", self.name, type(e).__name__,
                             self._scrub(str(e)), backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._reconnect_max_s)
+
+    def _disconnected(self) -> None:
+        if self._on_disconnect is not None:
+            try:
+                self._on_disconnect()
+            except Exception:  # the task must survive its owner's failure
+                log.exception("%s: disconnect hook failed", self.name)
 
 
 class BinanceMarketDataStream:
@@ -137,8 +153,9 @@ class BinanceMarketDataStream:
     parsed to :class:`BookDeltas` / :class:`TradeTick` / :class:`QuoteTick` and handed to
     ``handler`` on the loop.
 
-    Depth diffs are checked against Binance spot's chain (``U == previous u + 1``); a break, or a
-    reconnection (which always loses messages), calls ``on_gap(venue_symbol)``. The diffs keep being
+    Depth diffs are checked against Binance spot's chain (``U == previous u + 1``); a break, a
+    dropped connection and the reconnection after it (both lose messages, even of a symbol that
+    sent no diff yet) call ``on_gap(venue_symbol)`` for the symbols concerned. The diffs keep being
     delivered: the book's own sequence rule refuses them until the owner has re-seeded it from a
     REST snapshot (GET /api/v3/depth, :func:`~venues.binance.parsers.parse_depth_snapshot`). This
     client does not fetch that snapshot itself."""
@@ -157,14 +174,22 @@ class BinanceMarketDataStream:
         self.stats = {"messages": 0, "garbled": 0, "gaps": 0}
         self._ws = ReconnectingWebSocket(f"md:{','.join(self._insts)}", session_getter, self._url,
                                          self.on_message, on_connect=self._reconnected,
-                                         reconnect_max_s=reconnect_max_s)
+                                         on_disconnect=self._dropped, reconnect_max_s=reconnect_max_s)
 
     async def _url(self) -> str:
         return self.url
 
     async def _reconnected(self) -> None:
-        for sym in list(self._last_u):
+        # every symbol, not only those a diff was seen for: diffs of a quiet book may have been
+        # lost while the socket was down, and the book would otherwise keep its old snapshot
+        for sym in self._insts:
             self._gap(sym, "reconnected")
+        self._last_u.clear()
+
+    def _dropped(self) -> None:
+        # the connection ended: diffs are being lost from now on, every book is out of sync
+        for sym in self._insts:
+            self._gap(sym, "disconnected")
         self._last_u.clear()
 
     def _gap(self, venue_symbol: str, why: str) -> None:
