@@ -405,6 +405,9 @@ async def test_balance_handler_hears_only_rises_and_cannot_lose_the_balances(
         await rig.settle()
         assert heard[-1] == ["USDT"]    # the cancel released the 99 USDT
         assert rig.venue.stats["garbled"] == 0    # balanceUpdate is a known event, ignored
+        await rig.fake.deposit("ETH", Decimal(2))    # an asset the account did not hold (zero: omitted)
+        await rig.settle()
+        assert heard[-1] == ["ETH"] and rig.venue.cached_balance("ETH") == Balance("ETH", Decimal(2))
 
         def broken(_assets: list[str]) -> None:
             raise RuntimeError("handler bug")

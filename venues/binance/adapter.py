@@ -912,7 +912,9 @@ class BinanceSpotVenue(Venue):
         for asset, b in bal.items():
             held = cache.get(asset)
             if held is None or held[0] <= ts_ns:
-                if held is not None and b.free > held[1].free:
+                # a rise, or an asset the (seeded) account did not hold arriving with a free amount
+                was = held[1].free if held is not None else (Decimal(0) if self._balances_seeded else None)
+                if was is not None and b.free > was:
                     up.append(asset)
                 cache[asset] = (ts_ns, b)
                 changed = True
