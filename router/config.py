@@ -219,7 +219,8 @@ class Table:
         if v is default and name not in self.data:
             return v
         if not isinstance(v, str) or not _ENV_NAME.fullmatch(v):
-            shown = "<redacted>" if isinstance(v, str) and len(v) > 8 else repr(v)
+            # any string may be the secret itself, however short: never echo it
+            shown = f"<redacted, {len(v)} characters>" if isinstance(v, str) and v else repr(v)
             raise self.error(
                 name, f"{shown} looks like a literal secret or is not an environment-variable name; "
                 "give the NAME of the variable that holds the secret",

@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 
-from algos.params import parse_duration_ns
+from algos.params import parse_duration_ns, parse_time
 from marketdata.errors import ConfigError
 from marketdata.model import Instrument, InstrumentKind, Side
 from router.config import SorexConfig, Table, parse_config
@@ -295,7 +295,10 @@ def _extract_live(data: dict[str, Any], file: str) -> dict[str, LiveVenueSetting
             v = live.get(k)
             if v is not None and (not isinstance(v, str) or not v or not all(c.isupper() or c.isdigit() or c == "_"
                                                                                for c in v)):
-                raise ConfigError(f"invalid environment variable name {v!r}", file=file, key=f"venues.{name}.{k}",
+                # the value may be the secret itself: never echo it
+                shown = f"<redacted, {len(v)} characters>" if isinstance(v, str) and v else repr(v)
+                raise ConfigError(f"invalid environment variable name {shown}; give the NAME of the variable "
+                                  "that holds the secret", file=file, key=f"venues.{name}.{k}",
                                   allowed="an upper-case name such as BINANCE_API_KEY")
         explicit = "api_key_env" in live or "api_secret_env" in live
         try:
@@ -312,6 +315,20 @@ def _extract_live(data: dict[str, Any], file: str) -> dict[str, LiveVenueSetting
 
 
 # --------------------------------------------------------------------------- section parsers
+_MIN_PROGRESS_NS = 1_000_000
+"""Shortest ``progress_interval`` (1 ms): a progress alert every few ns of virtual time (a bare
+integer is nanoseconds, so ``progress_interval = 5`` is 5 ns) would stall a run for minutes."""
+
+
+def format_ns_duration(ns: int) -> str:
+    """``1_000_000`` -> ``"1ms"`` (for messages)."""
+    for unit, size in (("h", 3_600_000_000_000), ("m", 60_000_000_000), ("s", 1_000_000_000), ("ms", 1_000_000),
+                       ("us", 1_000)):
+        if ns % size == 0:
+            return f"{ns // size}{unit}"
+    return f"{ns}ns"
+
+
 def _parse_engine(t: Table) -> EngineSettings:
     data = t.data.get("data")
     if isinstance(data, str):
@@ -319,26 +336,40 @@ def _parse_engine(t: Table) -> EngineSettings:
         files: tuple[str, ...] = (data,)
     else:
         files = t.string_list("data", ())
+    if any(not f.strip() for f in files):
+        raise t.error("data", f"empty path in {data!r}", allowed="market data file or directory path(s)")
     progress = t.data.get("progress_interval", "10s")
     t._used.add("progress_interval")
     warm = t.data.get("warmup", "2s")
     t._used.add("warmup")
 
-    def dur(v: Any, k: str) -> int:
+    def dur(v: Any, k: str, min_ns: int = 1) -> int:
         try:
-            return parse_duration_ns(v, key=t.key(k))
+            ns = parse_duration_ns(v, key=t.key(k))
         except ConfigError as exc:
             raise ConfigError(str(exc), file=t.file) from None
+        if ns < min_ns:
+            hint = " (a bare integer is nanoseconds)" if isinstance(v, int) else ""
+            raise t.error(k, f"{v!r} is too short: {ns} ns{hint}",
+                          allowed=f"a duration of at least {format_ns_duration(min_ns)}, e.g. \"10s\"")
+        return ns
+
+    until = t.string("until", None)
+    if until is not None:
+        try:   # the syntax now, with the file named; the time itself is resolved on the data
+            parse_time(until, now_ns=0, key=t.key("until"))
+        except ConfigError as exc:
+            raise rekey(exc, t.file, t.key("until")) from None
 
     s = EngineSettings(
         mode=t.string("mode", "simulate", allowed=MODES),
         seed=t.integer("seed", 1, min=0),
         data=files,
         data_format=t.string("data_format", None, allowed=("binance-raw", "tardis-book", "tardis-trades", "bundle")),
-        until=t.string("until", None),
+        until=until,
         journal=t.string("journal", None),
         journal_sync=t.string("journal_sync", "NORMAL", allowed=("FULL", "NORMAL")),
-        progress_interval_ns=dur(progress, "progress_interval"),
+        progress_interval_ns=dur(progress, "progress_interval", min_ns=_MIN_PROGRESS_NS),
         warmup_ns=dur(warm, "warmup"),
         local_reject_delay_ns=int(t.number("local_reject_delay_ms", 1.0, min=0, max=60_000) * 1_000_000),
         balance_wait_ns=int(t.number("balance_wait_s", 30.0, min=0, max=3600) * 1_000_000_000),

@@ -54,7 +54,11 @@ def parse_at(text: str, start_ns: int, end_ns: int | None = None) -> int:
         ns = int(Decimal(int(dt.timestamp())) * 1_000_000_000) + dt.microsecond * 1_000
     if ns < start_ns or (end_ns is not None and ns > end_ns):
         span = "" if end_ns is None else f" .. {format_ns(end_ns)} (+{(end_ns - start_ns) // 1_000_000_000}s)"
-        raise ConfigError(f"time {text!r} ({format_ns(ns)}) is outside the data", key="--at",
+        try:
+            shown = format_ns(ns)
+        except (OverflowError, OSError, ValueError):   # beyond any calendar the platform can show
+            shown = f"{ns} ns"
+        raise ConfigError(f"time {text!r} ({shown}) is outside the data", key="--at",
                           allowed=f"{format_ns(start_ns)}{span}")
     return ns
 

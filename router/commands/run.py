@@ -10,6 +10,7 @@ the TCA report are written under ``--out`` (default ``./sorex-run``) and their p
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -78,15 +79,24 @@ def run(args: argparse.Namespace) -> int:
     if not config.parents:
         raise ConfigError("no [[parents]] section: nothing to run", file=config.path, key="parents")
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError("cannot create output directory: it exists and is not a directory", file=str(out),
+                          key="--out")
+    # build the engine once without a journal first: every error the engine raises while it is
+    # built (parents, venues, simulation settings) is reported before the output directory is
+    # created and before the journal of an earlier run there is removed
+    probe = Engine(dataclasses.replace(config, engine=dataclasses.replace(config.engine, journal=None)))
+    dataset = probe.dataset
+    probe.close()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"cannot create output directory: {exc.strerror}", key="--out") from None
+        raise ConfigError(f"cannot create output directory: {exc.strerror}", file=str(out), key="--out") from None
     journal_path = out / "journal.sqlite"
     for suffix in ("", "-wal", "-shm"):
         Path(str(journal_path) + suffix).unlink(missing_ok=True)
     progress = _Progress(args.quiet)
-    engine = Engine(config, journal=journal_path, on_progress=progress)
+    engine = Engine(config, dataset=dataset, journal=journal_path, on_progress=progress)
     try:
         engine.run()
         progress(engine, force=True)
