@@ -609,6 +609,10 @@ class Engine:
         sx = config.sorex
         self.mode = s.mode
         self.symbol = sx.routing.symbol
+        unknown = [k for k in config.risk.max_position if k != self.symbol]
+        if unknown:   # a typo here would silently switch the position limit off
+            raise ConfigError(f"max_position for {unknown[0]!r}, a symbol this engine does not route",
+                              file=config.path, key=f"risk.max_position.{unknown[0]}", allowed=self.symbol)
         self.venue_ids = [v for v in sx.enabled_venues]
         if not self.venue_ids:
             raise ConfigError("no enabled venue", file=config.path, key="venues")

@@ -226,3 +226,13 @@ def test_an_iceberg_display_below_the_venues_minimum_ends_the_parent_at_start_no
     assert ice.children == []
     assert other.status == "filled"
     assert not [c for c in _journal(jpath, ["order_command"]) if c.get("parent_id") == ice.id]
+
+
+def test_max_position_for_a_symbol_the_engine_does_not_route_is_refused() -> None:
+    """``[risk.max_position] BTCUSDT = 1`` (the venue's spelling, not the unified BTC-USDT): the
+    limit would never apply; it is a ConfigError naming the key and the symbol routed."""
+    cfg = load_engine_config_text('[risk.max_position]\nBTCUSDT = 1\n', file="risk.toml")
+    with pytest.raises(ConfigError) as ei:
+        Engine(cfg)
+    assert ei.value.key == "risk.max_position.BTCUSDT" and "BTC-USDT" in str(ei.value)
+    assert ei.value.file == "risk.toml"
