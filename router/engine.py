@@ -1082,6 +1082,11 @@ class Engine:
         refused with a :class:`ConfigError` when it is after the end of the replayed data."""
         at = parse_time(p.submit_at, now_ns=self._start_ns, key="submit_at")
         ds = self.dataset
+        if not self.is_live and ds is not None and at < ds.start_ns:
+            early_s = (ds.start_ns - at) / 1e9
+            raise ConfigError(f"parent {p.id!r}: submit_at {p.submit_at!r} is {early_s:.1f} s before the data starts",
+                              file=self.config.path, key="submit_at",
+                              allowed="a time within the data (e.g. '+10s' from its start)")
         if not self.is_live and ds is not None and at > ds.end_ns:
             late_s = (at - ds.end_ns) / 1e9
             span_s = (ds.end_ns - self._start_ns) // 1_000_000_000

@@ -236,3 +236,13 @@ def test_max_position_for_a_symbol_the_engine_does_not_route_is_refused() -> Non
         Engine(cfg)
     assert ei.value.key == "risk.max_position.BTCUSDT" and "BTC-USDT" in str(ei.value)
     assert ei.value.file == "risk.toml"
+
+
+def test_submit_at_before_the_data_starts_is_refused() -> None:
+    """An absolute submit_at years before the replayed data (a typo of the date) used to start the
+    parent at once; it is a ConfigError on submit_at, nothing registered."""
+    with Engine.default() as engine:
+        with pytest.raises(ConfigError, match="before the data starts") as ei:
+            engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="0.2", algo=TWAP(end="+30s"),
+                                      submit_at="2020-01-01T00:00:00Z"))
+        assert ei.value.key == "submit_at" and engine.handles() == []
