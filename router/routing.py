@@ -1353,6 +1353,10 @@ class Router:
         for _score, _i, e, px in cands:
             if remaining <= 0:
                 break
+            if e.take_lots and e.headroom is not None and e.headroom <= 1:
+                # mixed: the take on this venue used its last order the rate limiter lets through now
+                notes.append(f"{e.name}: rate limit: no order headroom left after the take")
+                continue
             inst = e.st.instrument
             assert inst is not None
             lf = grid.lot_factor[e.name]

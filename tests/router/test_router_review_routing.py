@@ -220,3 +220,18 @@ def test_review_take_and_post_invariants_both_sides(
                 assert sum(per.get(v, []), D(0)) <= bal["USDT"]
             elif v == "spot":
                 assert total <= bal["BTC"]
+
+
+def test_review_mixed_take_and_post_share_the_rate_limit_headroom() -> None:
+    """Spot alone with order headroom 1 (the rate limiter lets one more order through now): a mixed
+    buy of 2 at urgency 0.5 takes 1 there and cannot also post on it (two orders); the post part
+    is a residual saying why. With headroom 2 both go."""
+    bks = books(ASKS_S, ASKS_P, BIDS_S, BIDS_P)
+    one = make_router(cfg_text().replace("[venues.perp.fees]", ONLY_SPOT), bks,
+                      capacity=StaticCapacity({}, headroom={"spot": 1}))
+    d = one.route(buy("2", "mixed", 0.5))
+    assert [(a.style, a.quantity) for a in d.allocations] == [("take", D("1.00000"))]
+    assert d.residual_reason is not None and "no order headroom left after the take" in d.residual_reason
+    two = make_router(cfg_text().replace("[venues.perp.fees]", ONLY_SPOT), bks,
+                      capacity=StaticCapacity({}, headroom={"spot": 2}))
+    assert [a.style for a in two.route(buy("2", "mixed", 0.5)).allocations] == ["take", "post"]
