@@ -1095,6 +1095,21 @@ class Engine:
                               allowed=f"a time before the end of the data ({span_s} s after its start)")
         return at
 
+    def _notional_excess(self, ref: Decimal | None, quantity: Decimal) -> str | None:
+        """``"X > limit"`` when ``ref x quantity`` exceeds ``[risk] max_parent_notional``, else
+        ``None`` (also without a limit or a price)."""
+        lim = self.config.risk.max_parent_notional
+        if lim is None or ref is None or ref * quantity <= lim:
+            return None
+        return f"{ref * quantity:.2f} > {lim}"
+
+    def _refused(self, rule: str, why: str, parent_id: str, order: dict[str, Any], **extra: Any) -> None:
+        """Journal a parent-level or order-manager ``risk_refused`` (the per-child checks of
+        :class:`PreTradeRisk` count their own); every one counts in ``summary()["risk_refusals"]``."""
+        self.risk.refusals += 1
+        self._journal("risk_refused", {"rule": rule, "reason": why, "parent_id": parent_id, "order": order, **extra},
+                      parent_id=parent_id)
+
     def _release_scheduled(self, run: _ParentRun) -> None:
         """A Python-submitted parent's ``submit_at`` came: it may start now (unless it was
         cancelled or killed meanwhile; a parent paused meanwhile waits for resume())."""
@@ -1147,14 +1162,11 @@ class Engine:
             rule, why = "blacklist", f"{parent.symbol} is blacklisted"
         else:
             ref = parent.limit_price_ if parent.limit_price_ is not None else self.mid_price()
-            if lim.max_parent_notional is not None and ref is not None \
-                    and ref * parent.quantity_ > lim.max_parent_notional:
-                rule, why = "max_parent_notional", (f"parent notional {ref * parent.quantity_:.2f} > "
-                                                    f"{lim.max_parent_notional}")
+            excess = self._notional_excess(ref, parent.quantity_)
+            if excess is not None:
+                rule, why = "max_parent_notional", f"parent notional {excess}"
         if rule is not None:
-            self.risk.refusals += 1   # every journaled risk_refused counts in the summary
-            self._journal("risk_refused", {"rule": rule, "reason": why, "parent_id": pid,
-                                           "order": self._parent_payload(run)}, parent_id=pid)
+            self._refused(rule, why, pid, self._parent_payload(run))
             raise RiskRejected(why, rule=rule)
         parent.algo.prepare()
         self.om.prepare_parent(pid)
@@ -1189,16 +1201,13 @@ class Engine:
     def _start(self, run: _ParentRun) -> None:
         p = run.parent
         now = self.clock.now_ns()
-        lim = self.config.risk
-        if lim.max_parent_notional is not None and run.limit_price is None:
+        if run.limit_price is None:
             # a market parent submitted before there was a mid (e.g. before the replay began) could
             # not be checked at submit: it is checked now, before anything is sent
-            mid = self.mid_price()
-            if mid is not None and mid * run.quantity > lim.max_parent_notional:
-                why = f"parent notional {mid * run.quantity:.2f} > {lim.max_parent_notional}"
-                self.risk.refusals += 1
-                self._journal("risk_refused", {"rule": "max_parent_notional", "reason": why, "parent_id": run.id,
-                                               "order": self._parent_payload(run)}, parent_id=run.id)
+            excess = self._notional_excess(self.mid_price(), run.quantity)
+            if excess is not None:
+                why = f"parent notional {excess}"
+                self._refused("max_parent_notional", why, run.id, self._parent_payload(run))
                 run.forced_status, run.forced_reason = "rejected", f"refused by pre-trade risk: {why}"
                 self._finish(run)
                 return
@@ -1286,22 +1295,18 @@ class Engine:
                                                           limit_price=limit_price).limit_price_
         if q is not None:
             self._to_common_lots_checked(q)
-        lim = self.config.risk
         new_q = q if q is not None else run.quantity
         new_lp = lp if lp is not None else run.limit_price
         mid = self.mid_price()
         ref = new_lp if new_lp is not None else mid
         old_ref = run.limit_price if run.limit_price is not None else mid
-        if lim.max_parent_notional is not None and ref is not None and ref * new_q > lim.max_parent_notional \
-                and (old_ref is None or ref * new_q > old_ref * run.quantity):
+        excess = self._notional_excess(ref, new_q)
+        if excess is not None and (old_ref is None or ref * new_q > old_ref * run.quantity):  # type: ignore[operator]
             # the parent-level guardrail of submit, applied to an amend that raises the notional
-            why = f"amended parent notional {ref * new_q:.2f} > {lim.max_parent_notional}"
-            self.risk.refusals += 1
-            self._journal("risk_refused", {"rule": "max_parent_notional", "reason": why, "parent_id": run.id,
-                                           "order": self._parent_payload(run), "amend": {
-                                               "quantity": None if q is None else str(q),
-                                               "limit_price": None if lp is None else str(lp)}},
-                          parent_id=run.id)
+            why = f"amended parent notional {excess}"
+            self._refused("max_parent_notional", why, run.id, self._parent_payload(run),
+                          amend={"quantity": None if q is None else str(q),
+                                 "limit_price": None if lp is None else str(lp)})
             raise RiskRejected(why, rule="max_parent_notional")
         if run.algo is None:
             run.quantity = q if q is not None else run.quantity
@@ -1423,10 +1428,7 @@ class Engine:
         exposure = f + w + i + u
         if exposure + units > run.parent_lots:
             why = f"parent {run.id}: exposure {exposure} + {units} would exceed {run.parent_lots}"
-            self.risk.refusals += 1
-            self._journal("risk_refused", {"rule": "parent_exposure", "reason": why, "parent_id": run.id,
-                                           "order": {"venue": venue, "lots": lots, "price_ticks": price_ticks}},
-                          parent_id=run.id)
+            self._refused("parent_exposure", why, run.id, {"venue": venue, "lots": lots, "price_ticks": price_ticks})
             log.error("%s", why)
             return
         order = self.om.submit(venue=venue, symbol=self.symbol, side=run.side, lots=lots, order_type=order_type,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from test_order_manager import SPOT, K, S
+
 from marketdata.clock import SimClock
 from marketdata.errors import RateLimited, VenueTimeout
 from marketdata.model import (
@@ -13,19 +15,15 @@ from marketdata.model import (
     Liquidity,
     OrderEvent,
     OrderEventKind,
-    OrderStatus,
     Side,
     TradeId,
     VenueId,
 )
 from venues.order_manager import OrderManager
 
-BTC = Instrument(VenueId("binance-spot"), "BTC-USDT", "BTCUSDT", "BTC", "USDT",  # type: ignore[arg-type]
-                 Decimal("0.01"), Decimal("0.00001"))
+BTC = SPOT
 ETH = Instrument(VenueId("binance-spot"), "ETH-USDT", "ETHUSDT", "ETH", "USDT",  # type: ignore[arg-type]
                  Decimal("0.01"), Decimal("0.0001"))
-K = OrderEventKind
-S = OrderStatus
 V = VenueId("binance-spot")
 
 

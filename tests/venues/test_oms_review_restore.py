@@ -9,18 +9,16 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_order_manager import SPOT, USDM, K, S
 
 from marketdata.clock import SimClock
 from marketdata.errors import InvariantError, RateLimited, RiskRejected, VenueTimeout
 from marketdata.model import (
     ClientOrderId,
     Fill,
-    Instrument,
-    InstrumentKind,
     Liquidity,
     OrderEvent,
     OrderEventKind,
-    OrderStatus,
     Side,
     TradeId,
     VenueId,
@@ -29,12 +27,6 @@ from venues.base import OrderStatusReport
 from venues.journal import Journal
 from venues.order_manager import OrderManager
 
-SPOT = Instrument(VenueId("binance-spot"), "BTC-USDT", "BTCUSDT", "BTC", "USDT",  # type: ignore[arg-type]
-                  Decimal("0.01"), Decimal("0.00001"))
-USDM = Instrument(VenueId("binance-usdm"), "BTC-USDT", "BTCUSDT", "BTC", "USDT",  # type: ignore[arg-type]
-                  Decimal("0.1"), Decimal("0.001"), kind=InstrumentKind.PERPETUAL)
-K = OrderEventKind
-S = OrderStatus
 V = "binance-spot"
 
 
