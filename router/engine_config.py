@@ -458,11 +458,13 @@ def _parse_parents(ts: list[Table] | Table) -> tuple[ParentOrder, ...]:
     if isinstance(ts, Table):
         raise ts.error(None, "parents must be an array of tables: write [[parents]]")
     out = tuple(parse_parent(t) for t in ts)
-    ids = [p.id for p in out if p.id is not None]
-    dup = {i for i in ids if ids.count(i) > 1}
-    if dup:
-        raise ConfigError(f"duplicate parent id {sorted(dup)[0]!r}", file=ts[0].file if ts else None,
-                          key="parents.id")
+    first: dict[str, int] = {}
+    for i, p in enumerate(out):
+        if p.id is None:
+            continue
+        if p.id in first:
+            raise ts[i].error("id", f"duplicate parent id {p.id!r} (already the id of {ts[first[p.id]].path})")
+        first[p.id] = i
     return out
 
 

@@ -196,6 +196,11 @@ def test_bad_algo_parameters() -> None:
      '[parents.params]\nend = "+1m"\n', "parents[0].limit_price"),
     ('[[parents]]\nsymbol = "BTC-USDT"\nside = "buy"\nquantity = -2\nalgo = "twap"\n[parents.params]\nend = "+1m"\n',
      "parents[0].quantity"),
+    ('[[parents]]\nid = "a"\nsymbol = "BTC-USDT"\nside = "buy"\nquantity = "1"\nalgo = "twap"\n[parents.params]\n'
+     'end = "+1m"\n[[parents]]\nid = "b"\nsymbol = "BTC-USDT"\nside = "buy"\nquantity = "1"\nalgo = "twap"\n'
+     '[parents.params]\nend = "+1m"\n[[parents]]\nid = "a"\nsymbol = "BTC-USDT"\nside = "buy"\nquantity = "1"\n'
+     'algo = "twap"\n[parents.params]\nend = "+1m"\n', "key 'parents[2].id': duplicate parent id 'a' "
+     "(already the id of parents[0])"),
     ('[engine]\nmode = "paper"\n', "engine.mode"),
     ('[engine\nmode = 1', "not valid TOML"),
     ('[risk]\nmax_order_notional = "lots"\n', "risk.max_order_notional"),
