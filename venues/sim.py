@@ -18,15 +18,17 @@ Matching rules (documented in docs/venues-sim.md):
   available to our next order is ``displayed - consumed``. The consumed count of a level is reset
   when the feed sends an update for that level (a delta naming that price, or a snapshot), because
   from then on the displayed size is the market's own new truth. So two of our orders never consume
-  the same displayed size.
-* **Resting.** A resting order joins the queue behind the displayed size at its price
-  (``front`` = lots ahead of it). Trades printing at its price advance it (trade volume beyond the
-  queue ahead fills it); a shrinking level advances it according to the :class:`QueueModel`
-  (hftbacktest's probabilistic queue models: a cancel of ``chg`` lots happens ahead of us with
-  probability ``1 - f(back) / (f(back) + f(front))``, ``f(x) = x**n`` "power" or ``log(1 + x)``
-  "log"); level growth never advances it. A trade printing *through* its price, or available
-  opposite liquidity at or through its price (the book moved through it), fills it at its own
-  price as maker. Our own orders never match each other.
+  the same displayed size. :meth:`SimulatedVenue.book` is the replayed book, never net of that.
+* **Resting.** A resting order joins the queue behind the displayed size at its price less what we
+  consumed there (``front`` = lots ahead of it); lots our own takers take at its price come off the
+  queue ahead of it (never matching it), and the queue model splits a cancel over the lots left
+  (not counting consumed lots as behind us). Trades printing at its price advance it (trade
+  volume beyond the queue ahead fills it); a shrinking level advances it according to the
+  :class:`QueueModel` (hftbacktest's probabilistic queue models: a cancel of ``chg`` lots happens
+  ahead of us with probability ``1 - f(back) / (f(back) + f(front))``, ``f(x) = x**n`` "power" or
+  ``log(1 + x)`` "log"); level growth never advances it. A trade printing *through* its price, or
+  available opposite liquidity at or through its price (the book moved through it), fills it at
+  its own price as maker. Our own orders never match each other.
 * Order types MARKET and LIMIT; time in force GTC, IOC, FOK (all-or-nothing against visible
   available liquidity), POST_ONLY (rejected if it would take), GTD (expires at ``expire_ts``).
   Remainders of IOC and MARKET orders, and FOK orders that cannot fill, end EXPIRED (Binance).
@@ -475,12 +477,18 @@ class _Market:
         self.ready(taker, limit_ticks)
         return next(iter(self._available(taker, limit_ticks)), None) is not None
 
-    def level(self, side: Side, price_ticks: int) -> int:
-        """Displayed lots at ``price_ticks`` on book side ``side`` as of the last message, pending
-        ones included (no flush)."""
-        pend, levels = (self.pend_bids, self.book._bids) if side is Side.BUY else (self.pend_asks, self.book._asks)
+    def queue_at(self, side: Side, price_ticks: int) -> int:
+        """Lots a new order at ``price_ticks`` on book side ``side`` queues behind: the displayed
+        level as of the last message (pending ones included, no flush) less what we consumed there.
+        A pending message naming the price has reset that consumption (its value is the truth)."""
+        if side is Side.BUY:
+            pend, levels, consumed = self.pend_bids, self.book._bids, self.consumed_bid
+        else:
+            pend, levels, consumed = self.pend_asks, self.book._asks, self.consumed_ask
         lots = pend.get(price_ticks)
-        return levels.get(price_ticks, 0) if lots is None else lots
+        if lots is not None:
+            return lots
+        return max(0, levels.get(price_ticks, 0) - consumed.get(price_ticks, 0))
 
     def available(self, taker: Side, limit_ticks: int | None, lots: int | None = None) -> Iterable[tuple[int, int]]:
         """(price, available lots) on the side a ``taker`` takes from, best first, up to ``limit``;
@@ -616,15 +624,16 @@ class SimulatedVenue(Venue):
         if mkt.pend_first is not None:
             mkt.flush()
         book = mkt.book
-        prev_bid = {p: book._bids.get(p, 0) for p in mkt.bid_orders}
-        prev_ask = {p: book._asks.get(p, 0) for p in mkt.ask_orders}
+        cb, ca = mkt.consumed_bid, mkt.consumed_ask
+        # (level, lots of it we consumed) at each of our prices before the message
+        prev_bid = {p: (book._bids.get(p, 0), cb.get(p, 0)) for p in mkt.bid_orders}
+        prev_ask = {p: (book._asks.get(p, 0), ca.get(p, 0)) for p in mkt.ask_orders}
         if not mkt.apply_now(msg):
             return
         if msg.is_snapshot:
-            mkt.consumed_bid.clear()
-            mkt.consumed_ask.clear()
+            cb.clear()
+            ca.clear()
         else:
-            cb, ca = mkt.consumed_bid, mkt.consumed_ask
             if cb:
                 for p, _ in msg.bids:
                     if p in cb:
@@ -636,9 +645,9 @@ class SimulatedVenue(Venue):
         for orders_by_px, prev, levels in ((mkt.bid_orders, prev_bid, book._bids),
                                            (mkt.ask_orders, prev_ask, book._asks)):
             for p, orders in orders_by_px.items():
-                before, after = prev[p], levels.get(p, 0)
+                (before, ours), after = prev[p], levels.get(p, 0)
                 if after != before:
-                    self._level_changed(orders, before, after)
+                    self._level_changed(orders, before, after, ours)
         self._match_through(mkt)
         mkt.refresh_idle()
 
@@ -659,9 +668,9 @@ class SimulatedVenue(Venue):
         was_ask = [(p, pend_asks.get(p)) for p in ask_orders] if ask_orders else None
         mkt.pend(msg)
         if was_bid is not None:
-            self._follow_levels(was_bid, pend_bids, mkt.book._bids, bid_orders)
+            self._follow_levels(was_bid, pend_bids, mkt.book._bids, mkt.consumed_bid, bid_orders)
         if was_ask is not None:
-            self._follow_levels(was_ask, pend_asks, mkt.book._asks, ask_orders)
+            self._follow_levels(was_ask, pend_asks, mkt.book._asks, mkt.consumed_ask, ask_orders)
         # C-level min/max over the message's levels; only a new level (not a deletion) at or
         # through one of our prices can bring available liquidity there
         ours = mkt.our_best_bid
@@ -673,18 +682,20 @@ class SimulatedVenue(Venue):
             self._settle_through(mkt)
 
     def _follow_levels(self, was: list[tuple[int, int | None]], pend: dict[int, int], levels: dict[int, int],
-                       orders_by_px: dict[int, list[_SimOrder]]) -> None:
+                       consumed: dict[int, int], orders_by_px: dict[int, list[_SimOrder]]) -> None:
         """Queue updates of one side after a coalesced message: ``was`` holds (our price, its
         pending level before the message or ``None``), ``pend`` the pending levels after it."""
         for p, before in was:
             after = pend.get(p)
             if after is None or after == before:
                 continue
-            if before is None:   # first write since the last flush: the book has the level before
-                before = levels.get(p, 0)
+            if before is None:   # first write since the last flush: the book has the level before,
+                before = levels.get(p, 0)   # and our consumption there still counts
                 if after == before:
                     continue
-            self._level_changed(orders_by_px[p], before, after)
+                self._level_changed(orders_by_px[p], before, after, consumed.get(p, 0))
+            else:                # an earlier pending message named the price: consumption reset
+                self._level_changed(orders_by_px[p], before, after, 0)
 
     def _settle_through(self, mkt: _Market) -> None:
         """The opposite side may now reach our resting prices: make the book exact there (asks at
@@ -695,8 +706,11 @@ class SimulatedVenue(Venue):
             mkt.settle(Side.BUY, mkt.our_best_ask)
         self._match_through(mkt)
 
-    def _level_changed(self, orders: list[_SimOrder], before: int, after: int) -> None:
-        """The displayed level at the price of ``orders`` (ours, FIFO) went ``before -> after``."""
+    def _level_changed(self, orders: list[_SimOrder], before: int, after: int, ours: int) -> None:
+        """The displayed level at the price of ``orders`` (ours, FIFO) went ``before -> after``;
+        ``ours`` of the ``before`` lots had been consumed by us. The change is the market's own
+        (the replay never saw our trades), but the queue it is split over is what is left: our
+        consumed lots were ahead of our orders and are gone, so they are not "behind" us."""
         for so in orders:
             traded, so.traded_since = so.traded_since, 0
             if after > before:
@@ -706,7 +720,8 @@ class SimulatedVenue(Venue):
             if chg <= 0:
                 so.front = min(so.front, after)
             else:
-                so.front = self.config.queue_model.front_after_cancel(so.front, before, after, chg, self.rng)
+                so.front = self.config.queue_model.front_after_cancel(so.front, before - ours, after, chg,
+                                                                      self.rng)
 
     def _on_trade(self, mkt: _Market, trade: TradeTick, resting_side: Side) -> None:
         """A public trade hit ``resting_side`` at ``trade.price_ticks``: advance and fill our queue."""
@@ -763,15 +778,17 @@ class SimulatedVenue(Venue):
         orders = (mkt.bid_orders if side is Side.BUY else mkt.ask_orders).get(px)
         if not orders:
             return False
-        consumed = mkt.consumed_ask if side is Side.BUY else mkt.consumed_bid
+        if side is Side.BUY:
+            consumed, resting = mkt.consumed_ask, mkt.ask_orders
+        else:
+            consumed, resting = mkt.consumed_bid, mkt.bid_orders
         any_fill = False
         for level_px, avail in list(mkt.available(side, px)):
             for so in list(orders):
                 if avail <= 0:
                     break
                 qty = min(avail, so.remaining)
-                consumed[level_px] = consumed.get(level_px, 0) + qty
-                mkt.idle = False
+                _consume(mkt, consumed, resting, level_px, qty)
                 avail -= qty
                 self._fill(mkt, so, px, qty, Liquidity.MAKER)
                 any_fill = True
@@ -953,12 +970,14 @@ class SimulatedVenue(Venue):
     def _take(self, mkt: _Market, so: _SimOrder, limit_px: int | None) -> None:
         if limit_px is not None and not mkt.crosses(so.side, limit_px):
             return   # nothing to take (and no need to apply the pending depth)
-        consumed = mkt.consumed_ask if so.side is Side.BUY else mkt.consumed_bid
+        if so.side is Side.BUY:
+            consumed, resting = mkt.consumed_ask, mkt.ask_orders
+        else:
+            consumed, resting = mkt.consumed_bid, mkt.bid_orders
         # lazily: a market order must not materialise the whole opposite side
         for px, avail in mkt.available(so.side, limit_px, so.remaining):
             qty = min(avail, so.remaining)
-            consumed[px] = consumed.get(px, 0) + qty
-            mkt.idle = False
+            _consume(mkt, consumed, resting, px, qty)
             self._fill(mkt, so, px, qty, Liquidity.TAKER)
             if so.remaining <= 0:
                 break
@@ -966,7 +985,7 @@ class SimulatedVenue(Venue):
     def _rest(self, mkt: _Market, so: _SimOrder) -> None:
         px = so.price_ticks
         assert px is not None
-        so.front = mkt.level(so.side, px)   # the pending depth included: no flush needed
+        so.front = mkt.queue_at(so.side, px)   # the pending depth included: no flush needed
         if so.side is Side.BUY:
             mkt.bid_orders.setdefault(px, []).append(so)
         else:
@@ -1348,6 +1367,21 @@ class SimulatedVenue(Venue):
                 "fills": self.stat_fills, "rejects": self.stat_rejects,
                 "ignored_events": self.stat_ignored_events,
                 "open_orders": sum(1 for so in self._orders.values() if not so.status.is_terminal)}
+
+
+def _consume(mkt: _Market, consumed: dict[int, int], resting: dict[int, list[_SimOrder]], px: int,
+             qty: int) -> None:
+    """We took ``qty`` lots of the displayed level at ``px``: they count as consumed until the
+    feed names the price again, and they were ahead of our own orders resting at ``px`` on that
+    side (a taker takes the queue front first; ours are skipped, never matched), so those move up.
+    Not a traded volume: the replay's next depth message never reflects it."""
+    consumed[px] = consumed.get(px, 0) + qty
+    mkt.idle = False
+    orders = resting.get(px)
+    if orders:
+        for so in orders:
+            front = so.front - qty
+            so.front = front if front > 0 else 0
 
 
 def _walk_tick_lots(mkt: _Market, taker: Side, lots: int, skip: int = 0) -> int:
