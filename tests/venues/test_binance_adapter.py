@@ -111,7 +111,9 @@ async def test_unsupported_order_is_raised_before_sending() -> None:
             await rig.venue.submit(_order(rig.instrument, "gtd-1", Side.BUY, "1", "99.0", tif=TimeInForce.GTD))
         with pytest.raises(OrderRejected):
             await rig.venue.submit(_order(rig.instrument, "bad~id", Side.BUY, "1", "99.0"))
-        assert not any("gtd-1" in r[2] or "bad" in r[2] for r in rig.fake.requests)
+        # match the client id parameter, not a bare substring (the hex signature can contain "bad")
+        assert not any("newClientOrderId=gtd-1" in r[2] or "newClientOrderId=bad" in r[2]
+                       for r in rig.fake.requests)
 
 
 # ---------------------------------------------------------------------------------------------- UNKNOWN
