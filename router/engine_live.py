@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from marketdata.errors import ConfigError, VenueError, VenueTimeout
+from marketdata.errors import ConfigError, FinalVenueError, RateLimited, RetryableVenueError, VenueError, VenueTimeout
 from marketdata.model import (
     BookDeltas,
     ClientOrderId,
@@ -478,13 +478,27 @@ class LiveRuntime:
             self.stats["command_timeouts"] += 1
             log.warning("%s %s: submit not done after %.1f s; order UNKNOWN until the venue says", vc.venue,
                         vc.cid, timeout)
+            self._record_send_failure(vc, None)
             self.engine._on_send_failed(vc, VenueTimeout(f"submit not done after {timeout} s", venue=vc.venue,
                                                          client_order_id=vc.cid))
             venue.resolve_unknown(vc.cid, sent_ns)
         except VenueError as exc:
             self.stats["command_errors"] += 1
             log.warning("%s %s: submit failed: %s", vc.venue, vc.cid, exc)
+            self._record_send_failure(vc, exc)
             self.engine._on_send_failed(vc, exc)
+
+    def _record_send_failure(self, vc: _VenueChild, exc: VenueError | None) -> None:
+        """A submit that raised counts against the venue's circuit breaker (the adapter turns the
+        venue's own refusals into REJECTED events, which the engine records itself): no answer
+        (``None``: our command timeout; a venue timeout or a dropped connection) is a timeout, a
+        final error a reject; a rate-limit refusal is pacing, not venue health. So a half-open
+        breaker's probe that fails this way re-opens it instead of waiting out its probe slot."""
+        router = self.engine.router
+        if exc is None or (isinstance(exc, RetryableVenueError) and not isinstance(exc, RateLimited)):
+            router.record_timeout(vc.venue)
+        elif isinstance(exc, FinalVenueError):
+            router.record_reject(vc.venue)
 
     def cancel(self, vc: _VenueChild) -> None:
         """Send a cancel as an owned task."""

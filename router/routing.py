@@ -36,7 +36,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from marketdata.book import L2Book
-from marketdata.clock import Clock
+from marketdata.clock import Clock, LiveClock
 from marketdata.errors import ConfigError, InstrumentError
 from marketdata.model import Instrument, InstrumentKind, OrderType, Side, TimeInForce
 from marketdata.units import CommonGrid
@@ -597,6 +597,7 @@ class _Eval:
     params: VenueParams  # sweep parameters (take and mixed styles)
     ctx: _Ctx
     excluded: str | None = None
+    probe = False   # the venue's breaker is half-open and this decision may send its one probe
     stage = 0  # how far the evaluation got: 0 health, 1 book, 2 latency, 3 headroom, 4 capacity
     cap_lots = NO_LIMIT
     budget = NO_LIMIT
@@ -771,13 +772,30 @@ class Router:
     copied); ``instruments`` maps venue id to its :class:`Instrument` for ``policy.symbol``.
     Venues configured but missing a book or instrument are reported as excluded. Call
     :meth:`on_book` after each book update (it feeds the latency model), and the ``record_*``
-    methods with order outcomes (fill probability, health)."""
+    methods with order outcomes (fill probability, health).
+
+    ``book_age_from`` names the book timestamp that is on ``clock``: the age of a book (staleness
+    against ``max_book_age_ms``, the latency haircut, the activity model's times) is ``clock now``
+    minus it. ``"ts_init"``, the local receive time, for live books: their ``ts_event`` is the
+    venue's clock (Binance ``E``/``T``), off ours by its skew, so a venue clock behind ours would
+    make fresh books look stale and one ahead would hide stale ones. ``"ts_event"`` in
+    simulation, where the clock is advanced along exchange time and a replay's ``ts_init`` is the
+    recording collector's clock (about 1.27 s behind ``E`` on the bundled Binance files).
+    Default: ``"ts_init"`` with a :class:`~marketdata.clock.LiveClock`, else ``"ts_event"``."""
 
     def __init__(self, policy: RoutingPolicy, venues: Mapping[str, VenueConfig],
                  instruments: Mapping[str, Instrument], books: Mapping[str, L2Book], clock: Clock,
-                 capacity: CapacityProvider | None = None, *, decision_prefix: str = "RD-") -> None:
+                 capacity: CapacityProvider | None = None, *, decision_prefix: str = "RD-",
+                 book_age_from: Literal["ts_event", "ts_init"] | None = None) -> None:
         self.policy = policy
         self.clock = clock
+        if book_age_from is None:
+            book_age_from = "ts_init" if isinstance(clock, LiveClock) else "ts_event"
+        elif book_age_from not in ("ts_event", "ts_init"):
+            raise ValueError(f"book_age_from must be 'ts_event' or 'ts_init', got {book_age_from!r}")
+        self._book_age_from: Literal["ts_event", "ts_init"] = book_age_from
+        self._age_from_init = book_age_from == "ts_init"
+        self._probe_evals: list[_Eval] = []   # this decision's venues whose half-open breaker may be probed
         self.capacity: CapacityProvider = capacity or UnlimitedCapacity()
         self.decision_prefix = decision_prefix
         self._counter = 0
@@ -829,6 +847,11 @@ class Router:
 
     # ------------------------------------------------------------------ learning inputs
     @property
+    def book_age_from(self) -> Literal["ts_event", "ts_init"]:
+        """The book timestamp book ages are measured from (see the class docstring)."""
+        return self._book_age_from
+
+    @property
     def venue_names(self) -> list[str]:
         return list(self._venues)
 
@@ -844,14 +867,15 @@ class Router:
         self._state(venue).book = book
 
     def on_book(self, venue: str, ts_ns: int | None = None) -> None:
-        """Feed the venue's current top of book to its activity model (call after each update)."""
+        """Feed the venue's current top of book to its activity model (call after each update),
+        at ``ts_ns`` (default: the book's ``book_age_from`` timestamp, on the router's clock)."""
         st = self._state(venue)
         book = st.book
         if book is None:
             return
         f = st.price_factor
         bb, ba = book.best_bid_ticks, book.best_ask_ticks
-        ts = book.ts_event if ts_ns is None else ts_ns
+        ts = (book.ts_init if self._age_from_init else book.ts_event) if ts_ns is None else ts_ns
         bl = 0 if bb is None else book.bid_lots_at(bb)
         al = 0 if ba is None else book.ask_lots_at(ba)
         pb = None if bb is None else bb * f
@@ -925,6 +949,9 @@ class Router:
         # only, a subclass may override them)
         capacity = None if type(self.capacity) is UnlimitedCapacity else self.capacity
         evaluate = self._evaluate
+        probes = self._probe_evals
+        if probes:   # left over by a decision that raised
+            probes.clear()
         evals = [evaluate(name, st, side, now, style, capacity) for name, st in self._venues.items()]
         live = [e for e in evals if e.excluded is None]
         explanation: _Explain = []
@@ -976,6 +1003,15 @@ class Router:
             if residual:
                 reason = post_reason if post_want else take_reason
                 reason = reason or take_reason or "unplaced"
+        if probes:
+            # half-open breakers: an order placed on such a venue is its one probe (the others
+            # decide without it until the probe's outcome, or until it expires)
+            placed = {a.venue for a in allocations}
+            for e in probes:
+                if e.name in placed:
+                    e.st.health.start_probe(now)
+                    e.note("circuit breaker half-open: this order is the probe")
+            probes.clear()
         d = RoutingDecision._captured(self, self._counter, now, request, evals, allocations, residual,
                                       reason if residual else None, explanation, ref)
         if split is not None:
@@ -1005,10 +1041,12 @@ class Router:
         hs = st.health
         opened = hs.opened_at_ns
         breaker_open = False
+        half_open = False
         if opened is None:
             state = _CLOSED
         elif now - opened >= hs.cooldown_ns:
             state = _HALF_OPEN
+            half_open = True
         else:
             state = _OPEN
             breaker_open = True
@@ -1023,7 +1061,9 @@ class Router:
             e.excluded = "no order book"
             return e
         policy = self.policy
-        age_ns = now - book.ts_event
+        # book age on the router's own clock: the local receive time for live books (the venue's
+        # event time is on the venue's clock, skewed), exchange time in simulation (see __init__)
+        age_ns = now - (book.ts_init if self._age_from_init else book.ts_event)
         e.stage = 1
         e.age_ns = age_ns
         needs_resync = book.needs_resync
@@ -1038,6 +1078,14 @@ class Router:
                           f"> max_book_age_ms {policy.max_book_age_ms:g}")
         elif breaker_open:
             e.excluded = f"circuit breaker open ({hs.consecutive_failures} consecutive failures)"
+        elif half_open:
+            if hs.probe_in_flight(now):
+                e.excluded = "circuit breaker half-open: probe in flight"
+            else:
+                # may carry the probe: route() marks it sent if the decision places an order here,
+                # and _post() keeps a mixed decision to one order on this venue
+                e.probe = True
+                self._probe_evals.append(e)
         if e.excluded:
             return e
         # latency (scoring.latency_haircut, inlined: same float operations, no object)
@@ -1353,9 +1401,13 @@ class Router:
         for _score, _i, e, px in cands:
             if remaining <= 0:
                 break
-            if e.take_lots and e.headroom is not None and e.headroom <= 1:
-                # mixed: the take on this venue used its last order the rate limiter lets through now
-                notes.append(f"{e.name}: rate limit: no order headroom left after the take")
+            if e.take_lots and (e.probe or (e.headroom is not None and e.headroom <= 1)):
+                if e.probe:
+                    # mixed: the take is the half-open breaker's one probe order on this venue
+                    notes.append(f"{e.name}: circuit breaker half-open: the take is its one probe order")
+                else:
+                    # mixed: the take on this venue used its last order the rate limiter lets through now
+                    notes.append(f"{e.name}: rate limit: no order headroom left after the take")
                 continue
             inst = e.st.instrument
             assert inst is not None

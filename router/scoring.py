@@ -84,11 +84,15 @@ class VenueHealth:
     """Reject/timeout counters and a circuit breaker for one venue.
 
     ``failures_to_open`` consecutive failures (reject or timeout) open the breaker; after
-    ``cooldown_ns`` it is half-open (routable, one probe); a success closes it, a failure while
-    half-open opens it again for another cooldown."""
+    ``cooldown_ns`` it is half-open: routable for exactly one probe order. The router calls
+    :meth:`start_probe` when a decision sends an order there; until that probe's outcome is
+    known (:meth:`probe_in_flight`) the venue takes no other order. A success closes the
+    breaker, a failure while half-open opens it again for another cooldown. A probe that never
+    gets an answer (lost, or the decision was not sent) frees its slot ``cooldown_ns`` after it
+    was sent, so the venue is probed again rather than wedged."""
 
-    __slots__ = ("consecutive_failures", "cooldown_ns", "failures_to_open", "opened_at_ns", "rejects",
-                 "successes", "timeouts")
+    __slots__ = ("consecutive_failures", "cooldown_ns", "failures_to_open", "opened_at_ns", "probe_sent_ns",
+                 "rejects", "successes", "timeouts")
 
     def __init__(self, failures_to_open: int = 5, cooldown_ns: int = 30 * NS_PER_S) -> None:
         self.failures_to_open = failures_to_open
@@ -98,6 +102,7 @@ class VenueHealth:
         self.successes = 0
         self.consecutive_failures = 0
         self.opened_at_ns: int | None = None
+        self.probe_sent_ns: int | None = None   # when the half-open breaker's probe order was sent
 
     def state(self, now_ns: int) -> BreakerState:
         if self.opened_at_ns is None:
@@ -106,11 +111,21 @@ class VenueHealth:
             return BreakerState.HALF_OPEN
         return BreakerState.OPEN
 
+    def probe_in_flight(self, now_ns: int) -> bool:
+        """Half-open and the probe order sent less than ``cooldown_ns`` ago has no outcome yet."""
+        sent = self.probe_sent_ns
+        return sent is not None and now_ns - sent < self.cooldown_ns
+
+    def start_probe(self, now_ns: int) -> None:
+        """A decision sends the half-open breaker's probe order now."""
+        self.probe_sent_ns = now_ns
+
     def _failure(self, now_ns: int) -> None:
         self.consecutive_failures += 1
         half_open = self.state(now_ns) is BreakerState.HALF_OPEN
         if half_open or (self.opened_at_ns is None and self.consecutive_failures >= self.failures_to_open):
             self.opened_at_ns = now_ns
+            self.probe_sent_ns = None
 
     def record_reject(self, now_ns: int) -> None:
         self.rejects += 1
@@ -125,6 +140,7 @@ class VenueHealth:
         self.successes += 1
         self.consecutive_failures = 0
         self.opened_at_ns = None
+        self.probe_sent_ns = None
 
 
 class MarketActivity:

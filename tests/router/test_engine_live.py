@@ -74,25 +74,6 @@ min_notional = "5"
 """
 
 
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(KEY_ENV, API_KEY)
-    monkeypatch.setenv(SECRET_ENV, API_SECRET)
-
-
-@pytest.fixture
-async def fake() -> Any:
-    inst = make_instrument()
-    f = FakeBinance([inst], API_KEY, API_SECRET, balances={"USDT": Decimal(10_000_000), "BTC": Decimal(100)},
-                    maker_bps=MAKER_BPS, taker_bps=TAKER_BPS)
-    await f.start()
-    await f.publish_book("BTCUSDT", BIDS, ASKS)
-    try:
-        yield f
-    finally:
-        await f.stop()
-
-
 def _journal(path: Path, kinds: list[str]) -> list[dict[str, Any]]:
     with Journal(path) as j:
         return [dict(r.payload) for r in j.read(kinds=kinds)]
@@ -192,6 +173,11 @@ async def test_submit_timeout_is_unknown_then_resolved(env: None, fake: FakeBina
     assert engine.venues == {} and engine._live.venues["binance-spot"].stats["resolved"] >= 1
     assert h.status == "filled" and h.filled == Decimal("0.1"), (h.reason, histories)
     assert sum(Decimal(f["quantity"]) for f in _journal(jpath, ["fill"])) == Decimal("0.1")
+    # the unanswered submit is a timeout for the venue's health (it used to be counted nowhere, so
+    # a live half-open probe lost this way could only wait out its slot), later resolved and acked
+    health = engine.router.health("binance-spot")
+    assert health.timeouts == 1, (health.timeouts, health.rejects, health.successes)
+    assert health.consecutive_failures == 0 and health.successes >= 1
     assert any(p == "/api/v3/order" and m == "GET" for m, p, _ in fake.requests), "status query made"
 
 

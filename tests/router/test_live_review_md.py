@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "venues"))
 
 from binance_fake import FakeBinance
-from binance_harness import API_KEY, API_SECRET, MAKER_BPS, TAKER_BPS, make_instrument
+from binance_harness import make_instrument
 from test_engine_live import ASKS, BIDS, _toml, _until
 
 from router.engine import Engine
@@ -24,19 +20,6 @@ from router.engine import Engine
 V = "binance-spot"
 NEW_BIDS = [("60000.3", "1.000"), *BIDS]
 NEW_ASKS = [("60000.4", "1.000"), ASKS[2]]
-
-
-@pytest.fixture
-async def fake() -> Any:
-    f = FakeBinance([make_instrument()], API_KEY, API_SECRET,
-                    balances={"USDT": Decimal(10_000_000), "BTC": Decimal(100)},
-                    maker_bps=MAKER_BPS, taker_bps=TAKER_BPS)
-    await f.start()
-    await f.publish_book("BTCUSDT", BIDS, ASKS)
-    try:
-        yield f
-    finally:
-        await f.stop()
 
 
 async def _seeded(fake: FakeBinance) -> Engine:

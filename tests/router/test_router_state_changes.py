@@ -1,7 +1,8 @@
 """Decisions never see stale state: a router that has routed many times decides exactly like a
 fresh router fed the same inputs, whatever changed in between (book levels deep and at the top,
 book timestamps, resyncs, health, fill estimates, measured round trips, the clock, and capacity
-providers whose balances and headroom change between calls); and a decision's lazily assembled
+providers whose balances and headroom change between calls; the only state a decision writes is
+a half-open breaker's probe, told to the others like an outcome); and a decision's lazily assembled
 fields (factors, explanation, ids, Decimals) keep the values of the moment it was made.
 
 Also the routing property test's reported over-budget buy (0.07694 BTC x 10000.30 x (1 + 7.5 bps)
@@ -125,6 +126,13 @@ def test_a_router_that_routed_before_decides_like_a_fresh_one(seed: int) -> None
         d = veteran.route(req)
         fresh = virgins[step].route(req)
         assert _payload(d) == _payload(fresh), f"step {step}"
+        # the one state a decision writes: an order placed on a venue whose breaker is half-open
+        # is its probe (router.scoring.VenueHealth.start_probe); the others are told, like outcomes
+        for n in INSTS:
+            sent = veteran.health(n).probe_sent_ns
+            assert virgins[step].health(n).probe_sent_ns == sent
+            for r in virgins[step + 1:]:
+                r.health(n).probe_sent_ns = sent
         assert [(a.venue, a.lots, a.price_ticks) for a in d.allocations] == \
             [(a.venue, a.lots, a.price_ticks) for a in fresh.allocations]
         if step % 3 == 0:
