@@ -30,6 +30,13 @@ registry, see :class:`~marketdata.units.CommonGrid`): ``filled`` + ``working`` (
 ``in_flight`` (sent, not acked) + ``unknown``. While a replace is pending the larger of the old and
 new quantity counts; a cancel-then-new replace counts both orders until the cancel is confirmed.
 :meth:`can_send` refuses anything that would take :meth:`parent_exposure` above the parent's total.
+
+Replaces in flight: one at a time per order. A venue refuses a replace with CANCEL_REJECTED; while a
+replace is pending that answers the replace (the order keeps its size and price, and a cancel sent
+after it stays pending), otherwise the cancel. A replace that times out stays pending (the larger
+size counts) until the venue's answer or a status report settles it: the new terms mean it was
+applied, the old ones that it never took effect. A cancel-then-new's replacement stops counting
+(REJECTED "not sent") when the old order's cancel is refused or it ends other than CANCELED.
 """
 
 from __future__ import annotations
@@ -148,6 +155,9 @@ class ManagedOrder:
     retries: int = 0
     fills: list[Fill] = field(default_factory=list)
     pending_replace: tuple[int, int | None] | None = None
+    # the pending replace's request timed out (or a restart lost its answer): only a status report
+    # can settle it, and one with the old terms then means it never took effect
+    replace_unknown: bool = False
     replaces: ClientOrderId | None = None
     replaced_by: ClientOrderId | None = None
     overfilled: bool = False
@@ -325,6 +335,19 @@ class OrderManager:
         mo.history.append((self._clock.now_ns(), to))
         if terminal:
             mo.pending_replace = None
+            mo.replace_unknown = False
+            if mo.replaced_by is not None and to is not S.CANCELED:
+                self._drop_unsent_replacement(mo, f"{mo.client_order_id} ended {to.value}, not canceled")
+
+    def _drop_unsent_replacement(self, mo: ManagedOrder, why: str) -> None:
+        """``mo``'s cancel (of a cancel-then-new) was refused, or ``mo`` ended other than CANCELED:
+        its replacement is never placed (Binance ``cancel_replace`` is STOP_ON_FAILURE; any other
+        caller sends it only after CANCELED), so it stops counting: REJECTED, journaled."""
+        nmo = self._orders.get(mo.replaced_by) if mo.replaced_by is not None else None
+        if (self._replaying or nmo is None or nmo.status not in (S.PENDING_NEW, S.UNKNOWN) or nmo.acked
+                or nmo.executed_lots):
+            return   # (replaying: the journaled local REJECTED that follows settles it)
+        self._event_local(nmo, OrderEventKind.REJECTED, f"not sent: {why}", None)
 
     def _command_payload(self, action: str, o: Order, *, lots: int | None = None,
                          price_ticks: int | None = None) -> dict[str, Any]:
@@ -520,8 +543,10 @@ class OrderManager:
 
     def on_send_failed(self, client_order_id: str, error: BaseException) -> OrderStatus:
         """The transport failed to deliver the last command for this order. A retryable failure
-        (timeout, disconnect) leaves a submit UNKNOWN; a rate-limit refusal or a final venue error
-        means the venue did not take it (submit: REJECTED; cancel: back to working)."""
+        (timeout, disconnect) leaves a submit UNKNOWN and a replace pending (settled by the venue's
+        answer or a status report); a rate-limit refusal or a final venue error means the venue did
+        not take it (submit: REJECTED; cancel: back to working, a replace sent before it still
+        pending; replace: dropped, the order unchanged)."""
         mo = self.order(client_order_id)
         not_taken = isinstance(error, (RateLimited, FinalVenueError))
         if mo.status is S.PENDING_NEW:
@@ -536,16 +561,29 @@ class OrderManager:
                 log.warning("%s %s: submit failed (%s); order state UNKNOWN until the venue says",
                             mo.order.venue, mo.client_order_id, error)
                 self._set_status(mo, S.UNKNOWN)
-        elif not_taken and (mo.status is S.PENDING_CANCEL or mo.pending_replace is not None):
-            self._event_local(mo, OrderEventKind.CANCEL_REJECTED, str(error), getattr(error, "code", None))
+        elif not_taken and mo.status is S.PENDING_CANCEL:
+            # the cancel was the last command (no replace can follow it): a replace sent before it
+            # is still at the venue and keeps counting
+            self._event_local(mo, OrderEventKind.CANCEL_REJECTED, str(error), getattr(error, "code", None),
+                              refused="cancel")
+        elif not_taken and mo.pending_replace is not None:
+            self._event_local(mo, OrderEventKind.CANCEL_REJECTED, str(error), getattr(error, "code", None),
+                              refused="replace")
+        elif mo.pending_replace is not None and mo.status is not S.PENDING_CANCEL:
+            # a replace that timed out may or may not have reached the venue: it keeps counting at
+            # the larger size until a status report (or the venue's answer) settles it
+            log.warning("%s %s: replace failed (%s); replace state unknown until the venue says",
+                        mo.order.venue, mo.client_order_id, error)
+            mo.replace_unknown = True
         return mo.status
 
-    def _event_local(self, mo: ManagedOrder, kind: OrderEventKind, reason: str, code: Any) -> None:
+    def _event_local(self, mo: ManagedOrder, kind: OrderEventKind, reason: str, code: Any, *,
+                     refused: str | None = None) -> None:
         now = self._clock.now_ns()
         ev = OrderEvent(kind=kind, client_order_id=mo.client_order_id, venue=mo.order.venue, ts_event=now,
                         ts_init=now, reason=reason, code=None if code is None else str(code))
-        self._journal_event(ev, mo, source="local")
-        self._apply(ev, mo)
+        self._journal_event(ev, mo, source="local", extra=None if refused is None else {"refused": refused})
+        self._apply(ev, mo, refused=refused)
 
     def cancel(self, client_order_id: str) -> Order:
         """Journal a cancel command and mark the order PENDING_CANCEL; returns the order to cancel."""
@@ -564,15 +602,27 @@ class OrderManager:
                 native: bool = True, parent_total: int | None = None) -> Order:
         """Change quantity (new total lots, fills included) and/or price.
 
-        ``native``: the venue modifies in place; the order counts at the larger of old/new size until
-        REPLACED (or the replace is refused). Otherwise cancel-then-new: the old order goes
-        PENDING_CANCEL and a new order (new id, ``replaces`` = old id) for the remaining
-        ``lots - filled`` is created PENDING_NEW; both count until the cancel is confirmed. Returns
-        the order to send (the same order with new fields, or the new one)."""
+        ``native``: the venue modifies in place (only for a venue whose
+        ``capabilities.native_modify``: a venue that cancels and re-sends under an id of its own
+        would report the new order under an id the manager never issued); the order counts at the
+        larger of old/new size until REPLACED, the replace is refused (CANCEL_REJECTED) or, after a
+        timeout (:meth:`on_send_failed`), a status report settles it. One replace at a time: another
+        while one is pending raises :class:`InvariantError`. Otherwise cancel-then-new: the old
+        order goes PENDING_CANCEL and a new order (new id, ``replaces`` = old id) for the remaining
+        ``lots - filled`` is created PENDING_NEW; both count until the cancel is confirmed. Send it
+        atomically (Binance ``cancel_replace``, STOP_ON_FAILURE) or only once the old order is
+        CANCELED: if the cancel is refused or the old order ends otherwise (filled), the new one is
+        settled REJECTED "not sent". Returns the order to send (the same order with new fields, or
+        the new one)."""
         mo = self.order(client_order_id)
         o = mo.order
         if mo.status.is_terminal or mo.status is S.PENDING_CANCEL:
             raise InvariantError(f"order {client_order_id} is {mo.status.value}; cannot replace")
+        if mo.pending_replace is not None:
+            # one at a time: the venue's answer to the first (REPLACED or a refusal) could not be
+            # told from the second's, and settling the first would stop counting the second
+            raise InvariantError(f"order {client_order_id}: a replace is already in flight; wait for "
+                                 "its REPLACED or refusal (or, after a timeout, a status report)")
         new_lots = o.lots if lots is None else lots
         new_price = o.price_ticks if price_ticks is None else price_ticks
         if new_lots <= mo.executed_lots:
@@ -580,7 +630,7 @@ class OrderManager:
                                  f"the {mo.executed_lots} already filled")
         pid = o.parent_id
         if native:
-            extra = max(0, new_lots - max(o.lots, mo.pending_replace[0] if mo.pending_replace else 0))
+            extra = max(0, new_lots - o.lots)
         else:
             extra = new_lots - mo.executed_lots
         if parent_total is not None and pid is not None:
@@ -675,8 +725,20 @@ class OrderManager:
                 log.info("%s %s: duplicate fill trade_id=%s dropped", ev.venue, ev.client_order_id,
                          ev.fill.trade_id)
                 return
+        if ev.kind is OrderEventKind.CANCEL_REJECTED:
+            refused = self._refused_command(mo)
+            self._journal_event(ev, mo, extra={"refused": refused})
+            self._apply(ev, mo, refused=refused)
+            return
         self._journal_event(ev, mo)
         self._apply(ev, mo)
+
+    @staticmethod
+    def _refused_command(mo: ManagedOrder) -> str:
+        """What a venue's CANCEL_REJECTED answers: ``"replace"`` while a replace is pending, else
+        ``"cancel"``. A venue answers one order's requests in the order they were sent, and no
+        replace can be sent while a cancel is pending, so a pending replace is answered first."""
+        return "replace" if mo.pending_replace is not None else "cancel"
 
     def _journal_event(self, ev: OrderEvent, mo: ManagedOrder, *, source: str | None = None,
                        extra: Mapping[str, Any] | None = None) -> None:
@@ -723,7 +785,9 @@ class OrderManager:
                 f"{mo.order.venue} {mo.order.symbol} {mo.client_order_id}: {what}: filled "
                 f"{mo.executed_lots} lots > ordered {mo.order.lots}"))
 
-    def _apply(self, ev: OrderEvent, mo: ManagedOrder) -> None:
+    def _apply(self, ev: OrderEvent, mo: ManagedOrder, *, refused: str | None = None) -> None:
+        """Apply one event; ``refused`` (CANCEL_REJECTED only): ``"cancel"`` or ``"replace"``, the
+        command it answers (default :meth:`_refused_command`)."""
         K = OrderEventKind
         if ev.venue_order_id and not mo.venue_order_id:
             mo.venue_order_id = ev.venue_order_id
@@ -749,6 +813,7 @@ class OrderManager:
                         self._set_status(mo, self._status_after_fill(mo))
                 elif mo.pending_replace is not None and mo.status in _WORKING:
                     mo.pending_replace = None
+                    mo.replace_unknown = False
                     mo.reason = ev.reason
                 elif mo.status.is_terminal:
                     self._stale(mo, ev)
@@ -765,14 +830,23 @@ class OrderManager:
                     mo.reason = ev.reason
                     self._set_status(mo, S.CANCELED if ev.kind is K.CANCELED else S.EXPIRED)
             elif ev.kind is K.CANCEL_REJECTED:
-                mo.pending_replace = None
-                if mo.status is S.PENDING_CANCEL:
-                    mo.reason = ev.reason
-                    if mo.executed_lots:
-                        self._set_status(mo, S.PARTIALLY_FILLED)
-                    else:
-                        # not acknowledged yet: the cancel overtook the order, which is still pending
-                        self._set_status(mo, S.NEW if mo.acked else S.PENDING_NEW)
+                if (refused or self._refused_command(mo)) == "replace":
+                    # the replace was refused: the order keeps its size and price, and a cancel
+                    # sent after the replace is still on its way
+                    if mo.pending_replace is not None:
+                        mo.pending_replace = None
+                        mo.replace_unknown = False
+                        mo.reason = ev.reason
+                else:
+                    if mo.replaced_by is not None:
+                        self._drop_unsent_replacement(mo, f"the cancel of {mo.client_order_id} was refused")
+                    if mo.status is S.PENDING_CANCEL:
+                        mo.reason = ev.reason
+                        if mo.executed_lots:
+                            self._set_status(mo, S.PARTIALLY_FILLED)
+                        else:
+                            # not acknowledged yet: the cancel overtook the order, still pending
+                            self._set_status(mo, S.NEW if mo.acked else S.PENDING_NEW)
             elif ev.kind is K.REPLACED:
                 self._apply_replaced(mo, ev)
             elif ev.kind in (K.PARTIALLY_FILLED, K.FILLED):  # pragma: no cover - validated away
@@ -812,16 +886,36 @@ class OrderManager:
             lots = ev.new_lots
         if ev.new_price_ticks is not None:
             price = ev.new_price_ticks
+        self._amend(mo, lots, price)
+        if mo.status is not S.PENDING_CANCEL:
+            self._set_status(mo, self._status_after_fill(mo))
+
+    def _amend(self, mo: ManagedOrder, lots: int, price_ticks: int | None) -> None:
+        """The venue has the order at ``lots`` / ``price_ticks`` (None: unchanged): the replace is done."""
         o = mo.order
         mo.order = Order(client_order_id=o.client_order_id, venue=o.venue, symbol=o.symbol, side=o.side,
                          order_type=o.order_type, lots=lots,
-                         price_ticks=price if price is not None else o.price_ticks,
+                         price_ticks=price_ticks if price_ticks is not None else o.price_ticks,
                          time_in_force=o.time_in_force, parent_id=o.parent_id, decision_id=o.decision_id,
                          ts_init=o.ts_init)
         mo.pending_replace = None
+        mo.replace_unknown = False
         self._check_overfill(mo, "replace")
-        if mo.status is not S.PENDING_CANCEL:
-            self._set_status(mo, self._status_after_fill(mo))
+
+    @staticmethod
+    def _report_settles_replace(mo: ManagedOrder, lots: int, price_ticks: int | None) -> str | None:
+        """What a status report showing the order at ``lots`` / ``price_ticks`` says of its pending
+        replace: ``"applied"`` (the venue has the new terms), ``"not_applied"`` (the old terms, and
+        the replace can no longer be answered: it timed out or a restart lost its answer), or None
+        (nothing settled: no replace pending, or its answer may still come)."""
+        pr = mo.pending_replace
+        if pr is None or lots <= 0:
+            return None
+        if lots == pr[0] and (pr[1] is None or price_ticks == pr[1]):
+            return "applied"
+        if mo.replace_unknown and lots == mo.order.lots and price_ticks == mo.order.price_ticks:
+            return "not_applied"
+        return None
 
     # ---------------------------------------------------------------- status reports
     def on_status_report(self, report: OrderStatusReport, *, source: str = "status_report") -> bool:
@@ -842,20 +936,35 @@ class OrderManager:
             self.on_garbled(str(getattr(report, "venue", "?")), report, err or "invalid")
             return False
         self.stats["reports"] += 1
+        settled = self._report_settles_replace(mo, report.lots, report.price_ticks)
         if self.journal is not None and not self._replaying:
             inst = self._instrument(mo.order.venue, mo.order.symbol)
             ev = OrderEvent(kind=_REPORT_KIND[report.status], client_order_id=mo.client_order_id,
                             venue=mo.order.venue, ts_event=report.ts_event, ts_init=self._clock.now_ns(),
                             venue_order_id=report.venue_order_id)
-            self._journal_event(ev, mo, source=source, extra={
-                "status": report.status.value, "filled": str(inst.lots_to_qty(report.filled_lots))})
-        self._apply_report(mo, report.status, report.filled_lots, report.venue_order_id)
+            extra: dict[str, Any] = {"status": report.status.value,
+                                     "filled": str(inst.lots_to_qty(report.filled_lots))}
+            if settled is not None:
+                extra["replace"] = settled
+                extra["quantity"] = str(inst.lots_to_qty(report.lots))
+                extra["price"] = None if report.price_ticks is None else str(inst.ticks_to_price(report.price_ticks))
+            self._journal_event(ev, mo, source=source, extra=extra)
+        self._apply_report(mo, report.status, report.filled_lots, report.venue_order_id,
+                           settle_replace=settled, lots=report.lots, price_ticks=report.price_ticks)
         return True
 
     def _apply_report(self, mo: ManagedOrder, status: OrderStatus, filled_lots: int,
-                      venue_order_id: VenueOrderId | None) -> None:
+                      venue_order_id: VenueOrderId | None, *, settle_replace: str | None = None,
+                      lots: int = 0, price_ticks: int | None = None) -> None:
         if venue_order_id and not mo.venue_order_id:
             mo.venue_order_id = venue_order_id
+        if settle_replace == "applied":
+            self._amend(mo, lots, price_ticks)
+        elif settle_replace == "not_applied":
+            log.info("%s %s: status report shows the old terms: the replace did not take effect",
+                     mo.order.venue, mo.client_order_id)
+            mo.pending_replace = None
+            mo.replace_unknown = False
         if filled_lots < mo.filled_lots:
             log.warning("%s %s: venue reports %d lots filled, we hold fills for %d", mo.order.venue,
                         mo.client_order_id, filled_lots, mo.filled_lots)
@@ -954,6 +1063,9 @@ class OrderManager:
             if mo.status is S.PENDING_NEW:
                 mo.status = S.UNKNOWN
                 mo.history.append((clock.now_ns(), S.UNKNOWN))
+            if mo.pending_replace is not None:
+                # its answer may have come while we were down: a status report settles it
+                mo.replace_unknown = True
         log.info("restored %d orders, %d fills from %s", len(om._orders), len(om._trade_ids), journal.path)
         return om
 
@@ -988,8 +1100,11 @@ class OrderManager:
             return
         # order_event
         if p.get("source") in ("status_report", "reconcile"):
+            settled = p.get("replace")
             self._apply_report(mo, OrderStatus(p["status"]), inst.qty_to_lots(p["filled"], exact=True),
-                               p.get("venue_order_id"))
+                               p.get("venue_order_id"), settle_replace=settled,
+                               lots=inst.qty_to_lots(p["quantity"], exact=True) if settled else 0,
+                               price_ticks=None if p.get("price") is None else inst.price_to_ticks(p["price"]))
             return
         ev = OrderEvent(kind=OrderEventKind(p["kind"]), client_order_id=cid, venue=VenueId(p["venue"]),
                         ts_event=int(p.get("ts_event") or rec.ts_ns), ts_init=rec.ts_ns,
@@ -998,7 +1113,7 @@ class OrderManager:
                                   else inst.qty_to_lots(p["new_quantity"], exact=True)),
                         new_price_ticks=(None if p.get("new_price") is None
                                          else inst.price_to_ticks(p["new_price"])))
-        self._apply(ev, mo)
+        self._apply(ev, mo, refused=p.get("refused"))
 
     def _replay_command(self, p: dict[str, Any]) -> None:
         cid = ClientOrderId(p["client_order_id"])

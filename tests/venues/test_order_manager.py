@@ -346,12 +346,16 @@ def test_random_sequences_never_let_exposure_exceed_parent(actions: list[tuple[s
             om.on_status_report(OrderStatusReport(mo.client_order_id, mo.order.venue, "BTC-USDT", Side.BUY,
                                                   S.NEW, mo.order.lots, mo.executed_lots))
         elif action == "replace" and mo.status in (S.NEW, S.PARTIALLY_FILLED) and qty > mo.executed_lots:
-            try:
-                om.replace(mo.client_order_id, lots=qty, parent_total=total, native=pick % 2 == 0)
-                if pick % 2:
-                    cids.append(om.orders()[-1].client_order_id)
-            except RiskRejected:
-                pass
+            if mo.pending_replace is not None:   # one replace at a time
+                with pytest.raises(InvariantError, match="in flight"):
+                    om.replace(mo.client_order_id, lots=qty, parent_total=total, native=pick % 2 == 0)
+            else:
+                try:
+                    om.replace(mo.client_order_id, lots=qty, parent_total=total, native=pick % 2 == 0)
+                    if pick % 2:
+                        cids.append(om.orders()[-1].client_order_id)
+                except RiskRejected:
+                    pass
         elif action == "replaced" and mo.pending_replace is not None:
             om.on_event(ev(K.REPLACED, mo.client_order_id))
         acc = om.parent_accounting("P1")
