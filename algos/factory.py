@@ -99,7 +99,9 @@ def _build(name: str, raw: dict[str, Any], *, now_ns: int, side: Side, tick_size
         cap = fraction(x["max_participation"], key="max_participation") if "max_participation" in x else 0.25
         return VwapAlgo(p, profile=profile, max_participation=cap,
                         catchup_tolerance=_float(x, "catchup_tolerance", 0.05) or 0.0,
-                        sweep_lead_ns=_dur(x, "sweep_lead"), final_sweep=bool(_bool(x, "final_sweep", False)),
+                        sweep_lead_ns=_dur(x, "sweep_lead"),
+                        final_sweep="capped" if x.get("final_sweep", "capped") == "capped"
+                        else bool(_bool(x, "final_sweep", False)),
                         max_slice_ns=_dur(x, "max_slice"))
     if key == "pov":
         if "target_rate" not in x:

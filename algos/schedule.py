@@ -16,13 +16,16 @@ import logging
 from collections.abc import Sequence
 from fractions import Fraction
 from math import gcd
+from typing import Literal
 
 from algos.base import ChildRecord, ExecutionAlgo
 from algos.params import CommonParams, rate_ratio
 from marketdata.errors import ConfigError, InvariantError
 from marketdata.model import TradeTick
 
-__all__ = ["ScheduleAlgo", "split_exact"]
+__all__ = ["FinalSweep", "ScheduleAlgo", "split_exact"]
+
+FinalSweep = bool | Literal["capped"]
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +72,8 @@ class ScheduleAlgo(ExecutionAlgo):
 
     Extra parameters: ``catchup_tolerance`` (fraction of parent, default 0.05),
     ``sweep_lead_ns`` (default 5% of the window), ``retry_ns`` (minimum gap between two takes,
-    default 1 s or a tenth of a slice if shorter), ``final_sweep`` (default True),
+    default 1 s or a tenth of a slice if shorter), ``final_sweep`` (default True; ``"capped"``:
+    sweep only what ``max_participation`` allows, retried as the market trades),
     ``max_participation`` (fraction of market volume excluding our fills, default None = no cap).
     """
 
@@ -77,7 +81,7 @@ class ScheduleAlgo(ExecutionAlgo):
 
     def __init__(self, params: CommonParams, *, catchup_tolerance: float = 0.05,
                  sweep_lead_ns: int | None = None, retry_ns: int | None = None,
-                 final_sweep: bool = True, max_participation: float | None = None) -> None:
+                 final_sweep: FinalSweep = True, max_participation: float | None = None) -> None:
         super().__init__(params)
         if not 0.0 <= catchup_tolerance <= 1.0:
             raise ConfigError(f"{catchup_tolerance}", key="catchup_tolerance", allowed="[0, 1]")
@@ -86,6 +90,8 @@ class ScheduleAlgo(ExecutionAlgo):
         lead = sweep_lead_ns if sweep_lead_ns is not None else params.duration_ns // 20
         if not 0 <= lead < params.duration_ns:
             raise ConfigError(f"{lead} ns", key="sweep_lead", allowed="[0, end - start)")
+        if final_sweep not in (True, False, "capped"):
+            raise ConfigError(f"{final_sweep!r}", key="final_sweep", allowed='true, false, "capped"')
         self.catchup_tolerance = catchup_tolerance
         self.sweep_ns = params.end_ns - lead
         self.final_sweep = final_sweep
@@ -98,6 +104,10 @@ class ScheduleAlgo(ExecutionAlgo):
         self._retry_at: int | None = None
         self._market_lots = 0
         self._last_slice = -1
+        # lots the participation cap held back at the last reconcile: while > 0, trades that open
+        # enough room reconcile again (else a cap binding with no child out waits for the next
+        # slice boundary, and a window inside one profile bin never trades)
+        self._cap_short = 0
 
     # ------------------------------------------------------------------ planning
     def _plan(self) -> None:
@@ -167,6 +177,13 @@ class ScheduleAlgo(ExecutionAlgo):
 
     def _on_trade(self, trade: TradeTick) -> None:
         self._check_would()
+        short = self._cap_short
+        if short > 0:   # (called only while running)
+            room = self.participation_room()
+            # act in steps (5 % of the parent, at least the minimum child), not on every trade
+            step = min(short, max(self.params.min_child_lots, self.parent_lots // 20))
+            if room is not None and room >= step:
+                self._reconcile(self.ctx.clock.now_ns())
 
     def participation_room(self) -> int | None:
         """Lots that may still be committed under ``max_participation`` (None = no cap)."""
@@ -196,19 +213,23 @@ class ScheduleAlgo(ExecutionAlgo):
         if lots <= 0 or self.params.passive_only or not self._take_allowed(now_ns):
             return
         room = None if reason == "sweep" else self.participation_room()   # the sweep ignores the cap
-        if room is not None:
-            lots = min(lots, room)
+        if room is not None and room < lots:
+            self._cap_short = max(self._cap_short, lots - room)
+            lots = room
         if lots > 0 and self._send(lots, style="take", reason=reason) is not None:
             self._last_take_ns = now_ns
 
     def _reconcile(self, now_ns: int) -> None:
+        self._cap_short = 0
         if not self._in_window(now_ns):
             return
         if self.final_sweep and now_ns >= self.sweep_ns:
+            # "capped": the same sweep within the participation cap (reason "final" is capped)
+            reason = "final" if self.final_sweep == "capped" else "sweep"
             self._cancel_open(styles=("post", "mixed"))
-            self._take(self.parent_lots - self.filled_lots, now_ns, "sweep")
+            self._take(self.parent_lots - self.filled_lots, now_ns, reason)
             if self.params.passive_only:  # no takes allowed: keep the remainder posted
-                self._post_upto(self.parent_lots, reason="sweep")
+                self._post_upto(self.parent_lots, reason=reason)
             return
         if self.would_active():
             self._check_would()
@@ -241,8 +262,9 @@ class ScheduleAlgo(ExecutionAlgo):
         if any(c.cancel_requested for c in self.open_children("post")):
             return  # wait for the cancels to land before re-posting
         room = None if reason == "sweep" else self.participation_room()   # the sweep ignores the cap
-        if room is not None:
-            want = min(want, room)
+        if room is not None and room < want:
+            self._cap_short = max(self._cap_short, want - room)
+            want = room
         if want > 0:
             self._send(want, style="post", reason=reason)
 

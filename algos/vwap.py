@@ -7,7 +7,9 @@ are even, with a warning). The algo then follows the schedule like TWAP (post fi
 behind by more than ``catchup_tolerance``), except that everything it commits, filled plus open,
 is kept at or below ``max_participation`` x the market volume observed on the trade feed since
 ``start``, excluding its own fills. With the cap binding the order can finish behind schedule:
-VWAP does not sweep by default (``final_sweep=False``) and reports the remainder at ``end``.
+By default (``final_sweep="capped"``) it sweeps the remainder ``sweep_lead`` before ``end`` within the
+cap (retried as the market trades), so the order completes unless the cap or the limit forbids it;
+``final_sweep=True`` completes regardless of the cap, ``False`` reports the remainder at ``end``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from functools import cache
 
 from algos.params import CommonParams
 from algos.profile import VolumeProfile
-from algos.schedule import ScheduleAlgo, split_exact
+from algos.schedule import FinalSweep, ScheduleAlgo, split_exact
 from marketdata.errors import ConfigError
 
 __all__ = ["VwapAlgo", "default_profile"]
@@ -35,14 +37,16 @@ def default_profile() -> VolumeProfile:
 
 class VwapAlgo(ScheduleAlgo):
     """Profile-following slicing. ``profile`` default: :meth:`VolumeProfile.u_shape` (5-min
-    bins over the whole day); ``max_participation`` default 0.25 (``None`` disables the cap)."""
+    bins over the whole day); ``max_participation`` default 0.25 (``None`` disables the cap);
+    ``max_slice_ns`` default a tenth of the window (bins longer than that are cut, their volume
+    spread in proportion to time)."""
 
     name = "vwap"
 
     def __init__(self, params: CommonParams, *, profile: VolumeProfile | None = None,
                  max_participation: float | None = 0.25, catchup_tolerance: float = 0.05,
                  sweep_lead_ns: int | None = None, retry_ns: int | None = None,
-                 final_sweep: bool = False, max_slice_ns: int | None = None) -> None:
+                 final_sweep: FinalSweep = "capped", max_slice_ns: int | None = None) -> None:
         super().__init__(params, catchup_tolerance=catchup_tolerance, sweep_lead_ns=sweep_lead_ns,
                          retry_ns=retry_ns, final_sweep=final_sweep, max_participation=max_participation)
         if max_slice_ns is not None and max_slice_ns <= 0:
@@ -54,10 +58,14 @@ class VwapAlgo(ScheduleAlgo):
         p = self.params
         end = self.sweep_ns if self.final_sweep else p.end_ns
         segs = self.profile.segments(p.start_ns, end)
-        if self.max_slice_ns:  # cut long bins so that re-posting happens often enough
+        # cut long bins so that the schedule accrues through each bin (the profile is flat inside
+        # a bin) and re-posting happens often enough; default: a tenth of the window, so a window
+        # inside one profile bin is still ten slices, not everything due at its start
+        max_slice = self.max_slice_ns if self.max_slice_ns is not None else max(1, (end - p.start_ns) // 10)
+        if max_slice:
             fine = []
             for a, b, w in segs:
-                n = -(-(b - a) // self.max_slice_ns)
+                n = -(-(b - a) // max_slice)
                 for i in range(n):
                     sa, sb = a + (b - a) * i // n, a + (b - a) * (i + 1) // n
                     fine.append((sa, sb, w * (sb - sa) / (b - a)))

@@ -257,6 +257,10 @@ class _ParentRun:
         self.children: list[_VenueChild] = []
         self.group_seq = itertools.count(1)
         self.empty_streak = 0
+        # the engine's funds epoch and time when this parent's latest child found every venue short
+        # of funds (None: not so); while no fill or finished order has changed any funds since, its
+        # next children wait for funds without a routing decision (see _send_child)
+        self.funds_blocked: tuple[int, int] | None = None
         self.last_residual: str | None = None    # why the latest child the router cut short was
         self.forced_reason: str | None = None
         self.forced_status: str | None = None
@@ -699,6 +703,7 @@ class Engine:
             self.om.to_parent_units(v, self.symbol, 1)
         self.venues: dict[str, SimulatedVenue] = {}
         self._waiting_funds: dict[_Group, bool] = {}   # children parked for funds -> risk_checked
+        self._funds_epoch = 0   # + 1 on every fill and every finished order (funds may have moved)
         self.limiters: dict[str, RateLimiter] = {}
         self._send_queues: dict[str, deque[_VenueChild]] = {}
         self._live: Any = None   # router.engine_live.LiveRuntime in live mode / shadow on live data
@@ -1377,6 +1382,16 @@ class Engine:
             return gid
         g.checked_lots = lots
         g.checked_ref = limit_price if limit_price is not None else mid
+        blocked = run.funds_blocked
+        if blocked is not None and blocked[0] == self._funds_epoch \
+                and self.clock.now_ns() - blocked[1] < self.settings.balance_wait_ns:
+            # the parent's previous child found every venue short of funds and nothing has freed
+            # any since: this one waits for funds too, without routing (an algo that cancels and
+            # re-sends each retry journaled two empty decisions a second while the funds were out)
+            g.returned = True
+            g.balance_blocked = True
+            self._defer_done(g)
+            return gid
         request = RouteRequest(self.symbol, side, qty, limit_price, req.style, req.urgency, run.id)
         probe = self._probe
         t_route = probe() if probe is not None else 0
@@ -1400,9 +1415,12 @@ class Engine:
         g.returned = True
         if g.open == 0:
             g.balance_blocked = decision.short_of_funds_only
+            if g.balance_blocked:
+                run.funds_blocked = (self._funds_epoch, self.clock.now_ns())
             self._defer_done(g)
         else:
             run.empty_streak = 0
+            run.funds_blocked = None
         return gid
 
     def _place(self, g: _Group, venue: str, lots: int, price_ticks: int | None, order_type: Any, tif: Any,
@@ -1691,8 +1709,10 @@ class Engine:
             # order entry can outlast the retries): it is live now, so cancel it now, or it would
             # rest until the data ends and hold its parent open
             self._cancel_venue_child(vc)
-        if self._waiting_funds and (delta > 0 or mo.status.is_terminal):
-            self._release_waiting()   # funds may have been freed: let the children waiting for them retry
+        if delta > 0 or mo.status.is_terminal:
+            self._funds_epoch += 1
+            if self._waiting_funds:
+                self._release_waiting()   # funds may have been freed: let the children waiting for them retry
         self._after_event(vc)
 
     def _after_event(self, vc: _VenueChild) -> None:

@@ -190,7 +190,10 @@ class VWAP(AlgoSpec):
         if "max_participation" in p:
             kw["max_participation"] = fraction(p["max_participation"], key="max_participation")
         if "final_sweep" in p:
-            kw["final_sweep"] = _bool(p["final_sweep"], "final_sweep")
+            fs = p["final_sweep"]
+            if fs != "capped" and not isinstance(fs, bool):
+                raise ConfigError(f"{fs!r}", key="final_sweep", allowed='true, false, "capped"')
+            kw["final_sweep"] = fs
         if "max_slice" in p:
             kw["max_slice_ns"] = _dur(p["max_slice"], "max_slice")
         if "profile" in p:

@@ -384,6 +384,7 @@ class LiveRuntime:
         our orders released): children parked for want of funds retry now instead of waiting
         out ``balance_wait_s``."""
         eng = self.engine
+        eng._funds_epoch += 1
         if eng.waiting_for_funds:
             log.info("%s: free %s went up: %d child order(s) waiting for funds retry now", venue,
                      ", ".join(assets), eng.waiting_for_funds)

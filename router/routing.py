@@ -1428,7 +1428,10 @@ class Router:
                 lots = cap
                 stop = "venue cap/balance"
             if budget >= 0:
-                afford = budget // (px * (FEE_SCALE + max(0, e.st.fee_maker_e8)))
+                # funds for the post at the larger of the two fees: a limit order that crosses on
+                # arrival pays the taker fee, and venues that hold the fee with the order (the
+                # simulator: max(maker, taker)) refuse a post sized at the maker fee alone
+                afford = budget // (px * (FEE_SCALE + max(0, e.st.fee_maker_e8, e.st.fee_taker_e8)))
                 if afford < lots:
                     lots = afford
                     stop = "balance"

@@ -73,7 +73,8 @@ def test_vwap_targets_follow_the_profile_exactly() -> None:
     vols[0], vols[1], vols[2] = Decimal(1), Decimal(3), Decimal(0)
     vols[3] = Decimal(4)
     prof = VolumeProfile(bin_ns=MIN, volumes=tuple(vols))
-    _, algo = _vwap(prof, 800, MIDNIGHT, MIDNIGHT + 4 * MIN, max_participation=None)
+    _, algo = _vwap(prof, 800, MIDNIGHT, MIDNIGHT + 4 * MIN, max_participation=None, max_slice_ns=MIN,
+                    final_sweep=False)
     assert algo.slice_ns == [MIDNIGHT + i * MIN for i in range(4)]
     assert algo.slice_lots() == [100, 300, 0, 400]
 
@@ -94,6 +95,63 @@ def test_vwap_participation_cap_excludes_own_fills() -> None:
     assert not ctx.violations
 
 
+def test_vwap_cap_binding_at_the_start_of_a_single_bin_still_trades() -> None:
+    """A window inside one profile bin has one slice: its post at the start is cut to nothing by
+    the participation cap (no market volume yet). The algo used to act again only at slice
+    boundaries and child events, so it sent nothing at all until the end (held-out run: buy 0.5
+    BTC over 2 min at 5 % sent no child). It now re-posts as the trade feed opens room."""
+    prof = VolumeProfile.u_shape()          # 5-minute bins: 00:01-00:03 lies inside one
+    start, end = MIDNIGHT + MIN, MIDNIGHT + 3 * MIN
+    ctx, algo = _vwap(prof, 1_000, start, end, max_participation=0.1, max_slice_ns=3 * MIN)
+    assert len(algo.slice_ns) == 1
+    assert not ctx.children                  # no volume yet: the cap allows nothing
+    t = start
+    for _ in range(20):                      # others trade 200 lots every 5 s at our bid
+        t += 5 * S
+        ctx.run_to(t)
+        ctx.trade(ctx.bid, 200)  # type: ignore[arg-type]
+    others = 20 * 200
+    assert ctx.children, "the cap opened room but nothing was posted"
+    assert int(0.1 * others) - 100 <= algo.filled_lots <= int(0.1 * others)
+    posts = len(ctx.children)
+    assert posts <= 10 + 1_000 // (1_000 // 20), posts    # ten slices, re-posts in steps, not one per trade
+    ctx.run_to(end + S)
+    assert not ctx.violations
+
+
+@pytest.mark.parametrize("final_sweep", ["capped", True, False])
+def test_vwap_final_sweep_modes(final_sweep: bool | str) -> None:
+    """Others trade 40 lots every 5 s at the ask, never through our bid posts, so only takes fill.
+    ``"capped"`` (the default) sweeps at the end within the 10 % cap, ``True`` the whole remainder
+    regardless of the cap, ``False`` not at all (catch-up takes only)."""
+    prof = VolumeProfile.u_shape(MIN)
+    start, end = MIDNIGHT, MIDNIGHT + 10 * MIN
+    kw: dict[str, object] = {} if final_sweep == "capped" else {"final_sweep": final_sweep}
+    ctx, algo = _vwap(prof, 1_000, start, end, max_participation=0.1, **kw)
+    t = start
+    while t < end:
+        t += 5 * S
+        ctx.run_to(t)
+        ctx.trade(ctx.ask, 40)  # type: ignore[arg-type]
+    ctx.run_to(end + S)
+    others = (10 * MIN // (5 * S)) * 40
+    sweeps = [c for c in ctx.children.values() if c.request.reason in ("sweep", "final")]
+    assert not ctx.violations
+    if final_sweep is True:
+        assert algo.filled_lots == 1_000 and sweeps
+    elif final_sweep == "capped":
+        assert sweeps and all(c.request.reason == "final" for c in sweeps)
+        assert algo.filled_lots <= others // 10, algo.filled_lots        # the sweep kept the cap
+        assert algo.filled_lots >= others // 10 - 50, algo.filled_lots   # and used the room it had
+    else:
+        assert not sweeps and algo.filled_lots <= others // 10
+
+
+def test_vwap_final_sweep_must_be_a_known_mode() -> None:
+    with pytest.raises(ConfigError, match=r"final_sweep.*capped"):
+        VwapAlgo(CommonParams(MIDNIGHT, MIDNIGHT + MIN, seed=1), final_sweep="maybe")  # type: ignore[arg-type]
+
+
 @pytest.mark.skipif(not all(p.exists() for p in SPOT), reason=f"real data not found under {SHARED}/data")
 def test_profile_from_real_binance_trades(tmp_path: Path) -> None:
     """Build a 1-minute profile from the recorded spot trades (23:54:15 - 00:05:04 UTC), then
@@ -106,7 +164,7 @@ def test_profile_from_real_binance_trades(tmp_path: Path) -> None:
     assert nonzero == [0, 1, 2, 3, 4, 5, 1434, 1435, 1436, 1437, 1438, 1439]
     assert Decimal(100) < prof.total < Decimal(10_000)  # BTC traded in those 11 minutes
     start, end = MIDNIGHT - 5 * MIN, MIDNIGHT + 5 * MIN
-    _, algo = _vwap(prof, 100_000, start, end, max_participation=None)
+    _, algo = _vwap(prof, 100_000, start, end, max_participation=None, max_slice_ns=MIN, final_sweep=False)
     assert sum(algo.slice_lots()) == 100_000
     window = [prof.volumes[(1435 + i) % 1440] for i in range(10)]
     expect = [float(v / sum(window)) * 100_000 for v in window]

@@ -187,6 +187,11 @@ def test_bad_algo_parameters() -> None:
         TWAP(end="+1m", slice=3)
     with pytest.raises(ConfigError, match="end"):
         TWAP()
+    with pytest.raises(ConfigError, match=r"final_sweep.*'yes'.*true, false, \"capped\""):
+        VWAP(end="+1m", final_sweep="yes")
+    with pytest.raises(ConfigError, match=r"final_sweep.*true, false"):
+        TWAP(end="+1m", final_sweep="capped")     # only VWAP has the capped sweep
+    VWAP(end="+1m", final_sweep="capped")
 
 
 @pytest.mark.parametrize("text, needle", [

@@ -145,7 +145,7 @@ def make_case(seed: int, *, long_windows: bool = False) -> Case:
         elif algo == "vwap":
             params["max_participation"] = round(rng.uniform(0.02, 0.6), 3)
             if rng.random() < 0.5:
-                params["final_sweep"] = True
+                params["final_sweep"] = rng.choice([True, False, "capped"])
             if rng.random() < 0.5:
                 params["max_slice"] = f"{rng.randint(5, 30)}s"
         elif algo == "pov":

@@ -92,8 +92,9 @@ def test_review_mixed_take_and_post_share_the_venue_cap_and_funds(limit: str) ->
       (residual 1 BTC, ``venue cap max_quantity 1 reached``); the router posted 1 more BTC there,
       2 BTC on a venue capped at 1.
     * 150 USDT on spot: the take locks 1 x 100.00 x 1.0001 = 100.01, leaving 49.99, which
-      affords floor(49.99 / (99.90 x 1.00005) / 0.00001) lots = 0.50037 BTC posted; the router
-      posted 1 BTC (99.905 USDT) on top of the take: 199.9 USDT against 150."""
+      affords floor(49.99 / (99.90 x 1.0001) / 0.00001) lots = 0.50035 BTC posted (funds for a
+      post are counted at the larger of the maker and taker fees); the router posted 1 BTC
+      (99.905 USDT) on top of the take: 199.9 USDT against 150."""
     text = cfg_text().replace("[venues.perp.fees]", ONLY_SPOT)
     cap = None
     if limit == "cap":
@@ -106,8 +107,8 @@ def test_review_mixed_take_and_post_share_the_venue_cap_and_funds(limit: str) ->
         assert on_spot == [("take", D("1.00000"))]
         assert d.residual_quantity == D(1)
     else:
-        assert on_spot == [("take", D("1.00000")), ("post", D("0.50037"))]
-        spent = sum(a.quantity * (a.price or 0) * (1 + (D(1) if a.style == "take" else D("0.5")) / 10_000)
+        assert on_spot == [("take", D("1.00000")), ("post", D("0.50035"))]
+        spent = sum(a.quantity * (a.price or 0) * (1 + D(1) / 10_000)
                     for a in d.allocations)
         assert spent <= D(150)
 
@@ -127,14 +128,14 @@ def test_review_dropped_slice_is_not_reported_as_the_venue_cap() -> None:
 
 def test_review_post_cut_by_the_balance_says_so() -> None:
     """Post a 2 BTC buy on spot alone (bid 99.90) with 150 USDT: it affords floor(150 / (99.90 x
-    1.00005) / 0.00001) lots = 1.50142 BTC, posted; residual 0.49858. The reason must name the
-    funds (``spot: not enough USDT (150 available)``); it said ``post incomplete (no venue with a
-    valid posting price)``, though spot had a valid price and was used."""
+    1.0001) / 0.00001) lots = 1.50135 BTC (the larger of the two fees), posted; residual 0.49865.
+    The reason must name the funds (``spot: not enough USDT (150 available)``); it said ``post
+    incomplete (no venue with a valid posting price)``, though spot had a valid price and was used."""
     text = cfg_text().replace("[venues.perp.fees]", ONLY_SPOT)
     cap = StaticCapacity({"spot": {"USDT": D("150")}})
     d = make_router(text, books(ASKS_S, ASKS_P, BIDS_S, BIDS_P), capacity=cap).route(buy("2", "post"))
-    assert [(a.venue, a.quantity, a.price) for a in d.allocations] == [("spot", D("1.50142"), D("99.90"))]
-    assert d.residual_quantity == D("0.49858")
+    assert [(a.venue, a.quantity, a.price) for a in d.allocations] == [("spot", D("1.50135"), D("99.90"))]
+    assert d.residual_quantity == D("0.49865")
     assert d.residual_reason is not None and "not enough USDT (150 available)" in d.residual_reason
 
 
