@@ -59,6 +59,10 @@ class PovAlgo(ExecutionAlgo):
         self._market_lots = 0
         self._last_take_ns: int | None = None
         self.paused_ahead = False
+        # volume at the last lead update (time, V) and the lead: target x the volume expected over
+        # the next check interval, posted on top of the shortfall (see _reconcile)
+        self._vol_mark: tuple[int, int] | None = None
+        self.lead_lots = 0
 
     def market_volume_ex_own(self) -> int:
         own = self.filled_lots if self.ctx.own_trades_in_feed else 0
@@ -108,6 +112,14 @@ class PovAlgo(ExecutionAlgo):
             self._cancel_open(styles=("post", "mixed"))
             return
         self.paused_ahead = False
+        mark = self._vol_mark
+        if mark is None:
+            self._vol_mark = (now_ns, vol)
+        elif now_ns - mark[0] >= self.check_ns:
+            # the volume of the last interval, per check interval, at the target rate
+            rate = (vol - mark[1]) * self.check_ns // (now_ns - mark[0])
+            self.lead_lots = max(0, rate * self._target_q[0] // self._target_q[1])
+            self._vol_mark = (now_ns, vol)
         shortfall = target - filled
         floor = vol * self._min_q[0] // self._min_q[1]
         behind = filled < floor or shortfall > self.catchup_threshold * self.parent_lots
@@ -125,7 +137,10 @@ class PovAlgo(ExecutionAlgo):
             if not c.done and c.request.style == "post":
                 open_posts += c.open_lots
                 cancelling = cancelling or c.cancel_requested
-        want = max(shortfall, p.min_child_lots) - open_posts
+        # posts sized to the shortfall alone fill only after the volume has printed, so the order
+        # ran 15-30 % below its target; the lead (target x the last interval's volume) keeps it
+        # level, and the ceiling still caps everything committed
+        want = max(shortfall + self.lead_lots, p.min_child_lots) - open_posts
         want = min(want, ceiling + p.min_child_lots - filled - self.open_lots())
         if want > 0 and not cancelling:
             self._send(want, style="post", reason="participate")

@@ -29,6 +29,7 @@ rest is re-optimised rather than caught up linearly). Fills follow the passive-f
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import statistics
 from collections.abc import Iterable, Sequence
@@ -45,6 +46,8 @@ __all__ = [
     "estimate_impact",
     "estimate_sigma",
 ]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +246,18 @@ class ShortfallAlgo(ScheduleAlgo):
                 raise ConfigError("sigma not given and no price_history to estimate it from", key="sigma",
                                   allowed="a volatility in quote per sqrt(time unit), or price history")
             interval = max(1, (self.sweep_ns - self.params.start_ns) // self.periods // 10)
-            g["sigma"] = estimate_sigma(self.price_history, interval_ns=interval, time_unit_ns=unit_ns)
+            hist = self.price_history
+            covered = hist[-1][0] - hist[0][0]
+            if covered < 3 * interval:
+                # a parent started soon after the data (or the feed) began: buckets of a tenth of
+                # the history there is, rather than refusing (sqrt-time scaling, so the same
+                # volatility per time unit; noisier, hence the warning)
+                short = max(1, covered // 10)
+                log.warning("is parent=%s: %.1f s of price history is less than 3 sigma buckets of %.2f s; "
+                            "estimating sigma from buckets of %.3f s", self.ctx.parent_id, covered / 1e9,
+                            interval / 1e9, short / 1e9)
+                interval = short
+            g["sigma"] = estimate_sigma(hist, interval_ns=interval, time_unit_ns=unit_ns)
         if g["eta"] is None or g["gamma"] is None or g["epsilon"] is None:
             bid, ask = ctx.best_bid_ticks(), ctx.best_ask_ticks()
             vol = self.volume_per_time_unit

@@ -49,6 +49,25 @@ def test_pov_tracks_target_rate_of_others_volume_only() -> None:
         assert not ctx.violations
 
 
+def test_pov_posts_lead_the_volume_by_one_interval() -> None:
+    """Posts sized to the shortfall alone fill only after the volume printed, so on the real data
+    the order ran one check interval behind (0.70-0.90 of its target). Each post now also carries
+    the lead: target x the volume of the last check interval. Here others trade 1,000 lots in the
+    first second at the ask (no fill for our bid posts; never "behind": min_rate 0, threshold 1):
+    after the 1 s check the posts hold the shortfall (100) plus the lead (100)."""
+    ctx, algo = _pov(True, target_rate=0.1, min_rate=0.0, max_rate=0.3, catchup_threshold=1.0)
+    for i in range(10):
+        ctx.run_to(T0 + i * S // 10 + 1)
+        ctx.trade(ctx.ask, 100, aggressor=Side.BUY)  # type: ignore[arg-type]
+    ctx.run_to(T0 + S + 2_000_000)     # the check at 1 s, and the posts' acks
+    assert algo.filled_lots == 0 and algo.market_volume_ex_own() == 1_000
+    assert algo.lead_lots == 100
+    posted = sum(c.open_lots for c in algo.open_children("post"))
+    assert posted == 100 + 100, posted
+    assert posted <= 0.3 * 1_000        # the ceiling still caps what is committed
+    assert not ctx.violations
+
+
 def test_pov_takes_when_behind() -> None:
     ctx, algo = _pov(True, target_rate=0.1, catchup_threshold=0.0)
     ctx.run_to(T0 + S)

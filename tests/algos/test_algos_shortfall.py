@@ -24,7 +24,7 @@ from algos.base import AlgoStatus
 from algos.params import CommonParams
 from algos.shortfall import ACModel, ShortfallAlgo, estimate_impact, estimate_sigma, trajectory
 from marketdata.clock import SimClock
-from marketdata.errors import ConfigError
+from marketdata.errors import ConfigError, DataError
 
 PAPER = ACModel(X=1e6, T=5.0, N=5, sigma=0.95, eta=2.5e-6, gamma=2.5e-7, epsilon=0.0625, lam=1e-6)
 S = 1_000_000_000
@@ -180,3 +180,27 @@ def test_shortfall_estimates_missing_parameters() -> None:
     assert per_s.model is not None and per_s.model.eta == pytest.approx(m.eta)
     with pytest.raises(ConfigError, match="sigma"):
         _ctx(10).start(ShortfallAlgo(CommonParams(T0, T0 + 300 * S), risk_aversion=1e-4))
+
+
+def test_shortfall_with_little_history_estimates_sigma_from_shorter_buckets(caplog: pytest.LogCaptureFixture) -> None:
+    """A parent started 1 s after the data began (held-out run: IS over 240 s submitted at +1 s)
+    has one second of trades, less than three of the default 2.28 s buckets: it refused to start
+    ("need trades in at least 3 intervals"). It now estimates sigma from buckets of a tenth of the
+    history it has, with a warning; the estimate is the same volatility per time unit."""
+    import random
+    rng = random.Random(3)
+    px, hist = 100.0, []
+    for i in range(1000):   # a trade every ms for 1 s: sd 0.01 per ms -> 0.01 * sqrt(1000) per s
+        px += rng.gauss(0, 0.01)
+        hist.append((T0 - (1000 - i) * 1_000_000, Decimal(str(round(px, 6)))))
+    algo = ShortfallAlgo(CommonParams(T0, T0 + 240 * S), risk_aversion=1e-5, periods=10,
+                         price_history=hist, eta=0.05, gamma=0.001, epsilon=0.01, time_unit_ns=S)
+    with caplog.at_level("WARNING", logger="algos.shortfall"):
+        _ctx(500).start(algo)
+    assert algo.status is AlgoStatus.RUNNING and algo.model is not None
+    assert algo.model.sigma == pytest.approx(0.01 * math.sqrt(1000), rel=0.5)
+    assert any("less than 3 sigma buckets" in r.getMessage() for r in caplog.records)
+    # one trade is still too little to say anything: refused with the reason
+    with pytest.raises(DataError, match="at least 3 intervals"):
+        _ctx(500).start(ShortfallAlgo(CommonParams(T0, T0 + 240 * S), risk_aversion=1e-5, periods=10,
+                                      price_history=hist[:1], eta=0.05, gamma=0.001, epsilon=0.01))
