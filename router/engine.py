@@ -640,6 +640,7 @@ class Engine:
             self.dataset: Dataset | None = None
             start_ns = LiveClock().now_ns()
         else:
+            custom_data = dataset is not None or bool(s.data)
             if dataset is None:
                 dataset = (open_dataset(list(s.data), s.data_format) if s.data else default_dataset())
             self.dataset = dataset
@@ -648,12 +649,23 @@ class Engine:
                 inst = dataset.instruments.get(v)
                 if inst is None or inst.symbol != self.symbol:
                     inst = dataset.instruments.get(f"{v}:{self.symbol}")
+                if inst is None and config.default_venues and custom_data:
+                    # the embedded default venues on other data: those the data has (e.g. spot
+                    # files alone) run, the others are left out; configured venues stay an error
+                    log.info("default venue %s has no %s market data in %s: left out", v, self.symbol,
+                             dataset.source)
+                    continue
                 if inst is None:
                     raise ConfigError(f"venue {v!r} has no {self.symbol} market data in {dataset.source}",
                                       file=config.path, key=f"venues.{v}",
                                       allowed=", ".join(k for k, i in dataset.instruments.items()
                                                         if i.symbol == self.symbol))
                 insts[v] = inst
+            if not insts:
+                raise ConfigError(f"none of the default venues ({', '.join(self.venue_ids)}) has {self.symbol} "
+                                  f"market data in {dataset.source}", file=config.path, key="engine.data",
+                                  allowed="data with a binance-spot or binance-usdm BTC-USDT book, or [venues.*]")
+            self.venue_ids = list(insts)
         self._start_ns = start_ns
         self.instruments = insts
         self.grid = CommonGrid.from_instruments(list(insts.values()))

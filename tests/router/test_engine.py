@@ -180,6 +180,24 @@ def test_bad_parent_input_is_refused_before_sending(kwargs: dict, key: str, tmp_
     assert not _journal(jpath, ["order_command", "parent_submitted"])
 
 
+def test_default_venues_on_other_data_run_the_venues_it_has(binance_btc_dir: Path, tmp_path: Path) -> None:
+    """``[engine] data`` = the recorded spot files alone, no ``[venues]``: the embedded default
+    venues used to stop with "venue 'binance-usdm' has no BTC-USDT market data"; those the data
+    has now run (spot here). Configured venues without data stay an error naming the venue."""
+    files = [str(binance_btc_dir / f) for f in ("spot_btcusdt_20240808.gz", "spot_btcusdt_20240809.gz")]
+    data = "data = [" + ", ".join(f'"{f}"' for f in files) + "]"
+    parent = ('[[parents]]\nsymbol = "BTC-USDT"\nside = "sell"\nquantity = "0.5"\nalgo = "twap"\n'
+              'submit_at = "+6m"\n[parents.params]\nend = "+2m"\n')
+    with Engine.from_toml_text(f"[engine]\nseed = 2\n{data}\n{parent}", file="other.toml") as engine:
+        assert engine.venue_ids == ["binance-spot"]
+        engine.run()
+        (h,) = engine.handles()
+        assert h.status == "filled" and h.filled == Decimal("0.5"), h.reason
+        assert set(engine.summary()["parents"][0]["venues"]) == {"binance-spot"}
+    with pytest.raises(ConfigError, match=r"venues\.binance-usdm.*no BTC-USDT market data"):
+        Engine.from_toml_text(f"[engine]\n{data}\n" + DEFAULT_VENUES_TOML + parent, file="other.toml")
+
+
 def test_bad_algo_parameters() -> None:
     with pytest.raises(ConfigError, match="max_participation"):
         VWAP(end="+1m", max_participation=2)
