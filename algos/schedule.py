@@ -185,6 +185,18 @@ class ScheduleAlgo(ExecutionAlgo):
             if room is not None and room >= step:
                 self._reconcile(self.ctx.clock.now_ns())
 
+    def end_reason(self, remaining_lots: int) -> str:
+        """The base reason, plus the participation cap when it is what held the order back: it
+        allows less than the remainder (a 2 % cap on a parent larger than 2 % of the volume)."""
+        why = super().end_reason(remaining_lots)
+        room = self.participation_room()
+        if room is not None and room < remaining_lots and self.max_participation is not None:
+            ctx = self.ctx
+            why += (f"; held back by max_participation {self.max_participation:g} (market volume "
+                    f"{ctx.lot_size * self.market_volume_ex_own()} since the start, of which "
+                    f"{ctx.lot_size * (self.committed_lots() + room)} allowed)")
+        return why
+
     def participation_room(self) -> int | None:
         """Lots that may still be committed under ``max_participation`` (None = no cap)."""
         if self._cap_ratio is None:

@@ -92,6 +92,9 @@ def test_vwap_participation_cap_excludes_own_fills() -> None:
     assert algo.filled_lots <= int(0.1 * others)
     assert algo.filled_lots >= int(0.1 * others) - 100
     assert algo.status is AlgoStatus.FINISHED  # capped: cannot complete 10,000 lots
+    # the reason names the cap and the volume it was applied to (the 119 prints before the end)
+    want = "held back by max_participation 0.1 (market volume 5.950 since the start, of which 0.595"
+    assert algo.finish_reason is not None and want in algo.finish_reason, algo.finish_reason
     assert not ctx.violations
 
 
