@@ -87,7 +87,7 @@ from router.engine_config import (
     rekey,
 )
 from router.risk import PreTradeRisk
-from router.routing import Router, RouteRequest
+from router.routing import Allocation, Router, RouteRequest
 from venues.base import run_now
 from venues.journal import Journal
 from venues.latency import LatencyModel
@@ -397,7 +397,7 @@ class _Ctx:
         return acc[2] + acc[3]
 
     def supports_native_iceberg(self) -> bool:
-        return False
+        return bool(self._run.engine._iceberg_set)
 
     def log_event(self, kind: str, **fields: Any) -> None:
         # only a debug log line and the algo_finished hook act on it (one per child otherwise)
@@ -757,7 +757,9 @@ class Engine:
                 ack_latency=LatencyModel.lognormal(int(ack * NS_PER_MS), sim.latency_sigma),
                 rate_limit_orders=sim.venue_rate_limit_orders or _venue_orders_per_10s(
                     sim.rate_limit_preset or v), queue_model=QueueModel(sim.queue_model),
-                sequence_rule=dataset.sequence_rule(v), seed=s.seed * 1000 + k, leverage=sim.leverage),
+                sequence_rule=dataset.sequence_rule(v), seed=s.seed * 1000 + k, leverage=sim.leverage,
+                native_iceberg=(sim.native_iceberg if sim.native_iceberg is not None
+                                else inst_kind is InstrumentKind.SPOT)),
                 sim_clock)
             venue.set_event_handler(self._on_order_event)
             self.venues[v] = venue
@@ -775,6 +777,18 @@ class Engine:
             # the engine's view is built from depth and trades: bookTickers (most of the events) are
             # not even queued on the delayed feeds
             self.driver.subscribe(self._on_market, list(insts), delayed=True, types=(BookDeltas, TradeTick))
+        # venues that take native icebergs (a display quantity): the simulated venues' or the live
+        # adapters' capabilities; a child with a display is routed among those only
+        caps = {v: x.info.capabilities for v, x in self.venues.items()}
+        if self._live is not None:
+            caps.update({v: x.info.capabilities for v, x in self._live.venues.items()})
+        ice = [v for v in insts if caps.get(v) is not None and caps[v].native_iceberg]
+        self._iceberg_router: Router | None = None
+        if ice and len(ice) < len(insts):
+            self._iceberg_router = Router(sx.routing, {v: sx.venues[v] for v in ice}, {v: insts[v] for v in ice},
+                                          {v: self.books[v] for v in ice}, self.clock, capacity=self,
+                                          decision_prefix="RI-")
+        self._iceberg_set = frozenset(ice)
         self._on_progress = on_progress
         self._last_trade_common: int | None = None
         self._price_history: deque[tuple[int, Decimal]] = deque(maxlen=36_000)
@@ -1020,6 +1034,9 @@ class Engine:
             fr = self._fine_router
             if fr is not None and ev.venue in self._fine_set:
                 fr.on_book(ev.venue)
+            ir = self._iceberg_router
+            if ir is not None and ev.venue in self._iceberg_set:
+                ir.on_book(ev.venue)
             for run in self._active:
                 algo = run.algo
                 if algo is not None:
@@ -1407,8 +1424,13 @@ class Engine:
         request = RouteRequest(self.symbol, side, qty, limit_price, req.style, req.urgency, run.id)
         probe = self._probe
         t_route = probe() if probe is not None else 0
-        decision = self.router.route(request)
-        if decision.residual_lots and self._fine_router is not None:
+        display = req.display_lots if self._iceberg_set else None
+        if display is not None:
+            # a native iceberg: routed among the venues that take a display quantity
+            decision = (self._iceberg_router or self.router).route(request)
+        else:
+            decision = self.router.route(request)
+        if display is None and decision.residual_lots and self._fine_router is not None:
             # the venues with the coarse lots could not take the odd part: try the whole child on
             # the fine-lot venues alone and keep whichever leaves less behind
             alt = self._fine_router.route(request)
@@ -1421,9 +1443,13 @@ class Engine:
             run.last_residual = decision.residual_reason
         if self.journal is not None:   # to_dict() is costly (~0.8 ms): only when it is written
             self._journal("routing_decision", decision.to_dict(), parent_id=run.id)
-        for alloc in decision.allocations:
+        allocs = decision.allocations
+        shown = self._iceberg_displays(allocs, display) if display is not None else None
+        for k, alloc in enumerate(allocs):
+            if shown is not None and shown[k] == 0:
+                continue   # its share of the display is below the venue's lot: not placed
             self._place(g, alloc.venue, alloc.lots, alloc.price_ticks, alloc.order_type, alloc.time_in_force,
-                        alloc.style)
+                        alloc.style, None if shown is None else shown[k])
         g.returned = True
         if g.open == 0:
             g.balance_blocked = decision.short_of_funds_only
@@ -1435,8 +1461,23 @@ class Engine:
             run.funds_blocked = None
         return gid
 
+    def _iceberg_displays(self, allocs: list[Allocation], display: int) -> list[int | None]:
+        """Per allocation, the display of its venue order in venue lots: the child's ``display``
+        (common lots) split in proportion to the allocations (floored to each venue's lot, so the
+        orders together never show more); ``None``: the order is no larger than its share (shown
+        whole, a plain order); ``0``: its share is below one venue lot."""
+        lf = self._lf
+        total = sum(a.lots * lf[a.venue] for a in allocs)
+        out: list[int | None] = []
+        for a in allocs:
+            f = lf[a.venue]
+            share = display * a.lots * f // total if total else 0
+            d = share // f
+            out.append(None if d >= a.lots else d)
+        return out
+
     def _place(self, g: _Group, venue: str, lots: int, price_ticks: int | None, order_type: Any, tif: Any,
-               style: str) -> None:
+               style: str, display_lots: int | None = None) -> None:
         run = g.run
         inst = self.instruments[venue]
         # last line of defence: never send a child priced through the parent limit
@@ -1463,7 +1504,7 @@ class Engine:
             return
         order = self.om.submit(venue=venue, symbol=self.symbol, side=run.side, lots=lots, order_type=order_type,
                                price_ticks=price_ticks, time_in_force=tif, parent_id=run.id,
-                               decision_id=g.decision_id)
+                               decision_id=g.decision_id, display_lots=display_lots)
         # the new order is PENDING_NEW with all its lots open: the parent's accounting grows by
         # exactly that (in flight), so a current cached copy is updated instead of recomputed
         fresh = run.acct_version == self._om_version

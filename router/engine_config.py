@@ -166,6 +166,10 @@ class SimVenueSettings:
     venue_rate_limit_orders: int | None = None
     """New orders per 10 s that the simulated matching engine enforces (Binance code -1015 beyond
     it); default: the venue preset's order limit per 10 s (spot 50, USD-M 300), else 50."""
+    native_iceberg: bool | None = None
+    """Whether the simulated venue accepts native iceberg orders (a display quantity, Binance's
+    ``icebergQty``); default: true on a spot venue (Binance spot has them), false on a derivative
+    venue (Binance futures do not)."""
     leverage: Decimal = Decimal(1)
     """Initial-margin leverage of a derivative (perpetual) venue: an opening lot locks
     ``notional / leverage`` of the quote currency; the router is told ``free x leverage`` as the
@@ -393,6 +397,7 @@ def _parse_simulation(t: Table) -> dict[str, SimVenueSettings]:
             queue_model=vt.string("queue_model", "power", allowed=("power", "log", "risk_averse")),
             rate_limit_preset=vt.string("rate_limit_preset", None),
             venue_rate_limit_orders=vt.integer("venue_rate_limit_orders", None, min=1, max=1_000_000),
+            native_iceberg=vt.boolean("native_iceberg", None),
             leverage=vt.decimal("leverage", Decimal(1), min=1, max=125))
         vt.finish()
     t.finish()

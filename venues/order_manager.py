@@ -142,6 +142,13 @@ def make_client_order_id(run_id: str, parent_id: str | None, n: int, *, prefix: 
     return ClientOrderId(cid)
 
 
+
+def _display_for(display_lots: int | None, lots: int) -> int | None:
+    """An iceberg's display carried over to an order of ``lots`` (a replace): dropped when the
+    order is no larger than it (the whole order is then visible anyway)."""
+    return display_lots if display_lots is not None and display_lots < lots else None
+
+
 @dataclass(slots=True)
 class ManagedOrder:
     """One child order as the manager knows it (mutable; read it, do not change it)."""
@@ -354,12 +361,15 @@ class OrderManager:
         inst = self._instrument(o.venue, o.symbol)
         lots = o.lots if lots is None else lots
         price = o.price_ticks if price_ticks is None else price_ticks
-        return {"action": action, "client_order_id": o.client_order_id, "venue": o.venue,
-                "symbol": o.symbol, "side": "buy" if o.side is Side.BUY else "sell",
-                "order_type": o.order_type.value, "time_in_force": o.time_in_force.value,
-                "quantity": str(inst.lots_to_qty(lots)),
-                "price": None if price is None else str(inst.ticks_to_price(price)),
-                "parent_id": o.parent_id, "decision_id": o.decision_id}
+        payload = {"action": action, "client_order_id": o.client_order_id, "venue": o.venue,
+                   "symbol": o.symbol, "side": "buy" if o.side is Side.BUY else "sell",
+                   "order_type": o.order_type.value, "time_in_force": o.time_in_force.value,
+                   "quantity": str(inst.lots_to_qty(lots)),
+                   "price": None if price is None else str(inst.ticks_to_price(price)),
+                   "parent_id": o.parent_id, "decision_id": o.decision_id}
+        if o.display_lots is not None:   # a native iceberg: the quantity shown at a time
+            payload["display"] = str(inst.lots_to_qty(o.display_lots))
+        return payload
 
     def _add(self, mo: ManagedOrder, *, note_id: bool = True) -> None:
         """Register a new order. ``note_id=False``: its id came from :meth:`next_client_order_id`,
@@ -491,15 +501,19 @@ class OrderManager:
                order_type: OrderType = OrderType.LIMIT, price_ticks: int | None = None,
                time_in_force: TimeInForce = TimeInForce.GTC, parent_id: str | None = None,
                decision_id: str | None = None, parent_total: int | None = None,
-               client_order_id: str | None = None) -> Order:
+               client_order_id: str | None = None, display_lots: int | None = None) -> Order:
         """Create a child order, journal the ``submit`` command and return the :class:`Order` to
         send. With ``parent_total`` (parent units) refuses (:class:`RiskRejected`, rule
-        ``parent_exposure``) an order that could overfill the parent."""
+        ``parent_exposure``) an order that could overfill the parent. ``display_lots``: a native
+        iceberg's visible quantity (0 < display < lots; journaled as ``display``)."""
         inst = self._instrument(venue, symbol)
         if lots <= 0:
             raise InstrumentError(f"{inst.key}: order quantity must be positive, got {lots} lots")
         if order_type is OrderType.LIMIT and price_ticks is None:
             raise InstrumentError(f"{inst.key}: a limit order needs a price")
+        if display_lots is not None and not 0 < display_lots < lots:
+            raise InstrumentError(f"{inst.key}: an iceberg's display must be above 0 and below its "
+                                  f"{lots} lots, got {display_lots}")
         if parent_total is not None and parent_id is not None:
             units = self.to_parent_units(venue, symbol, lots)
             if not self.can_send(parent_id, units, parent_total):
@@ -515,6 +529,7 @@ class OrderManager:
             cid = self.next_client_order_id(parent_id)
         order = Order(client_order_id=cid, venue=VenueId(venue), symbol=inst.symbol, side=side,
                       order_type=order_type, lots=lots, price_ticks=price_ticks, time_in_force=time_in_force,
+                      display_lots=display_lots,
                       parent_id=ParentOrderId(parent_id) if parent_id is not None else None,
                       decision_id=DecisionId(decision_id) if decision_id is not None else None,
                       ts_init=self._clock.now_ns())
@@ -647,8 +662,8 @@ class OrderManager:
             mo.pending_replace = (new_lots, new_price)
             return Order(client_order_id=o.client_order_id, venue=o.venue, symbol=o.symbol, side=o.side,
                          order_type=o.order_type, lots=new_lots, price_ticks=new_price,
-                         time_in_force=o.time_in_force, parent_id=pid, decision_id=o.decision_id,
-                         ts_init=self._clock.now_ns())
+                         time_in_force=o.time_in_force, display_lots=_display_for(o.display_lots, new_lots),
+                         parent_id=pid, decision_id=o.decision_id, ts_init=self._clock.now_ns())
         new_cid = self.next_client_order_id(pid)
         rem = new_lots - mo.executed_lots
         payload = self._command_payload("replace", o, lots=rem, price_ticks=new_price)
@@ -662,8 +677,8 @@ class OrderManager:
         o = mo.order
         new = Order(client_order_id=new_cid, venue=o.venue, symbol=o.symbol, side=o.side,
                     order_type=o.order_type, lots=lots, price_ticks=price_ticks,
-                    time_in_force=o.time_in_force, parent_id=o.parent_id, decision_id=o.decision_id,
-                    ts_init=self._clock.now_ns())
+                    time_in_force=o.time_in_force, display_lots=_display_for(o.display_lots, lots),
+                    parent_id=o.parent_id, decision_id=o.decision_id, ts_init=self._clock.now_ns())
         nmo = ManagedOrder(new, replaces=mo.client_order_id)
         mo.replaced_by = new_cid
         if not mo.status.is_terminal:
@@ -896,8 +911,8 @@ class OrderManager:
         mo.order = Order(client_order_id=o.client_order_id, venue=o.venue, symbol=o.symbol, side=o.side,
                          order_type=o.order_type, lots=lots,
                          price_ticks=price_ticks if price_ticks is not None else o.price_ticks,
-                         time_in_force=o.time_in_force, parent_id=o.parent_id, decision_id=o.decision_id,
-                         ts_init=o.ts_init)
+                         time_in_force=o.time_in_force, display_lots=_display_for(o.display_lots, lots),
+                         parent_id=o.parent_id, decision_id=o.decision_id, ts_init=o.ts_init)
         mo.pending_replace = None
         mo.replace_unknown = False
         self._check_overfill(mo, "replace")
@@ -1132,6 +1147,8 @@ class OrderManager:
                           lots=inst.qty_to_lots(p["quantity"], exact=True),
                           price_ticks=None if p.get("price") is None else inst.price_to_ticks(p["price"]),
                           time_in_force=TimeInForce(p["time_in_force"]),
+                          display_lots=None if p.get("display") is None
+                          else inst.qty_to_lots(p["display"], exact=True),
                           parent_id=None if p.get("parent_id") is None else ParentOrderId(p["parent_id"]),
                           decision_id=None if p.get("decision_id") is None else DecisionId(p["decision_id"]))
             self._add(ManagedOrder(order))

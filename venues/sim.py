@@ -37,6 +37,9 @@ Matching rules (documented in docs/venues-sim.md):
 * Balances (base and quote, ``Decimal``) with funds locked by open orders; an order the account
   cannot pay for is REJECTED (``-2010`` "Account has insufficient balance for requested action.").
 * Instrument rules and venue-side rate limits reject with Binance's codes and texts.
+* Native icebergs (``SimVenueConfig.native_iceberg``, Binance spot's ``icebergQty``): a resting
+  order with ``display_lots`` queues only a visible slice; a print at its price fills at most what
+  is left of the slice, and a filled slice re-joins the back of the queue with a new one.
 """
 
 from __future__ import annotations
@@ -109,10 +112,15 @@ CODE_UNKNOWN_ORDER = "-2011"
 CODE_BAD_SYMBOL = "-1121"
 CODE_UNSUPPORTED = "-1116"
 CODE_GTD = "-1106"
+CODE_ORDER_COMPOSITION = "-1014"
+CODE_NEW_ORDER_REJECTED = "-2010"
 TEXT_INSUFFICIENT = "Account has insufficient balance for requested action."
 TEXT_POST_ONLY = "Order would immediately match and take."
 TEXT_UNKNOWN_ORDER = "Unknown order sent."
 TEXT_DUPLICATE = "Duplicate order sent."
+TEXT_ICEBERG_COMBINATION = "Unsupported order combination."
+TEXT_ICEBERG_QTY = "IcebergQty exceeds QTY."
+TEXT_ICEBERG_PARTS = "Filter failure: ICEBERG_PARTS"
 
 _FEE_QUANT = Decimal("0.00000001")
 _NO_PRICE_LO = -(1 << 62)   # below any price in ticks
@@ -190,6 +198,11 @@ class SimVenueConfig:
     leverage: Decimal = Decimal(1)
     """Initial-margin leverage of the derivative (perpetual) instruments: an opening lot locks
     ``notional / leverage`` of the quote currency as position margin (spot ignores it)."""
+    native_iceberg: bool = False
+    """Accept orders with ``display_lots`` as native icebergs (Binance spot); when False they are
+    rejected (``-1116``)."""
+    iceberg_parts: int = 100
+    """Binance's ``ICEBERG_PARTS`` filter: at most ``ceil(lots / display_lots)`` parts."""
 
     def __post_init__(self) -> None:
         if not self.instruments:
@@ -203,6 +216,8 @@ class SimVenueConfig:
                               key="rate_limit_orders")
         if self.rate_limit_window_ns <= 0:
             raise ConfigError("rate_limit_window_ns must be > 0", key="rate_limit_window_ns")
+        if not isinstance(self.iceberg_parts, int) or isinstance(self.iceberg_parts, bool) or self.iceberg_parts < 1:
+            raise ConfigError(f"iceberg_parts {self.iceberg_parts!r} must be an int >= 1", key="iceberg_parts")
         if not isinstance(self.leverage, Decimal) or not Decimal(1) <= self.leverage <= Decimal(125):
             raise ConfigError(f"leverage {self.leverage!r} must be a Decimal in [1, 125]", key="leverage",
                               allowed="1 to 125")
@@ -214,9 +229,9 @@ class SimVenueConfig:
 class _SimOrder:
     """Matching-engine state of one of our orders."""
 
-    __slots__ = ("expire_handle", "filled", "front", "inst", "lock_asset", "locked", "lots",
+    __slots__ = ("display", "expire_handle", "filled", "front", "inst", "lock_asset", "locked", "lots",
                  "notional_ticks", "open_lots", "order", "price_ticks", "side", "status", "traded_since",
-                 "ts_event", "venue_order_id")
+                 "ts_event", "venue_order_id", "visible")
 
     def __init__(self, order: Order, inst: Instrument, venue_order_id: VenueOrderId) -> None:
         self.order = order
@@ -235,6 +250,8 @@ class _SimOrder:
         self.open_lots = 0   # derivatives: the lots ``locked`` pays margin for (the rest reduce a position)
         self.expire_handle: AlertHandle | None = None
         self.ts_event = 0
+        self.display = order.display_lots or 0   # iceberg: lots of each visible slice (0: not one)
+        self.visible = 0   # a resting iceberg: lots left of its visible slice (always >= 1); else 0
 
     @property
     def remaining(self) -> int:
@@ -534,7 +551,8 @@ class SimulatedVenue(Venue):
             venue=config.venue,
             instruments={i.symbol: i for i in config.instruments},
             capabilities=VenueCapabilities(order_types=frozenset({OrderType.MARKET, OrderType.LIMIT}),
-                                           time_in_force=tifs, native_modify=config.native_modify),
+                                           time_in_force=tifs, native_modify=config.native_modify,
+                                           native_iceberg=config.native_iceberg),
             fees=config.fees,
         )
         self.rng = random.Random(config.seed)
@@ -755,7 +773,9 @@ class SimulatedVenue(Venue):
             so.traded_since += volume
             excess = volume - front - used
             if excess > 0:
-                qty = min(excess, so.remaining)
+                # an iceberg gets at most what is left of its visible slice; a filled slice goes to
+                # the back of the queue (_fill) and the rest of this print does not reach it
+                qty = min(excess, so.visible or so.remaining)
                 self._fill(mkt, so, px, qty, Liquidity.MAKER)
                 used += qty
 
@@ -919,7 +939,7 @@ class SimulatedVenue(Venue):
             return self._reject(so, f"Invalid symbol {order.symbol!r} on {self.config.venue}.", CODE_BAD_SYMBOL)
         if order.order_type not in (OrderType.MARKET, OrderType.LIMIT):
             return self._reject(so, f"Unsupported order type {order.order_type.value}.", CODE_UNSUPPORTED)
-        if order.display_lots is not None:
+        if order.display_lots is not None and not self.config.native_iceberg:
             return self._reject(so, "Iceberg orders are not supported.", CODE_UNSUPPORTED)
         if count_rate and not self._rate_ok(now):
             limit, window = self.config.rate_limit_orders, self.config.rate_limit_window_ns
@@ -928,6 +948,10 @@ class SimulatedVenue(Venue):
         reason = self._filter_failure(mkt, order)
         if reason is not None:
             return self._reject(so, reason, CODE_FILTER)
+        if order.display_lots is not None:
+            failure = self._iceberg_failure(mkt.inst, order)
+            if failure is not None:
+                return self._reject(so, *failure)
         tif = order.time_in_force
         if order.order_type is OrderType.MARKET and tif in (TimeInForce.POST_ONLY, TimeInForce.GTD):
             return self._reject(so, f"Market orders cannot be {tif.value}.", CODE_UNSUPPORTED)
@@ -985,15 +1009,33 @@ class SimulatedVenue(Venue):
     def _rest(self, mkt: _Market, so: _SimOrder) -> None:
         px = so.price_ticks
         assert px is not None
-        so.front = mkt.queue_at(so.side, px)   # the pending depth included: no flush needed
-        if so.side is Side.BUY:
-            mkt.bid_orders.setdefault(px, []).append(so)
-        else:
-            mkt.ask_orders.setdefault(px, []).append(so)
-        so.traded_since = 0
+        book_orders = mkt.bid_orders if so.side is Side.BUY else mkt.ask_orders
+        if so.display:
+            so.visible = min(so.display, so.remaining)
+        _join_back(mkt, so, px, book_orders.setdefault(px, []))
         mkt.refresh_best()
 
+    def _eat_slices(self, mkt: _Market, so: _SimOrder, lots: int, visible: int) -> None:
+        """A resting iceberg with ``visible`` lots left of its slice filled ``lots`` (already
+        counted in ``so.filled``). Lots beyond the slice (a print through our price, the book moving
+        through us) ate refreshed slices at our price. Once a slice is used up and quantity
+        remains, the next one, ``min(display, remaining)`` less what ate into it, joins the back of
+        the queue at our price exactly as a new order arriving now would."""
+        if lots < visible:
+            so.visible = visible - lots
+            return
+        left = so.remaining
+        if left <= 0:
+            return   # filled: _fill takes it off the book
+        so.visible = min(so.display - (lots - visible) % so.display, left)
+        px = so.price_ticks
+        assert px is not None
+        orders = (mkt.bid_orders if so.side is Side.BUY else mkt.ask_orders)[px]
+        orders.remove(so)
+        _join_back(mkt, so, px, orders)
+
     def _unrest(self, mkt: _Market, so: _SimOrder) -> None:
+        so.visible = 0
         px = so.price_ticks
         book_orders = mkt.bid_orders if so.side is Side.BUY else mkt.ask_orders
         lst = book_orders.get(px) if px is not None else None
@@ -1033,11 +1075,13 @@ class SimulatedVenue(Venue):
             return
         if not self.config.native_modify:
             self._finish(so, OrderStatus.CANCELED, OrderEventKind.CANCELED, "canceled for replace")
+            # an iceberg is re-sent with its display (as a plain order if all of it would show)
+            display = so.display if so.display and so.display < new_lots - so.filled else None
             new_order = Order(
                 client_order_id=ClientOrderId(f"{cid}~r{next(self._replace_ids)}"), venue=so.order.venue,
                 symbol=so.order.symbol, side=so.side, order_type=OrderType.LIMIT,
                 lots=new_lots - so.filled, price_ticks=new_px, time_in_force=so.order.time_in_force,
-                expire_ts=so.order.expire_ts, parent_id=so.order.parent_id,
+                expire_ts=so.order.expire_ts, display_lots=display, parent_id=so.order.parent_id,
                 decision_id=so.order.decision_id, ts_init=now)
             delay = self.config.ack_latency.sample(self.rng) + self.config.order_entry_latency.sample(self.rng)
             self.clock.set_alert(now + delay, lambda _ts: self._arrive_new(new_order))
@@ -1049,6 +1093,8 @@ class SimulatedVenue(Venue):
                            CODE_RATE_LIMIT)
             return
         reason = mkt.inst.check_order(new_px, new_lots)
+        if reason is None and so.display and not self._iceberg_parts_ok(new_lots, so.display):
+            reason = TEXT_ICEBERG_PARTS
         if reason is not None:
             self._emit_raw(OrderEventKind.CANCEL_REJECTED, cid, so.venue_order_id,
                            _filter_text(reason), CODE_FILTER)
@@ -1073,6 +1119,8 @@ class SimulatedVenue(Venue):
                            CODE_INSUFFICIENT_BALANCE)
             return
         if keeps_priority:
+            if so.visible:   # an iceberg's slice shrinks only below what is left of it (Binance)
+                so.visible = min(so.visible, so.remaining)
             self._emit(so, OrderEventKind.REPLACED, new_lots=new_lots, new_price_ticks=new_px)
             return
         so.price_ticks = old_px
@@ -1118,6 +1166,26 @@ class SimulatedVenue(Venue):
         if ref_px is not None and inst.min_notional and inst.notional(ref_px, order.lots) < inst.min_notional:
             return "Filter failure: MIN_NOTIONAL"
         return None
+
+    def _iceberg_failure(self, inst: Instrument, order: Order) -> tuple[str, str] | None:
+        """(reason, code) if ``order`` (with ``display_lots``, native icebergs on) breaks Binance
+        spot's iceberg rules: only LIMIT GTC or LIMIT_MAKER (POST_ONLY), the display passes
+        LOT_SIZE and is below the quantity, and ``ceil(lots / display)`` parts at most."""
+        display = order.display_lots
+        assert display is not None
+        if order.order_type is not OrderType.LIMIT or \
+                order.time_in_force not in (TimeInForce.GTC, TimeInForce.POST_ONLY):
+            return TEXT_ICEBERG_COMBINATION, CODE_ORDER_COMPOSITION
+        if display <= 0 or (inst.min_quantity and inst.lots_to_qty(display) < inst.min_quantity):
+            return "Filter failure: LOT_SIZE", CODE_FILTER
+        if display >= order.lots:
+            return TEXT_ICEBERG_QTY, CODE_NEW_ORDER_REJECTED
+        if not self._iceberg_parts_ok(order.lots, display):
+            return TEXT_ICEBERG_PARTS, CODE_FILTER
+        return None
+
+    def _iceberg_parts_ok(self, lots: int, display: int) -> bool:
+        return -(-lots // display) <= self.config.iceberg_parts
 
     # ------------------------------------------------------------------ engine: money
     def _lock_funds(self, mkt: _Market, so: _SimOrder) -> bool:
@@ -1270,6 +1338,9 @@ class SimulatedVenue(Venue):
         self._positions[inst.symbol] = (pq, pc)
         so.filled += lots
         so.notional_ticks += px * lots
+        visible = so.visible
+        if visible:   # a resting iceberg
+            self._eat_slices(mkt, so, lots, visible)
         self.stat_fills += 1
         fill = Fill(
             client_order_id=so.order.client_order_id, venue=self.config.venue, symbol=inst.symbol,
@@ -1382,6 +1453,15 @@ def _consume(mkt: _Market, consumed: dict[int, int], resting: dict[int, list[_Si
         for so in orders:
             front = so.front - qty
             so.front = front if front > 0 else 0
+
+
+def _join_back(mkt: _Market, so: _SimOrder, px: int, orders: list[_SimOrder]) -> None:
+    """``so`` joins the back of the queue at ``px`` (``orders``: ours there, FIFO) as a new order
+    arriving now: behind the displayed level less what we consumed (the pending depth included,
+    no flush needed), with no trade seen yet."""
+    so.front = mkt.queue_at(so.side, px)
+    so.traded_since = 0
+    orders.append(so)
 
 
 def _walk_tick_lots(mkt: _Market, taker: Side, lots: int, skip: int = 0) -> int:

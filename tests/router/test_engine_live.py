@@ -183,13 +183,14 @@ async def test_submit_timeout_is_unknown_then_resolved(env: None, fake: FakeBina
 
 async def test_without_the_user_stream_resting_fills_arrive_by_polling(env: None, fake: FakeBinance,
                                                                         tmp_path: Path) -> None:
-    """user_stream = false: a passive iceberg's slices rest at the venue; the public trades that
-    fill them reach the engine only through the adapter's REST poll, and the parent completes."""
+    """user_stream = false: a passive (synthetic) iceberg's slices rest at the venue; the public
+    trades that fill them reach the engine only through the adapter's REST poll, and the parent
+    completes."""
     jpath = tmp_path / "poll.sqlite"
     engine = Engine.from_toml_text(_toml(fake, extra_venue="user_stream = false\npoll_interval_s = 0.1"),
                                    journal=jpath)
     h = engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="0.2", limit_price="59990",
-                                  algo=Iceberg(end="+60s", display="0.1")))
+                                  algo=Iceberg(end="+60s", display="0.1", native=False)))
     async with asyncio.timeout(20):
         await engine.start_live()
         for _ in range(2):   # each slice: wait until it rests, then a trade through its price fills it

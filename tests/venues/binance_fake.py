@@ -6,7 +6,10 @@ It behaves like Binance's documented API where the adapter depends on it:
   ``signature`` of the query string (+ body) placed last (else 400 ``-1022`` "Signature for this
   request is not valid."), and a ``timestamp`` inside ``recvWindow`` of the server clock (else 400
   ``-1021``); ``recvWindow`` above 60000 is ``-1131``.
-* Filters with Binance's texts: ``-1013`` "Filter failure: PRICE_FILTER" / "LOT_SIZE" / "NOTIONAL";
+* Filters with Binance's texts: ``-1013`` "Filter failure: PRICE_FILTER" / "LOT_SIZE" / "NOTIONAL"
+  (and for ``icebergQty``: "LOT_SIZE" / "ICEBERG_PARTS", then ``-2010`` "IcebergQty exceeds QTY." /
+  "Unsupported order combination" for a timeInForce other than GTC; see ``_check_iceberg``: an
+  iceberg matches as a plain order of its whole quantity, there is no hidden part nor refill);
   duplicate ids and unaffordable orders ``-2010``; unknown cancels ``-2011`` "Unknown order sent.";
   unknown orders ``-2013`` "Order does not exist.".
 * Every answer carries ``X-MBX-USED-WEIGHT-1M`` (fixed one-minute windows, endpoint weights from
@@ -105,13 +108,15 @@ class _FakeOrder:
     time_ms: int = 0
     update_ms: int = 0
     trades: list[dict[str, Any]] = field(default_factory=list)
+    iceberg_qty: Decimal | None = None   # the icebergQty sent (None: a plain order)
 
     def view(self) -> dict[str, Any]:
         return {"symbol": self.symbol, "orderId": self.order_id, "orderListId": -1, "clientOrderId": self.cid,
                 "price": _f8(self.price), "origQty": _f8(self.orig_qty),
                 "executedQty": _f8(self.inst.lots_to_qty(self.executed_lots)),
                 "cummulativeQuoteQty": _f8(self.cum_quote), "status": self.status, "timeInForce": self.tif,
-                "type": self.type, "side": self.side, "stopPrice": "0.00000000", "icebergQty": "0.00000000",
+                "type": self.type, "side": self.side, "stopPrice": "0.00000000",
+                "icebergQty": _f8(self.iceberg_qty or Decimal(0)),
                 "time": self.time_ms, "updateTime": self.update_ms, "isWorking": True,
                 "workingTime": self.time_ms, "origQuoteOrderQty": "0.00000000",
                 "selfTradePreventionMode": "NONE"}
@@ -129,7 +134,8 @@ class FakeBinance:
     def __init__(self, instruments: list[Instrument], api_key: str, api_secret: str, *,
                  balances: dict[str, Decimal] | None = None, maker_bps: Decimal = Decimal("-0.5"),
                  taker_bps: Decimal = Decimal(4), weight_limit: int = 6000, retry_after_s: int = 1,
-                 orders_10s_limit: int | None = None) -> None:
+                 orders_10s_limit: int | None = None, iceberg_parts: int = 100,
+                 iceberg_allowed: bool = True) -> None:
         self.instruments = {i.venue_symbol: i for i in instruments}
         self.api_key = api_key
         self._secret = api_secret.encode()
@@ -149,6 +155,8 @@ class FakeBinance:
         self.weight_limit = weight_limit
         self.retry_after_s = retry_after_s
         self.orders_10s_limit = orders_10s_limit
+        self.iceberg_parts = iceberg_parts       # every symbol's ICEBERG_PARTS limit (Binance: 100 since 2026-03-12)
+        self.iceberg_allowed = iceberg_allowed   # every symbol's icebergAllowed
         self.time_skew_ms = 0
         self.wrap_events = False
         self.duplicate_reports = False
@@ -512,14 +520,51 @@ class FakeBinance:
             tif, tif_s = TimeInForce.POST_ONLY, "GTC"
         else:
             tif, tif_s = TimeInForce.IOC, "GTC"
+        iceberg = self._check_iceberg(p, inst, typ, tif_s, qty)
         order = Order(client_order_id=ClientOrderId(cid), venue=inst.venue, symbol=inst.symbol, side=side_e,
                       order_type=OrderType.MARKET if typ == "MARKET" else OrderType.LIMIT,
                       lots=inst.qty_to_lots(qty), price_ticks=None if typ == "MARKET" else inst.price_to_ticks(price),
                       time_in_force=tif)
         now_ms = self._server_ms()
         fo = _FakeOrder(cid, next(self._order_ids), inst.venue_symbol, inst, side, typ, tif_s, price, qty,
-                        time_ms=now_ms, update_ms=now_ms)
+                        time_ms=now_ms, update_ms=now_ms, iceberg_qty=iceberg)
         return order, fo
+
+    def _check_iceberg(self, p: dict[str, str], inst: Instrument, typ: str, tif_s: str,
+                       qty: Decimal) -> Decimal | None:
+        """``icebergQty`` as Binance checks it (after the order's own filters), or ``None``.
+
+        * MARKET: -1106 "Parameter 'icebergQty' sent when not required." (errors.md, -1106);
+        * LOT_SIZE applies to icebergQty as to quantity (filters.md), then ICEBERG_PARTS:
+          ``ceil(quantity / icebergQty) <= limit``; both -1013 "Filter failure: ...";
+        * the matching engine (-2010, errors.md "Messages for ... -2010 NEW_ORDER_REJECTED"):
+          "Iceberg orders are not supported for this symbol." (icebergAllowed false),
+          "IcebergQty exceeds QTY." (icebergQty must be less than quantity), and "Unsupported
+          order combination" for a LIMIT whose timeInForce is not GTC ("Any order with an
+          icebergQty MUST have timeInForce set to GTC", rest-api.md, new order).
+
+        The order then matches as a plain order of its whole quantity (no hidden part, no
+        refills): a trade through its price can fill it all at once."""
+        raw = p.get("icebergQty")
+        if raw is None:
+            return None
+        if typ == "MARKET":
+            raise BinanceError(400, -1106, "Parameter 'icebergQty' sent when not required.")
+        try:
+            ice = Decimal(raw)
+        except InvalidOperation:
+            raise BinanceError(400, -1100, "Illegal characters found in a parameter.") from None
+        if ice < max(inst.min_quantity, inst.lot_size) or (ice - inst.min_quantity) % inst.lot_size != 0:
+            raise BinanceError(400, -1013, "Filter failure: LOT_SIZE")
+        if -(-inst.qty_to_lots(qty) // inst.qty_to_lots(ice)) > self.iceberg_parts:   # ceil, in lots
+            raise BinanceError(400, -1013, "Filter failure: ICEBERG_PARTS")
+        if not self.iceberg_allowed:
+            raise BinanceError(400, -2010, "Iceberg orders are not supported for this symbol.")
+        if ice >= qty:
+            raise BinanceError(400, -2010, "IcebergQty exceeds QTY.")
+        if typ == "LIMIT" and tif_s != "GTC":
+            raise BinanceError(400, -2010, "Unsupported order combination")
+        return ice
 
     def _drain(self) -> list[OrderEvent]:
         self._now()
@@ -533,7 +578,8 @@ class FakeBinance:
         base: dict[str, Any] = {
             "e": "executionReport", "E": ev.ts_event // NS_PER_MS, "s": fo.symbol, "c": fo.cid, "S": fo.side,
             "o": fo.type, "f": fo.tif, "q": _f8(fo.orig_qty), "p": _f8(fo.price), "P": "0.00000000",
-            "F": "0.00000000", "g": -1, "C": "", "x": "NEW", "X": "NEW", "r": "NONE", "i": fo.order_id,
+            "F": _f8(fo.iceberg_qty or Decimal(0)), "g": -1, "C": "", "x": "NEW", "X": "NEW", "r": "NONE",
+            "i": fo.order_id,
             "l": "0.00000000", "z": _f8(inst.lots_to_qty(fo.executed_lots)), "L": "0.00000000", "n": "0",
             "N": None, "T": ev.ts_event // NS_PER_MS, "t": -1, "v": 3, "I": next(self._trade_ids), "w": True,
             "m": False, "M": False, "O": fo.time_ms, "Z": _f8(fo.cum_quote), "Y": "0.00000000",
@@ -631,6 +677,8 @@ class FakeBinance:
         result = ack | {k: v[k] for k in ("price", "origQty", "executedQty", "origQuoteOrderQty",
                                           "cummulativeQuoteQty", "status", "timeInForce", "type", "side")}
         result |= {"workingTime": fo.time_ms, "selfTradePreventionMode": "NONE"}
+        if fo.iceberg_qty is not None:   # a conditional field: only when icebergQty was sent
+            result["icebergQty"] = v["icebergQty"]
         if resp_type == "FULL":
             ids = {t["id"] for t in fo.trades}
             fills = []
@@ -719,10 +767,10 @@ class FakeBinance:
         run_now(self.sim.cancel(ClientOrderId(fo.cid)))
         await self._flush({fo.cid: cancel_cid})
         v = fo.view()
+        keys = ["price", "origQty", "executedQty", "origQuoteOrderQty", "cummulativeQuoteQty", "status", "timeInForce",
+                "type", "side", "selfTradePreventionMode"] + (["icebergQty"] if fo.iceberg_qty is not None else [])
         return {"symbol": fo.symbol, "origClientOrderId": fo.cid, "orderId": fo.order_id, "orderListId": -1,
-                "clientOrderId": cancel_cid, "transactTime": self._server_ms(),
-                **{k: v[k] for k in ("price", "origQty", "executedQty", "origQuoteOrderQty", "cummulativeQuoteQty",
-                                     "status", "timeInForce", "type", "side", "selfTradePreventionMode")}}
+                "clientOrderId": cancel_cid, "transactTime": self._server_ms(), **{k: v[k] for k in keys}}
 
     async def _cancel(self, request: web.Request) -> web.Response:
         p = self._params(request)

@@ -74,6 +74,7 @@ from venues.binance.parsers import (
     parse_account_position,
     parse_execution_report,
     parse_full_fill,
+    parse_iceberg_qty,
     parse_my_trade,
     parse_order,
     parse_side,
@@ -93,6 +94,8 @@ _TERMINAL = {OrderStatus.FILLED: OrderEventKind.FILLED, OrderStatus.CANCELED: Or
 _LISTEN_KEY_UNKNOWN = -1125   # "This listenKey does not exist."
 _TRADES_PAGE = 1000   # GET /api/v3/myTrades: limit default 500, max 1000
 _TIF = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK"}
+# icebergQty: LIMIT with timeInForce GTC, or LIMIT_MAKER (POST_ONLY) -- Binance spot REST docs, new order
+_ICEBERG_TIF = frozenset({TimeInForce.GTC, TimeInForce.POST_ONLY})
 GarbledHandler = Callable[[str, Any, str], None]
 ReportHandler = Callable[[OrderStatusReport], None]
 BalanceHandler = Callable[[list[str]], None]   # assets whose free balance went up
@@ -132,7 +135,7 @@ class BinanceSpotVenue(Venue):
                 order_types=frozenset({OrderType.MARKET, OrderType.LIMIT}),
                 time_in_force=frozenset({TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK,
                                          TimeInForce.POST_ONLY}),
-                native_modify=False, native_iceberg=False),
+                native_modify=False, native_iceberg=True),
             fees=FeeSchedule((FeeTier(maker_bps=config.maker_bps, taker_bps=config.taker_bps),)))
         self._by_venue_symbol = {i.venue_symbol: i for i in config.instruments}
         self.limiter = limiter or RateLimiter.from_preset("binance-spot", clock, overrides=config.rate_limits)
@@ -413,6 +416,9 @@ class BinanceSpotVenue(Venue):
 
     def _apply_new_order_response(self, tr: _Track, resp: dict[str, Any]) -> bool:
         tr.venue_order_id = VenueOrderId(str(int(resp["orderId"])))
+        if "icebergQty" in resp and parse_iceberg_qty(resp["icebergQty"], tr.inst) != tr.order.display_lots:
+            log.warning("%s: %s: the venue's icebergQty %s is not the display sent (%s lots)", self.venue_id,
+                        tr.order.client_order_id, resp["icebergQty"], tr.order.display_lots)
         ts = int(resp.get("transactTime") or 0) * NS_PER_MS or self._clock.now_ns()
         if "status" not in resp:  # ACK: the order is in the book (or already traded)
             self._on_accepted(tr, tr.venue_order_id, ts)
@@ -550,7 +556,8 @@ class BinanceSpotVenue(Venue):
             # (z is cumulative, this event's own fill is l): they happened before we listened
             tr = _Track(Order(client_order_id=ev.client_order_id, venue=self.venue_id, symbol=inst.symbol,
                               side=rep.side, order_type=rep.order_type, lots=rep.order_lots,
-                              price_ticks=rep.price_ticks, time_in_force=rep.time_in_force), inst,
+                              price_ticks=rep.price_ticks, time_in_force=rep.time_in_force,
+                              display_lots=rep.iceberg_lots), inst,
                         venue_order_id=rep.venue_order_id,
                         filled_lots=rep.cum_lots - (ev.fill.lots if ev.fill is not None else 0))
             tr.uncounted_lots = tr.filled_lots
@@ -593,14 +600,43 @@ class BinanceSpotVenue(Venue):
         else:
             raise OrderRejected(f"order type {order.order_type.value} is not supported by this adapter",
                                 venue=self.venue_id, client_order_id=order.client_order_id)
-        if order.display_lots is not None:
-            raise OrderRejected("iceberg orders are not supported by this adapter", venue=self.venue_id,
-                                client_order_id=order.client_order_id)
         p["quantity"] = inst.lots_to_qty(order.lots)
         if order.order_type is OrderType.LIMIT:
             assert order.price_ticks is not None
             p["price"] = inst.ticks_to_price(order.price_ticks)
+        if order.display_lots is not None:
+            p["icebergQty"] = self._iceberg_qty(order, inst)
         return p
+
+    def _iceberg_qty(self, order: Order, inst: Instrument) -> Decimal:
+        """``icebergQty`` for ``order.display_lots``, in the instrument's step like ``quantity``.
+        Refuses (:class:`OrderRejected`, nothing sent) what Binance would refuse: another type or
+        time in force than LIMIT + GTC or LIMIT_MAKER, a display not in (0, lots), below the
+        LOT_SIZE minimum, or (when ``iceberg_parts`` is configured for the symbol) more parts
+        ``ceil(lots / display)`` than the symbol's ICEBERG_PARTS limit."""
+        display = order.display_lots
+        assert display is not None
+        cid = order.client_order_id
+
+        def refuse(why: str) -> OrderRejected:
+            return OrderRejected(f"iceberg refused before sending: {why}", venue=self.venue_id, client_order_id=cid)
+
+        if order.order_type is not OrderType.LIMIT or order.time_in_force not in _ICEBERG_TIF:
+            raise refuse(f"Binance spot takes icebergQty only on LIMIT with time in force GTC or on LIMIT_MAKER "
+                         f"(POST_ONLY), not {order.order_type.value} {order.time_in_force.value}")
+        if not 0 < display < order.lots:
+            raise refuse(f"display {display} lots must be above 0 and below the order's {order.lots} lots "
+                         f'(Binance: "IcebergQty exceeds QTY.")')
+        qty = inst.lots_to_qty(display)
+        if qty < inst.min_quantity:
+            raise refuse(f'display {qty} is below the minimum quantity {inst.min_quantity} '
+                         f'(Binance: "Filter failure: LOT_SIZE")')
+        limit = self.config.iceberg_parts.get(inst.symbol)
+        parts = -(-order.lots // display)
+        if limit is not None and parts > limit:
+            raise refuse(f"{parts} parts (ceil({order.lots} / {display}) lots) is above the symbol's ICEBERG_PARTS "
+                         f'limit {limit} (Binance: "Filter failure: ICEBERG_PARTS")')
+        return qty
 
     async def _signed(self, method: str, path: str, params: dict[str, Any], *, request_type: str,
                       cid: str | None, return_error_body: bool = False) -> Any:
@@ -725,11 +761,13 @@ class BinanceSpotVenue(Venue):
         if rem <= 0:
             raise OrderRejected(f"new quantity {total} lots is not above the {tr.filled_lots} filled",
                                 venue=self.venue_id, client_order_id=client_order_id)
+        # an iceberg stays one (same display) unless the remainder is no bigger than its display
+        display = o.display_lots if o.display_lots is not None and o.display_lots < rem else None
         new = Order(client_order_id=self.derive_replacement_id(client_order_id), venue=o.venue, symbol=o.symbol,
                     side=o.side, order_type=o.order_type, lots=rem,
                     price_ticks=o.price_ticks if price_ticks is None else price_ticks,
-                    time_in_force=o.time_in_force, parent_id=o.parent_id, decision_id=o.decision_id,
-                    ts_init=self._clock.now_ns())
+                    time_in_force=o.time_in_force, display_lots=display, parent_id=o.parent_id,
+                    decision_id=o.decision_id, ts_init=self._clock.now_ns())
         await self.cancel_replace(client_order_id, new)
 
     async def cancel_replace(self, old_client_order_id: ClientOrderId, new: Order) -> None:

@@ -21,6 +21,7 @@ Example::
     lot_size = "0.00001"
     min_quantity = "0.00001"
     min_notional = "5"
+    iceberg_parts = 100                      # optional: the symbol's ICEBERG_PARTS limit
 """
 
 from __future__ import annotations
@@ -85,6 +86,10 @@ class BinanceSpotConfig:
     """Query GET /api/v3/time at connect (and after a -1021) and sign with the venue's clock offset."""
     rate_limits: Mapping[str, Any] = field(default_factory=dict)
     """Overrides for the ``binance-spot`` limiter preset: {bucket: [limit, window_s]}."""
+    iceberg_parts: Mapping[str, int] = field(default_factory=dict)
+    """Per sorex symbol, the symbol's ``ICEBERG_PARTS`` filter ``limit`` (exchangeInfo): an iceberg
+    with more than that many parts, ``ceil(quantity / icebergQty)``, is refused before sending. A
+    symbol not listed is left to the venue (-1013 "Filter failure: ICEBERG_PARTS")."""
 
     def __post_init__(self) -> None:
         where = f"venues.{self.venue}"
@@ -107,6 +112,11 @@ class BinanceSpotConfig:
                               file=where, key="poll_interval_s")
         if not self.resolve_delays_s:
             raise ConfigError("resolve_delays_s needs at least one delay", file=where, key="resolve_delays_s")
+        symbols = {i.symbol for i in self.instruments}
+        for sym, parts in self.iceberg_parts.items():
+            if sym not in symbols or isinstance(parts, bool) or not isinstance(parts, int) or parts < 1:
+                raise ConfigError(f"iceberg_parts of {sym!r} must be an integer >= 1 for a configured instrument, "
+                                  f"got {parts!r}", file=where, key="instruments.iceberg_parts")
 
     @property
     def timeout_s(self) -> float:
@@ -124,6 +134,7 @@ class BinanceSpotConfig:
                               allowed=", ".join(sorted(_KEYS)))
         vid = VenueId(str(data.get("venue", venue)))
         insts = []
+        iceberg_parts: dict[str, int] = {}
         for i, raw in enumerate(data.get("instruments", [])):
             k = f"instruments[{i}]"
             try:
@@ -137,7 +148,9 @@ class BinanceSpotConfig:
                     kind=InstrumentKind.SPOT))
             except KeyError as e:
                 raise ConfigError(f"missing {e.args[0]!r}", file=where, key=k) from None
-        kw: dict[str, Any] = {"instruments": tuple(insts), "venue": vid}
+            if "iceberg_parts" in raw:
+                iceberg_parts[raw["symbol"]] = raw["iceberg_parts"]
+        kw: dict[str, Any] = {"instruments": tuple(insts), "venue": vid, "iceberg_parts": iceberg_parts}
         for key in ("rest_url", "ws_url", "api_key_env", "api_secret_env", "order_resp_type"):
             if key in data:
                 kw[key] = str(data[key])

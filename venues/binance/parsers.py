@@ -37,6 +37,8 @@ __all__ = [
     "parse_book_ticker",
     "parse_depth_diff",
     "parse_execution_report",
+    "parse_iceberg_parts",
+    "parse_iceberg_qty",
     "parse_my_trade",
     "parse_order",
     "parse_order_status",
@@ -107,13 +109,13 @@ def unwrap_user_event(msg: Any) -> Mapping[str, Any]:
 class ExecutionReport:
     """One parsed ``executionReport``: the event plus the cumulative figures the adapter tracks."""
 
-    __slots__ = ("cum_lots", "event", "order_lots", "order_type", "price_ticks", "side", "status", "symbol",
-                 "time_in_force", "venue_order_id")
+    __slots__ = ("cum_lots", "event", "iceberg_lots", "order_lots", "order_type", "price_ticks", "side", "status",
+                 "symbol", "time_in_force", "venue_order_id")
 
     def __init__(self, event: OrderEvent, status: OrderStatus, cum_lots: int, order_lots: int,
                  symbol: str, venue_order_id: VenueOrderId, side: Side = Side.BUY,
                  price_ticks: int | None = None, order_type: OrderType = OrderType.LIMIT,
-                 time_in_force: TimeInForce = TimeInForce.GTC) -> None:
+                 time_in_force: TimeInForce = TimeInForce.GTC, iceberg_lots: int | None = None) -> None:
         self.event = event
         self.status = status
         self.cum_lots = cum_lots
@@ -125,13 +127,48 @@ class ExecutionReport:
         self.price_ticks = price_ticks
         self.order_type = order_type
         self.time_in_force = time_in_force
+        # ``F``, the iceberg quantity: the display of an iceberg (``None``: not an iceberg)
+        self.iceberg_lots = iceberg_lots
+
+
+def parse_iceberg_qty(text: Any, inst: Instrument) -> int | None:
+    """An iceberg quantity (``icebergQty`` of an order object, ``F`` of an ``executionReport``)
+    -> display lots; ``None`` when absent, null or zero (not an iceberg). Off the lot grid or
+    negative raises ``ValueError`` like any other malformed quantity."""
+    if text is None or Decimal(str(text)) == 0:
+        return None
+    lots = inst.parse_qty_lots(str(text))
+    if lots < 0:
+        raise ValueError(f"negative iceberg quantity {text!r}")
+    return lots
+
+
+def parse_iceberg_parts(exchange_info: Mapping[str, Any]) -> dict[str, int]:
+    """GET /api/v3/exchangeInfo -> the ``ICEBERG_PARTS`` ``limit`` of each symbol that has the
+    filter (``ceil(quantity / icebergQty)`` may not exceed it), by venue symbol; feeds the config's
+    ``iceberg_parts``. A symbol with ``icebergAllowed`` false gets no entry. Filter sample::
+
+        {"filterType": "ICEBERG_PARTS", "limit": 10}
+    """
+    out: dict[str, int] = {}
+    for sym in exchange_info["symbols"]:
+        if sym.get("icebergAllowed") is False:
+            continue
+        for f in sym.get("filters") or []:
+            if f.get("filterType") == "ICEBERG_PARTS":
+                limit = int(f["limit"])
+                if limit < 1:
+                    raise ValueError(f"ICEBERG_PARTS limit {f['limit']!r} of {sym['symbol']} is below 1")
+                out[str(sym["symbol"])] = limit
+    return out
 
 
 def parse_execution_report(ev: Mapping[str, Any], inst: Instrument, ts_init: int) -> ExecutionReport:
     """An ``executionReport`` user-data event -> :class:`ExecutionReport`.
 
     For a cancel Binance puts the *cancel request's* id in ``c`` and the order's own id in ``C``;
-    the order's id is used. Sample (a fill; ``m`` true = we were the maker)::
+    the order's id is used. ``F`` is the iceberg quantity (``"0.00000000"``: not an iceberg); an
+iceberg's fills are ordinary TRADE events. Sample (a fill; ``m`` true = we were the maker)::
 
         {"e": "executionReport", "E": 1709654401000, "s": "ETHUSDT", "c": "x-TD67BGP9-T0000000000000",
          "S": "BUY", "o": "LIMIT", "f": "GTC", "q": "1.00000000", "p": "2500.00000000", "P": "0.00000000",
@@ -181,13 +218,16 @@ def parse_execution_report(ev: Mapping[str, Any], inst: Instrument, ts_init: int
                            reason=None if reason in (None, "NONE") else str(reason),
                            new_lots=order_lots if kind is OrderEventKind.REPLACED else None)
     return ExecutionReport(event, status, cum_lots, order_lots, str(ev["s"]), voi, side=side,
-                           price_ticks=price_ticks, order_type=otype, time_in_force=tif)
+                           price_ticks=price_ticks, order_type=otype, time_in_force=tif,
+                           iceberg_lots=parse_iceberg_qty(ev.get("F"), inst))
 
 
 def parse_order(o: Mapping[str, Any], inst: Instrument, *, venue: VenueId | None = None) -> OrderStatusReport:
     """An order object (GET /api/v3/order, openOrders, cancel and new-order RESULT/FULL
     responses) -> :class:`OrderStatusReport`. A cancel response's order id is
-    ``origClientOrderId``. Sample (GET /api/v3/order)::
+    ``origClientOrderId``. ``icebergQty`` (present when the order was sent with one; GET order
+    shows ``"0.0"`` for a plain order) is checked like a quantity; the report has no field for it
+    (:func:`parse_iceberg_qty` reads it). Sample (GET /api/v3/order)::
 
         {"symbol": "LTCBTC", "orderId": 1, "orderListId": -1, "clientOrderId": "myOrder1", "price": "0.1",
          "origQty": "1.0", "executedQty": "0.0", "cummulativeQuoteQty": "0.0", "status": "NEW",
@@ -197,6 +237,7 @@ def parse_order(o: Mapping[str, Any], inst: Instrument, *, venue: VenueId | None
     """
     cid = ClientOrderId(o.get("origClientOrderId") or o["clientOrderId"])
     filled = inst.parse_qty_lots(o["executedQty"])
+    parse_iceberg_qty(o.get("icebergQty"), inst)   # a garbled one makes the message garbled
     price = o.get("price")
     price_ticks = inst.parse_price_ticks(price) if price and Decimal(price) > 0 else None
     avg: float | None = None
