@@ -778,17 +778,11 @@ class Engine:
             # not even queued on the delayed feeds
             self.driver.subscribe(self._on_market, list(insts), delayed=True, types=(BookDeltas, TradeTick))
         # venues that take native icebergs (a display quantity): the simulated venues' or the live
-        # adapters' capabilities; a child with a display is routed among those only
+        # adapters' capabilities (see _send_child for a child with a display)
         caps = {v: x.info.capabilities for v, x in self.venues.items()}
         if self._live is not None:
             caps.update({v: x.info.capabilities for v, x in self._live.venues.items()})
-        ice = [v for v in insts if caps.get(v) is not None and caps[v].native_iceberg]
-        self._iceberg_router: Router | None = None
-        if ice and len(ice) < len(insts):
-            self._iceberg_router = Router(sx.routing, {v: sx.venues[v] for v in ice}, {v: insts[v] for v in ice},
-                                          {v: self.books[v] for v in ice}, self.clock, capacity=self,
-                                          decision_prefix="RI-")
-        self._iceberg_set = frozenset(ice)
+        self._iceberg_set = frozenset(v for v in insts if caps.get(v) is not None and caps[v].native_iceberg)
         self._on_progress = on_progress
         self._last_trade_common: int | None = None
         self._price_history: deque[tuple[int, Decimal]] = deque(maxlen=36_000)
@@ -1034,9 +1028,6 @@ class Engine:
             fr = self._fine_router
             if fr is not None and ev.venue in self._fine_set:
                 fr.on_book(ev.venue)
-            ir = self._iceberg_router
-            if ir is not None and ev.venue in self._iceberg_set:
-                ir.on_book(ev.venue)
             for run in self._active:
                 algo = run.algo
                 if algo is not None:
@@ -1425,11 +1416,7 @@ class Engine:
         probe = self._probe
         t_route = probe() if probe is not None else 0
         display = req.display_lots if self._iceberg_set else None
-        if display is not None:
-            # a native iceberg: routed among the venues that take a display quantity
-            decision = (self._iceberg_router or self.router).route(request)
-        else:
-            decision = self.router.route(request)
+        decision = self.router.route(request)
         if display is None and decision.residual_lots and self._fine_router is not None:
             # the venues with the coarse lots could not take the odd part: try the whole child on
             # the fine-lot venues alone and keep whichever leaves less behind
@@ -1444,12 +1431,24 @@ class Engine:
         if self.journal is not None:   # to_dict() is costly (~0.8 ms): only when it is written
             self._journal("routing_decision", decision.to_dict(), parent_id=run.id)
         allocs = decision.allocations
+        # a child with a display (the iceberg algo's remainder, sent when some venue takes
+        # icebergs): the router chooses the venues as for any post; on a venue with icebergs the
+        # order carries the display, on one without only the display is placed (a plain order; the
+        # rest returns to the algo unfilled and is sent again: a synthetic iceberg there)
         shown = self._iceberg_displays(allocs, display) if display is not None else None
         for k, alloc in enumerate(allocs):
-            if shown is not None and shown[k] == 0:
-                continue   # its share of the display is below the venue's lot: not placed
-            self._place(g, alloc.venue, alloc.lots, alloc.price_ticks, alloc.order_type, alloc.time_in_force,
-                        alloc.style, None if shown is None else shown[k])
+            lots, show = alloc.lots, None
+            if shown is not None:
+                d = shown[k]
+                if d == 0:
+                    continue   # its share of the display is below the venue's lot: not placed
+                if d is not None:
+                    if alloc.venue in self._iceberg_set:
+                        show = d
+                    else:
+                        lots = d
+            self._place(g, alloc.venue, lots, alloc.price_ticks, alloc.order_type, alloc.time_in_force,
+                        alloc.style, show)
         g.returned = True
         if g.open == 0:
             g.balance_blocked = decision.short_of_funds_only

@@ -1,6 +1,9 @@
-"""Native icebergs through the engine: the iceberg algo's display child goes to the venues that take
-a display quantity (simulated binance-spot by default, as Binance spot has ``icebergQty``; USD-M
-has none), as one venue order with that display; the journal keeps it, a restore rebuilds it."""
+"""Native icebergs through the engine. When some venue takes a display quantity (simulated
+binance-spot by default, as Binance spot has ``icebergQty``; USD-M has none), the iceberg algo
+sends its remainder with a display and the router chooses the venue as for any post: on spot the
+order carries the display (one venue order), on USD-M only the display is placed, a plain order,
+and the rest comes back to the algo (a synthetic iceberg there). The journal keeps the display, a
+restore rebuilds it."""
 
 from __future__ import annotations
 
@@ -24,9 +27,9 @@ seed = 7
 [[parents]]
 id = "ice"
 symbol = "BTC-USDT"
-side = "buy"
+side = "{side}"
 quantity = "2"
-limit_price = "61900"
+limit_price = "{limit}"
 algo = "iceberg"
 submit_at = "+10s"
 [parents.params]
@@ -42,28 +45,40 @@ def _submits(jpath: Path) -> list[dict]:
         return [dict(r.payload) for r in j.read(kinds=["order_command"]) if r.payload["action"] == "submit"]
 
 
-def _run(tmp_path: Path, extra: str = "", params: str = "") -> tuple[Engine, Path]:
+def _run(tmp_path: Path, extra: str = "", params: str = "", side: str = "buy") -> tuple[Engine, Path]:
     jpath = tmp_path / "j.sqlite"
-    engine = Engine.from_toml_text(ICEBERG.format(extra=extra, params=params), file="ice.toml", journal=jpath)
+    limit = "61900" if side == "buy" else "61700"
+    engine = Engine.from_toml_text(ICEBERG.format(extra=extra, params=params, side=side, limit=limit),
+                                   file="ice.toml", journal=jpath)
     engine.run()
     engine.close()
     return engine, jpath
 
 
-def test_native_iceberg_on_the_default_venues(tmp_path: Path) -> None:
-    engine, jpath = _run(tmp_path)
+SPOT_ONLY = """
+[venues.binance-spot]
+post_only = true
+[venues.binance-spot.fees]
+maker_bps = 10
+taker_bps = 10
+"""
+
+
+@pytest.mark.parametrize("side", ["buy", "sell"])
+def test_native_iceberg_where_the_router_chooses_spot(tmp_path: Path, side: str) -> None:
+    """Spot alone: the router posts there, spot takes icebergs, so each child is one venue order
+    with the display instead of one per display."""
+    engine, jpath = _run(tmp_path, SPOT_ONLY, side=side)
     (h,) = engine.handles()
     assert h.status == "filled" and h.filled == Decimal("2"), h.reason
     subs = _submits(jpath)
     natives = [s for s in subs if s.get("display") is not None]
     assert natives, subs
     for s in natives:
-        # one venue order per child on the venue with icebergs, showing 0.2-0.3 of a larger quantity
         assert s["venue"] == "binance-spot"
         assert Decimal("0.2") <= Decimal(s["display"]) <= Decimal("0.3") < Decimal(s["quantity"])
-        assert Decimal(s["price"]) <= Decimal("61900")
-    # far fewer orders than the synthetic iceberg's one per display (2 / 0.3 -> at least 7)
-    assert len(subs) < 7, len(subs)
+        assert (Decimal(s["price"]) <= Decimal("61900")) if side == "buy" else (Decimal(s["price"]) >= Decimal("61700"))
+    assert len(subs) < 7, len(subs)   # the synthetic iceberg needs at least 2 / 0.3 -> 7
     # a restore from the journal rebuilds the orders with their display
     with Journal(jpath) as j:
         om = OrderManager.restore(j, SimClock(start_ns=0), list(engine.instruments.values()), run_id=engine.run_id)
@@ -74,12 +89,24 @@ def test_native_iceberg_on_the_default_venues(tmp_path: Path) -> None:
         assert restored[s["client_order_id"]] == inst.qty_to_lots(s["display"])
 
 
+def test_iceberg_where_the_router_chooses_a_venue_without_icebergs(tmp_path: Path) -> None:
+    """The default venues: the router posts on USD-M (maker 2 bps against spot's 10), which has no
+    icebergs, so only the display is placed each time (plain orders, never more than 0.3 shown)."""
+    engine, jpath = _run(tmp_path)
+    (h,) = engine.handles()
+    assert h.status == "filled" and h.filled == Decimal("2"), h.reason
+    subs = _submits(jpath)
+    usdm = [s for s in subs if s["venue"] == "binance-usdm"]
+    assert usdm and all(s.get("display") is None and Decimal(s["quantity"]) <= Decimal("0.3") for s in usdm)
+    assert all(s.get("display") is not None or Decimal(s["quantity"]) <= Decimal("0.3") for s in subs)
+
+
 @pytest.mark.parametrize(("extra", "params"), [
     ("[simulation.binance-spot]\nnative_iceberg = false", ""),    # no venue takes a display
     ("", "native = false"),                                      # the algo asked for a synthetic one
 ])
 def test_synthetic_iceberg_when_native_is_off(tmp_path: Path, extra: str, params: str) -> None:
-    engine, jpath = _run(tmp_path, extra, params)
+    engine, jpath = _run(tmp_path, SPOT_ONLY + extra, params)
     (h,) = engine.handles()
     assert h.status == "filled" and h.filled == Decimal("2"), h.reason
     subs = _submits(jpath)
