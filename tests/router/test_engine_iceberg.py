@@ -17,6 +17,7 @@ from test_engine_live import _toml, _until
 
 from marketdata.clock import SimClock
 from router.engine import Engine, Iceberg, ParentOrder
+from router.engine_config import DEFAULT_VENUES_TOML
 from venues.journal import Journal
 from venues.order_manager import OrderManager
 
@@ -55,13 +56,7 @@ def _run(tmp_path: Path, extra: str = "", params: str = "", side: str = "buy") -
     return engine, jpath
 
 
-SPOT_ONLY = """
-[venues.binance-spot]
-post_only = true
-[venues.binance-spot.fees]
-maker_bps = 10
-taker_bps = 10
-"""
+SPOT_ONLY = DEFAULT_VENUES_TOML.split("[venues.binance-usdm]")[0]   # the default spot venue alone
 
 
 @pytest.mark.parametrize("side", ["buy", "sell"])
