@@ -1444,7 +1444,10 @@ class Engine:
                     continue   # its share of the display is below the venue's lot: not placed
                 if d is not None:
                     if alloc.venue in self._iceberg_set:
+                        # at most the venue's ICEBERG_PARTS slices (Binance refuses more): the
+                        # rest returns to the algo, which sends it again with the next child
                         show = d
+                        lots = min(lots, d * self._iceberg_parts(alloc.venue))
                     else:
                         lots = d
             self._place(g, alloc.venue, lots, alloc.price_ticks, alloc.order_type, alloc.time_in_force,
@@ -1459,6 +1462,17 @@ class Engine:
             run.empty_streak = 0
             run.funds_blocked = None
         return gid
+
+    def _iceberg_parts(self, venue: str) -> int:
+        """The most slices a native iceberg may have on ``venue`` (Binance's ICEBERG_PARTS: the
+        simulated venue's ``iceberg_parts``; live, the adapter's configured limit, else 100)."""
+        sim = self.venues.get(venue)
+        if sim is not None:
+            return sim.config.iceberg_parts
+        live = self._live.venues.get(venue) if self._live is not None else None
+        if live is not None:
+            return int(live.config.iceberg_parts.get(self.instruments[venue].symbol, 100))
+        return 100
 
     def _iceberg_displays(self, allocs: list[Allocation], display: int) -> list[int | None]:
         """Per allocation, the display of its venue order in venue lots: the child's ``display``

@@ -133,3 +133,23 @@ async def test_live_native_iceberg_sends_iceberg_qty(env: None, fake: FakeBinanc
         await engine.stop_live()
     engine.close()
     assert h.status == "killed"
+
+
+def test_native_iceberg_stays_within_the_venues_iceberg_parts(tmp_path: Path) -> None:
+    """Showing 0.01 of 2 BTC would be 200 slices; Binance (and the simulator, iceberg_parts 100)
+    refuses more than 100 with -1013 "Filter failure: ICEBERG_PARTS", which failed child after
+    child. The engine sends at most display x 100 per order; the rest comes with later children."""
+    params = 'display_min = "0.01"\ndisplay_max = "0.01"'
+    text = ICEBERG.replace('display_min = "0.2"\ndisplay_max = "0.3"\n', "")
+    jpath = tmp_path / "j.sqlite"
+    engine = Engine.from_toml_text(text.format(extra=SPOT_ONLY, params=params, side="sell", limit="61700"),
+                                   file="ice.toml", journal=jpath)
+    engine.run()
+    engine.close()
+    natives = [s for s in _submits(jpath) if s.get("display") is not None]
+    assert natives and all(Decimal(s["quantity"]) <= 100 * Decimal(s["display"]) for s in natives), natives
+    with Journal(jpath) as j:
+        rejects = [r.payload for r in j.read(kinds=["order_event"]) if r.payload["kind"] == "rejected"]
+    assert not rejects, rejects
+    (h,) = engine.handles()
+    assert h.filled > Decimal("1"), h.reason   # more than one order's worth got done
