@@ -759,7 +759,13 @@ class SimulatedVenue(Venue):
         if through:
             for p in sorted(through, reverse=resting_side is Side.BUY):
                 for so in list(book_orders.get(p, ())):
-                    self._fill(mkt, so, p, so.remaining, Liquidity.MAKER)
+                    qty = so.remaining
+                    if so.visible:
+                        # an iceberg: the aggressor that printed beyond our price met our visible
+                        # slice, and our refreshed slices at most with the volume it printed beyond
+                        # (the recorded aggressor had no hidden quantity of ours in its way)
+                        qty = min(qty, so.visible + trade.lots)
+                    self._fill(mkt, so, p, qty, Liquidity.MAKER)
         orders = book_orders.get(px)
         if not orders:
             return

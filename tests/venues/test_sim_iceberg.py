@@ -196,13 +196,19 @@ def test_the_slice_is_capped_by_what_remains(mode: str) -> None:
 
 # ---------------------------------------------------------------- through our price
 @pytest.mark.parametrize("mode", MODES)
-def test_a_print_through_our_price_fills_the_whole_remainder(mode: str) -> None:
+def test_a_print_through_our_price_fills_the_slice_and_at_most_its_volume_more(mode: str) -> None:
+    """A print below our bid: the aggressor met our visible slice, and our refreshed slices at most
+    with the volume it printed below us (it traded no more than that in the recorded market; a
+    plain order's remainder fills whole, an iceberg's hidden size would be an unbounded gift)."""
     o = ice(Side.BUY, 6, 1000, 2)
     v, c, ev = venue(mode, o)
     trade(v, c, 1000, 12, Side.SELL)
     assert fills(ev, o) == [(1000, 2, Liquidity.MAKER)]
-    trade(v, c, 999, 1, Side.SELL)         # printed below our bid: the aggressor ate every slice
-    assert fills(ev, o) == [(1000, 2, Liquidity.MAKER), (1000, 4, Liquidity.MAKER)]
+    trade(v, c, 999, 1, Side.SELL)         # the slice (2) + the 1 lot printed below us
+    assert fills(ev, o) == [(1000, 2, Liquidity.MAKER), (1000, 3, Liquidity.MAKER)]
+    assert status(v, o) == (OrderStatus.PARTIALLY_FILLED, 6, 5)
+    trade(v, c, 998, 5, Side.SELL)         # the last lot
+    assert fills(ev, o)[-1] == (1000, 1, Liquidity.MAKER)
     assert status(v, o) == (OrderStatus.FILLED, 6, 6)
 
 
@@ -353,8 +359,8 @@ def test_real_data_same_seed_same_fills_and_slices_bound_at_price_fills() -> Non
     assert a, "the icebergs never filled on the capture"
     assert iceberg_session(7, 3) == a
     plain = iceberg_session(7, None)
-    # at-price fills of a slice are at most the display; only a fill through our price (the whole
-    # remainder) may be larger
+    # at-price fills of a slice are at most the display; only a fill through our price (the slice
+    # and at most the volume printed beyond it) may be larger
     big = [f for f in a if f[2] > 3]
     assert all(sum(g[2] for g in a if g[0] == f[0]) == 40 for f in big)
     assert a != plain
