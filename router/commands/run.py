@@ -71,6 +71,9 @@ class _Progress:
             split = " ".join(f"{v}={q.quantize(lot)}" for v, q in sorted(venues.items())) or "-"
             parts.append(f"{h.id} {h.status} {pct:5.1f}% avg {avg if avg is not None else '-'} "
                          f"slip {f'{slip:+.2f}bps' if slip is not None else '-'} [{split}]")
+        waiting = engine._scheduled   # parents whose submit_at is still ahead
+        if waiting:
+            parts.append(f"{waiting} parent{'s' if waiting > 1 else ''} waiting for submit_at")
         sys.stderr.write(f"[{_fmt_ns(engine.clock.now_ns())}] " + (" | ".join(parts) or "no parents") + "\n")
 
 

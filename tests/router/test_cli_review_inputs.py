@@ -163,3 +163,14 @@ def test_out_is_a_file_names_the_path(tmp_path: Path, capsys: pytest.CaptureFixt
     assert rc == 2
     assert "--out" in err and str(target) in err
     assert target.read_text() == "x"
+
+
+def test_progress_names_parents_waiting_for_submit_at(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A parent with ``submit_at`` in the future: the first progress lines said "no parents"; they
+    now say how many are waiting."""
+    parent = PARENT.replace('"QTY"', '"0.01"').replace('algo = "twap"', 'algo = "twap"\nsubmit_at = "+30s"')
+    cfg = _write(tmp_path, parent)
+    rc = main(["run", str(cfg), "--out", str(tmp_path / "out"), "--no-tca"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "1 parent waiting for submit_at" in err and "no parents" not in err
