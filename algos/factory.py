@@ -17,6 +17,7 @@ from algos.iceberg import IcebergAlgo
 from algos.params import CommonParams, fraction, parse_decimal, parse_duration_ns, qty_to_lots
 from algos.pov import PovAlgo
 from algos.profile import VolumeProfile
+from algos.schedule import parse_final_sweep
 from algos.shortfall import ShortfallAlgo
 from algos.twap import TwapAlgo
 from algos.vwap import VwapAlgo
@@ -100,8 +101,7 @@ def _build(name: str, raw: dict[str, Any], *, now_ns: int, side: Side, tick_size
         return VwapAlgo(p, profile=profile, max_participation=cap,
                         catchup_tolerance=_float(x, "catchup_tolerance", 0.05) or 0.0,
                         sweep_lead_ns=_dur(x, "sweep_lead"),
-                        final_sweep="capped" if x.get("final_sweep", "capped") == "capped"
-                        else bool(_bool(x, "final_sweep", False)),
+                        final_sweep=parse_final_sweep(x.get("final_sweep", "capped")),
                         max_slice_ns=_dur(x, "max_slice"))
     if key == "pov":
         if "target_rate" not in x:

@@ -23,9 +23,18 @@ from algos.params import CommonParams, rate_ratio
 from marketdata.errors import ConfigError, InvariantError
 from marketdata.model import TradeTick
 
-__all__ = ["FinalSweep", "ScheduleAlgo", "split_exact"]
+__all__ = ["FinalSweep", "ScheduleAlgo", "parse_final_sweep", "split_exact"]
 
 FinalSweep = bool | Literal["capped"]
+
+
+def parse_final_sweep(value: object) -> FinalSweep:
+    """A config's ``final_sweep``: ``true``, ``false`` or ``"capped"`` (else :class:`ConfigError`)."""
+    if isinstance(value, bool):
+        return value
+    if value == "capped":
+        return "capped"
+    raise ConfigError(f"{value!r}", key="final_sweep", allowed='true, false, "capped"')
 
 log = logging.getLogger(__name__)
 

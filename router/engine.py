@@ -88,7 +88,7 @@ from router.engine_config import (
 )
 from router.risk import PreTradeRisk
 from router.routing import Allocation, Router, RouteRequest
-from venues.base import run_now
+from venues.base import ICEBERG_PARTS, run_now
 from venues.journal import Journal
 from venues.latency import LatencyModel
 from venues.order_manager import OrderManager
@@ -1432,26 +1432,13 @@ class Engine:
             self._journal("routing_decision", decision.to_dict(), parent_id=run.id)
         allocs = decision.allocations
         # a child with a display (the iceberg algo's remainder, sent when some venue takes
-        # icebergs): the router chooses the venues as for any post; on a venue with icebergs the
-        # order carries the display, on one without only the display is placed (a plain order; the
-        # rest returns to the algo unfilled and is sent again: a synthetic iceberg there)
-        shown = self._iceberg_displays(allocs, display) if display is not None else None
-        for k, alloc in enumerate(allocs):
-            lots, show = alloc.lots, None
-            if shown is not None:
-                d = shown[k]
-                if d == 0:
-                    continue   # its share of the display is below the venue's lot: not placed
-                if d is not None:
-                    if alloc.venue in self._iceberg_set:
-                        # at most the venue's ICEBERG_PARTS slices (Binance refuses more): the
-                        # rest returns to the algo, which sends it again with the next child
-                        show = d
-                        lots = min(lots, d * self._iceberg_parts(alloc.venue))
-                    else:
-                        lots = d
-            self._place(g, alloc.venue, lots, alloc.price_ticks, alloc.order_type, alloc.time_in_force,
-                        alloc.style, show)
+        # icebergs): the router chooses the venues as for any post (see _iceberg_orders)
+        orders = (self._iceberg_orders(allocs, display) if display is not None
+                  else [(a.lots, None) for a in allocs])
+        for alloc, (lots, show) in zip(allocs, orders, strict=True):
+            if lots:
+                self._place(g, alloc.venue, lots, alloc.price_ticks, alloc.order_type, alloc.time_in_force,
+                            alloc.style, show)
         g.returned = True
         if g.open == 0:
             g.balance_blocked = decision.short_of_funds_only
@@ -1465,28 +1452,36 @@ class Engine:
 
     def _iceberg_parts(self, venue: str) -> int:
         """The most slices a native iceberg may have on ``venue`` (Binance's ICEBERG_PARTS: the
-        simulated venue's ``iceberg_parts``; live, the adapter's configured limit, else 100)."""
+        simulated venue's ``iceberg_parts``; live, the adapter's configured limit, else Binance's)."""
         sim = self.venues.get(venue)
         if sim is not None:
             return sim.config.iceberg_parts
         live = self._live.venues.get(venue) if self._live is not None else None
         if live is not None:
-            return int(live.config.iceberg_parts.get(self.instruments[venue].symbol, 100))
-        return 100
+            return int(live.config.iceberg_parts.get(self.instruments[venue].symbol, ICEBERG_PARTS))
+        return ICEBERG_PARTS
 
-    def _iceberg_displays(self, allocs: list[Allocation], display: int) -> list[int | None]:
-        """Per allocation, the display of its venue order in venue lots: the child's ``display``
-        (common lots) split in proportion to the allocations (floored to each venue's lot, so the
-        orders together never show more); ``None``: the order is no larger than its share (shown
-        whole, a plain order); ``0``: its share is below one venue lot."""
+    def _iceberg_orders(self, allocs: list[Allocation], display: int) -> list[tuple[int, int | None]]:
+        """Per allocation, ``(lots, display)`` of its venue order (venue lots) for a child showing
+        ``display`` common lots. The display is split in proportion to the allocations, floored to
+        each venue's lot, so the orders together never show more. An allocation no larger than
+        its share goes whole, as a plain order; one whose share is below a venue lot is not placed
+        (0 lots). Otherwise, on a venue that takes icebergs the order carries its share and is at
+        most share x the venue's ICEBERG_PARTS (Binance refuses more); on one that does not, only
+        the share is placed, as a plain order. What is not placed returns to the algo unfilled and
+        is sent again (a synthetic iceberg on a venue without icebergs)."""
         lf = self._lf
         total = sum(a.lots * lf[a.venue] for a in allocs)
-        out: list[int | None] = []
+        out: list[tuple[int, int | None]] = []
         for a in allocs:
             f = lf[a.venue]
-            share = display * a.lots * f // total if total else 0
-            d = share // f
-            out.append(None if d >= a.lots else d)
+            d = (display * a.lots * f // total if total else 0) // f
+            if d >= a.lots:
+                out.append((a.lots, None))
+            elif a.venue in self._iceberg_set and d:
+                out.append((min(a.lots, d * self._iceberg_parts(a.venue)), d))
+            else:
+                out.append((d, None))
         return out
 
     def _place(self, g: _Group, venue: str, lots: int, price_ticks: int | None, order_type: Any, tif: Any,

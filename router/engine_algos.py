@@ -30,6 +30,7 @@ from algos.iceberg import IcebergAlgo
 from algos.params import CommonParams, fraction, parse_decimal, parse_duration_ns, qty_to_lots
 from algos.pov import PovAlgo
 from algos.profile import VolumeProfile
+from algos.schedule import parse_final_sweep
 from algos.shortfall import ShortfallAlgo
 from algos.twap import TwapAlgo
 from algos.vwap import VwapAlgo, default_profile
@@ -190,10 +191,7 @@ class VWAP(AlgoSpec):
         if "max_participation" in p:
             kw["max_participation"] = fraction(p["max_participation"], key="max_participation")
         if "final_sweep" in p:
-            fs = p["final_sweep"]
-            if fs != "capped" and not isinstance(fs, bool):
-                raise ConfigError(f"{fs!r}", key="final_sweep", allowed='true, false, "capped"')
-            kw["final_sweep"] = fs
+            kw["final_sweep"] = parse_final_sweep(p["final_sweep"])
         if "max_slice" in p:
             kw["max_slice_ns"] = _dur(p["max_slice"], "max_slice")
         if "profile" in p:

@@ -1401,13 +1401,13 @@ class Router:
         for _score, _i, e, px in cands:
             if remaining <= 0:
                 break
-            if e.take_lots and (e.probe or (e.headroom is not None and e.headroom <= 1)):
-                if e.probe:
-                    # mixed: the take is the half-open breaker's one probe order on this venue
-                    notes.append(f"{e.name}: circuit breaker half-open: the take is its one probe order")
-                else:
-                    # mixed: the take on this venue used its last order the rate limiter lets through now
-                    notes.append(f"{e.name}: rate limit: no order headroom left after the take")
+            if e.take_lots and e.probe:
+                # mixed: the take is the half-open breaker's one probe order on this venue
+                notes.append(f"{e.name}: circuit breaker half-open: the take is its one probe order")
+                continue
+            if e.take_lots and e.headroom is not None and e.headroom <= 1:
+                # mixed: the take on this venue used its last order the rate limiter lets through now
+                notes.append(f"{e.name}: rate limit: no order headroom left after the take")
                 continue
             inst = e.st.instrument
             assert inst is not None

@@ -52,6 +52,25 @@ class VenueCapabilities:
         return TimeInForce.POST_ONLY in self.time_in_force
 
 
+ICEBERG_PARTS = 100
+"""Binance's ICEBERG_PARTS limit for every symbol since 2026-03-12: the default where a venue's own is not known."""
+
+ICEBERG_TIME_IN_FORCE = frozenset({TimeInForce.GTC, TimeInForce.POST_ONLY})
+"""The time in force a native iceberg may have (Binance spot: LIMIT with GTC, or LIMIT_MAKER)."""
+
+
+def iceberg_parts(lots: int, display_lots: int) -> int:
+    """The slices of an iceberg of ``lots`` showing ``display_lots`` at a time (what Binance's
+    ICEBERG_PARTS filter caps: ``ceil(quantity / icebergQty)``)."""
+    return -(-lots // display_lots)
+
+
+def carried_display(display_lots: int | None, lots: int) -> int | None:
+    """An iceberg's display carried over to an order of ``lots`` (a replace or its re-sent
+    order): kept while below it, else ``None`` (all of the order would show: a plain order)."""
+    return display_lots if display_lots is not None and display_lots < lots else None
+
+
 @dataclass(frozen=True, slots=True)
 class FeeTier:
     """Fees in basis points of notional; negative means a rebate."""

@@ -81,7 +81,7 @@ from marketdata.model import (
     VenueOrderId,
 )
 from marketdata.units import CommonGrid
-from venues.base import OrderStatusReport
+from venues.base import OrderStatusReport, carried_display
 from venues.journal import Journal, JournalRecord
 
 log = logging.getLogger(__name__)
@@ -142,11 +142,6 @@ def make_client_order_id(run_id: str, parent_id: str | None, n: int, *, prefix: 
     return ClientOrderId(cid)
 
 
-
-def _display_for(display_lots: int | None, lots: int) -> int | None:
-    """An iceberg's display carried over to an order of ``lots`` (a replace): dropped when the
-    order is no larger than it (the whole order is then visible anyway)."""
-    return display_lots if display_lots is not None and display_lots < lots else None
 
 
 @dataclass(slots=True)
@@ -662,7 +657,7 @@ class OrderManager:
             mo.pending_replace = (new_lots, new_price)
             return Order(client_order_id=o.client_order_id, venue=o.venue, symbol=o.symbol, side=o.side,
                          order_type=o.order_type, lots=new_lots, price_ticks=new_price,
-                         time_in_force=o.time_in_force, display_lots=_display_for(o.display_lots, new_lots),
+                         time_in_force=o.time_in_force, display_lots=carried_display(o.display_lots, new_lots),
                          parent_id=pid, decision_id=o.decision_id, ts_init=self._clock.now_ns())
         new_cid = self.next_client_order_id(pid)
         rem = new_lots - mo.executed_lots
@@ -677,7 +672,7 @@ class OrderManager:
         o = mo.order
         new = Order(client_order_id=new_cid, venue=o.venue, symbol=o.symbol, side=o.side,
                     order_type=o.order_type, lots=lots, price_ticks=price_ticks,
-                    time_in_force=o.time_in_force, display_lots=_display_for(o.display_lots, lots),
+                    time_in_force=o.time_in_force, display_lots=carried_display(o.display_lots, lots),
                     parent_id=o.parent_id, decision_id=o.decision_id, ts_init=self._clock.now_ns())
         nmo = ManagedOrder(new, replaces=mo.client_order_id)
         mo.replaced_by = new_cid
@@ -911,7 +906,7 @@ class OrderManager:
         mo.order = Order(client_order_id=o.client_order_id, venue=o.venue, symbol=o.symbol, side=o.side,
                          order_type=o.order_type, lots=lots,
                          price_ticks=price_ticks if price_ticks is not None else o.price_ticks,
-                         time_in_force=o.time_in_force, display_lots=_display_for(o.display_lots, lots),
+                         time_in_force=o.time_in_force, display_lots=carried_display(o.display_lots, lots),
                          parent_id=o.parent_id, decision_id=o.decision_id, ts_init=o.ts_init)
         mo.pending_replace = None
         mo.replace_unknown = False

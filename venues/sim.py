@@ -78,6 +78,8 @@ from marketdata.model import (
     VenueOrderId,
 )
 from venues.base import (
+    ICEBERG_PARTS,
+    ICEBERG_TIME_IN_FORCE,
     Balance,
     EventHandler,
     FeeSchedule,
@@ -86,6 +88,8 @@ from venues.base import (
     Venue,
     VenueCapabilities,
     VenueInfo,
+    carried_display,
+    iceberg_parts,
 )
 from venues.latency import LatencyModel
 
@@ -201,7 +205,7 @@ class SimVenueConfig:
     native_iceberg: bool = False
     """Accept orders with ``display_lots`` as native icebergs (Binance spot); when False they are
     rejected (``-1116``)."""
-    iceberg_parts: int = 100
+    iceberg_parts: int = ICEBERG_PARTS
     """Binance's ``ICEBERG_PARTS`` filter: at most ``ceil(lots / display_lots)`` parts."""
 
     def __post_init__(self) -> None:
@@ -1082,7 +1086,7 @@ class SimulatedVenue(Venue):
         if not self.config.native_modify:
             self._finish(so, OrderStatus.CANCELED, OrderEventKind.CANCELED, "canceled for replace")
             # an iceberg is re-sent with its display (as a plain order if all of it would show)
-            display = so.display if so.display and so.display < new_lots - so.filled else None
+            display = carried_display(so.display or None, new_lots - so.filled)
             new_order = Order(
                 client_order_id=ClientOrderId(f"{cid}~r{next(self._replace_ids)}"), venue=so.order.venue,
                 symbol=so.order.symbol, side=so.side, order_type=OrderType.LIMIT,
@@ -1179,8 +1183,7 @@ class SimulatedVenue(Venue):
         LOT_SIZE and is below the quantity, and ``ceil(lots / display)`` parts at most."""
         display = order.display_lots
         assert display is not None
-        if order.order_type is not OrderType.LIMIT or \
-                order.time_in_force not in (TimeInForce.GTC, TimeInForce.POST_ONLY):
+        if order.order_type is not OrderType.LIMIT or order.time_in_force not in ICEBERG_TIME_IN_FORCE:
             return TEXT_ICEBERG_COMBINATION, CODE_ORDER_COMPOSITION
         if display <= 0 or (inst.min_quantity and inst.lots_to_qty(display) < inst.min_quantity):
             return "Filter failure: LOT_SIZE", CODE_FILTER
@@ -1191,7 +1194,7 @@ class SimulatedVenue(Venue):
         return None
 
     def _iceberg_parts_ok(self, lots: int, display: int) -> bool:
-        return -(-lots // display) <= self.config.iceberg_parts
+        return iceberg_parts(lots, display) <= self.config.iceberg_parts
 
     # ------------------------------------------------------------------ engine: money
     def _lock_funds(self, mkt: _Market, so: _SimOrder) -> bool:

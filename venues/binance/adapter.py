@@ -55,6 +55,7 @@ from marketdata.model import (
     VenueOrderId,
 )
 from venues.base import (
+    ICEBERG_TIME_IN_FORCE,
     Balance,
     EventHandler,
     FeeSchedule,
@@ -64,6 +65,8 @@ from venues.base import (
     Venue,
     VenueCapabilities,
     VenueInfo,
+    carried_display,
+    iceberg_parts,
 )
 from venues.binance.config import BinanceCredentials, BinanceSpotConfig
 from venues.binance.errors import CancelRejected, OrderNotFound, TimestampRejected
@@ -94,8 +97,6 @@ _TERMINAL = {OrderStatus.FILLED: OrderEventKind.FILLED, OrderStatus.CANCELED: Or
 _LISTEN_KEY_UNKNOWN = -1125   # "This listenKey does not exist."
 _TRADES_PAGE = 1000   # GET /api/v3/myTrades: limit default 500, max 1000
 _TIF = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK"}
-# icebergQty: LIMIT with timeInForce GTC, or LIMIT_MAKER (POST_ONLY) -- Binance spot REST docs, new order
-_ICEBERG_TIF = frozenset({TimeInForce.GTC, TimeInForce.POST_ONLY})
 GarbledHandler = Callable[[str, Any, str], None]
 ReportHandler = Callable[[OrderStatusReport], None]
 BalanceHandler = Callable[[list[str]], None]   # assets whose free balance went up
@@ -621,7 +622,7 @@ class BinanceSpotVenue(Venue):
         def refuse(why: str) -> OrderRejected:
             return OrderRejected(f"iceberg refused before sending: {why}", venue=self.venue_id, client_order_id=cid)
 
-        if order.order_type is not OrderType.LIMIT or order.time_in_force not in _ICEBERG_TIF:
+        if order.order_type is not OrderType.LIMIT or order.time_in_force not in ICEBERG_TIME_IN_FORCE:
             raise refuse(f"Binance spot takes icebergQty only on LIMIT with time in force GTC or on LIMIT_MAKER "
                          f"(POST_ONLY), not {order.order_type.value} {order.time_in_force.value}")
         if not 0 < display < order.lots:
@@ -632,7 +633,7 @@ class BinanceSpotVenue(Venue):
             raise refuse(f'display {qty} is below the minimum quantity {inst.min_quantity} '
                          f'(Binance: "Filter failure: LOT_SIZE")')
         limit = self.config.iceberg_parts.get(inst.symbol)
-        parts = -(-order.lots // display)
+        parts = iceberg_parts(order.lots, display)
         if limit is not None and parts > limit:
             raise refuse(f"{parts} parts (ceil({order.lots} / {display}) lots) is above the symbol's ICEBERG_PARTS "
                          f'limit {limit} (Binance: "Filter failure: ICEBERG_PARTS")')
@@ -762,7 +763,7 @@ class BinanceSpotVenue(Venue):
             raise OrderRejected(f"new quantity {total} lots is not above the {tr.filled_lots} filled",
                                 venue=self.venue_id, client_order_id=client_order_id)
         # an iceberg stays one (same display) unless the remainder is no bigger than its display
-        display = o.display_lots if o.display_lots is not None and o.display_lots < rem else None
+        display = carried_display(o.display_lots, rem)
         new = Order(client_order_id=self.derive_replacement_id(client_order_id), venue=o.venue, symbol=o.symbol,
                     side=o.side, order_type=o.order_type, lots=rem,
                     price_ticks=o.price_ticks if price_ticks is None else price_ticks,

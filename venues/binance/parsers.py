@@ -135,12 +135,12 @@ def parse_iceberg_qty(text: Any, inst: Instrument) -> int | None:
     """An iceberg quantity (``icebergQty`` of an order object, ``F`` of an ``executionReport``)
     -> display lots; ``None`` when absent, null or zero (not an iceberg). Off the lot grid or
     negative raises ``ValueError`` like any other malformed quantity."""
-    if text is None or Decimal(str(text)) == 0:
+    if text is None:
         return None
     lots = inst.parse_qty_lots(str(text))
     if lots < 0:
         raise ValueError(f"negative iceberg quantity {text!r}")
-    return lots
+    return lots or None
 
 
 def parse_iceberg_parts(exchange_info: Mapping[str, Any]) -> dict[str, int]:
@@ -168,7 +168,7 @@ def parse_execution_report(ev: Mapping[str, Any], inst: Instrument, ts_init: int
 
     For a cancel Binance puts the *cancel request's* id in ``c`` and the order's own id in ``C``;
     the order's id is used. ``F`` is the iceberg quantity (``"0.00000000"``: not an iceberg); an
-iceberg's fills are ordinary TRADE events. Sample (a fill; ``m`` true = we were the maker)::
+    iceberg's fills are ordinary TRADE events. Sample (a fill; ``m`` true = we were the maker)::
 
         {"e": "executionReport", "E": 1709654401000, "s": "ETHUSDT", "c": "x-TD67BGP9-T0000000000000",
          "S": "BUY", "o": "LIMIT", "f": "GTC", "q": "1.00000000", "p": "2500.00000000", "P": "0.00000000",
