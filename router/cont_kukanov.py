@@ -59,6 +59,7 @@ whole lots for the router.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 from bisect import bisect_right
@@ -82,6 +83,7 @@ __all__ = [
     "cost_samples",
     "expected_cost",
     "filled_quantity",
+    "no_overbooking_split",
     "optimal_split",
     "round_to_lots",
     "sample_gradient",
@@ -546,6 +548,131 @@ def optimal_split(problem: PlacementProblem, *, n_samples: int = 20_000, seed: i
               best_cost, cost_sa)
     return Split(float(best[0]), {v.name: float(x) for v, x in zip(problem.venues, best[1:], strict=True)},
                  best_cost, diagnostics)
+
+
+# ---------------------------------------------------------------------- several venues, no overbooking
+def _venue_sample_sets(problem: PlacementProblem, samples: FloatArray | None, n_samples: int,
+                       seed: int) -> list[list[float]]:
+    """Each venue's sorted outflow samples: the columns of ``samples``, else the venues' own
+    samples when every outflow is an :class:`EmpiricalOutflow` (exact, no resampling), else
+    ``n_samples`` draws of the models from ``seed`` (:func:`sample_outflows`)."""
+    if samples is not None:
+        xi = _check_samples(problem, samples)
+        return [sorted(col) for col in xi.T.tolist()]
+    if all(isinstance(v.outflow, EmpiricalOutflow) for v in problem.venues):
+        return [list(v.outflow._sorted) for v in problem.venues]   # type: ignore[attr-defined]
+    return [sorted(col) for col in sample_outflows(problem, n_samples, seed).T.tolist()]
+
+
+def no_overbooking_split(problem: PlacementProblem, *, samples: FloatArray | None = None,
+                         n_samples: int = 20_000, seed: int = 0) -> Split:
+    """Exact optimum of the K-venue problem under ``M + sum L_k <= S`` (no overbooking), the
+    constraint of a router whose working orders never exceed the order.
+
+    Under that constraint ``A <= S``, so the overfill term vanishes and, with ``M = S - sum L_k``
+    (a market share is cheaper than a certain underfill when ``lambda_u > h + f``), the sample
+    average objective separates by venue:
+
+        V = (h + f) S + sum_k [phi_k(L_k) - (h + f) L_k],
+        phi_k(L) = -(h + r_k) E min(L, Z_k) + lambda_u E (L - Z_k)_+,   Z_k = (xi_k - Q_k)_+ ,
+
+    with ``phi_k`` convex, piecewise linear on the empirical distribution, of slope
+    ``-(h + r_k) + (lambda_u + h + r_k) F_k(Q_k + L)``. The optimum gives the order's shares to the
+    venues' cheapest segments while their slope is below the market order's ``h + f`` (alone,
+    that is each venue's single-venue quantile ``F_k(Q_k + L_k) = c_k``,
+    :func:`single_venue_threshold`), and while the order lasts: a K-way merge of the venues'
+    segments by slope, O((number of segments used) log K). The result is exact for the sample
+    distributions (no Monte Carlo error beyond the samples themselves); with ``K = 1`` it is
+    :func:`single_venue_closed_form` on the empirical distribution.
+
+    Samples: the columns of ``samples`` (``N x K``), else each :class:`EmpiricalOutflow`'s own
+    samples (each venue may have its own number), else ``n_samples`` draws from ``seed``.
+    ``expected_cost`` is ``V`` on those samples (price units times shares; equal to
+    :func:`expected_cost` on a joint matrix). When ``lambda_u < h + f`` no market order is sent:
+    the venues post while their slope is below ``lambda_u`` and the rest is left unplaced
+    (``total_posted < S``: an underfill then costs less than crossing the spread).
+    """
+    sets = _venue_sample_sets(problem, samples, n_samples, seed)
+    h, f, s = problem.half_spread, problem.taker_fee, problem.target
+    lam = problem.lambda_under
+    market_ok = lam >= h + f   # else an underfill costs less than a market share: none is sent
+    c0 = h + f if market_ok else lam
+    venues = problem.venues
+    # each venue alone: the segments of slope below c0, i.e. counts j (samples <= Q + L) below
+    # the first j whose slope -e + (lam + e) j / n reaches c0; it posts up to that segment's end
+    own: list[float] = []
+    for v, xs in zip(venues, sets, strict=True):
+        n = len(xs)
+        e = h + v.rebate
+        j0 = bisect_right(xs, v.queue_ahead)
+        if j0 >= n or lam + e <= 0 or -e + (lam + e) * j0 / n >= c0:
+            own.append(0.0)   # the first segment is already dearer than the market order
+            continue
+        jt = min(n, max(j0 + 1, math.ceil((c0 + e) / (lam + e) * n)))
+        while jt > j0 + 1 and -e + (lam + e) * (jt - 1) / n >= c0:
+            jt -= 1
+        while jt < n and -e + (lam + e) * jt / n < c0:
+            jt += 1
+        own.append(xs[jt - 1] - v.queue_ahead)
+    binds = sum(own) > s
+    last_slope: float | None = None
+    if not binds:
+        limits = own
+    else:
+        # the order is too small for every venue's own optimum: give its shares to the cheapest
+        # segments across venues (a K-way merge by slope, each venue's slopes increasing)
+        limits = [0.0] * len(venues)
+        heap: list[tuple[float, int, int, float]] = []   # (slope, venue, count, segment start)
+        for k, (v, xs) in enumerate(zip(venues, sets, strict=True)):
+            j = bisect_right(xs, v.queue_ahead)
+            e = h + v.rebate
+            heap.append((-e + (lam + e) * j / len(xs), k, j, 0.0))
+        heapq.heapify(heap)
+        remaining = s
+        while heap and remaining > 0:
+            slope, k, j, start = heap[0]
+            if slope >= c0 or j >= len(sets[k]):   # the last segment's slope is lambda_u >= c0
+                break
+            xs = sets[k]
+            v = venues[k]
+            n = len(xs)
+            end = xs[j] - v.queue_ahead
+            amount = min(end - start, remaining)
+            limits[k] = start + amount
+            remaining -= amount
+            last_slope = slope
+            nj = bisect_right(xs, xs[j], j)
+            e = h + v.rebate
+            heapq.heapreplace(heap, (-e + (lam + e) * nj / n, k, nj, end))
+    market = max(0.0, s - sum(limits)) if market_ok else 0.0
+    unplaced = max(0.0, s - market - sum(limits))   # > 0 only when lambda_u < h + f
+    cost = (h + f) * market + lam * unplaced
+    fills: dict[str, float] = {}
+    fill_prob: dict[str, float] = {}
+    levels: dict[str, float] = {}
+    for v, xs, lim in zip(venues, sets, limits, strict=True):
+        n = len(xs)
+        q = v.queue_ahead
+        filled = sum(lim if x - q > lim else x - q for x in xs if x > q) / n   # E min(L, Z)
+        cost += -(h + v.rebate) * filled + lam * (lim - filled)                # E (L - Z)_+ = L - E min(L, Z)
+        fills[v.name] = filled
+        fill_prob[v.name] = (n - bisect_right(xs, q + lim)) / n
+        den = lam + h + v.rebate   # <= 0: no quantile condition (posting never pays)
+        levels[v.name] = (2 * h + f + v.rebate) / den if den > 0 else math.nan
+    diagnostics: dict[str, Any] = {
+        "method": "separable_no_overbooking",
+        "n_samples": {v.name: len(xs) for v, xs in zip(venues, sets, strict=True)},
+        "quantile_level": levels,
+        "own_optimum": {v.name: x for v, x in zip(venues, own, strict=True)},
+        "order_binds": binds,   # the venues' own optima add up to more than S
+        "marginal_slope": last_slope,
+        "expected_fill": market + sum(fills.values()),
+        "unplaced": unplaced,
+        "limit_fill_probability": fill_prob,
+        "expected_limit_fill": fills,
+    }
+    log.debug("cont-kukanov no-overbooking split: M=%.6g L=%s cost=%.6g", market, limits, cost)
+    return Split(market, {v.name: lim for v, lim in zip(problem.venues, limits, strict=True)}, cost, diagnostics)
 
 
 # ---------------------------------------------------------------------- to whole lots

@@ -1,6 +1,7 @@
 """Cont & Kukanov (2017) optimal market/limit split: the numerical optimum against the paper's
 single-venue closed form, its corner cases, the sensitivities it states, multi-venue optimality
-against simple policies on the same samples, determinism and rounding to lots."""
+against simple policies on the same samples, the exact no-overbooking split against brute force,
+determinism and rounding to lots."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from router.cont_kukanov import (
     cost_samples,
     expected_cost,
     filled_quantity,
+    no_overbooking_split,
     optimal_split,
     round_to_lots,
     sample_gradient,
@@ -44,6 +46,16 @@ def three_venues(*, q_a: float = 2.0, r_a: float = 0.002, lu: float = 0.02) -> P
         VenueParams("b", 4.0, LognormalOutflow.from_mean_cv(12.0, 1.0), 0.003),
         VenueParams("c", 1.0, ExponentialOutflow(6.0), -0.001),
     ))
+
+
+def _brute_force_no_overbooking(p: PlacementProblem, xi: np.ndarray) -> float:
+    """The least sample-average cost over every integer (M, L_1..L_K) with M + sum L <= S."""
+    s = int(p.target)
+    best = np.inf
+    for lims in itertools.product(range(s + 1), repeat=len(p.venues)):
+        for m in range(s - sum(lims) + 1):
+            best = min(best, expected_cost(p, float(m), [float(x) for x in lims], xi))
+    return float(best)
 
 
 # --------------------------------------------------------------------------- the objective
@@ -348,3 +360,72 @@ def test_round_to_lots_rejects_bad_input() -> None:
         round_to_lots(_split(1.0, {"a": 1.0}), target_lots=0, lot_size=1.0)
     with pytest.raises(ValueError, match="lot_size"):
         round_to_lots(_split(1.0, {"a": 1.0}), target_lots=10, lot_size=0.0)
+
+
+# --------------------------------------------------------------------------- several venues, no overbooking
+@settings(max_examples=150, deadline=None)
+@given(k=st.integers(1, 3), target=st.integers(1, 6), data=st.data(),
+       h=st.floats(0, 2), f=st.floats(0, 2), lu=st.floats(0, 10))
+def test_no_overbooking_split_equals_brute_force(k: int, target: int, data: st.DataObject, h: float, f: float,
+                                                 lu: float) -> None:
+    """Integer samples and queues: the SAA is piecewise linear with integer kinks, so the best
+    integer point of {M + sum L <= S} is the optimum; the split must cost no more, and its
+    ``expected_cost`` must be the SAA of :func:`expected_cost` on the same samples."""
+    n = data.draw(st.integers(1, 8))
+    rebates = [data.draw(st.floats(-1.5, 1.0)) for _ in range(k)]
+    queues = [float(data.draw(st.integers(0, 5))) for _ in range(k)]
+    xi = np.array([[data.draw(st.integers(0, 9)) for _ in range(k)] for _ in range(n)], dtype=np.float64)
+    p = PlacementProblem(float(target), h, f, lu, h + max(rebates) + 1.0, tuple(
+        VenueParams(f"v{i}", queues[i], ExponentialOutflow(1.0), rebates[i]) for i in range(k)))
+    split = no_overbooking_split(p, samples=xi)
+    got = expected_cost(p, split.market_qty, list(split.limits), xi)
+    assert got == pytest.approx(split.expected_cost, abs=1e-9)
+    assert split.market_qty >= 0 and all(x >= 0 for x in split.limits)
+    assert split.total_posted <= target + 1e-9
+    assert got <= _brute_force_no_overbooking(p, xi) + 1e-9
+
+
+def test_no_overbooking_split_with_one_venue_is_the_closed_form() -> None:
+    for q, r, lu in ((0.0, 0.002, 0.05), (5.0, 0.0, 0.02), (12.0, 0.003, 0.1), (2.0, -0.009, 0.05)):
+        samples = tuple(float(x) for x in np.random.default_rng(int(q)).integers(0, 40, 200))
+        p = one_venue(q, EmpiricalOutflow(samples), r=r, lu=lu, s=25.0)
+        m, lim = single_venue_closed_form(p)
+        split = no_overbooking_split(p)
+        assert (split.market_qty, split.limits) == (pytest.approx(m), (pytest.approx(lim),)), (q, r, lu)
+        assert split.diagnostics["n_samples"] == {"x": 200}
+
+
+def test_no_overbooking_split_posts_each_venue_its_own_quantile_until_the_order_is_used_up() -> None:
+    """Two venues with empirical outflows 1..20 and 1..40, queues 2 and 5, no rebate: alone, each
+    posts F^-1(c) - Q. A large order gets both (the market order takes the rest); a small one is
+    shared by slope, cheapest segments first, and never overbooks."""
+    a, b = tuple(float(x) for x in range(1, 21)), tuple(float(x) for x in range(1, 41))
+    venues = (VenueParams("a", 2.0, EmpiricalOutflow(a), 0.0), VenueParams("b", 5.0, EmpiricalOutflow(b), 0.0))
+    big = PlacementProblem(100.0, H, F, 0.05, 0.05, venues)
+    c = single_venue_threshold(PlacementProblem(100.0, H, F, 0.05, 0.05, venues[:1]))
+    own = [EmpiricalOutflow(a).ppf(c) - 2.0, EmpiricalOutflow(b).ppf(c) - 5.0]
+    split = no_overbooking_split(big)
+    assert list(split.limits) == pytest.approx(own) and split.market_qty == pytest.approx(100.0 - sum(own))
+    assert not split.diagnostics["order_binds"]
+    small = no_overbooking_split(PlacementProblem(3.0, H, F, 0.05, 0.05, venues))
+    assert small.market_qty == 0.0 and sum(small.limits) == pytest.approx(3.0)
+    assert small.diagnostics["order_binds"]
+    # it beats posting on either venue alone (on joint samples with the same marginals), and the
+    # stochastic approximation, which may overbook, does not find a cheaper point here
+    xi = np.column_stack([np.resize(np.array(a), 40), np.array(b)])
+    assert expected_cost(big, split.market_qty, list(split.limits), xi) == pytest.approx(split.expected_cost)
+    assert split.expected_cost <= optimal_split(big, samples=xi).expected_cost
+    for i, venue in enumerate(venues):
+        m, lim = single_venue_closed_form(PlacementProblem(100.0, H, F, 0.05, 0.05, (venue,)))
+        limits = [0.0, 0.0]
+        limits[i] = lim
+        assert split.expected_cost < expected_cost(big, m, limits, xi)
+
+
+def test_no_overbooking_split_samples_parametric_models_deterministically() -> None:
+    p = three_venues()
+    one, two = no_overbooking_split(p, seed=4), no_overbooking_split(p, seed=4)
+    assert one == two and one.total_posted <= p.target + 1e-9
+    xi = sample_outflows(p, 20_000, 4)
+    assert no_overbooking_split(p, samples=xi).limits == pytest.approx(one.limits)
+    assert expected_cost(p, one.market_qty, list(one.limits), xi) == pytest.approx(one.expected_cost)
