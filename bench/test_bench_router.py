@@ -19,8 +19,8 @@ Measurements in one run (pure Python, single core):
   ladders given as ``Ladder`` objects over ``L2Book.iter_levels`` (the previous kernel measurement);
 * ``sweep_naive_sort`` — the reference: materialise all 100 levels, sort, walk;
 * ``route_smart_mixed[urgency/cont_kukanov]`` — a 5 BTC mixed order split by urgency (the
-  reference) or by the Cont-Kukanov single-venue optimum (empirical outflow quantile of 200
-  windows, ``router.cont_kukanov.single_venue_closed_form``);
+  reference) or by the Cont-Kukanov optimum across the 5 posting venues without overbooking
+  (each venue's empirical outflow over 200 windows, ``router.cont_kukanov.no_overbooking_split``);
 * ``route_smart_take_cold[0/16/64 MB]`` — ``route_smart_take`` one decision per round, with 0, 16
   or 64 MB of other memory written between rounds (not timed): what the decision costs when the
   caches hold other work, as in the engine, where a child follows thousands of market events
@@ -254,8 +254,8 @@ CK_ROUTING = ('mixed_split = "cont_kukanov"\n[routing.cont_kukanov]\nhorizon_ms 
 
 @pytest.mark.parametrize("split", ["urgency", "cont_kukanov"])
 def test_route_smart_mixed(benchmark: Any, split: str) -> None:
-    """A 5 BTC mixed order, urgency 0.5: split by urgency (reference) or by Cont-Kukanov on the
-    posting venue's outflow windows (200 windows of 10 ms from the setup's book activity)."""
+    """A 5 BTC mixed order, urgency 0.5: split by urgency (reference) or by Cont-Kukanov across
+    the posting venues' outflow windows (200 windows of 10 ms each, from the setup's book activity)."""
     router, _books, _ = _setup(routing_extra=CK_ROUTING if split == "cont_kukanov" else "")
     req = RouteRequest("BTC-USDT", Side.BUY, QTY, None, "mixed", 0.5)
     router.route(req)   # the first cont_kukanov decision imports router.cont_kukanov (numpy, scipy)

@@ -81,10 +81,13 @@ __all__ = [
     "Split",
     "VenueParams",
     "cost_samples",
+    "empirical_ppf",
     "expected_cost",
     "filled_quantity",
+    "no_overbooking_limits",
     "no_overbooking_split",
     "optimal_split",
+    "quantile_level",
     "round_to_lots",
     "sample_gradient",
     "sample_outflows",
@@ -213,10 +216,15 @@ class EmpiricalOutflow:
     def ppf(self, q: float) -> float:
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"quantile level must be in [0, 1], got {q}")
-        if q <= 0.0:
-            return 0.0
-        idx = max(0, math.ceil(q * len(self._sorted)) - 1)
-        return self._sorted[idx]
+        return empirical_ppf(self._sorted, q)
+
+
+def empirical_ppf(xs: Sequence[float], q: float) -> float:
+    """The left-continuous quantile ``F^{-1}(q)`` of the samples ``xs`` (sorted ascending,
+    non-empty), ``q`` in ``[0, 1]``: 0 at ``q = 0``."""
+    if q <= 0.0:
+        return 0.0
+    return xs[max(0, math.ceil(q * len(xs)) - 1)]
 
 
 # ---------------------------------------------------------------------- problem and result
@@ -564,6 +572,72 @@ def _venue_sample_sets(problem: PlacementProblem, samples: FloatArray | None, n_
     return [sorted(col) for col in sample_outflows(problem, n_samples, seed).T.tolist()]
 
 
+def quantile_level(half_spread: float, taker_fee: float, rebate: float, lambda_under: float) -> float:
+    """A venue's own quantile level ``c = (2h + f + r) / (lambda_u + h + r)``: NaN when
+    ``lambda_u + h + r <= 0`` (posting there never pays, there is no quantile condition)."""
+    den = lambda_under + half_spread + rebate
+    return (2 * half_spread + taker_fee + rebate) / den if den > 0 else math.nan
+
+
+def no_overbooking_limits(target: float, half_spread: float, taker_fee: float, lambda_under: float,
+                          venues: Sequence[tuple[float, float, Sequence[float]]]
+                          ) -> tuple[float, list[float], list[float], bool, float | None]:
+    """The kernel of :func:`no_overbooking_split` without validation or diagnostics:
+    ``venues`` = ``(queue_ahead, rebate, outflow samples sorted ascending)`` per venue. Returns
+    ``(market, limits, each venue's own optimum, whether the order binds, last slope used)``."""
+    h, f, s = half_spread, taker_fee, target
+    lam = lambda_under
+    market_ok = lam >= h + f   # else an underfill costs less than a market share: none is sent
+    c0 = h + f if market_ok else lam
+    # each venue alone: the segments of slope below c0, i.e. counts j (samples <= Q + L) below
+    # the first j whose slope -e + (lam + e) j / n reaches c0; it posts up to that segment's end
+    own: list[float] = []
+    for qa, rebate, xs in venues:
+        n = len(xs)
+        e = h + rebate
+        j0 = bisect_right(xs, qa)
+        if j0 >= n or lam + e <= 0 or -e + (lam + e) * j0 / n >= c0:
+            own.append(0.0)   # the first segment is already dearer than the market order
+            continue
+        jt = min(n, max(j0 + 1, math.ceil((c0 + e) / (lam + e) * n)))
+        while jt > j0 + 1 and -e + (lam + e) * (jt - 1) / n >= c0:
+            jt -= 1
+        while jt < n and -e + (lam + e) * jt / n < c0:
+            jt += 1
+        own.append(xs[jt - 1] - qa)
+    binds = sum(own) > s
+    last_slope: float | None = None
+    if not binds:
+        limits = own
+    else:
+        # the order is too small for every venue's own optimum: give its shares to the cheapest
+        # segments across venues (a K-way merge by slope, each venue's slopes increasing)
+        limits = [0.0] * len(venues)
+        heap: list[tuple[float, int, int, float]] = []   # (slope, venue, count, segment start)
+        for k, (qa, rebate, xs) in enumerate(venues):
+            j = bisect_right(xs, qa)
+            e = h + rebate
+            heap.append((-e + (lam + e) * j / len(xs), k, j, 0.0))
+        heapq.heapify(heap)
+        remaining = s
+        while heap and remaining > 0:
+            slope, k, j, start = heap[0]
+            qa, rebate, xs = venues[k]
+            n = len(xs)
+            if slope >= c0 or j >= n:   # the last segment's slope is lambda_u >= c0
+                break
+            end = xs[j] - qa
+            amount = min(end - start, remaining)
+            limits[k] = start + amount
+            remaining -= amount
+            last_slope = slope
+            nj = bisect_right(xs, xs[j], j)
+            e = h + rebate
+            heapq.heapreplace(heap, (-e + (lam + e) * nj / n, k, nj, end))
+    market = max(0.0, s - sum(limits)) if market_ok else 0.0
+    return market, limits, own, binds, last_slope
+
+
 def no_overbooking_split(problem: PlacementProblem, *, samples: FloatArray | None = None,
                          n_samples: int = 20_000, seed: int = 0) -> Split:
     """Exact optimum of the K-venue problem under ``M + sum L_k <= S`` (no overbooking), the
@@ -595,56 +669,9 @@ def no_overbooking_split(problem: PlacementProblem, *, samples: FloatArray | Non
     sets = _venue_sample_sets(problem, samples, n_samples, seed)
     h, f, s = problem.half_spread, problem.taker_fee, problem.target
     lam = problem.lambda_under
-    market_ok = lam >= h + f   # else an underfill costs less than a market share: none is sent
-    c0 = h + f if market_ok else lam
     venues = problem.venues
-    # each venue alone: the segments of slope below c0, i.e. counts j (samples <= Q + L) below
-    # the first j whose slope -e + (lam + e) j / n reaches c0; it posts up to that segment's end
-    own: list[float] = []
-    for v, xs in zip(venues, sets, strict=True):
-        n = len(xs)
-        e = h + v.rebate
-        j0 = bisect_right(xs, v.queue_ahead)
-        if j0 >= n or lam + e <= 0 or -e + (lam + e) * j0 / n >= c0:
-            own.append(0.0)   # the first segment is already dearer than the market order
-            continue
-        jt = min(n, max(j0 + 1, math.ceil((c0 + e) / (lam + e) * n)))
-        while jt > j0 + 1 and -e + (lam + e) * (jt - 1) / n >= c0:
-            jt -= 1
-        while jt < n and -e + (lam + e) * jt / n < c0:
-            jt += 1
-        own.append(xs[jt - 1] - v.queue_ahead)
-    binds = sum(own) > s
-    last_slope: float | None = None
-    if not binds:
-        limits = own
-    else:
-        # the order is too small for every venue's own optimum: give its shares to the cheapest
-        # segments across venues (a K-way merge by slope, each venue's slopes increasing)
-        limits = [0.0] * len(venues)
-        heap: list[tuple[float, int, int, float]] = []   # (slope, venue, count, segment start)
-        for k, (v, xs) in enumerate(zip(venues, sets, strict=True)):
-            j = bisect_right(xs, v.queue_ahead)
-            e = h + v.rebate
-            heap.append((-e + (lam + e) * j / len(xs), k, j, 0.0))
-        heapq.heapify(heap)
-        remaining = s
-        while heap and remaining > 0:
-            slope, k, j, start = heap[0]
-            if slope >= c0 or j >= len(sets[k]):   # the last segment's slope is lambda_u >= c0
-                break
-            xs = sets[k]
-            v = venues[k]
-            n = len(xs)
-            end = xs[j] - v.queue_ahead
-            amount = min(end - start, remaining)
-            limits[k] = start + amount
-            remaining -= amount
-            last_slope = slope
-            nj = bisect_right(xs, xs[j], j)
-            e = h + v.rebate
-            heapq.heapreplace(heap, (-e + (lam + e) * nj / n, k, nj, end))
-    market = max(0.0, s - sum(limits)) if market_ok else 0.0
+    market, limits, own, binds, last_slope = no_overbooking_limits(
+        s, h, f, lam, [(v.queue_ahead, v.rebate, xs) for v, xs in zip(venues, sets, strict=True)])
     unplaced = max(0.0, s - market - sum(limits))   # > 0 only when lambda_u < h + f
     cost = (h + f) * market + lam * unplaced
     fills: dict[str, float] = {}
@@ -653,12 +680,12 @@ def no_overbooking_split(problem: PlacementProblem, *, samples: FloatArray | Non
     for v, xs, lim in zip(venues, sets, limits, strict=True):
         n = len(xs)
         q = v.queue_ahead
-        filled = sum(lim if x - q > lim else x - q for x in xs if x > q) / n   # E min(L, Z)
+        lo, hi = bisect_right(xs, q), bisect_right(xs, q + lim)   # xs sorted: Z in (0, L], Z > L
+        filled = (sum(xs[lo:hi]) - q * (hi - lo) + lim * (n - hi)) / n      # E min(L, Z)
         cost += -(h + v.rebate) * filled + lam * (lim - filled)                # E (L - Z)_+ = L - E min(L, Z)
         fills[v.name] = filled
-        fill_prob[v.name] = (n - bisect_right(xs, q + lim)) / n
-        den = lam + h + v.rebate   # <= 0: no quantile condition (posting never pays)
-        levels[v.name] = (2 * h + f + v.rebate) / den if den > 0 else math.nan
+        fill_prob[v.name] = (n - hi) / n
+        levels[v.name] = quantile_level(h, f, v.rebate, lam)
     diagnostics: dict[str, Any] = {
         "method": "separable_no_overbooking",
         "n_samples": {v.name: len(xs) for v, xs in zip(venues, sets, strict=True)},

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+from bisect import bisect_right
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
@@ -494,9 +495,15 @@ def _mixed_summary(router: Router, urgency: float, take_want: int, post_want: in
     if split is None:
         how = f"urgency {urgency:g}"
     elif split["method"] == "cont_kukanov":
-        how = (f"cont_kukanov on {split['venue']} ({split['samples']} windows of {split['horizon_ms']:g} ms: "
-               f"outflow quantile {split['outflow_quantile']} at level {split['quantile_level']:.4g} against "
-               f"{split['queue_ahead']} ahead)")
+        parts = []
+        for name, v in split["venues"].items():
+            level = "n/a" if v["quantile_level"] is None else f"{v['quantile_level']:.4g}"
+            parts.append(f"{name} ({v['samples']} windows of {split['horizon_ms']:g} ms: outflow quantile "
+                         f"{v['outflow_quantile']} at level {level} against {v['queue_ahead']} ahead; "
+                         f"post {v['post']})")
+        how = "cont_kukanov on " + ", ".join(parts)
+        if split.get("skipped"):
+            how += " (left out: " + "; ".join(split["skipped"].values()) + ")"
     else:
         how = f"urgency {urgency:g} (cont_kukanov not used: {split['fallback']})"
     return (f"mixed: {how} -> take {router._quantity(take_want)} now, post "
@@ -980,8 +987,10 @@ class Router:
                 slip, text = memo
                 bound = slip if bound is None else (min(bound, slip) if side is Side.BUY else max(bound, slip))
                 explanation.append(text)
+            targets: dict[str, int] | None = None
             if style == "mixed" and self._ck:
-                take_want, split = self._ck_split(live, side, want, limit_common, ref, request.urgency, now)
+                take_want, split, targets = self._ck_split(live, side, want, limit_common, ref, request.urgency,
+                                                           now)
             else:
                 take_want = want if style == "take" else (
                     0 if style == "post" else _urgency_lots(want, request.urgency))
@@ -997,7 +1006,8 @@ class Router:
                                        post_want - (want - take_want), split))
             post_reason: str | None = None
             if post_want:
-                post_allocs, posted, post_reason = self._post(live, side, post_want, limit_common, ref, explanation)
+                post_allocs, posted, post_reason = self._post(live, side, post_want, limit_common, ref, explanation,
+                                                              targets)
                 allocations.extend(post_allocs)
                 residual -= posted
             if residual:
@@ -1267,39 +1277,29 @@ class Router:
 
     # ------------------------------------------------------------------ mixed
     def _ck_split(self, live: list[_Eval], side: Side, want: int, limit_common: int | None, ref: int | None,
-                  urgency: float, now: int) -> tuple[int, dict[str, Any]]:
-        """``(common lots to take now, split record)`` of a ``mixed`` order by Cont and Kukanov's
-        single-venue optimum (:func:`router.cont_kukanov.single_venue_closed_form`) on the venue
-        the passive part would rest on first, in bps of the reference price: half-spread ``h``
-        of the consolidated book, taker fee ``f`` of the best-priced venue, rebate ``r`` = minus
-        that venue's maker fee, ``lambda_u = miss_cost_bps + h + f`` (an underfilled lot is
-        taken later after an adverse move), ``lambda_o = overfill_cost_bps + h``, queue ahead
-        ``Q`` = its displayed size at our price, and the outflow distribution = the empirical one
-        of its best queue over the last windows of ``horizon_ms`` (:class:`QueueOutflow`).
-        Falls back to ``floor(urgency x quantity)`` (saying why) while too few windows were seen,
-        or when no venue can post or the inputs admit no optimum."""
-        from router.cont_kukanov import (
-            EmpiricalOutflow,
-            PlacementProblem,
-            single_venue_closed_form,
-            single_venue_threshold,
-        )
-        from router.cont_kukanov import VenueParams as CKVenue
+                  urgency: float, now: int) -> tuple[int, dict[str, Any], dict[str, int] | None]:
+        """``(common lots to take now, split record, common lots to post per venue)`` of a
+        ``mixed`` order by Cont and Kukanov's optimum across every venue the passive part could
+        rest on, without overbooking (:func:`router.cont_kukanov.no_overbooking_split`: the
+        router's posts never add up to more than the order), in bps of the reference price:
+        half-spread ``h`` of the consolidated book, taker fee ``f`` of the best-priced venue,
+        per venue the rebate ``r_k`` = minus its maker fee, queue ahead ``Q_k`` = its displayed
+        size at our price and the outflow distribution = the empirical one of its best queue over
+        the last windows of ``horizon_ms`` (:class:`QueueOutflow`; a venue whose best price is
+        behind the others' shows it there, in fewer fills); ``lambda_u = miss_cost_bps + h + f``,
+        ``lambda_o = overfill_cost_bps + h``. A venue with fewer than ``min_samples``
+        windows is left out (said so in ``skipped``). Falls back to ``floor(urgency x
+        quantity)`` (saying why) when no venue is left, or when no venue can post."""
+        from router.cont_kukanov import empirical_ppf, no_overbooking_limits, quantile_level
 
         ck = self.policy.cont_kukanov
 
-        def fallback(why: str) -> tuple[int, dict[str, Any]]:
-            return _urgency_lots(want, urgency), {"method": "urgency", "urgency": urgency, "fallback": why}
+        def fallback(why: str) -> tuple[int, dict[str, Any], None]:
+            return _urgency_lots(want, urgency), {"method": "urgency", "urgency": urgency, "fallback": why}, None
 
         cands = self._post_candidates(live, side, want, limit_common, ref)
         if not cands or ref is None:
             return fallback("no venue to post on" if ref is not None else "no opposite price to take")
-        e = cands[0][2]
-        outflow = e.st.outflow
-        assert outflow is not None and e.passive is not None
-        samples = outflow.samples(side, now)
-        if len(samples) < ck.min_samples:
-            return fallback(f"{len(samples)} of {ck.min_samples} outflow windows seen on {e.name}")
         sgn = int(side)
         same: list[int] = []   # each venue's best price on our side, in common ticks
         for x in live:
@@ -1311,29 +1311,61 @@ class Router:
         if same:   # half the consolidated spread
             h = max(0.0, sgn * (ref - (max(same) if side is Side.BUY else min(same))) / 2 / ref * 1e4)
         f = min(x.st.taker_bps for x in live if x.pc == ref)
-        r = -e.st.maker_bps
-        q_ahead = e.passive[2] * e.st.lot_factor
         lam_u = self.policy.miss_cost_bps + h + f
         lam_o = ck.overfill_cost_bps + h
-        try:
-            problem = PlacementProblem(target=float(want), half_spread=h, taker_fee=f, lambda_under=lam_u,
-                                       lambda_over=lam_o, horizon_s=ck.horizon_ms / 1e3,
-                                       venues=(CKVenue(e.name, float(q_ahead), EmpiricalOutflow(tuple(samples)), r),))
-        except ValueError as exc:
-            return fallback(str(exc))
-        market, limit = single_venue_closed_form(problem)
-        c = single_venue_threshold(problem)
-        take = want - round(limit)
-        quantile = problem.venues[0].outflow.ppf(min(max(c, 0.0), 1.0))
+        inputs: list[tuple[float, float, list[int]]] = []   # (Q_k, r_k, sorted outflow samples) per venue
+        used: list[_Eval] = []
+        skipped: dict[str, str] = {}
+        for _score, _i, e, _px in cands:
+            outflow = e.st.outflow
+            assert outflow is not None and e.passive is not None
+            samples = outflow.samples(side, now)
+            if len(samples) < ck.min_samples:
+                skipped[e.name] = f"{len(samples)} of {ck.min_samples} outflow windows seen on {e.name}"
+                continue
+            r = -e.st.maker_bps
+            if lam_o <= h + r:
+                # the paper's condition for an optimum (it would overbook without bound); the
+                # router's split never overbooks, but a rebate that large says the fees are wrong
+                skipped[e.name] = (f"{e.name}: rebate {r:.4g} bps + h {h:.4g} reaches lambda_o {lam_o:.4g} "
+                                   "(raise cont_kukanov.overfill_cost_bps)")
+                continue
+            samples.sort()
+            inputs.append((e.passive[2] * e.st.lot_factor, r, samples))
+            used.append(e)
+        if not inputs:
+            return fallback("; ".join(skipped.values()))
+        _market, limits, _own, binds, _slope = no_overbooking_limits(float(want), h, f, lam_u, inputs)
         grid = self.grid
-        return take, {"method": "cont_kukanov", "venue": e.name, "horizon_ms": ck.horizon_ms,
-                      "samples": len(samples), "half_spread_bps": h, "taker_fee_bps": f, "rebate_bps": r,
-                      "lambda_under_bps": lam_u, "lambda_over_bps": lam_o,
-                      "queue_ahead": grid.quantity(q_ahead), "quantile_level": c,
-                      "outflow_quantile": grid.quantity(int(quantile)) if math.isfinite(quantile) else "inf",
-                      "outflow_mean": grid.quantity(sum(samples) // len(samples)),
-                      "take": self._quantity(take), "post": self._quantity(want - take),
-                      "market_fraction": market / want}
+        targets: dict[str, int] = {}
+        per_venue: dict[str, dict[str, Any]] = {}
+        for e, (q_ahead, r, xs), lim in zip(used, inputs, limits, strict=True):
+            lf = e.st.lot_factor
+            lots = int(lim) // lf * lf   # whole venue lots, in common lots
+            if lots:
+                targets[e.name] = lots
+            n = len(xs)
+            c = quantile_level(h, f, r, lam_u)
+            quantile = empirical_ppf(xs, min(max(c, 0.0), 1.0)) if c == c else None
+            per_venue[e.name] = {
+                "samples": n, "queue_ahead": grid.quantity(int(q_ahead)), "rebate_bps": r,
+                "quantile_level": c if c == c else None,
+                "outflow_quantile": None if quantile is None else grid.quantity(int(quantile)),
+                "outflow_mean": grid.quantity(sum(xs) // n),
+                "fill_probability": (n - bisect_right(xs, q_ahead + lim)) / n,
+                "post": self._quantity(lots)}
+        # the split's own total is posted: what the venues' lot sizes round off their targets is
+        # posted by passive score after them (``_post``), not taken
+        post = min(want, round(sum(limits)))
+        take = want - post
+        record: dict[str, Any] = {
+            "method": "cont_kukanov", "horizon_ms": ck.horizon_ms, "half_spread_bps": h, "taker_fee_bps": f,
+            "lambda_under_bps": lam_u, "lambda_over_bps": lam_o, "venues": per_venue,
+            "order_binds": binds, "take": self._quantity(take), "post": self._quantity(post),
+            "market_fraction": take / want}
+        if skipped:
+            record["skipped"] = skipped
+        return take, record, targets
 
     # ------------------------------------------------------------------ passive
     def _post_candidates(self, live: list[_Eval], side: Side, want: int, limit_common: int | None,
@@ -1391,65 +1423,90 @@ class Router:
         return cands
 
     def _post(self, live: list[_Eval], side: Side, want: int, limit_common: int | None, ref: int | None,
-              explanation: _Explain) -> tuple[list[Allocation], int, str | None]:
+              explanation: _Explain, targets: dict[str, int] | None = None) -> tuple[list[Allocation], int, str | None]:
+        """Post ``want`` common lots on the venues best passive score first. With ``targets``
+        (common lots per venue, the Cont-Kukanov split) each named venue first gets up to its
+        target, and what is left (the take's shortfall, a target below a venue's minimum, lot
+        rounding) then goes by passive score as without targets, one order per venue."""
         policy = self.policy
         grid = self.grid
         cands = self._post_candidates(live, side, want, limit_common, ref)
         allocs: list[Allocation] = []
+        placed: dict[str, int] = {}   # venue -> index in allocs
         remaining = want
         notes: list[str] = []
-        for _score, _i, e, px in cands:
-            if remaining <= 0:
-                break
-            if e.take_lots and e.probe:
-                # mixed: the take is the half-open breaker's one probe order on this venue
-                notes.append(f"{e.name}: circuit breaker half-open: the take is its one probe order")
-                continue
-            if e.take_lots and e.headroom is not None and e.headroom <= 1:
-                # mixed: the take on this venue used its last order the rate limiter lets through now
-                notes.append(f"{e.name}: rate limit: no order headroom left after the take")
-                continue
-            inst = e.st.instrument
-            assert inst is not None
-            lf = grid.lot_factor[e.name]
-            lots = remaining // lf
-            stop = "below lot size"
-            cap, budget = e.cap_lots, e.budget
-            taken = e.take_lots
-            if taken:
-                # mixed: the take part already uses this venue's cap and funds (the venue locks the
-                # IOC's lots at its limit for a buy, at the best bid for a perpetual's sell margin)
-                if cap >= 0:
-                    cap = max(0, cap - taken)
+
+        def note(text: str) -> None:
+            if text not in notes:
+                notes.append(text)
+
+        for pass_targets in ((targets, None) if targets else (None,)):
+            for _score, _i, e, px in cands:
+                if remaining <= 0:
+                    break
+                if pass_targets is not None and e.name not in pass_targets:
+                    continue
+                if e.take_lots and e.probe:
+                    # mixed: the take is the half-open breaker's one probe order on this venue
+                    note(f"{e.name}: circuit breaker half-open: the take is its one probe order")
+                    continue
+                if e.take_lots and e.headroom is not None and e.headroom <= 1:
+                    # mixed: the take on this venue used its last order the rate limiter lets through now
+                    note(f"{e.name}: rate limit: no order headroom left after the take")
+                    continue
+                inst = e.st.instrument
+                assert inst is not None
+                lf = grid.lot_factor[e.name]
+                at = placed.get(e.name)
+                before = 0 if at is None else allocs[at].lots   # posted here by the targets' pass
+                lots = remaining // lf
+                stop = "below lot size"
+                if pass_targets is not None and pass_targets[e.name] // lf < lots:
+                    lots = pass_targets[e.name] // lf
+                    stop = "target"
+                cap, budget = e.cap_lots, e.budget
+                taken = e.take_lots
+                if taken:
+                    # mixed: the take part already uses this venue's cap and funds (the venue locks the
+                    # IOC's lots at its limit for a buy, at the best bid for a perpetual's sell margin)
+                    if cap >= 0:
+                        cap = max(0, cap - taken)
+                    if budget >= 0:
+                        price_at = (e.take_worst if side is Side.BUY else e.opp) or 0
+                        budget = max(0, budget - taken * price_at * e.st.cost_mult)
+                if cap >= 0 and cap - before < lots:
+                    lots = max(0, cap - before)
+                    stop = "venue cap/balance"
                 if budget >= 0:
-                    at = (e.take_worst if side is Side.BUY else e.opp) or 0
-                    budget = max(0, budget - taken * at * e.st.cost_mult)
-            if cap >= 0 and cap < lots:
-                lots = cap
-                stop = "venue cap/balance"
-            if budget >= 0:
-                # funds for the post at the larger of the two fees: a limit order that crosses on
-                # arrival pays the taker fee, and venues that hold the fee with the order (the
-                # simulator: max(maker, taker)) refuse a post sized at the maker fee alone
-                afford = budget // (px * (FEE_SCALE + max(0, e.st.fee_maker_e8, e.st.fee_taker_e8)))
-                if afford < lots:
-                    lots = afford
-                    stop = "balance"
-            if lots <= 0:
-                notes.append(f"{e.name}: {_stop_text(e, stop)}")
-                continue
-            why = _order_problem(e.st, px, lots)
-            if why:
-                if stop == "balance":   # what the funds afford is below the venue's minimum
-                    why = f"{_stop_text(e, stop)}: affords {lots} lots, {why}"
-                notes.append(f"{e.name}: {why}")
-                e.note(f"post slice skipped: {why}")
-                continue
-            tif = TimeInForce.POST_ONLY if e.st.cfg.post_only else TimeInForce.GTC
-            allocs.append(Allocation(e.name, lots, px, "post", _LIMIT, tif, instrument=inst))
-            remaining -= lots * lf
-            if stop != "below lot size" and remaining > 0:   # posted, but cut short by its cap or funds
-                notes.append(f"{e.name}: {_stop_text(e, stop)}")
+                    # funds for the post at the larger of the two fees: a limit order that crosses on
+                    # arrival pays the taker fee, and venues that hold the fee with the order (the
+                    # simulator: max(maker, taker)) refuse a post sized at the maker fee alone
+                    afford = budget // (px * (FEE_SCALE + max(0, e.st.fee_maker_e8, e.st.fee_taker_e8))) - before
+                    if afford < lots:
+                        lots = max(0, afford)
+                        stop = "balance"
+                if lots <= 0:
+                    if stop != "target":
+                        note(f"{e.name}: {_stop_text(e, stop)}")
+                    continue
+                why = _order_problem(e.st, px, before + lots)
+                if why:
+                    if stop == "balance":   # what the funds afford is below the venue's minimum
+                        why = f"{_stop_text(e, stop)}: affords {before + lots} lots, {why}"
+                    note(f"{e.name}: {why}")
+                    e.note(f"post slice skipped: {why}")
+                    continue
+                if at is None:
+                    tif = TimeInForce.POST_ONLY if e.st.cfg.post_only else TimeInForce.GTC
+                    placed[e.name] = len(allocs)
+                    allocs.append(Allocation(e.name, lots, px, "post", _LIMIT, tif, instrument=inst))
+                else:   # the targets' pass posted here already: one order with both parts
+                    a = allocs[at]
+                    allocs[at] = Allocation(e.name, before + lots, px, "post", _LIMIT, a.time_in_force,
+                                            instrument=inst)
+                remaining -= lots * lf
+                if stop not in ("below lot size", "target") and remaining > 0:   # cut short by its cap or funds
+                    note(f"{e.name}: {_stop_text(e, stop)}")
         explanation.append((_post_summary, self, want - remaining, want, [a.venue for a in allocs], policy.strategy))
         reason = None
         if remaining:

@@ -8,6 +8,7 @@ import math
 from decimal import Decimal as D
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from marketdata.book import L2Book
@@ -18,6 +19,7 @@ from marketdata.replay import Dataset
 from router.cli import main
 from router.commands.route import build_router_at
 from router.config import load_config_text
+from router.cont_kukanov import ExponentialOutflow
 from router.routing import Router, RouteRequest
 from router.scoring import QueueOutflow
 
@@ -121,7 +123,9 @@ def test_split_is_the_single_venue_optimum_on_the_observed_outflow(queue: int, q
     want = int(D(qty) / INST.lot_size)
     post = _expected_post(queue, want, list(range(1, 31)))
     assert d.split is not None and d.split["method"] == "cont_kukanov"
-    assert d.split["samples"] == 30 and d.split["queue_ahead"] == D(queue) * INST.lot_size
+    v = d.split["venues"]["solo"]
+    assert v["samples"] == 30 and v["queue_ahead"] == D(queue) * INST.lot_size
+    assert v["post"] == D(post) * INST.lot_size
     taken = sum(a.lots for a in d.allocations if a.style == "take")
     posted = sum(a.lots for a in d.allocations if a.style == "post")
     assert (taken, posted) == (want - post, post), (d.split, d.explanation)
@@ -140,7 +144,7 @@ def test_a_long_queue_takes_everything_a_short_one_posts_everything() -> None:
 def test_a_maker_fee_above_twice_the_half_spread_plus_taker_fee_takes_everything() -> None:
     # h ~ 1 bps, f = 0: a 3 bps maker fee makes every filled limit share dearer than a market one
     d = _router(_config(maker="3"), queue=1).route(_mixed("0.005"))
-    assert d.split is not None and d.split["quantile_level"] < 0
+    assert d.split is not None and d.split["venues"]["solo"]["quantile_level"] < 0
     assert [a.style for a in d.allocations] == ["take"] and d.allocations[0].lots == 5
 
 
@@ -161,6 +165,120 @@ def test_other_styles_and_the_default_split_are_unchanged() -> None:
     assert d.split is None and "split" not in d.to_dict()
     assert plain._state("solo").outflow is None       # nothing is estimated unless asked for
     assert sum(a.lots for a in d.allocations if a.style == "take") == 3
+
+
+# ---------------------------------------------------------------------- several venues
+def _config2() -> str:
+    """Two venues a and b with the one-venue config's routing, both zero fees."""
+    head = _config()
+    head = head[:head.index("[venues.solo.fees]")]
+    return head + "".join(f"[venues.{n}.fees]\nmaker_bps = 0\ntaker_bps = 0\n" for n in ("a", "b"))
+
+
+def _inst(name: str, lot: str = "0.001") -> Instrument:
+    return Instrument(VenueId(name), Symbol("BTC-USDT"), "BTCUSDT", "BTC", "USDT", D("0.01"), D(lot), D(lot), D("0"))
+
+
+def _router2(text: str, *, queues: tuple[int, int], windows: tuple[int, int] = (30, 30),
+             step: tuple[int, int] = (1, 2), asks: int = 20, lots: tuple[str, str] = ("0.001", "0.001")) -> Router:
+    """Venues a and b, both bid 100.00 / ask 100.02 with ``asks`` lots on the ask; in window k
+    venue v's bid queue loses step[v] * (k + 1) lots (so a's outflows are 1..30, b's 2..60), for
+    windows[v] windows; then the bid queues are set to ``queues``."""
+    insts = {"a": _inst("a", lots[0]), "b": _inst("b", lots[1])}
+    books = {n: L2Book(n, "BTC-USDT") for n in insts}
+    for b in books.values():
+        b.apply_snapshot([(BID, 200)], [(ASK, asks)], ts_event=T0)
+    cfg = load_config_text(text)
+    clock = SimClock(T0)
+    r = Router(cfg.routing, cfg.venues, insts, books, clock)
+    last = max(windows)
+    for (n, b), w, st in zip(books.items(), windows, step, strict=True):
+        first = last - w   # the venue's book is seen from this window on
+        r.on_book(n, T0 + first * S_NS)
+        for k in range(w):
+            for ts, size in ((T0 + (first + k) * S_NS + 100 * MS, 200 - st * (k + 1)),
+                             (T0 + (first + k) * S_NS + 200 * MS, 200)):
+                b.update_bid(BID, size)
+                b.ts_event = ts
+                r.on_book(n, ts)
+    for (n, b), q in zip(books.items(), queues, strict=True):
+        ts = T0 + (last - 1) * S_NS + 300 * MS
+        b.update_bid(BID, q)
+        b.ts_event = ts
+        r.on_book(n, ts)
+    clock.advance_to(T0 + last * S_NS + MS)
+    return r
+
+
+def _posts(d: object) -> dict[str, int]:
+    return {a.venue: a.lots for a in d.allocations if a.style == "post"}   # type: ignore[attr-defined]
+
+
+def test_two_venues_each_post_their_own_quantile_when_the_order_is_large() -> None:
+    """c = 2h / (lambda_u + h) ~ 0.2857 on both venues: a posts F_a^-1(c) - Q_a = 9 - 2 = 7 lots,
+    b posts 18 - 5 = 13, and the rest of the 50 lots is taken now."""
+    d = _router2(_config2(), queues=(2, 5)).route(_mixed("0.050"))
+    sp = d.split
+    assert sp is not None and sp["method"] == "cont_kukanov" and sp["order_binds"] is False
+    assert _expected_post(2, 50, list(range(1, 31))) == 7
+    assert _expected_post(5, 50, list(range(2, 61, 2))) == 13
+    assert _posts(d) == {"a": 7, "b": 13}
+    assert sum(a.lots for a in d.allocations if a.style == "take") == 30
+    assert {n: v["post"] for n, v in sp["venues"].items()} == {"a": D("0.007"), "b": D("0.013")}
+    assert sp["take"] == D("0.030") and sp["post"] == D("0.020")
+    assert d.explanation.startswith("mixed: cont_kukanov on a (30 windows of 1000 ms")
+    assert "b (30 windows of 1000 ms: outflow quantile 0.018 at level 0.2857 against 0.005 ahead; post 0.013)" \
+        in d.explanation
+    # more queue ahead on b: b posts less, a is unchanged
+    assert _posts(_router2(_config2(), queues=(2, 10)).route(_mixed("0.050"))) == {"a": 7, "b": 8}
+
+
+def test_a_small_order_is_shared_by_marginal_cost_and_never_overbooks() -> None:
+    """Both venues would post 20 lots between them; an order of 8 lots posts all 8, split where
+    the sample-average cost is least (checked against every integer split)."""
+    from router.cont_kukanov import PlacementProblem, VenueParams, expected_cost
+
+    d = _router2(_config2(), queues=(2, 5)).route(_mixed("0.008"))
+    sp = d.split
+    assert sp is not None and sp["order_binds"] is True and sp["take"] == 0
+    posts = _posts(d)
+    assert sum(posts.values()) == 8 and not [a for a in d.allocations if a.style == "take"]
+    h = (ASK - BID) / 2 / ASK * 1e4
+    problem = PlacementProblem(8.0, h, 0.0, 5 + h, 5 + h, (
+        VenueParams("a", 2.0, ExponentialOutflow(1.0)), VenueParams("b", 5.0, ExponentialOutflow(1.0))))
+    xi = np.column_stack([np.arange(1.0, 31.0), np.arange(2.0, 61.0, 2.0)])
+    costs = {la: expected_cost(problem, 0.0, [float(la), float(8 - la)], xi) for la in range(9)}
+    assert costs[posts.get("a", 0)] == pytest.approx(min(costs.values()))
+
+
+def test_a_venue_with_too_few_windows_is_left_out_and_named() -> None:
+    d = _router2(_config2(), queues=(2, 5), windows=(30, 12), asks=50).route(_mixed("0.050"))
+    sp = d.split
+    assert sp is not None and sp["method"] == "cont_kukanov" and set(sp["venues"]) == {"a"}
+    assert sp["skipped"] == {"b": "12 of 30 outflow windows seen on b"}
+    assert _posts(d) == {"a": 7}
+    assert "(left out: 12 of 30 outflow windows seen on b)" in d.explanation
+    both = _router2(_config2(), queues=(2, 5), windows=(10, 12)).route(_mixed("0.050", urgency=0.4))
+    assert both.split == {"method": "urgency", "urgency": 0.4, "fallback": "10 of 30 outflow windows seen on a; "
+                          "12 of 30 outflow windows seen on b"}
+
+
+def test_what_the_take_cannot_fill_and_lot_rounding_are_posted_one_order_per_venue() -> None:
+    # asks of 10 lots per venue: a take of 30 fills 20, the other 10 are posted after the targets
+    d = _router2(_config2(), queues=(2, 5), asks=10).route(_mixed("0.050"))
+    posts = _posts(d)
+    assert sum(a.lots for a in d.allocations if a.style == "take") == 20
+    assert sum(posts.values()) == 30 and posts["a"] >= 7 and posts["b"] >= 13
+    assert len([a for a in d.allocations if a.style == "post"]) == len(posts)
+    assert d.residual_lots == 0 and d.allocated_quantity == D("0.050")
+    # b trades in 0.002 lots: a 10-lot order that binds gives b 7 common lots, rounded to 6 (whole
+    # b lots), and the one left is posted on a after its target of 3: everything posted, nothing taken
+    coarse = _router2(_config2(), queues=(2, 5), lots=("0.001", "0.002")).route(_mixed("0.010"))
+    sp = coarse.split
+    assert sp is not None and sp["take"] == 0 and sp["post"] == D("0.010")
+    assert {n: v["post"] for n, v in sp["venues"].items()} == {"a": D("0.003"), "b": D("0.006")}
+    cp = {a.venue: a.quantity for a in coarse.allocations if a.style == "post"}
+    assert cp == {"a": D("0.004"), "b": D("0.006")} and not [a for a in coarse.allocations if a.style == "take"]
 
 
 @pytest.mark.parametrize(("extra", "key", "allowed"), [
@@ -197,7 +315,8 @@ taker_bps = 2
         d = r.route(RouteRequest("BTC-USDT", Side.BUY, D(qty), None, "mixed", 0.5))
         sp = d.split
         assert sp is not None and sp["method"] == "cont_kukanov", sp
-        assert sp["samples"] >= 59 and sp["outflow_mean"] > 0
+        assert set(sp["venues"]) == {"binance-spot", "binance-usdm"}, sp
+        assert all(v["samples"] >= 59 and v["outflow_mean"] > 0 for v in sp["venues"].values())
         assert sp["take"] + sp["post"] == D(qty)
         assert d.allocated_quantity + d.residual_quantity == D(qty)
         taken = sum((a.quantity for a in d.allocations if a.style == "take"), D(0))
