@@ -8,7 +8,9 @@ our filled lots:
 * target ``target_rate * V``; floor ``min_rate * V``; ceiling ``max_rate * V``;
 * ahead (``F > max_rate * V``): cancel the posts and send nothing (paused) until volume catches up;
 * behind (``F < min_rate * V`` or target minus ``F`` above ``catchup_threshold`` of the parent):
-  cancel posts and take the shortfall (within the limit);
+  cancel posts and take the shortfall (within the limit), one take at a time; after a take that
+  did not fill completely the next waits ``retry_ns`` (the posts keep working meanwhile), after
+  one that filled it need not (a burst right after it is caught up at once);
 * otherwise post the shortfall at the near touch, at least ``min_child_lots`` (so that the
   order is present in the book before volume arrives), never committing more than the ceiling
   plus that one child.
@@ -58,6 +60,7 @@ class PovAlgo(ExecutionAlgo):
         self.retry_ns = retry_ns
         self._market_lots = 0
         self._last_take_ns: int | None = None
+        self._last_take_filled = False
         self.paused_ahead = False
         # volume at the last lead update (time, V) and the lead: target x the volume expected over
         # the next check interval, posted on top of the shortfall (see _reconcile)
@@ -95,6 +98,10 @@ class PovAlgo(ExecutionAlgo):
         self._check_would()
 
     def _on_child_done(self, rec: ChildRecord) -> None:
+        if rec.request.style == "take":
+            # a catch-up that filled completely found the liquidity: the next one need not wait
+            # retry_ns (a burst of volume right after it is caught up at once)
+            self._last_take_filled = rec.filled_lots >= rec.request.lots
         self._reconcile(self.ctx.clock.now_ns())
 
     def _reconcile(self, now_ns: int) -> None:
@@ -123,14 +130,21 @@ class PovAlgo(ExecutionAlgo):
         shortfall = target - filled
         floor = vol * self._min_q[0] // self._min_q[1]
         behind = filled < floor or shortfall > self.catchup_threshold * self.parent_lots
+        open_takes = 0
+        for c in self._ledger.open.values():
+            if not c.done and c.request.style == "take":
+                open_takes += c.open_lots
         if behind and shortfall > 0 and not p.passive_only:
-            if self.open_children("post"):
-                self._cancel_open(styles=("post", "mixed"))
-            open_take = any(c.request.style == "take" for c in self.open_children())
-            rested = self._last_take_ns is None or now_ns - self._last_take_ns >= self.retry_ns
-            if not open_take and rested and self._send(shortfall, style="take", reason="catchup") is not None:
-                self._last_take_ns = now_ns
-            return
+            rested = (self._last_take_ns is None or self._last_take_filled
+                      or now_ns - self._last_take_ns >= self.retry_ns)
+            if not open_takes and rested:
+                if self.open_children("post"):
+                    self._cancel_open(styles=("post", "mixed"))
+                if self._send(shortfall, style="take", reason="catchup") is not None:
+                    self._last_take_ns = now_ns
+                return
+            # a catch-up take is in flight or was sent less than retry_ns ago: the posts keep
+            # working meanwhile (sized net of the take still open)
         open_posts = 0
         cancelling = False   # a post is being cancelled: wait for it before re-posting
         for c in self._ledger.open.values():   # open_children("post"), in one pass
@@ -140,7 +154,7 @@ class PovAlgo(ExecutionAlgo):
         # posts sized to the shortfall alone fill only after the volume has printed, so the order
         # ran 15-30 % below its target; the lead (target x the last interval's volume) keeps it
         # level, and the ceiling still caps everything committed
-        want = max(shortfall + self.lead_lots, p.min_child_lots) - open_posts
+        want = max(shortfall + self.lead_lots, p.min_child_lots) - open_posts - open_takes
         want = min(want, ceiling + p.min_child_lots - filled - self.open_lots())
         if want > 0 and not cancelling:
             self._send(want, style="post", reason="participate")

@@ -78,6 +78,42 @@ def test_pov_takes_when_behind() -> None:
     assert takes and algo.filled_lots >= 450
 
 
+def _takes(ctx: FakeContext) -> list[int]:
+    """Send times of the take children, in ms since T0."""
+    return [(c.sent_ns - T0) // 1_000_000 for c in ctx.children.values() if c.request.style == "take"]
+
+
+def test_pov_catches_a_burst_at_once_after_a_take_that_filled() -> None:
+    """A burst 200 ms after a catch-up take: when that take filled completely the next catch-up
+    goes at once (the book had the liquidity), not retry_ns later; the order keeps its floor."""
+    ctx, algo = _pov(True, target_rate=0.1, catchup_threshold=0.0)
+    ctx.run_to(T0 + S)
+    ctx.trade(ctx.ask, 5000, aggressor=Side.BUY)   # type: ignore[arg-type]
+    ctx.run_to(T0 + S + 200_000_000)
+    assert _takes(ctx) == [1000] and algo.filled_lots == 500
+    ctx.trade(ctx.ask, 20_000, aggressor=Side.BUY)   # type: ignore[arg-type]
+    ctx.run_to(T0 + S + 210_000_000)
+    assert _takes(ctx) == [1000, 1200], _takes(ctx)
+    assert algo.filled_lots == 2_500 and not ctx.violations
+
+
+def test_pov_waits_retry_after_a_take_that_did_not_fill_and_keeps_posting() -> None:
+    """A take that found no liquidity (the book's depth is 0 lots): the next catch-up waits
+    retry_ns, and meanwhile the order posts its shortfall (it used to send nothing at all)."""
+    ctx, algo = _pov(True, target_rate=0.1, catchup_threshold=0.0)
+    ctx.depth = 0
+    ctx.run_to(T0 + S)
+    ctx.trade(ctx.ask, 5000, aggressor=Side.BUY)   # type: ignore[arg-type]
+    ctx.run_to(T0 + S + 200_000_000)
+    ctx.trade(ctx.ask, 20_000, aggressor=Side.BUY)   # type: ignore[arg-type]
+    ctx.run_to(T0 + S + 300_000_000)
+    assert _takes(ctx) == [1000], _takes(ctx)   # no second take before 2 s
+    posts = algo.open_children("post")
+    assert posts and sum(c.open_lots for c in posts) >= 2_500 - algo.filled_lots
+    ctx.run_to(T0 + 2 * S + 10_000_000)
+    assert _takes(ctx)[1] >= 2000 and not ctx.violations
+
+
 def test_pov_pauses_when_ahead_until_volume_catches_up() -> None:
     ctx = FakeContext(SimClock(T0), parent_lots=100_000)
     algo = PovAlgo(CommonParams(T0, T0 + 600 * S, min_child_lots=200), target_rate=0.1, max_rate=0.15)
