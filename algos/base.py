@@ -55,10 +55,11 @@ class ChildRequest:
       parent has no limit). For a buy the router must not pay above it, for a sell not below.
     * ``style``: ``take`` (cross the spread now, IOC), ``post`` (rest passively, post-only where
       the venue supports it), ``mixed`` (router decides).
-    * ``urgency``: 0..1, passed through to the router.
+    * ``urgency``: 0..1, the parent's urgency, passed through to the router (which uses it to
+      split a ``mixed`` child; the schedulers act on it themselves, see CommonParams).
     * ``time_in_force``: IOC for takes, GTC for posts by default.
     * ``display_lots``: for a native iceberg, the visible part (``<= lots``); ``None`` otherwise.
-    * ``reason``: why the algo sent it (``slice``, ``catchup``, ``sweep``, ``would``, ``refill``...),
+    * ``reason``: why the algo sent it (``slice``, ``catchup``, ``urgency``, ``sweep``, ``would``, ``refill``...),
       for the journal.
     """
 

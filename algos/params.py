@@ -185,7 +185,8 @@ class CommonParams:
       takes up to its whole remainder (never beyond the parent limit).
     * ``min_child_lots``: smallest child, except the final remainder (>= 1).
     * ``passive_only``: never send ``take`` children (catch-up and sweep become posts).
-    * ``urgency``: 0..1, passed to the router with every child.
+    * ``urgency``: 0..1, the share of each new slice (TWAP, VWAP, IS) or of POV's shortfall taken
+      at once instead of posted; 0 (default) is passive-first. Passed to the router too.
     * ``seed``: seeds the randomisation of sizes, times and displays (same seed, same children).
     """
 
@@ -195,7 +196,7 @@ class CommonParams:
     would_ticks: int | None = None
     min_child_lots: int = 1
     passive_only: bool = False
-    urgency: float = 0.5
+    urgency: float = 0.0
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -246,7 +247,7 @@ class CommonParams:
         passive = raw.get("passive_only", False)
         if not isinstance(passive, bool):
             raise ConfigError(f"{passive!r}", key="passive_only", allowed="true, false")
-        urgency = _fraction(raw.get("urgency", "0.5"), key="urgency", low_open=False)
+        urgency = _fraction(raw.get("urgency", "0"), key="urgency", low_open=False)
         seed = raw.get("seed", 0)
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise ConfigError(f"{seed!r}", key="seed", allowed="an integer")

@@ -13,7 +13,8 @@ our filled lots:
   one that filled it need not (a burst right after it is caught up at once);
 * otherwise post the shortfall at the near touch, at least ``min_child_lots`` (so that the
   order is present in the book before volume arrives), never committing more than the ceiling
-  plus that one child.
+  plus that one child; with ``urgency`` u > 0, u x the shortfall is taken at once instead (when
+  no take is open) and the rest posted.
 
 It re-evaluates every ``check_ns`` (default 1 s), and at once on a trade that leaves it below its
 floor (filled plus open below ``min_rate * V``) or above its ceiling; it does not sweep: at ``end``
@@ -55,6 +56,7 @@ class PovAlgo(ExecutionAlgo):
         self.target_rate, self.min_rate, self.max_rate = target_rate, lo, hi
         # exact ratios: ``vol * num // den`` is the exact floor of rate x volume
         self._target_q, self._min_q, self._max_q = rate_ratio(target_rate), rate_ratio(lo), rate_ratio(hi)
+        self._urgency_q = rate_ratio(params.urgency) if params.urgency else (0, 1)
         self.catchup_threshold = catchup_threshold
         self.check_ns = check_ns
         self.retry_ns = retry_ns
@@ -104,6 +106,11 @@ class PovAlgo(ExecutionAlgo):
             self._last_take_filled = rec.filled_lots >= rec.request.lots
         self._reconcile(self.ctx.clock.now_ns())
 
+    def _take_rested(self, now_ns: int) -> bool:
+        """A take may go now: none yet, the last one filled completely, or ``retry_ns`` passed."""
+        last = self._last_take_ns
+        return last is None or self._last_take_filled or now_ns - last >= self.retry_ns
+
     def _reconcile(self, now_ns: int) -> None:
         if not self._in_window(now_ns):
             return
@@ -134,17 +141,15 @@ class PovAlgo(ExecutionAlgo):
         for c in self._ledger.open.values():
             if not c.done and c.request.style == "take":
                 open_takes += c.open_lots
-        if behind and shortfall > 0 and not p.passive_only:
-            rested = (self._last_take_ns is None or self._last_take_filled
-                      or now_ns - self._last_take_ns >= self.retry_ns)
-            if not open_takes and rested:
-                if self.open_children("post"):
-                    self._cancel_open(styles=("post", "mixed"))
-                if self._send(shortfall, style="take", reason="catchup") is not None:
-                    self._last_take_ns = now_ns
-                return
-            # a catch-up take is in flight or was sent less than retry_ns ago: the posts keep
-            # working meanwhile (sized net of the take still open)
+        may_take = not p.passive_only and not open_takes and self._take_rested(now_ns)
+        if behind and shortfall > 0 and may_take:
+            if self.open_children("post"):
+                self._cancel_open(styles=("post", "mixed"))
+            if self._send(shortfall, style="take", reason="catchup") is not None:
+                self._last_take_ns = now_ns
+            return
+        # behind with a take in flight or sent less than retry_ns ago: the posts keep working
+        # meanwhile (sized net of the take still open)
         open_posts = 0
         cancelling = False   # a post is being cancelled: wait for it before re-posting
         for c in self._ledger.open.values():   # open_children("post"), in one pass
@@ -157,5 +162,14 @@ class PovAlgo(ExecutionAlgo):
         want = max(shortfall + self.lead_lots, p.min_child_lots) - open_posts - open_takes
         want = min(want, ceiling + p.min_child_lots - filled - self.open_lots())
         if want > 0 and not cancelling:
-            self._send(want, style="post", reason="participate")
+            if p.urgency and may_take and shortfall > 0:
+                # urgency: that share of the shortfall is taken at once (never the lead: volume
+                # that has not printed yet), the rest posted
+                num, den = self._urgency_q
+                urgent = min(want, shortfall * num // den)
+                if urgent > 0 and self._send(urgent, style="take", reason="urgency") is not None:
+                    self._last_take_ns = now_ns
+                    want -= urgent
+            if want > 0:
+                self._send(want, style="post", reason="participate")
         self._check_would()

@@ -258,7 +258,8 @@ class ScheduleAlgo(ExecutionAlgo):
         k = self.current_slice(now_ns)
         if k < 0:
             return
-        if k != self._last_slice:
+        started = k != self._last_slice
+        if started:
             for j in range(self._last_slice + 1, k + 1):
                 self._slice_started(j)
             self._last_slice = k
@@ -274,6 +275,12 @@ class ScheduleAlgo(ExecutionAlgo):
                 self._cancel_open(styles=("post", "mixed"))
                 return
             self._take(lag, now_ns, "catchup")
+        elif started and self.params.urgency and not self.params.passive_only:
+            # urgency: that share of the new slice is taken at once, the rest posted as usual
+            # (not what the earlier slices' posts still hold: nothing is committed twice)
+            num, den = rate_ratio(self.params.urgency)
+            urgent = min((due - behind_ref) * num // den, due - self.filled_lots - self.open_lots())
+            self._take(urgent, now_ns, "urgency")
         self._post_upto(due, reason="slice")
 
     def _post_upto(self, due: int, *, reason: str) -> None:

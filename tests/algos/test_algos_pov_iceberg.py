@@ -114,6 +114,24 @@ def test_pov_waits_retry_after_a_take_that_did_not_fill_and_keeps_posting() -> N
     assert _takes(ctx)[1] >= 2000 and not ctx.violations
 
 
+def test_pov_urgency_takes_that_share_of_the_shortfall_and_posts_the_rest() -> None:
+    """Others trade 1,000 lots at the ask (never our bid): at the 1 s check the shortfall is 100;
+    urgency 0.4 takes 40 of it at once and posts the other 60 plus the lead."""
+    ctx = FakeContext(SimClock(T0), parent_lots=100_000)
+    algo = PovAlgo(CommonParams(T0, T0 + 600 * S, urgency=0.4), target_rate=0.1, min_rate=0.0, max_rate=0.3,
+                   catchup_threshold=1.0)
+    ctx.start(algo)
+    for i in range(10):
+        ctx.run_to(T0 + i * S // 10 + 1)
+        ctx.trade(ctx.ask, 100, aggressor=Side.BUY)  # type: ignore[arg-type]
+    ctx.run_to(T0 + S + 2_000_000)
+    urgent = [c.request for c in ctx.children.values() if c.request.reason == "urgency"]
+    assert [(r.style, r.lots) for r in urgent] == [("take", 40)]
+    assert algo.filled_lots == 40
+    posted = sum(c.open_lots for c in algo.open_children("post"))
+    assert posted == 100 - 40 + algo.lead_lots and not ctx.violations
+
+
 def test_pov_pauses_when_ahead_until_volume_catches_up() -> None:
     ctx = FakeContext(SimClock(T0), parent_lots=100_000)
     algo = PovAlgo(CommonParams(T0, T0 + 600 * S, min_child_lots=200), target_rate=0.1, max_rate=0.15)

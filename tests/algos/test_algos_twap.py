@@ -34,11 +34,12 @@ def test_split_exact_sums_exactly(total: int, weights: list[int]) -> None:
             assert abs(s - total * w / sum(weights)) < 1 + 1e-9
 
 
-def _twap(seed: int = 1, *, lots: int = 1000, slices: int = 10, limit: int | None = None,
+def _twap(seed: int = 1, *, lots: int = 1000, slices: int = 10, limit: int | None = None, urgency: float = 0.0,
           **kw: object) -> tuple[FakeContext, TwapAlgo]:
     clock = SimClock(T0)
     ctx = FakeContext(clock, parent_lots=lots, parent_limit=limit)
-    algo = TwapAlgo(CommonParams(T0, T0 + 600 * S, limit_ticks=limit, seed=seed), slices=slices, **kw)  # type: ignore[arg-type]
+    algo = TwapAlgo(CommonParams(T0, T0 + 600 * S, limit_ticks=limit, seed=seed, urgency=urgency), slices=slices,
+                    **kw)  # type: ignore[arg-type]
     ctx.start(algo)
     return ctx, algo
 
@@ -94,6 +95,26 @@ def test_passive_first_then_catchup_only_when_behind() -> None:
     ctx.run_to(T0 + 601 * S)
     styles = [c.request.style for c in ctx.children.values()]
     assert "take" in styles and algo.status is AlgoStatus.COMPLETED
+
+
+@pytest.mark.parametrize("urgency", [0.3, 0.5, 1.0])
+def test_urgency_takes_that_share_of_each_slice_at_once(urgency: float) -> None:
+    """Each slice's share ``floor(urgency x slice)`` is taken when the slice starts, the rest is
+    posted; urgency 0 (the default) takes nothing until the order falls behind."""
+    ctx, algo = _twap(seed=3, catchup_tolerance=0.5, urgency=urgency)
+    slices = algo.slice_lots()
+    ctx.run_to(T0 + 200 * S)
+    started = [k for k, t in enumerate(algo.slice_ns) if t <= T0 + 200 * S]
+    takes = [c.request.lots for c in ctx.children.values() if c.request.reason == "urgency"]
+    num = round(urgency * 10)
+    assert takes == [slices[k] * num // 10 for k in started], (takes, slices)
+    assert all(c.request.style == "take" for c in ctx.children.values() if c.request.reason == "urgency")
+    posted = sum(c.request.lots for c in ctx.children.values() if c.request.reason == "slice")
+    assert posted == sum(slices[k] for k in started) - sum(takes)
+    ctx.run_to(T0 + 601 * S)
+    assert algo.status is AlgoStatus.COMPLETED and algo.filled_lots == 1000 and not ctx.violations
+    _, plain = _twap(seed=3, catchup_tolerance=0.5)
+    assert plain.params.urgency == 0.0
 
 
 def test_limit_is_never_crossed_and_remainder_reported() -> None:
