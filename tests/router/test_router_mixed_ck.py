@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from marketdata.book import L2Book
 from marketdata.clock import SimClock
@@ -21,7 +23,7 @@ from router.commands.route import build_router_at
 from router.config import load_config_text
 from router.cont_kukanov import ExponentialOutflow
 from router.routing import Router, RouteRequest
-from router.scoring import QueueOutflow
+from router.scoring import QueueOutflow, StaticCapacity
 
 T0 = 1_700_000_000_000_000_000   # a whole second: the outflow windows start on it
 MS = 1_000_000
@@ -180,7 +182,8 @@ def _inst(name: str, lot: str = "0.001") -> Instrument:
 
 
 def _router2(text: str, *, queues: tuple[int, int], windows: tuple[int, int] = (30, 30),
-             step: tuple[int, int] = (1, 2), asks: int = 20, lots: tuple[str, str] = ("0.001", "0.001")) -> Router:
+             step: tuple[int, int] = (1, 2), asks: int = 20, lots: tuple[str, str] = ("0.001", "0.001"),
+             capacity: StaticCapacity | None = None) -> Router:
     """Venues a and b, both bid 100.00 / ask 100.02 with ``asks`` lots on the ask; in window k
     venue v's bid queue loses step[v] * (k + 1) lots (so a's outflows are 1..30, b's 2..60), for
     windows[v] windows; then the bid queues are set to ``queues``."""
@@ -190,13 +193,13 @@ def _router2(text: str, *, queues: tuple[int, int], windows: tuple[int, int] = (
         b.apply_snapshot([(BID, 200)], [(ASK, asks)], ts_event=T0)
     cfg = load_config_text(text)
     clock = SimClock(T0)
-    r = Router(cfg.routing, cfg.venues, insts, books, clock)
+    r = Router(cfg.routing, cfg.venues, insts, books, clock, capacity)
     last = max(windows)
-    for (n, b), w, st in zip(books.items(), windows, step, strict=True):
+    for (n, b), w, dk in zip(books.items(), windows, step, strict=True):
         first = last - w   # the venue's book is seen from this window on
         r.on_book(n, T0 + first * S_NS)
         for k in range(w):
-            for ts, size in ((T0 + (first + k) * S_NS + 100 * MS, 200 - st * (k + 1)),
+            for ts, size in ((T0 + (first + k) * S_NS + 100 * MS, 200 - dk * (k + 1)),
                              (T0 + (first + k) * S_NS + 200 * MS, 200)):
                 b.update_bid(BID, size)
                 b.ts_event = ts
@@ -279,6 +282,39 @@ def test_what_the_take_cannot_fill_and_lot_rounding_are_posted_one_order_per_ven
     assert {n: v["post"] for n, v in sp["venues"].items()} == {"a": D("0.003"), "b": D("0.006")}
     cp = {a.venue: a.quantity for a in coarse.allocations if a.style == "post"}
     assert cp == {"a": D("0.004"), "b": D("0.006")} and not [a for a in coarse.allocations if a.style == "take"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(qa=st.integers(0, 30), qb=st.integers(0, 30), sa=st.integers(1, 3), sb=st.integers(1, 3),
+       asks=st.integers(0, 60), lot_b=st.sampled_from(["0.001", "0.002", "0.005"]), want=st.integers(1, 90),
+       cap_a=st.sampled_from([None, "0.004", "0.02"]), usdt_b=st.sampled_from([None, "0.5", "2", "1000"]))
+def test_split_allocations_keep_the_router_contract(qa: int, qb: int, sa: int, sb: int, asks: int, lot_b: str,
+                                                   want: int, cap_a: str | None, usdt_b: str | None) -> None:
+    """Random queues, outflows, book depth, lot sizes, a venue cap and a balance: whatever the
+    split, allocated + residual is the order, one post order per venue, no venue above its cap
+    or funds, the posts never more than the order, and the take never more than the split's."""
+    text = _config2() + (f'[venues.a]\nmax_quantity = "{cap_a}"\n' if cap_a else "")
+    cap = None if usdt_b is None else StaticCapacity({"b": {"USDT": D(usdt_b), "BTC": D(0)}})
+    r = _router2(text, queues=(qa, qb), step=(sa, sb), asks=asks, lots=("0.001", lot_b), capacity=cap)
+    qty = D(want) * D("0.001")
+    d = r.route(_mixed(str(qty)))
+    assert d.allocated_quantity + d.residual_quantity == qty
+    posts = [a for a in d.allocations if a.style == "post"]
+    takes = [a for a in d.allocations if a.style == "take"]
+    assert len({a.venue for a in posts}) == len(posts)
+    assert sum((a.quantity for a in posts), D(0)) <= qty
+    sp = d.split
+    if sp is None:   # no venue eligible at all (an empty ask side): nothing placed, all residual
+        assert not d.allocations and d.residual_quantity == qty and d.residual_reason
+        return
+    if sp["method"] == "cont_kukanov":
+        assert sum((a.quantity for a in takes), D(0)) <= sp["take"]
+        assert sp["take"] + sp["post"] == qty
+    if cap_a:
+        assert sum((a.quantity for a in d.allocations if a.venue == "a"), D(0)) <= D(cap_a)
+    if usdt_b is not None:
+        spent = sum((a.quantity * (a.price or 0) for a in d.allocations if a.venue == "b"), D(0))
+        assert spent <= D(usdt_b)
 
 
 @pytest.mark.parametrize(("extra", "key", "allowed"), [
