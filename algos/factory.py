@@ -17,7 +17,7 @@ from algos.iceberg import IcebergAlgo
 from algos.params import CommonParams, fraction, parse_decimal, parse_duration_ns, qty_to_lots
 from algos.pov import PovAlgo
 from algos.profile import VolumeProfile
-from algos.schedule import parse_final_sweep
+from algos.schedule import parse_final_sweep, parse_slice_style
 from algos.shortfall import ShortfallAlgo
 from algos.twap import TwapAlgo
 from algos.vwap import VwapAlgo
@@ -28,13 +28,14 @@ __all__ = ["ALGO_KEYS", "build_algo"]
 
 ALGO_KEYS: dict[str, frozenset[str]] = {
     "twap": frozenset({"slices", "size_jitter", "time_jitter", "catchup_tolerance", "sweep_lead",
-                       "final_sweep"}),
+                       "final_sweep", "slice_style"}),
     "vwap": frozenset({"profile", "max_participation", "catchup_tolerance", "sweep_lead", "final_sweep",
-                       "max_slice"}),
+                       "max_slice", "slice_style"}),
     "pov": frozenset({"target_rate", "min_rate", "max_rate", "catchup_threshold", "check_interval"}),
     "iceberg": frozenset({"display_min", "display_max", "native"}),
     "shortfall": frozenset({"risk_aversion", "periods", "sigma", "eta", "gamma", "epsilon",
-                            "volume_per_time_unit", "time_unit", "catchup_tolerance", "sweep_lead"}),
+                            "volume_per_time_unit", "time_unit", "catchup_tolerance", "sweep_lead",
+                            "slice_style"}),
 }
 
 
@@ -94,7 +95,8 @@ def _build(name: str, raw: dict[str, Any], *, now_ns: int, side: Side, tick_size
         return TwapAlgo(p, slices=_int(x, "slices"), size_jitter=_float(x, "size_jitter", 0.2) or 0.0,
                         time_jitter=_float(x, "time_jitter", 0.2) or 0.0,
                         catchup_tolerance=_float(x, "catchup_tolerance", 0.05) or 0.0,
-                        sweep_lead_ns=_dur(x, "sweep_lead"), final_sweep=bool(_bool(x, "final_sweep", True)))
+                        sweep_lead_ns=_dur(x, "sweep_lead"), final_sweep=bool(_bool(x, "final_sweep", True)),
+                        slice_style=parse_slice_style(x.get("slice_style", "post")))
     if key == "vwap":
         profile = VolumeProfile.load(x["profile"]) if x.get("profile") else None
         cap = fraction(x["max_participation"], key="max_participation") if "max_participation" in x else 0.25
@@ -102,7 +104,8 @@ def _build(name: str, raw: dict[str, Any], *, now_ns: int, side: Side, tick_size
                         catchup_tolerance=_float(x, "catchup_tolerance", 0.05) or 0.0,
                         sweep_lead_ns=_dur(x, "sweep_lead"),
                         final_sweep=parse_final_sweep(x.get("final_sweep", "capped")),
-                        max_slice_ns=_dur(x, "max_slice"))
+                        max_slice_ns=_dur(x, "max_slice"),
+                        slice_style=parse_slice_style(x.get("slice_style", "post")))
     if key == "pov":
         if "target_rate" not in x:
             raise ConfigError("required", key="target_rate", allowed="(0, 1]")
@@ -126,4 +129,5 @@ def _build(name: str, raw: dict[str, Any], *, now_ns: int, side: Side, tick_size
                          epsilon=_float(x, "epsilon"), volume_per_time_unit=_float(x, "volume_per_time_unit"),
                          time_unit_ns=_dur(x, "time_unit"),
                          catchup_tolerance=_float(x, "catchup_tolerance", 0.05) or 0.0,
-                         sweep_lead_ns=_dur(x, "sweep_lead"))
+                         sweep_lead_ns=_dur(x, "sweep_lead"),
+                         slice_style=parse_slice_style(x.get("slice_style", "post")))

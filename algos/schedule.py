@@ -25,6 +25,7 @@ from marketdata.model import TradeTick
 
 __all__ = ["FinalSweep", "ScheduleAlgo", "parse_final_sweep", "split_exact"]
 
+SliceStyle = Literal["post", "mixed"]
 FinalSweep = bool | Literal["capped"]
 
 
@@ -35,6 +36,18 @@ def parse_final_sweep(value: object) -> FinalSweep:
     if value == "capped":
         return "capped"
     raise ConfigError(f"{value!r}", key="final_sweep", allowed='true, false, "capped"')
+
+
+SLICE_STYLES: tuple[SliceStyle, ...] = ("post", "mixed")
+
+
+def parse_slice_style(value: object) -> SliceStyle:
+    """A config's ``slice_style``: ``"post"`` or ``"mixed"`` (else :class:`ConfigError`)."""
+    for style in SLICE_STYLES:
+        if value == style:
+            return style
+    raise ConfigError(f"{value!r}", key="slice_style", allowed='"post", "mixed"')
+
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +96,21 @@ class ScheduleAlgo(ExecutionAlgo):
     ``sweep_lead_ns`` (default 5% of the window), ``retry_ns`` (minimum gap between two takes,
     default 1 s or a tenth of a slice if shorter), ``final_sweep`` (default True; ``"capped"``:
     sweep only what ``max_participation`` allows, retried as the market trades),
-    ``max_participation`` (fraction of market volume excluding our fills, default None = no cap).
+    ``max_participation`` (fraction of market volume excluding our fills, default None = no cap),
+    ``slice_style`` (``"post"``, default: each slice is posted passive-first, ``urgency`` x the
+    slice taken at once; ``"mixed"``: each slice goes as one ``mixed`` child and the router
+    splits it between taking now and posting, by urgency or by Cont-Kukanov per
+    ``routing.mixed_split``).
     """
 
     name = "schedule"
 
     def __init__(self, params: CommonParams, *, catchup_tolerance: float = 0.05,
                  sweep_lead_ns: int | None = None, retry_ns: int | None = None,
-                 final_sweep: FinalSweep = True, max_participation: float | None = None) -> None:
+                 final_sweep: FinalSweep = True, max_participation: float | None = None,
+                 slice_style: SliceStyle = "post") -> None:
         super().__init__(params)
+        slice_style = parse_slice_style(slice_style)
         if not 0.0 <= catchup_tolerance <= 1.0:
             raise ConfigError(f"{catchup_tolerance}", key="catchup_tolerance", allowed="[0, 1]")
         if max_participation is not None and not 0.0 < max_participation <= 1.0:
@@ -105,6 +124,10 @@ class ScheduleAlgo(ExecutionAlgo):
         self.sweep_ns = params.end_ns - lead
         self.final_sweep = final_sweep
         self.max_participation = max_participation
+        self.slice_style: SliceStyle = slice_style
+        # a mixed slice's resting part is priced by the router; the near touch when it was sent
+        # tells _reprice when the market has moved away from it
+        self._mixed_ref: dict[str, int | None] = {}
         self._cap_ratio = None if max_participation is None else rate_ratio(max_participation)
         self._retry_ns = retry_ns
         self.slice_ns: list[int] = []
@@ -268,14 +291,14 @@ class ScheduleAlgo(ExecutionAlgo):
         behind_ref = self.cum_targets[k - 1] if k > 0 else 0
         lag = behind_ref - self.filled_lots
         if lag > self.catchup_tolerance * self.parent_lots and not self.params.passive_only:
-            if self.open_children("post"):
+            if self._resting():
                 # take once the cancels land (child done -> reconcile): the posts still hold the
                 # quantity and the venue still holds their funds, so a take sent now is cut short
                 # and the post re-sent, over and over while the venue's balance is the limit
                 self._cancel_open(styles=("post", "mixed"))
                 return
             self._take(lag, now_ns, "catchup")
-        elif started and self.params.urgency and not self.params.passive_only:
+        elif started and self.params.urgency and not self.params.passive_only and self.slice_style == "post":
             # urgency: that share of the new slice is taken at once, the rest posted as usual
             # (not what the earlier slices' posts still hold: nothing is committed twice)
             num, den = rate_ratio(self.params.urgency)
@@ -283,25 +306,40 @@ class ScheduleAlgo(ExecutionAlgo):
             self._take(urgent, now_ns, "urgency")
         self._post_upto(due, reason="slice")
 
+    def _resting(self) -> list[ChildRecord]:
+        """The open children that rest in a book: posts and mixed slices."""
+        return [c for c in self.open_children() if c.request.style in ("post", "mixed")]
+
     def _post_upto(self, due: int, *, reason: str) -> None:
         want = due - self.filled_lots - self.open_lots()
         if want <= 0:
             return
-        if any(c.cancel_requested for c in self.open_children("post")):
+        if any(c.cancel_requested for c in self._resting()):
             return  # wait for the cancels to land before re-posting
         room = None if reason == "sweep" else self.participation_room()   # the sweep ignores the cap
         if room is not None and room < want:
             self._cap_short = max(self._cap_short, want - room)
             want = room
-        if want > 0:
+        if want <= 0:
+            return
+        if self.slice_style == "mixed" and reason == "slice" and not self.params.passive_only:
+            cid = self._send(want, style="mixed", reason=reason)
+            if cid is not None:
+                self._mixed_ref[cid] = self.passive_price()
+        else:
             self._send(want, style="post", reason=reason)
 
     def _reprice(self) -> None:
-        """Cancel resting posts that are no longer at the passive price (re-posted on done)."""
+        """Cancel resting posts that are no longer at the passive price, and mixed slices sent
+        when the near touch was elsewhere (re-sent on done)."""
         target = self.passive_price()
-        for c in self.open_children("post"):
-            if target is not None and c.request.limit_ticks != target:
+        if target is None:
+            return
+        for c in self._resting():
+            at = c.request.limit_ticks if c.request.style == "post" else self._mixed_ref.get(c.child_id)
+            if at != target:
                 self._cancel(c.child_id)
 
     def _on_child_done(self, rec: ChildRecord) -> None:
+        self._mixed_ref.pop(rec.child_id, None)
         self._reconcile(self.ctx.clock.now_ns())

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from algos.params import CommonParams
-from algos.schedule import ScheduleAlgo, split_exact
+from algos.schedule import ScheduleAlgo, SliceStyle, split_exact
 from marketdata.errors import ConfigError, DataError
 
 __all__ = [
@@ -214,9 +214,10 @@ class ShortfallAlgo(ScheduleAlgo):
                  price_history: Sequence[tuple[int, Decimal | float]] | None = None,
                  volume_per_second: float | None = None,
                  time_unit_ns: int | None = None, catchup_tolerance: float = 0.05,
-                 sweep_lead_ns: int | None = None, retry_ns: int | None = None) -> None:
+                 sweep_lead_ns: int | None = None, retry_ns: int | None = None,
+                 slice_style: SliceStyle = "post") -> None:
         super().__init__(params, catchup_tolerance=catchup_tolerance, sweep_lead_ns=sweep_lead_ns,
-                         retry_ns=retry_ns, final_sweep=True)
+                         retry_ns=retry_ns, final_sweep=True, slice_style=slice_style)
         if periods < 1:
             raise ConfigError(f"{periods}", key="periods", allowed=">= 1")
         if risk_aversion < 0:

@@ -16,7 +16,7 @@ price forbids it.
 from __future__ import annotations
 
 from algos.params import CommonParams
-from algos.schedule import ScheduleAlgo, split_exact
+from algos.schedule import ScheduleAlgo, SliceStyle, split_exact
 from marketdata.errors import ConfigError
 
 __all__ = ["TwapAlgo"]
@@ -30,9 +30,9 @@ class TwapAlgo(ScheduleAlgo):
     def __init__(self, params: CommonParams, *, slices: int | None = None, size_jitter: float = 0.2,
                  time_jitter: float = 0.2, catchup_tolerance: float = 0.05,
                  sweep_lead_ns: int | None = None, retry_ns: int | None = None,
-                 final_sweep: bool = True) -> None:
+                 final_sweep: bool = True, slice_style: SliceStyle = "post") -> None:
         super().__init__(params, catchup_tolerance=catchup_tolerance, sweep_lead_ns=sweep_lead_ns,
-                         retry_ns=retry_ns, final_sweep=final_sweep)
+                         retry_ns=retry_ns, final_sweep=final_sweep, slice_style=slice_style)
         if slices is not None and slices < 1:
             raise ConfigError(f"{slices}", key="slices", allowed=">= 1")
         for key, v in (("size_jitter", size_jitter), ("time_jitter", time_jitter)):

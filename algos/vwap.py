@@ -19,7 +19,7 @@ from functools import cache
 
 from algos.params import CommonParams
 from algos.profile import VolumeProfile
-from algos.schedule import FinalSweep, ScheduleAlgo, split_exact
+from algos.schedule import FinalSweep, ScheduleAlgo, SliceStyle, split_exact
 from marketdata.errors import ConfigError
 
 __all__ = ["VwapAlgo", "default_profile"]
@@ -46,9 +46,11 @@ class VwapAlgo(ScheduleAlgo):
     def __init__(self, params: CommonParams, *, profile: VolumeProfile | None = None,
                  max_participation: float | None = 0.25, catchup_tolerance: float = 0.05,
                  sweep_lead_ns: int | None = None, retry_ns: int | None = None,
-                 final_sweep: FinalSweep = "capped", max_slice_ns: int | None = None) -> None:
+                 final_sweep: FinalSweep = "capped", max_slice_ns: int | None = None,
+                 slice_style: SliceStyle = "post") -> None:
         super().__init__(params, catchup_tolerance=catchup_tolerance, sweep_lead_ns=sweep_lead_ns,
-                         retry_ns=retry_ns, final_sweep=final_sweep, max_participation=max_participation)
+                         retry_ns=retry_ns, final_sweep=final_sweep, max_participation=max_participation,
+                         slice_style=slice_style)
         if max_slice_ns is not None and max_slice_ns <= 0:
             raise ConfigError(f"{max_slice_ns} ns", key="max_slice", allowed="> 0")
         self.profile = profile or default_profile()

@@ -30,7 +30,7 @@ from algos.iceberg import IcebergAlgo
 from algos.params import CommonParams, fraction, parse_decimal, parse_duration_ns, qty_to_lots
 from algos.pov import PovAlgo
 from algos.profile import VolumeProfile
-from algos.schedule import parse_final_sweep
+from algos.schedule import parse_final_sweep, parse_slice_style
 from algos.shortfall import ShortfallAlgo
 from algos.twap import TwapAlgo
 from algos.vwap import VwapAlgo, default_profile
@@ -151,15 +151,17 @@ def _schedule_extra(p: Mapping[str, Any]) -> dict[str, Any]:
         kw["sweep_lead_ns"] = _dur(p["sweep_lead"], "sweep_lead")
     if "retry" in p:
         kw["retry_ns"] = _dur(p["retry"], "retry")
+    if "slice_style" in p:
+        kw["slice_style"] = parse_slice_style(p["slice_style"])
     return kw
 
 
-_SCHEDULE_KEYS = frozenset({"catchup_tolerance", "sweep_lead", "retry"})
+_SCHEDULE_KEYS = frozenset({"catchup_tolerance", "sweep_lead", "retry", "slice_style"})
 
 
 class TWAP(AlgoSpec):
     """Time-weighted slices (``slices``, ``size_jitter``, ``time_jitter``, ``final_sweep`` and the
-    schedule keys ``catchup_tolerance``, ``sweep_lead``, ``retry``)."""
+    schedule keys ``catchup_tolerance``, ``sweep_lead``, ``retry``, ``slice_style``)."""
 
     name = "twap"
     known = _SCHEDULE_KEYS | {"slices", "size_jitter", "time_jitter", "final_sweep"}

@@ -3,8 +3,10 @@
 Events go back to the algo after ``latency_ns`` on the clock, never from inside ``send_child``
 (the real engine's contract). Take children fill against ``ask``/``bid`` up to ``depth`` lots
 if their limit allows (IOC); post children rest and fill when :meth:`FakeContext.trade` prints
-through their price. ``unknown_ns`` keeps a child unacknowledged (in flight / UNKNOWN) that
-long. Every request is checked against the parent remainder as the fake sees it.
+through their price. A mixed child is split as the router's urgency split does: ``floor(urgency
+x lots)`` is taken at once, the rest rests at the near touch as a post. ``unknown_ns`` keeps a
+child unacknowledged (in flight / UNKNOWN) that long. Every request is checked against the
+parent remainder as the fake sees it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class FakeChild:
     done: bool = False
     acked: bool = False
     status: OrderStatus | None = None
+    rest_px: int | None = None   # a mixed child's resting price (the near touch at its ack)
 
     @property
     def open(self) -> int:
@@ -127,6 +130,17 @@ class FakeContext:
         if c.done:
             return
         c.acked = True
+        if c.request.style == "mixed":
+            far = self.ask if self.side is Side.BUY else self.bid
+            near = self.bid if self.side is Side.BUY else self.ask
+            lim = c.request.limit_ticks
+            ok = far is not None and (lim is None or (far <= lim if self.side is Side.BUY else far >= lim))
+            take = int(c.request.lots * c.request.urgency)
+            if ok and far is not None and take:
+                self._fill(c, min(take, self.depth), far, Liquidity.TAKER)
+            c.rest_px = near if lim is None or near is None else (
+                min(near, lim) if self.side is Side.BUY else max(near, lim))
+            return
         if c.request.style == "take":
             far = self.ask if self.side is Side.BUY else self.bid
             lim = c.request.limit_ticks
@@ -170,10 +184,11 @@ class FakeContext:
         for c in list(self.children.values()):
             if left <= 0:
                 break
-            if c.done or not c.acked or c.request.style != "post":
+            if c.done or not c.acked or c.request.style not in ("post", "mixed"):
                 continue
-            lim = c.request.limit_ticks
-            assert lim is not None
+            lim = c.request.limit_ticks if c.request.style == "post" else c.rest_px
+            if lim is None:
+                continue
             through = price <= lim if self.side is Side.BUY else price >= lim
             if through:
                 n = min(left, c.open)

@@ -117,6 +117,39 @@ def test_urgency_takes_that_share_of_each_slice_at_once(urgency: float) -> None:
     assert plain.params.urgency == 0.0
 
 
+def test_mixed_slices_go_as_one_child_each_and_the_algo_takes_nothing_itself() -> None:
+    """slice_style = "mixed": each slice is one mixed child (the router splits it; here the fake
+    takes urgency x lots and rests the rest), the algo sends no urgency takes of its own, and the
+    order completes with the usual catch-up and sweep."""
+    ctx, algo = _twap(seed=3, catchup_tolerance=0.5, urgency=0.5, slice_style="mixed")
+    slices = algo.slice_lots()
+    ctx.run_to(T0 + 200 * S)
+    started = [k for k, t in enumerate(algo.slice_ns) if t <= T0 + 200 * S]
+    mixed = [c.request for c in ctx.children.values() if c.request.style == "mixed"]
+    assert [r.lots for r in mixed][:1] == [slices[0]] and len(mixed) >= len(started)
+    assert all(r.reason == "slice" and r.urgency == 0.5 for r in mixed)
+    assert not [c for c in ctx.children.values() if c.request.reason == "urgency"]
+    assert algo.filled_lots >= sum(slices[k] // 2 for k in started) - len(started)
+    ctx.run_to(T0 + 601 * S)
+    assert algo.status is AlgoStatus.COMPLETED and algo.filled_lots == 1000 and not ctx.violations
+
+
+def test_mixed_slices_are_re_sent_when_the_touch_moves() -> None:
+    ctx, algo = _twap(seed=3, catchup_tolerance=1.0, slice_style="mixed")
+    ctx.run_to(T0 + 1)
+    [first] = [c for c in ctx.children.values() if c.request.style == "mixed"]
+    ctx.bid, ctx.ask = 10_009, 10_011          # the market moves up before the next slice
+    ctx.run_to(algo.slice_ns[1] + 10_000_000)
+    assert ctx.children[first.child_id].done    # cancelled at the slice boundary
+    later = [c for c in ctx.children.values() if c.request.style == "mixed" and c.child_id != first.child_id]
+    assert later and later[-1].rest_px == 10_009 and not ctx.violations
+
+
+def test_slice_style_is_validated() -> None:
+    with pytest.raises(ConfigError, match="slice_style"):
+        _twap(slice_style="aggressive")
+
+
 def test_limit_is_never_crossed_and_remainder_reported() -> None:
     # ask 10_001 above a buy limit of 10_000: takes cannot fill, sweep cannot complete
     ctx, algo = _twap(seed=8, limit=10_000)

@@ -122,6 +122,9 @@ def make_case(seed: int, *, long_windows: bool = False) -> Case:
             max_parent_notional = rng.choice([100000, 3000000])
             lines.append(f"max_parent_notional = {max_parent_notional}")
         lines.append("")
+    if random.Random(f"{seed}-split").random() < 0.3:   # its own stream, as slice_style below
+        lines += ["[routing]", 'strategy = "smart"', 'mixed_split = "cont_kukanov"', "[routing.cont_kukanov]",
+                  "horizon_ms = 2000", "min_samples = 5", ""]
     parents: list[dict[str, Any]] = []
     n = rng.choices([1, 2, 3], weights=[5, 3, 2])[0]
     for i in range(n):
@@ -171,6 +174,10 @@ def make_case(seed: int, *, long_windows: bool = False) -> Case:
             params["urgency"] = round(rng.random(), 2)
         if rng.random() < 0.3:
             params["seed"] = rng.randint(0, 100)
+        # mixed slices from a stream of their own, so the scenarios of the other draws stay as
+        # they were for every seed
+        if algo in ("twap", "vwap", "is") and random.Random(f"{seed}-slice-{i}").random() < 0.3:
+            params["slice_style"] = "mixed"
         pid = f"F{i + 1}"
         lines += ["[[parents]]", f'id = "{pid}"', 'symbol = "BTC-USDT"', f'side = "{side}"',
                   f'quantity = "{qty}"', f'algo = "{algo}"']
