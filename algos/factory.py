@@ -31,7 +31,8 @@ ALGO_KEYS: dict[str, frozenset[str]] = {
                        "final_sweep", "slice_style"}),
     "vwap": frozenset({"profile", "max_participation", "catchup_tolerance", "sweep_lead", "final_sweep",
                        "max_slice", "slice_style"}),
-    "pov": frozenset({"target_rate", "min_rate", "max_rate", "catchup_threshold", "check_interval"}),
+    "pov": frozenset({"target_rate", "min_rate", "max_rate", "catchup_threshold", "check_interval",
+                      "slice_style"}),
     "iceberg": frozenset({"display_min", "display_max", "native"}),
     "shortfall": frozenset({"risk_aversion", "periods", "sigma", "eta", "gamma", "epsilon",
                             "volume_per_time_unit", "time_unit", "catchup_tolerance", "sweep_lead",
@@ -114,7 +115,8 @@ def _build(name: str, raw: dict[str, Any], *, now_ns: int, side: Side, tick_size
         hi = fraction(x["max_rate"], key="max_rate") if "max_rate" in x else None
         return PovAlgo(p, target_rate=target, min_rate=lo, max_rate=hi,
                        catchup_threshold=_float(x, "catchup_threshold", 0.02) or 0.0,
-                       check_ns=_dur(x, "check_interval") or 1_000_000_000)
+                       check_ns=_dur(x, "check_interval") or 1_000_000_000,
+                       slice_style=parse_slice_style(x.get("slice_style", "post")))
     if key == "iceberg":
         if "display_min" not in x:
             raise ConfigError("required", key="display_min", allowed="a quantity >= one lot")

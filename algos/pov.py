@@ -14,7 +14,8 @@ our filled lots:
 * otherwise post the shortfall at the near touch, at least ``min_child_lots`` (so that the
   order is present in the book before volume arrives), never committing more than the ceiling
   plus that one child; with ``urgency`` u > 0, u x the shortfall is taken at once instead (when
-  no take is open) and the rest posted.
+  no take is open) and the rest posted; with ``slice_style = "mixed"`` the child goes as one
+  ``mixed`` child instead, split by the router (its urgency split or Cont-Kukanov).
 
 It re-evaluates every ``check_ns`` (default 1 s), and at once on a trade that leaves it below its
 floor (filled plus open below ``min_rate * V``) or above its ceiling; it does not sweep: at ``end``
@@ -23,8 +24,9 @@ the remainder is reported.
 
 from __future__ import annotations
 
-from algos.base import ChildRecord, ExecutionAlgo
+from algos.base import ChildRecord, ChildStyle, ExecutionAlgo
 from algos.params import CommonParams, rate_ratio
+from algos.schedule import SliceStyle, parse_slice_style
 from marketdata.errors import ConfigError
 from marketdata.model import TradeTick
 
@@ -38,8 +40,10 @@ class PovAlgo(ExecutionAlgo):
 
     def __init__(self, params: CommonParams, *, target_rate: float, min_rate: float | None = None,
                  max_rate: float | None = None, catchup_threshold: float = 0.02,
-                 check_ns: int = 1_000_000_000, retry_ns: int = 1_000_000_000) -> None:
+                 check_ns: int = 1_000_000_000, retry_ns: int = 1_000_000_000,
+                 slice_style: SliceStyle = "post") -> None:
         super().__init__(params)
+        self.slice_style = parse_slice_style(slice_style)
         lo = target_rate / 2 if min_rate is None else min_rate
         hi = min(1.0, target_rate * 1.5) if max_rate is None else max_rate
         for key, v, low_open in (("target_rate", target_rate, True), ("min_rate", lo, False),
@@ -153,7 +157,7 @@ class PovAlgo(ExecutionAlgo):
         open_posts = 0
         cancelling = False   # a post is being cancelled: wait for it before re-posting
         for c in self._ledger.open.values():   # open_children("post"), in one pass
-            if not c.done and c.request.style == "post":
+            if not c.done and c.request.style in ("post", "mixed"):
                 open_posts += c.open_lots
                 cancelling = cancelling or c.cancel_requested
         # posts sized to the shortfall alone fill only after the volume has printed, so the order
@@ -162,7 +166,7 @@ class PovAlgo(ExecutionAlgo):
         want = max(shortfall + self.lead_lots, p.min_child_lots) - open_posts - open_takes
         want = min(want, ceiling + p.min_child_lots - filled - self.open_lots())
         if want > 0 and not cancelling:
-            if p.urgency and may_take and shortfall > 0:
+            if p.urgency and may_take and shortfall > 0 and self.slice_style == "post":
                 # urgency: that share of the shortfall is taken at once (never the lead: volume
                 # that has not printed yet), the rest posted
                 num, den = self._urgency_q
@@ -171,5 +175,7 @@ class PovAlgo(ExecutionAlgo):
                     self._last_take_ns = now_ns
                     want -= urgent
             if want > 0:
-                self._send(want, style="post", reason="participate")
+                # a mixed child: the router splits it between taking now and posting
+                style: ChildStyle = "mixed" if self.slice_style == "mixed" and not p.passive_only else "post"
+                self._send(want, style=style, reason="participate")
         self._check_would()

@@ -215,10 +215,11 @@ class VWAP(AlgoSpec):
 
 class POV(AlgoSpec):
     """Percentage of volume: ``target_rate`` (required), ``min_rate``, ``max_rate``,
-    ``catchup_threshold``, ``check_interval``, ``retry``."""
+    ``catchup_threshold``, ``check_interval``, ``retry``, ``slice_style``."""
 
     name = "pov"
-    known = frozenset({"target_rate", "min_rate", "max_rate", "catchup_threshold", "check_interval", "retry"})
+    known = frozenset({"target_rate", "min_rate", "max_rate", "catchup_threshold", "check_interval", "retry",
+                       "slice_style"})
     required = frozenset({"end", "target_rate"})
 
     def _extra(self, p: Mapping[str, Any], lot_size: Decimal, *, dry: bool) -> dict[str, Any]:
@@ -234,6 +235,8 @@ class POV(AlgoSpec):
             kw["check_ns"] = _dur(p["check_interval"], "check_interval")
         if "retry" in p:
             kw["retry_ns"] = _dur(p["retry"], "retry")
+        if "slice_style" in p:
+            kw["slice_style"] = parse_slice_style(p["slice_style"])
         return kw
 
     def _make(self, cp: CommonParams, kw: dict[str, Any]) -> ExecutionAlgo:

@@ -132,6 +132,27 @@ def test_pov_urgency_takes_that_share_of_the_shortfall_and_posts_the_rest() -> N
     assert posted == 100 - 40 + algo.lead_lots and not ctx.violations
 
 
+def test_pov_mixed_children_are_split_by_the_router_and_count_as_resting() -> None:
+    """slice_style = "mixed": the participation child goes as one mixed child (the fake takes
+    urgency x lots, as the router's urgency split), no separate urgency take is sent, and its
+    resting part counts against the next child like a post."""
+    ctx = FakeContext(SimClock(T0), parent_lots=100_000)
+    algo = PovAlgo(CommonParams(T0, T0 + 600 * S, urgency=0.4), target_rate=0.1, min_rate=0.0, max_rate=0.3,
+                   catchup_threshold=1.0, slice_style="mixed")
+    ctx.start(algo)
+    for i in range(10):
+        ctx.run_to(T0 + i * S // 10 + 1)
+        ctx.trade(ctx.ask, 100, aggressor=Side.BUY)  # type: ignore[arg-type]
+    ctx.run_to(T0 + S + 2_000_000)
+    reqs = [c.request for c in ctx.children.values()]
+    assert not [r for r in reqs if r.reason == "urgency" or r.style == "post"], reqs
+    mixed = [c for c in ctx.children.values() if c.request.style == "mixed"]
+    assert mixed and algo.filled_lots == sum(int(c.request.lots * 0.4) for c in mixed)
+    open_before = algo.open_lots()
+    ctx.run_to(T0 + S + 500_000_000)   # no new volume: the resting part is not topped up
+    assert algo.open_lots() == open_before and not ctx.violations
+
+
 def test_pov_pauses_when_ahead_until_volume_catches_up() -> None:
     ctx = FakeContext(SimClock(T0), parent_lots=100_000)
     algo = PovAlgo(CommonParams(T0, T0 + 600 * S, min_child_lots=200), target_rate=0.1, max_rate=0.15)

@@ -176,7 +176,7 @@ def make_case(seed: int, *, long_windows: bool = False) -> Case:
             params["seed"] = rng.randint(0, 100)
         # mixed slices from a stream of their own, so the scenarios of the other draws stay as
         # they were for every seed
-        if algo in ("twap", "vwap", "is") and random.Random(f"{seed}-slice-{i}").random() < 0.3:
+        if algo in ("twap", "vwap", "is", "pov") and random.Random(f"{seed}-slice-{i}").random() < 0.3:
             params["slice_style"] = "mixed"
         pid = f"F{i + 1}"
         lines += ["[[parents]]", f'id = "{pid}"', 'symbol = "BTC-USDT"', f'side = "{side}"',

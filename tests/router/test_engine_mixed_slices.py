@@ -83,9 +83,9 @@ def test_mixed_slices_split_by_cont_kukanov(tmp_path: Path) -> None:
     assert liquidity["taker"] < Decimal("0.9"), liquidity
 
 
-@pytest.mark.parametrize("algo", ["vwap", "is"])
+@pytest.mark.parametrize("algo", ["vwap", "is", "pov"])
 def test_other_schedulers_take_slice_style(tmp_path: Path, algo: str) -> None:
-    extra = "max_participation = 0.2" if algo == "vwap" else "risk_aversion = 1e-6"
+    extra = {"vwap": "max_participation = 0.2", "is": "risk_aversion = 1e-6", "pov": "target_rate = 0.1"}[algo]
     engine = Engine.from_toml_text(f"""
 [engine]
 seed = 3
@@ -106,6 +106,11 @@ slice_style = "mixed"
     [parent] = engine.summary()["parents"]
     engine.close()
     assert parent["status"] == "filled" and Decimal(parent["filled"]) == 1, parent
+    con = sqlite3.connect(tmp_path / "j.sqlite")
+    styles = {json.loads(p)["request"]["style"] for (p,) in
+              con.execute("select payload from events where kind = 'routing_decision'")}
+    con.close()
+    assert "mixed" in styles, styles
 
 
 def test_a_bad_slice_style_names_the_key_and_the_choices(tmp_path: Path) -> None:
