@@ -17,7 +17,7 @@ from venues.base import run_now
 from venues.journal import Journal
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = ["twap", "vwap", "pov", "iceberg", "is", "perp_margin"]
+EXAMPLES = ["twap", "vwap", "pov", "iceberg", "is", "perp_margin", "twap_mixed"]
 
 
 def _journal(path: Path, kinds: list[str]) -> list[dict]:

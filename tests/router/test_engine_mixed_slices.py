@@ -1,6 +1,7 @@
 """slice_style = "mixed" in the engine: each TWAP slice goes to the router as one mixed child, split
 between taking now and posting by the router's mixed_split (urgency or Cont-Kukanov), on the
-bundled data. Checked from the journal: the decisions, their splits and the fills."""
+bundled data, with examples/twap_mixed.toml. Checked from the journal: the decisions, their
+splits and the fills."""
 
 from __future__ import annotations
 
@@ -14,32 +15,14 @@ import pytest
 
 from router.engine import Engine
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "twap_mixed.toml"
+
 
 def _run(tmp_path: Path, split: str) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Decimal]]:
     journal = tmp_path / f"{split}.sqlite"
-    engine = Engine.from_toml_text(f"""
-[engine]
-seed = 7
-[routing]
-strategy = "smart"
-max_slippage_bps = 25
-mixed_split = "{split}"
-[routing.cont_kukanov]
-horizon_ms = 2000
-min_samples = 5
-[[parents]]
-id = "t"
-symbol = "BTC-USDT"
-side = "buy"
-quantity = "3"
-algo = "twap"
-submit_at = "+30s"
-[parents.params]
-end = "+4m"
-slices = 8
-urgency = 0.3
-slice_style = "mixed"
-""", journal=journal)
+    text = EXAMPLE.read_text().replace('mixed_split = "cont_kukanov"', f'mixed_split = "{split}"')
+    assert f'mixed_split = "{split}"' in text
+    engine = Engine.from_toml_text(text, journal=journal)
     engine.run()
     [parent] = engine.summary()["parents"]
     engine.close()
