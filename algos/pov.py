@@ -147,7 +147,7 @@ class PovAlgo(ExecutionAlgo):
                 open_takes += c.open_lots
         may_take = not p.passive_only and not open_takes and self._take_rested(now_ns)
         if behind and shortfall > 0 and may_take:
-            if self.open_children("post"):
+            if any(c.request.style in ("post", "mixed") for c in self.open_children()):
                 self._cancel_open(styles=("post", "mixed"))
             if self._send(shortfall, style="take", reason="catchup") is not None:
                 self._last_take_ns = now_ns
@@ -156,7 +156,7 @@ class PovAlgo(ExecutionAlgo):
         # meanwhile (sized net of the take still open)
         open_posts = 0
         cancelling = False   # a post is being cancelled: wait for it before re-posting
-        for c in self._ledger.open.values():   # open_children("post"), in one pass
+        for c in self._ledger.open.values():   # the resting children (posts, mixed), in one pass
             if not c.done and c.request.style in ("post", "mixed"):
                 open_posts += c.open_lots
                 cancelling = cancelling or c.cancel_requested
