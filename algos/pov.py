@@ -141,25 +141,26 @@ class PovAlgo(ExecutionAlgo):
         shortfall = target - filled
         floor = vol * self._min_q[0] // self._min_q[1]
         behind = filled < floor or shortfall > self.catchup_threshold * self.parent_lots
-        open_takes = 0
-        for c in self._ledger.open.values():
-            if not c.done and c.request.style == "take":
+        open_takes = open_posts = 0   # open lots of takes, and of resting children (posts, mixed)
+        resting = cancelling = False   # a resting child is open / is being cancelled
+        for c in self._ledger.open.values():   # one pass
+            if c.done:
+                continue
+            if c.request.style == "take":
                 open_takes += c.open_lots
+            else:
+                resting = True
+                open_posts += c.open_lots
+                cancelling = cancelling or c.cancel_requested
         may_take = not p.passive_only and not open_takes and self._take_rested(now_ns)
         if behind and shortfall > 0 and may_take:
-            if any(c.request.style in ("post", "mixed") for c in self.open_children()):
+            if resting:
                 self._cancel_open(styles=("post", "mixed"))
             if self._send(shortfall, style="take", reason="catchup") is not None:
                 self._last_take_ns = now_ns
             return
         # behind with a take in flight or sent less than retry_ns ago: the posts keep working
         # meanwhile (sized net of the take still open)
-        open_posts = 0
-        cancelling = False   # a post is being cancelled: wait for it before re-posting
-        for c in self._ledger.open.values():   # the resting children (posts, mixed), in one pass
-            if not c.done and c.request.style in ("post", "mixed"):
-                open_posts += c.open_lots
-                cancelling = cancelling or c.cancel_requested
         # posts sized to the shortfall alone fill only after the volume has printed, so the order
         # ran 15-30 % below its target; the lead (target x the last interval's volume) keeps it
         # level, and the ceiling still caps everything committed

@@ -207,6 +207,11 @@ class EmpiricalOutflow:
             raise ValueError("EmpiricalOutflow.samples must be finite and >= 0")
         object.__setattr__(self, "_sorted", tuple(xs))
 
+    @property
+    def sorted_samples(self) -> tuple[float, ...]:
+        """The samples, ascending (as floats)."""
+        return self._sorted
+
     def sample(self, rng: np.random.Generator, n: int) -> FloatArray:
         return rng.choice(np.asarray(self._sorted, dtype=np.float64), size=n, replace=True)
 
@@ -567,8 +572,9 @@ def _venue_sample_sets(problem: PlacementProblem, samples: FloatArray | None, n_
     if samples is not None:
         xi = _check_samples(problem, samples)
         return [sorted(col) for col in xi.T.tolist()]
-    if all(isinstance(v.outflow, EmpiricalOutflow) for v in problem.venues):
-        return [list(v.outflow._sorted) for v in problem.venues]   # type: ignore[attr-defined]
+    empirical = [v.outflow for v in problem.venues if isinstance(v.outflow, EmpiricalOutflow)]
+    if len(empirical) == len(problem.venues):
+        return [list(o.sorted_samples) for o in empirical]
     return [sorted(col) for col in sample_outflows(problem, n_samples, seed).T.tolist()]
 
 
@@ -592,11 +598,14 @@ def no_overbooking_limits(target: float, half_spread: float, taker_fee: float, l
     # each venue alone: the segments of slope below c0, i.e. counts j (samples <= Q + L) below
     # the first j whose slope -e + (lam + e) j / n reaches c0; it posts up to that segment's end
     own: list[float] = []
+    first: list[tuple[float, int]] = []   # per venue: the first segment's slope and count
     for qa, rebate, xs in venues:
         n = len(xs)
         e = h + rebate
         j0 = bisect_right(xs, qa)
-        if j0 >= n or lam + e <= 0 or -e + (lam + e) * j0 / n >= c0:
+        slope0 = -e + (lam + e) * j0 / n
+        first.append((slope0, j0))
+        if j0 >= n or lam + e <= 0 or slope0 >= c0:
             own.append(0.0)   # the first segment is already dearer than the market order
             continue
         jt = min(n, max(j0 + 1, math.ceil((c0 + e) / (lam + e) * n)))
@@ -613,11 +622,7 @@ def no_overbooking_limits(target: float, half_spread: float, taker_fee: float, l
         # the order is too small for every venue's own optimum: give its shares to the cheapest
         # segments across venues (a K-way merge by slope, each venue's slopes increasing)
         limits = [0.0] * len(venues)
-        heap: list[tuple[float, int, int, float]] = []   # (slope, venue, count, segment start)
-        for k, (qa, rebate, xs) in enumerate(venues):
-            j = bisect_right(xs, qa)
-            e = h + rebate
-            heap.append((-e + (lam + e) * j / len(xs), k, j, 0.0))
+        heap = [(slope0, k, j0, 0.0) for k, (slope0, j0) in enumerate(first)]   # (slope, venue, count, start)
         heapq.heapify(heap)
         remaining = s
         while heap and remaining > 0:
