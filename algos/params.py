@@ -162,15 +162,16 @@ def rate_ratio(rate: float) -> tuple[int, int]:
 
 def _fraction(value: Any, *, key: str, low_open: bool = True) -> float:
     """A ratio in (0, 1] (or [0, 1] with ``low_open=False``); these are model inputs, not prices."""
+    allowed = "(0, 1]" if low_open else "[0, 1]"
     if isinstance(value, bool):
-        raise ConfigError(f"{value!r} is not a number", key=key, allowed="(0, 1]")
+        raise ConfigError(f"{value!r} is not a number", key=key, allowed=allowed)
     try:
         f = float(Decimal(str(value)))
     except (InvalidOperation, ValueError):
-        raise ConfigError(f"{value!r} is not a number", key=key, allowed="(0, 1]") from None
+        raise ConfigError(f"{value!r} is not a number", key=key, allowed=allowed) from None
     lo_ok = f > 0 if low_open else f >= 0
     if not (lo_ok and f <= 1):
-        raise ConfigError(f"{value} is out of range", key=key, allowed="(0, 1]" if low_open else "[0, 1]")
+        raise ConfigError(f"{value} is out of range", key=key, allowed=allowed)
     return f
 
 

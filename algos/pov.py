@@ -153,7 +153,10 @@ class PovAlgo(ExecutionAlgo):
                 open_posts += c.open_lots
                 cancelling = cancelling or c.cancel_requested
         may_take = not p.passive_only and not open_takes and self._take_rested(now_ns)
-        if behind and shortfall > 0 and may_take:
+        # a catch-up below the minimum child (unless it is the remainder) cannot be sent: keep the
+        # posts rather than cancel them for nothing (the order would leave the book)
+        sendable = shortfall >= p.min_child_lots or shortfall >= self.parent_lots - filled
+        if behind and shortfall > 0 and may_take and sendable:
             if resting:
                 self._cancel_open(styles=("post", "mixed"))
             if self._send(shortfall, style="take", reason="catchup") is not None:

@@ -301,5 +301,9 @@ class ShortfallAlgo(ScheduleAlgo):
         x = trajectory(float(left), horizon, n_left, self.model.kappa)
         weights = [max(0.0, x[j] - x[j + 1]) for j in range(n_left)]
         tail = split_exact(left, weights)
-        self.cum_targets = [min(c, filled) for c in self.cum_targets[:k]] + [filled + t for t in tail]
+        # the re-plan starts from what is filled: slice k's target is measured from there (ahead of
+        # the old plan, e.g. after a would-price take, the old target of slice k - 1 made slice k
+        # look larger than its re-planned share, and urgency took more than its share of it)
+        self.cum_targets = ([min(c, filled) for c in self.cum_targets[:k - 1]] + [filled]
+                            + [filled + t for t in tail])
         self._validate_plan()

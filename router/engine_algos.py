@@ -20,6 +20,7 @@ Keys common to every algo (see :class:`algos.params.CommonParams`): ``start``, `
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -47,8 +48,10 @@ def _num(v: Any, key: str, *, lo: float | None = None, hi: float | None = None, 
         raise ConfigError(f"{v!r} is not a number", key=key)
     try:
         f = float(Decimal(str(v)))
-    except ArithmeticError:
+    except (ArithmeticError, ValueError):   # ValueError: a signaling NaN has no float
         raise ConfigError(f"{v!r} is not a number", key=key) from None
+    if not math.isfinite(f):   # NaN passes every range comparison; inf is no model input
+        raise ConfigError(f"{v!r} is not a finite number", key=key)
     if (lo is not None and (f < lo or (lo_open and f == lo))) or (hi is not None and f > hi):
         rng = f"{'>' if lo_open else '>='} {lo}" if hi is None else f"[{lo}, {hi}]"
         raise ConfigError(f"{v} is out of range", key=key, allowed=rng)

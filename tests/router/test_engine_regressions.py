@@ -114,3 +114,19 @@ def test_submit_at_after_the_end_of_the_data_is_a_config_error() -> None:
     text = _TWO_PARENTS.replace('submit_at = "+60s"', 'submit_at = "+20m"')
     with pytest.raises(ConfigError, match=r"parent 'B': submit_at '\+20m' is .* after the data ends"):
         Engine.from_toml_text(text)
+
+
+def test_non_finite_algo_numbers_are_config_errors() -> None:
+    """NaN passes every range comparison and a signaling NaN has no float: both (and inf) are
+    refused as config errors naming the parameter, not accepted or raised as ValueError."""
+    import pytest
+
+    from marketdata.errors import ConfigError
+
+    base = ('[[parents]]\nid = "P"\nsymbol = "BTC-USDT"\nside = "buy"\nquantity = "1"\nalgo = "{algo}"\n'
+            '[parents.params]\nend = "+2m"\n{key} = "{value}"\n')
+    for algo, key in (("is", "risk_aversion"), ("twap", "catchup_tolerance"), ("is", "eta")):
+        for value in ("nan", "sNaN", "inf"):
+            with pytest.raises(ConfigError, match=rf"parents\[0\]\.params\.{key}.*not a (finite )?number"):
+                extra = "risk_aversion = 0.000001\n" if algo == "is" and key != "risk_aversion" else ""
+                Engine.from_toml_text(base.format(algo=algo, key=key, value=value) + extra)
