@@ -290,7 +290,7 @@ class ScheduleAlgo(ExecutionAlgo):
         due = self.cum_targets[k]
         behind_ref = self.cum_targets[k - 1] if k > 0 else 0
         lag = behind_ref - self.filled_lots
-        if lag > self.catchup_tolerance * self.parent_lots and not self.params.passive_only:
+        if lag > self.catchup_tolerance * self.parent_lots and self._catchup_can_go(lag, now_ns):
             if self._resting():
                 # take once the cancels land (child done -> reconcile): the posts still hold the
                 # quantity and the venue still holds their funds, so a take sent now is cut short
@@ -305,6 +305,18 @@ class ScheduleAlgo(ExecutionAlgo):
             urgent = min((due - behind_ref) * num // den, due - self.filled_lots - self.open_lots())
             self._take(urgent, now_ns, "urgency")
         self._post_upto(due, reason="slice")
+
+    def _catchup_can_go(self, lag: int, now_ns: int) -> bool:
+        """Whether a catch-up take of ``lag`` lots could leave now, once the posts are cancelled:
+        takes allowed (not passive-only, ``retry_ns`` passed, no take open), room under the
+        participation cap, and not below the minimum child unless it is the whole remainder.
+        Otherwise the posts keep working: cancelling them for a take that cannot go only re-posts
+        them, and the order loses its place in the queues each time."""
+        if self.params.passive_only or not self._take_allowed(now_ns):
+            return False
+        room = self.participation_room()
+        lots = lag if room is None else min(lag, room)
+        return lots > 0 and (lots >= self.params.min_child_lots or lots >= self.parent_lots - self.filled_lots)
 
     def _resting(self) -> list[ChildRecord]:
         """The open children that rest in a book: posts and mixed slices."""

@@ -76,3 +76,33 @@ def test_urgency_type_errors_name_the_range_that_is_allowed(value: object) -> No
     with pytest.raises(ConfigError, match=r"urgency.*allowed: \[0, 1\]"):
         CommonParams.from_mapping({"end": "+1m", "urgency": value}, now_ns=T0, side=Side.BUY,
                                   tick_size=Decimal("0.01"), lot_size=Decimal("0.001"))
+
+
+def test_schedule_catchup_below_the_minimum_child_keeps_the_posts() -> None:
+    """TWAP behind its schedule by more than the tolerance but by less than min_child_size: the
+    catch-up take cannot be sent, so the resting post must stay. It used to be cancelled at the
+    slice start (losing its queue place) and re-posted at once, nothing taken."""
+    from algos.twap import TwapAlgo
+
+    ctx = FakeContext(SimClock(T0), parent_lots=1000)
+    cancels: list[int] = []
+    cancel = ctx.cancel_child
+
+    def record(child_id: str) -> None:
+        cancels.append(ctx.clock.now_ns())
+        cancel(child_id)
+
+    ctx.cancel_child = record  # type: ignore[method-assign]
+    algo = TwapAlgo(CommonParams(T0, T0 + 100 * S, min_child_lots=120, seed=1), slices=10, size_jitter=0.0,
+                    time_jitter=0.0, catchup_tolerance=0.05, sweep_lead_ns=5 * S)
+    ctx.start(algo)
+    ctx.run_to(T0 + 12 * S)
+    first = list(ctx.children.values())
+    assert [(c.request.style, c.request.lots) for c in first] == [("post", 200)]
+    ctx.trade(ctx.bid, 120, aggressor=Side.SELL)   # type: ignore[arg-type]  # fills 120 of the post
+    ctx.run_to(T0 + 25 * S)   # slice 2 (19 s): due 300, filled 120, behind 80: above 50, below 120
+    assert algo.filled_lots == 120 and not cancels, cancels
+    assert [c.open_lots for c in algo.open_children("post")] == [80]
+    ctx.run_to(T0 + 30 * S)   # slice 3 (28.5 s): behind 180, the catch-up goes
+    assert [c.request.lots for c in ctx.children.values() if c.request.reason == "catchup"] == [180]
+    assert not ctx.violations
