@@ -190,8 +190,9 @@ class LognormalOutflow:
 class EmpiricalOutflow:
     """Observed outflows (e.g. the queue depletion seen over past horizons), resampled with
     replacement; ``cdf``/``ppf`` are the empirical ones. Validation, ``cdf`` and ``ppf`` are plain
-    Python (the router builds one per mixed decision from a few hundred samples, where numpy's
-    per-call overhead dominates); ``sample`` uses numpy."""
+    Python (meant for a few hundred samples, where numpy's per-call overhead dominates; the
+    router itself passes its sorted samples to :func:`no_overbooking_limits`); ``sample`` uses
+    numpy."""
 
     samples: tuple[float, ...]
     _sorted: tuple[float, ...] = field(init=False, repr=False, compare=False)
@@ -203,7 +204,8 @@ class EmpiricalOutflow:
             raise ValueError("EmpiricalOutflow.samples must be a non-empty sequence of numbers") from None
         if not xs:
             raise ValueError("EmpiricalOutflow.samples must be a non-empty sequence of numbers")
-        if xs[0] < 0 or not math.isfinite(xs[-1]) or xs[0] != xs[0]:
+        # every sample is checked: a NaN does not sort, so it can sit anywhere in ``xs``
+        if not all(0.0 <= x < math.inf for x in xs):
             raise ValueError("EmpiricalOutflow.samples must be finite and >= 0")
         object.__setattr__(self, "_sorted", tuple(xs))
 
@@ -226,10 +228,20 @@ class EmpiricalOutflow:
 
 def empirical_ppf(xs: Sequence[float], q: float) -> float:
     """The left-continuous quantile ``F^{-1}(q)`` of the samples ``xs`` (sorted ascending,
-    non-empty), ``q`` in ``[0, 1]``: 0 at ``q = 0``."""
+    non-empty), ``q`` in ``[0, 1]``: 0 at ``q = 0``, else the smallest sample ``x`` with
+    ``F(x) = (samples <= x) / n >= q`` (``F`` as :meth:`EmpiricalOutflow.cdf` computes it, so
+    ``F^{-1}(F(x)) = x`` for every sample ``x``)."""
     if q <= 0.0:
         return 0.0
-    return xs[max(0, math.ceil(q * len(xs)) - 1)]
+    n = len(xs)
+    # ceil(q n) can overshoot by one when q n rounds up past a whole number (0.28 x 25 =
+    # 7.000000000000001): step to the first count j with j / n >= q, as F compares it
+    j = min(n, max(1, math.ceil(q * n)))
+    while j > 1 and (j - 1) / n >= q:
+        j -= 1
+    while j < n and j / n < q:
+        j += 1
+    return xs[j - 1]
 
 
 # ---------------------------------------------------------------------- problem and result
@@ -661,8 +673,10 @@ def no_overbooking_split(problem: PlacementProblem, *, samples: FloatArray | Non
     that is each venue's single-venue quantile ``F_k(Q_k + L_k) = c_k``,
     :func:`single_venue_threshold`), and while the order lasts: a K-way merge of the venues'
     segments by slope, O((number of segments used) log K). The result is exact for the sample
-    distributions (no Monte Carlo error beyond the samples themselves); with ``K = 1`` it is
-    :func:`single_venue_closed_form` on the empirical distribution.
+    distributions (no Monte Carlo error beyond the samples themselves); with ``K = 1`` and
+    ``lambda_u > h + f`` it is :func:`single_venue_closed_form` on the empirical distribution
+    (when ``lambda_u <= h + f`` the two differ in limit shares that can never fill, at the same
+    cost).
 
     Samples: the columns of ``samples`` (``N x K``), else each :class:`EmpiricalOutflow`'s own
     samples (each venue may have its own number), else ``n_samples`` draws from ``seed``.

@@ -1284,7 +1284,7 @@ class Router:
         router's posts never add up to more than the order), in bps of the reference price:
         half-spread ``h`` of the consolidated book, taker fee ``f`` of the best-priced venue,
         per venue the rebate ``r_k`` = minus its maker fee, queue ahead ``Q_k`` = its displayed
-        size at our price and the outflow distribution = the empirical one of its best queue over
+        size at our price and better and the outflow distribution = the empirical one of its best queue over
         the last windows of ``horizon_ms`` (:class:`QueueOutflow`; a venue whose best price is
         behind the others' shows it there, in fewer fills); ``lambda_u = miss_cost_bps + h + f``,
         ``lambda_o = overfill_cost_bps + h``. A venue with fewer than ``min_samples``
@@ -1331,7 +1331,12 @@ class Router:
                                    "(raise cont_kukanov.overfill_cost_bps)")
                 continue
             samples.sort()
-            inputs.append((e.passive[2] * e.st.lot_factor, r, samples))
+            # Q_k: everything resting at our price and better (more than passive.queue_ahead when a
+            # limit keeps the post behind the venue's best quote: the outflow counts from the best)
+            book = e.st.book
+            assert book is not None
+            ahead = book.lots_available(Side.SELL if side is Side.BUY else Side.BUY, e.passive[0])
+            inputs.append((ahead * e.st.lot_factor, r, samples))
             used.append(e)
         if not inputs:
             return fallback("; ".join(skipped.values()))

@@ -6,6 +6,7 @@ determinism and rounding to lots."""
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from router.cont_kukanov import (
     Split,
     VenueParams,
     cost_samples,
+    empirical_ppf,
     expected_cost,
     filled_quantity,
     no_overbooking_split,
@@ -429,3 +431,37 @@ def test_no_overbooking_split_samples_parametric_models_deterministically() -> N
     xi = sample_outflows(p, 20_000, 4)
     assert no_overbooking_split(p, samples=xi).limits == pytest.approx(one.limits)
     assert expected_cost(p, one.market_qty, list(one.limits), xi) == pytest.approx(one.expected_cost)
+
+
+# --------------------------------------------------------------------------- review: edge inputs
+@pytest.mark.parametrize("samples", [(3.0, math.nan, 1.0), (math.nan, 2.0), (1.0, math.nan), (0.0, math.inf),
+                                     (-1.0, 2.0)])
+def test_empirical_outflow_rejects_a_nan_or_infinite_or_negative_sample_anywhere(
+        samples: tuple[float, ...]) -> None:
+    # a NaN does not sort: (3, nan, 1) stays unsorted with finite ends, which the check used to pass
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        EmpiricalOutflow(samples)
+
+
+@settings(max_examples=200, deadline=None)
+@given(xs=st.lists(st.integers(0, 60), min_size=1, max_size=80))
+def test_empirical_ppf_is_the_left_continuous_inverse_of_the_cdf(xs: list[int]) -> None:
+    """``ppf(cdf(x)) = x`` for every sample, and ``ppf(q)`` is the least sample with ``cdf >= q``
+    (``ceil(q n)`` overshot when ``q n`` rounded up past a whole number: 7/25 * 25 = 7.000000000000001)."""
+    emp = EmpiricalOutflow(tuple(float(x) for x in xs))
+    for x in emp.sorted_samples:
+        assert emp.ppf(emp.cdf(x)) == x
+    for j in range(1, len(xs) + 1):
+        q = j / len(xs)
+        assert emp.ppf(q) == min(x for x in emp.sorted_samples if emp.cdf(x) >= q)
+
+
+def test_empirical_ppf_at_a_level_whose_product_rounds_up() -> None:
+    xs = [float(x) for x in range(1, 26)]
+    assert 0.28 * 25 > 7 and EmpiricalOutflow(tuple(xs)).cdf(7.0) == 0.28
+    assert empirical_ppf(xs, 0.28) == 7.0
+    assert empirical_ppf(xs, 0.2800001) == 8.0 and empirical_ppf(xs, 1.0) == 25.0 and empirical_ppf(xs, 0.0) == 0.0
+    # every level j / n of every n up to 120 (1 in 8 of them used to give the next sample)
+    for n in range(1, 121):
+        ys = [float(x) for x in range(n)]
+        assert [empirical_ppf(ys, j / n) for j in range(1, n + 1)] == ys, n

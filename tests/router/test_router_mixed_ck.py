@@ -376,3 +376,23 @@ def test_the_example_config_routes_a_mixed_order_from_the_cli(ds: Dataset, capsy
     styles = {a["style"] for a in out["allocations"]}
     assert styles == {"take", "post"}, out["allocations"]
     assert out["explanation"].startswith("mixed: cont_kukanov on ")
+
+
+# ---------------------------------------------------------------------- review: a limit behind the best
+def test_a_limit_behind_the_best_counts_the_better_levels_in_the_queue_ahead() -> None:
+    """A buy limited to 99.98 rests behind the 40 lots bid at 100.00: those are ahead of it, and
+    the outflow (counted from the best) must clear them first. The split used to see only the
+    size at 99.98 (none), so 0 ahead, and set a post target of F^-1(c) = 9 lots."""
+    r = _router(_config(), queue=40)
+    d = r.route(RouteRequest("BTC-USDT", Side.BUY, D("0.010"), D("99.98"), "mixed", 0.5))
+    sp = d.split
+    assert sp is not None and sp["method"] == "cont_kukanov"
+    v = sp["venues"]["solo"]
+    assert v["queue_ahead"] == D("0.040") and v["post"] == 0 and sp["post"] == 0
+    assert v["fill_probability"] == 0.0
+    # the take cannot fill below the ask: the order is posted at the limit, whole, and said so
+    posts = [a for a in d.allocations if a.style == "post"]
+    assert [(a.lots, a.price) for a in posts] == [(10, D("99.98"))] and d.residual_lots == 0
+    # at the best quote nothing changes: the size there is all that is ahead
+    at_best = r.route(RouteRequest("BTC-USDT", Side.BUY, D("0.010"), D("100.00"), "mixed", 0.5)).split
+    assert at_best is not None and at_best["venues"]["solo"]["queue_ahead"] == D("0.040")
