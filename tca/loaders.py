@@ -218,6 +218,10 @@ def load_journal(path: str | Path) -> list[Execution]:
         fills[parent.parent_id].append(f)
         if child is not None:
             child.filled += qty
+            if str(payload.get("event_kind") or "").lower() == "filled" and child.final_status is None:
+                # the order manager journals the fill that completes an order as a ``fill`` row
+                # (event_kind filled), never as an order_event: it is the child's final status
+                child.final_status = "filled"
             child.first_fill_ts_ns = fill_ts if child.first_fill_ts_ns is None else min(
                 child.first_fill_ts_ns, fill_ts)
             child.last_fill_ts_ns = fill_ts if child.last_fill_ts_ns is None else max(
