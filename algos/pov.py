@@ -8,9 +8,10 @@ our filled lots:
 * target ``target_rate * V``; floor ``min_rate * V``; ceiling ``max_rate * V``;
 * ahead (``F > max_rate * V``): cancel the posts and send nothing (paused) until volume catches up;
 * behind (``F < min_rate * V`` or target minus ``F`` above ``catchup_threshold`` of the parent):
-  cancel posts and take the shortfall (within the limit), one take at a time; after a take that
-  did not fill completely the next waits ``retry_ns`` (the posts keep working meanwhile), after
-  one that filled it need not (a burst right after it is caught up at once);
+  cancel posts and, once the cancels have landed, take the shortfall (within the limit), one
+  take at a time; after a take that did not fill completely the next waits ``retry_ns`` (the
+  posts keep working meanwhile), after one that filled it need not (a burst right after it is
+  caught up at once); no take (catch-up or urgency) while the far touch is beyond the limit;
 * otherwise post the shortfall at the near touch, at least ``min_child_lots`` (so that the
   order is present in the book before volume arrives), never committing more than the ceiling
   plus that one child; with ``urgency`` u > 0, u x the shortfall is taken at once instead (when
@@ -55,8 +56,9 @@ class PovAlgo(ExecutionAlgo):
                               key="target_rate", allowed="min_rate <= target_rate <= max_rate")
         if not 0 <= catchup_threshold <= 1:
             raise ConfigError(f"{catchup_threshold}", key="catchup_threshold", allowed="[0, 1]")
-        if check_ns <= 0 or retry_ns <= 0:
-            raise ConfigError("intervals must be positive", key="check_interval", allowed="> 0")
+        for key, ns in (("check_interval", check_ns), ("retry", retry_ns)):
+            if ns <= 0:
+                raise ConfigError(f"{ns} ns", key=key, allowed="> 0")
         self.target_rate, self.min_rate, self.max_rate = target_rate, lo, hi
         # exact ratios: ``vol * num // den`` is the exact floor of rate x volume
         self._target_q, self._min_q, self._max_q = rate_ratio(target_rate), rate_ratio(lo), rate_ratio(hi)
@@ -67,6 +69,7 @@ class PovAlgo(ExecutionAlgo):
         self._market_lots = 0
         self._last_take_ns: int | None = None
         self._last_take_filled = False
+        self._retry_at: int | None = None
         self.paused_ahead = False
         # volume at the last lead update (time, V) and the lead: target x the volume expected over
         # the next check interval, posted on top of the shortfall (see _reconcile)
@@ -152,13 +155,31 @@ class PovAlgo(ExecutionAlgo):
                 resting = True
                 open_posts += c.open_lots
                 cancelling = cancelling or c.cancel_requested
-        may_take = not p.passive_only and not open_takes and self._take_rested(now_ns)
+        rested = self._take_rested(now_ns)
+        # no take while the far touch is beyond the limit (or absent): it cannot fill, and a
+        # catch-up for it cancelled the posts, resting at the limit, every retry_ns
+        may_take = not p.passive_only and not open_takes and rested and self.limit_allows_take()
         # a catch-up below the minimum child (unless it is the remainder) cannot be sent: keep the
         # posts rather than cancel them for nothing (the order would leave the book)
         sendable = shortfall >= p.min_child_lots or shortfall >= self.parent_lots - filled
+        if (behind and shortfall > 0 and sendable and not rested and not open_takes and not p.passive_only
+                and self.limit_allows_take()):
+            # the catch-up waits out retry_ns: re-plan when it has passed (one alert), not at the
+            # first check after it (the take leaves once the posts' cancels land, so counted from
+            # its send, retry_ns ran out just after a check and the catch-up lost a whole interval)
+            assert self._last_take_ns is not None
+            due = self._last_take_ns + self.retry_ns
+            if self._retry_at != due:
+                self._retry_at = due
+                self._at(due)
         if behind and shortfall > 0 and may_take and sendable:
             if resting:
+                # take once the cancels land (child done -> reconcile), sized then: until they
+                # land the posts can still fill (a take sent now on top of them overshot the
+                # target and the ceiling) and the venue still holds their funds (the take is cut
+                # short when the balance is the limit), as in the schedules
                 self._cancel_open(styles=("post", "mixed"))
+                return
             if self._send(shortfall, style="take", reason="catchup") is not None:
                 self._last_take_ns = now_ns
             return

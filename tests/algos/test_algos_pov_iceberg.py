@@ -90,10 +90,10 @@ def test_pov_catches_a_burst_at_once_after_a_take_that_filled() -> None:
     ctx.run_to(T0 + S)
     ctx.trade(ctx.ask, 5000, aggressor=Side.BUY)   # type: ignore[arg-type]
     ctx.run_to(T0 + S + 200_000_000)
-    assert _takes(ctx) == [1000] and algo.filled_lots == 500
+    assert _takes(ctx) == [1001] and algo.filled_lots == 500   # the take once the post's cancel landed
     ctx.trade(ctx.ask, 20_000, aggressor=Side.BUY)   # type: ignore[arg-type]
     ctx.run_to(T0 + S + 210_000_000)
-    assert _takes(ctx) == [1000, 1200], _takes(ctx)
+    assert _takes(ctx) == [1001, 1201], _takes(ctx)
     assert algo.filled_lots == 2_500 and not ctx.violations
 
 
@@ -107,7 +107,7 @@ def test_pov_waits_retry_after_a_take_that_did_not_fill_and_keeps_posting() -> N
     ctx.run_to(T0 + S + 200_000_000)
     ctx.trade(ctx.ask, 20_000, aggressor=Side.BUY)   # type: ignore[arg-type]
     ctx.run_to(T0 + S + 300_000_000)
-    assert _takes(ctx) == [1000], _takes(ctx)   # no second take before 2 s
+    assert _takes(ctx) == [1001], _takes(ctx)   # no second take before 2 s
     posts = algo.open_children("post")
     assert posts and sum(c.open_lots for c in posts) >= 2_500 - algo.filled_lots
     ctx.run_to(T0 + 2 * S + 10_000_000)
