@@ -158,12 +158,12 @@ class PovAlgo(ExecutionAlgo):
         rested = self._take_rested(now_ns)
         # no take while the far touch is beyond the limit (or absent): it cannot fill, and a
         # catch-up for it cancelled the posts, resting at the limit, every retry_ns
-        may_take = not p.passive_only and not open_takes and rested and self.limit_allows_take()
+        takeable = not p.passive_only and not open_takes and self.limit_allows_take()
+        may_take = takeable and rested
         # a catch-up below the minimum child (unless it is the remainder) cannot be sent: keep the
         # posts rather than cancel them for nothing (the order would leave the book)
         sendable = shortfall >= p.min_child_lots or shortfall >= self.parent_lots - filled
-        if (behind and shortfall > 0 and sendable and not rested and not open_takes and not p.passive_only
-                and self.limit_allows_take()):
+        if behind and shortfall > 0 and sendable and takeable and not rested:
             # the catch-up waits out retry_ns: re-plan when it has passed (one alert), not at the
             # first check after it (the take leaves once the posts' cancels land, so counted from
             # its send, retry_ns ran out just after a check and the catch-up lost a whole interval)
