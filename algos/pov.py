@@ -12,6 +12,8 @@ our filled lots:
   take at a time; after a take that did not fill completely the next waits ``retry_ns`` (the
   posts keep working meanwhile), after one that filled it need not (a burst right after it is
   caught up at once); no take (catch-up or urgency) while the far touch is beyond the limit;
+* at each check, posts left behind by the near touch (buy: below the best bid) are re-priced:
+  cancelled, and re-posted at the touch once the cancels land;
 * otherwise post the shortfall at the near touch, at least ``min_child_lots`` (so that the
   order is present in the book before volume arrives), never committing more than the ceiling
   plus that one child; with ``urgency`` u > 0, u x the shortfall is taken at once instead (when
@@ -105,6 +107,34 @@ class PovAlgo(ExecutionAlgo):
 
     def _on_book(self) -> None:
         self._check_would()
+
+    def _on_time(self, ts_ns: int) -> None:
+        # at a check (and the retry/end alerts): posts the near touch has moved away from are
+        # re-priced before the re-plan (cancelled here, re-posted at the touch once the cancels
+        # land), so a post left behind a rising bid does not sit out of the market until the
+        # order falls behind and the catch-up takes
+        self._reprice_posts()
+        self._reconcile(ts_ns)
+
+    def _reprice_posts(self) -> None:
+        """Cancel open posts strictly behind the passive price (buy: below the near touch,
+        clamped to the limit). A post at the touch, or ahead of it (buy: above the best bid: it
+        is the best bid), keeps its queue place; a post at the limit while the touch is beyond it
+        stays too (the passive price is the limit)."""
+        if self.paused_ahead:
+            return
+        target = self.passive_price()
+        if target is None:
+            return
+        behind = [c for c in self._ledger.open.values()
+                  if c.request.style == "post" and not c.done and not c.cancel_requested
+                  and c.request.limit_ticks is not None and c.request.limit_ticks != target
+                  and self.better_or_equal(c.request.limit_ticks, target)]
+        if behind:
+            self.ctx.log_event("pov_reprice", algo=self.name, children=[c.child_id for c in behind],
+                               from_ticks=[c.request.limit_ticks for c in behind], to_ticks=target)
+            for c in behind:
+                self._cancel(c.child_id)
 
     def _on_child_done(self, rec: ChildRecord) -> None:
         if rec.request.style == "take":

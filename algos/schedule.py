@@ -118,6 +118,8 @@ class ScheduleAlgo(ExecutionAlgo):
         lead = sweep_lead_ns if sweep_lead_ns is not None else params.duration_ns // 20
         if not 0 <= lead < params.duration_ns:
             raise ConfigError(f"{lead} ns", key="sweep_lead", allowed="[0, end - start)")
+        if retry_ns is not None and retry_ns <= 0:
+            raise ConfigError(f"{retry_ns} ns", key="retry", allowed="> 0")
         if final_sweep not in (True, False, "capped"):
             raise ConfigError(f"{final_sweep!r}", key="final_sweep", allowed='true, false, "capped"')
         self.catchup_tolerance = catchup_tolerance

@@ -11,14 +11,10 @@ Run: python bench/compare_slice_styles.py (about 2 minutes).
 
 from __future__ import annotations
 
-import json
 import random
 import statistics
-import tempfile
-from pathlib import Path
 
-import tca
-from router.engine import Engine
+from scenario import run_parent
 
 VARIANTS = {"post u0": ("urgency", "post", 0.0), "post u0.3": ("urgency", "post", 0.3),
             "mixed urgency 0.3": ("urgency", "mixed", 0.3), "mixed cont_kukanov": ("cont_kukanov", "mixed", 0.3)}
@@ -50,14 +46,8 @@ slice_style = "{style}"
 
 def run_one(text: str) -> dict[str, float]:
     """One run's TCA figures: fill rate, VWAP slippage and implementation shortfall (bps)."""
-    with tempfile.TemporaryDirectory() as d:
-        journal = Path(d) / "j.sqlite"
-        engine = Engine.from_toml_text(text, journal=journal)
-        engine.run()
-        engine.close()
-        out = tca.run_report(journal, Path(d) / "tca")
-        p = json.loads(Path(out["json"]).read_text())["parents"][0]
-        return {"fill": float(p["fill_rate"]), "vwap": float(p["vwap_slippage_bps"]), "is": float(p["is_bps"])}
+    p, _ = run_parent(text)
+    return {"fill": float(p["fill_rate"]), "vwap": float(p["vwap_slippage_bps"]), "is": float(p["is_bps"])}
 
 
 def main() -> None:

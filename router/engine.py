@@ -52,6 +52,7 @@ from typing import Any
 
 from algos.base import AlgoStatus, ChildRequest, ExecutionAlgo
 from algos.params import parse_time
+from algos.specs import IS, POV, TWAP, VWAP, Iceberg
 from marketdata.book import L2Book
 from marketdata.clock import AlertCallback, AlertHandle, Clock, LiveClock, SimClock
 from marketdata.consolidated import ConsolidatedBook
@@ -75,7 +76,6 @@ from marketdata.model import (
 )
 from marketdata.replay import Dataset, default_dataset, open_dataset
 from marketdata.units import CommonGrid
-from router.engine_algos import IS, POV, TWAP, VWAP, Iceberg
 from router.engine_config import (
     LIVE_ADAPTERS,
     EngineConfig,

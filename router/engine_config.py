@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from algos.params import parse_duration_ns, parse_time
+from algos.specs import AlgoSpec, algo_spec
 from marketdata.errors import ConfigError
 from marketdata.model import Instrument, InstrumentKind, Side
 from router.config import SorexConfig, Table, parse_config
-from router.engine_algos import AlgoSpec, algo_spec
 from router.risk import RiskLimits
 from venues.binance.config import BinanceSpotConfig
 

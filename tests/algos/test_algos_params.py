@@ -115,7 +115,7 @@ def test_build_algo_from_toml_like_tables() -> None:
     assert isinstance(ice, IcebergAlgo) and (ice.display_min_lots, ice.display_max_lots) == (1000, 2000)
     ist = build_algo("shortfall", {"end": "+1h", "risk_aversion": 1e-6, "sigma": 0.95, "periods": 5}, **kw)
     assert isinstance(ist, ShortfallAlgo) and ist.periods == 5
-    with pytest.raises(ConfigError, match=r"key 'algo'.*allowed: iceberg, pov, shortfall, twap, vwap"):
+    with pytest.raises(ConfigError, match=r"key 'algo'.*allowed: iceberg, is, pov, shortfall, twap, vwap"):
         build_algo("vwapp", {"end": "+1h"}, **kw)
     with pytest.raises(ConfigError, match="key 'target_rate'"):
         build_algo("pov", {"end": "+1h", "target_rate": 1.2}, **kw)
@@ -125,3 +125,29 @@ def test_build_algo_from_toml_like_tables() -> None:
         build_algo("twap", {"end": "+1h", "slices": 0}, file="run.toml", **kw)
     with pytest.raises(ConfigError, match="key 'target_rate'"):
         build_algo("twap", {"end": "+1h", "target_rate": 0.1}, **kw)  # a POV key on TWAP
+
+
+def test_build_algo_retry_and_intervals_from_toml() -> None:
+    """``retry`` reaches every algo; a zero interval is refused naming its key, never defaulted."""
+    from algos.factory import build_algo
+    from algos.pov import PovAlgo as Pov
+    from algos.schedule import ScheduleAlgo
+    kw = {"now_ns": NOW, "side": Side.SELL, "tick_size": TICK, "lot_size": LOT}
+    pov = build_algo("pov", {"end": "+1h", "target_rate": 0.1, "retry": "250ms", "check_interval": "2s"}, **kw)
+    assert isinstance(pov, Pov) and (pov.retry_ns, pov.check_ns) == (250_000_000, 2 * S)
+    default = build_algo("pov", {"end": "+1h", "target_rate": 0.1}, **kw)
+    assert isinstance(default, Pov) and (default.retry_ns, default.check_ns) == (S, S)
+    for name, extra in (("twap", {}), ("vwap", {}), ("shortfall", {"risk_aversion": 1e-6})):
+        algo = build_algo(name, {"end": "+1h", "retry": "3s", **extra}, **kw)
+        assert isinstance(algo, ScheduleAlgo) and algo._retry_ns == 3 * S
+    ice = build_algo("iceberg", {"end": "+1h", "limit_price": "61000", "display_min": "0.01", "retry": "5s",
+                                 "max_failures": 2}, **kw)
+    assert isinstance(ice, IcebergAlgo) and (ice.retry_ns, ice.max_failures) == (5 * S, 2)
+    for name, extra in (("pov", {"target_rate": 0.1}), ("twap", {}), ("iceberg", {"limit_price": "61000",
+                                                                                 "display_min": "0.01"})):
+        for key in ("retry", "check_interval") if name == "pov" else ("retry",):
+            with pytest.raises(ConfigError, match=f"key '{key}'"):
+                build_algo(name, {"end": "+1h", key: "0s", **extra}, **kw)
+    with pytest.raises(ConfigError, match="key 'max_failures'"):
+        build_algo("iceberg", {"end": "+1h", "limit_price": "61000", "display_min": "0.01", "max_failures": 0},
+                   **kw)

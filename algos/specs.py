@@ -21,7 +21,7 @@ Keys common to every algo (see :class:`algos.params.CommonParams`): ``start``, `
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
@@ -319,7 +319,7 @@ class IS(AlgoSpec):
         return ShortfallAlgo(cp, **kw)
 
 
-ALGOS: dict[str, Callable[..., AlgoSpec]] = {
+ALGOS: dict[str, type[AlgoSpec]] = {
     "twap": TWAP, "vwap": VWAP, "pov": POV, "iceberg": Iceberg, "is": IS, "shortfall": IS,
 }
 
