@@ -83,9 +83,9 @@ from venues.binance.parsers import (
     parse_side,
     unwrap_user_event,
 )
-from venues.binance.ws import ReconnectingWebSocket
 from venues.ratelimit import RateLimiter
 from venues.signing import redact
+from venues.ws import ReconnectingWebSocket
 
 __all__ = ["BinanceSpotVenue"]
 

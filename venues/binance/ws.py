@@ -1,6 +1,7 @@
 """Binance spot WebSocket clients on the venue's ``aiohttp`` session: the user-data stream
-(listen key) and the market-data combined stream. Both reconnect with capped exponential backoff;
-each runs as one task owned by its client and stopped by :meth:`close`.
+(listen key, a :class:`venues.ws.ReconnectingWebSocket` the adapter owns) and the market-data
+combined stream. Both reconnect with capped exponential backoff (:mod:`venues.ws`); each runs as
+one task owned by its client and stopped by :meth:`close`.
 
 Messages are handed to a synchronous callback on the loop as they arrive (the decision core is
 synchronous); there is no queue in between, so nothing can overflow. A message that cannot be
@@ -8,145 +9,21 @@ parsed is logged with its raw text by the callback's owner and dropped."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from decimal import Decimal
 
 import aiohttp
 
 from marketdata.clock import Clock
-from marketdata.errors import VenueError
 from marketdata.model import Instrument, MarketEvent
 from venues.binance.parsers import parse_book_ticker, parse_depth_diff, parse_trade
+from venues.ws import ReconnectingWebSocket
 
 __all__ = ["BinanceMarketDataStream", "ReconnectingWebSocket"]
 
 log = logging.getLogger(__name__)
-
-MessageCallback = Callable[[str], None]
-UrlFactory = Callable[[], Awaitable[str]]
-Hook = Callable[[], Awaitable[object]]
-
-
-class ReconnectingWebSocket:
-    """One WebSocket kept open: ``url_factory`` gives the URL for each (re)connection (a fresh listen
-    key for the user stream), ``on_message`` gets every text frame, ``on_connect`` runs after each
-    successful (re)connection (the adapter reconciles its open orders there), ``on_disconnect``
-    when an established connection ends other than by :meth:`close` (messages are being lost from
-    then on); ``scrub`` cleans error texts before they are logged (they may contain the URL, i.e.
-    the listen key)."""
-
-    def __init__(self, name: str, session_getter: Callable[[], aiohttp.ClientSession], url_factory: UrlFactory,
-                 on_message: MessageCallback, *, on_connect: Hook | None = None,
-                 on_disconnect: Callable[[], None] | None = None,
-                 reconnect_max_s: Decimal = Decimal(30), connect_timeout_s: float = 10.0,
-                 scrub: Callable[[str], str] | None = None) -> None:
-        self.name = name
-        self._scrub = scrub or (lambda s: s)
-        self._session_getter = session_getter
-        self._url_factory = url_factory
-        self._on_message = on_message
-        self._on_connect = on_connect
-        self._on_disconnect = on_disconnect
-        self._reconnect_max_s = float(reconnect_max_s)
-        self._connect_timeout_s = connect_timeout_s
-        self._task: asyncio.Task[None] | None = None
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._connected = asyncio.Event()
-        self._closing = False
-        self.messages = 0
-        self.connections = 0
-
-    def __repr__(self) -> str:
-        return f"ReconnectingWebSocket({self.name!r}, connections={self.connections})"
-
-    @property
-    def connected(self) -> bool:
-        return self._connected.is_set()
-
-    async def start(self, *, wait: bool = True) -> None:
-        """Start the task; with ``wait`` return once the first connection is up (or raise
-        :class:`VenueError` after the connect timeout)."""
-        if self._task is None:
-            self._closing = False
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"ws:{self.name}")
-        if wait:
-            try:
-                async with asyncio.timeout(self._connect_timeout_s):
-                    await self._connected.wait()
-            except TimeoutError:
-                raise VenueError(f"{self.name}: WebSocket not connected after {self._connect_timeout_s} s") from None
-
-    async def reconnect(self) -> None:
-        """Drop the current connection: the task connects again (a fresh URL from
-        ``url_factory``, then ``on_connect``), as after a drop by the venue."""
-        ws = self._ws
-        if ws is not None and not ws.closed:
-            await ws.close()
-
-    async def close(self) -> None:
-        self._closing = True
-        if self._ws is not None:
-            await self._ws.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        self._connected.clear()
-
-    async def _run(self) -> None:
-        backoff = 0.1
-        while not self._closing:
-            up = False   # this round's connection was established (its end loses messages)
-            try:
-                url = await self._url_factory()
-                async with self._session_getter().ws_connect(url, heartbeat=30.0, autoping=True) as ws:
-                    self._ws = ws
-                    up = True
-                    self.connections += 1
-                    backoff = 0.1
-                    log.info("%s: connected (%d)", self.name, self.connections)
-                    if self._on_connect is not None and self.connections > 1:
-                        await self._on_connect()
-                    self._connected.set()
-                    async for msg in ws:
-                        if msg.type == aiohttp.WSMsgType.TEXT:
-                            self.messages += 1
-                            self._on_message(msg.data)
-                        elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
-                            break
-                self._connected.clear()
-                self._ws = None
-                if not self._closing:
-                    self._disconnected()
-                    log.warning("%s: connection closed by the venue; reconnecting in %.1f s", self.name, backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, self._reconnect_max_s)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # the task must survive any transport or callback failure
-                self._connected.clear()
-                self._ws = None
-                if self._closing:
-                    return
-                if up:
-                    self._disconnected()
-                log.warning("%s: %s: %s; reconnecting in %.1f s", self.name, type(e).__name__,
-                            self._scrub(str(e)), backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._reconnect_max_s)
-
-    def _disconnected(self) -> None:
-        if self._on_disconnect is not None:
-            try:
-                self._on_disconnect()
-            except Exception:  # the task must survive its owner's failure
-                log.exception("%s: disconnect hook failed", self.name)
-
 
 class BinanceMarketDataStream:
     """Combined market-data stream (``/stream?streams=btcusdt@depth@100ms/btcusdt@trade/...``)

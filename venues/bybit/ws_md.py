@@ -1,10 +1,11 @@
 """Bybit v5 spot public market-data WebSocket client (``wss://stream.bybit.com/v5/public/spot``) on
 the venue's ``aiohttp`` session.
 
-:class:`BybitPublicWebSocket` is the transport: one connection kept open, the topics subscribed on
-every (re)connection with each request's ack checked, ``{"op": "ping"}`` every 20 s (Bybit drops
-connections that stay silent) with a missing pong taken as a dead connection, and capped exponential
-backoff between attempts. It runs as one task owned by the client and stopped by :meth:`close`.
+:class:`BybitPublicWebSocket` is the transport: one connection kept open (the shared lifecycle of
+:mod:`venues.ws`: one task owned by the client, stopped by :meth:`close`, capped exponential backoff
+between attempts), the topics subscribed on every (re)connection with each request's ack checked,
+``{"op": "ping"}`` every 20 s (Bybit drops connections that stay silent) with a missing pong taken
+as a dead connection.
 
 :class:`BybitMarketDataStream` parses the pushes (:mod:`venues.bybit.marketdata`) to
 :class:`~marketdata.model.BookDeltas` / :class:`~marketdata.model.TradeTick` and hands them to a
@@ -18,7 +19,7 @@ import contextlib
 import itertools
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -37,6 +38,7 @@ from venues.bybit.marketdata import (
     split_topic,
     trade_topic,
 )
+from venues.ws import Hook, ReconnectingWebSocket
 
 __all__ = ["SPOT_PUBLIC_PATH", "BybitMarketDataStream", "BybitPublicWebSocket"]
 
@@ -46,82 +48,63 @@ SPOT_PUBLIC_PATH = "/v5/public/spot"
 MAX_ARGS_PER_REQUEST = 10
 """Bybit spot accepts at most 10 topics in one subscribe request."""
 
-MessageCallback = Callable[[str, Any], None]
+TopicCallback = Callable[[str, Any], None]
 """``(raw_text, decoded)``; ``decoded`` is ``None`` when the frame is not a JSON object."""
-Hook = Callable[[], Awaitable[object]]
 
 
-class BybitPublicWebSocket:
-    """One public WebSocket kept open with ``topics`` subscribed.
+class BybitPublicWebSocket(ReconnectingWebSocket):
+    """One public WebSocket kept open with ``topics`` subscribed (the lifecycle of
+    :class:`venues.ws.ReconnectingWebSocket`; aiohttp's own heartbeat off: Bybit wants its own
+    ``{"op": "ping"}``, sent by a writer task per connection).
 
     Topic pushes (frames with a ``topic``) go to ``on_message(raw, decoded)``, and so do frames that
     are not JSON objects (``decoded`` ``None``); ``op`` answers (subscription acks, pongs) are handled
-    here. ``on_connect`` runs after each connection's subscriptions were acknowledged;
-    ``on_disconnect`` when an established connection ends other than by :meth:`close` (messages are
-    being lost from then on). A subscription Bybit refuses is logged with its ``ret_msg``, kept in
-    :attr:`failed` and not retried on that connection."""
+    here. The connection is ready once its subscriptions were all answered; ``on_connect`` runs
+    then, after every connection; ``on_disconnect`` when an established connection ends other than
+    by :meth:`close` (messages are being lost from then on). A subscription Bybit refuses is logged
+    with its ``ret_msg``, kept in :attr:`failed` and not retried on that connection."""
+
+    ready_text = "not connected and subscribed"
 
     def __init__(self, name: str, session_getter: Callable[[], aiohttp.ClientSession], url: str,
-                 topics: list[str], on_message: MessageCallback, *, on_connect: Hook | None = None,
+                 topics: list[str], on_message: TopicCallback, *, on_connect: Hook | None = None,
                  on_disconnect: Callable[[], None] | None = None, ping_interval_s: float = 20.0,
                  ack_timeout_s: float = 10.0, reconnect_max_s: Decimal = Decimal(30),
                  connect_timeout_s: float = 10.0) -> None:
         if ping_interval_s <= 0 or ack_timeout_s <= 0:
             raise ValueError("ping_interval_s and ack_timeout_s must be > 0")
-        self.name = name
+        super().__init__(name, session_getter, self._static_url, None, on_connect=on_connect,
+                         on_disconnect=on_disconnect, reconnect_max_s=reconnect_max_s,
+                         connect_timeout_s=connect_timeout_s, heartbeat_s=None, venue="bybit")
         self.url = url
         self.topics = list(topics)
-        self._session_getter = session_getter
-        self._on_message = on_message
-        self._on_connect = on_connect
-        self._on_disconnect = on_disconnect
+        self._on_topic = on_message
         self._ping_interval_s = ping_interval_s
         self._ack_timeout_s = ack_timeout_s
-        self._reconnect_max_s = float(reconnect_max_s)
-        self._connect_timeout_s = connect_timeout_s
-        self._task: asyncio.Task[None] | None = None
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._ready = asyncio.Event()      # connected and every subscribe request answered
         self._wakeup = asyncio.Event()     # the writer has resubscriptions to send
         self._resubscribe: list[str] = []
         self._pending: dict[str, list[str]] = {}   # req_id -> topics awaiting an ack
         self._req_ids = itertools.count(1)
         self._awaiting_pong = False
-        self._closing = False
+        self._writer_task: asyncio.Task[None] | None = None
         self.subscribed: set[str] = set()
         self.failed: dict[str, str] = {}
         """Topic -> Bybit's ``ret_msg`` for subscriptions refused on the current connection."""
-        self.messages = 0
-        self.connections = 0
         self.pings = 0
         self.pongs = 0
 
-    def __repr__(self) -> str:
-        return f"BybitPublicWebSocket({self.name!r}, connections={self.connections})"
-
-    @property
-    def connected(self) -> bool:
-        """Connected and every subscription answered (acknowledged or refused)."""
-        return self._ready.is_set()
+    async def _static_url(self) -> str:
+        return self.url
 
     async def start(self, *, wait: bool = True) -> None:
         """Start the task; with ``wait`` return once the first connection's subscriptions are all
         acknowledged. Raises :class:`VenueError` after the connect timeout, or when Bybit refused a
         subscription (the task keeps running for the topics it accepted)."""
-        if self._task is None:
-            self._closing = False
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"ws:{self.name}")
-        if wait:
-            try:
-                async with asyncio.timeout(self._connect_timeout_s):
-                    await self._ready.wait()
-            except TimeoutError:
-                raise VenueError(f"{self.name}: not connected and subscribed after {self._connect_timeout_s} s",
-                                 venue="bybit") from None
-            if self.failed:
-                topic, text = next(iter(self.failed.items()))
-                raise VenueError(f"{self.name}: subscription to {sorted(self.failed)} refused", venue="bybit",
-                                 venue_text=f"{topic}: {text}")
+        await super().start(wait=wait)
+        if wait and self.failed:
+            topic, text = next(iter(self.failed.items()))
+            raise VenueError(f"{self.name}: subscription to {sorted(self.failed)} refused", venue="bybit",
+                             venue_text=f"{topic}: {text}")
 
     def resubscribe(self, topics: list[str]) -> None:
         """Unsubscribe and subscribe ``topics`` again on the live connection, which makes Bybit push
@@ -134,74 +117,28 @@ class BybitPublicWebSocket:
                 self._resubscribe.append(t)
         self._wakeup.set()
 
-    async def reconnect(self) -> None:
-        """Drop the current connection; the task connects and subscribes again, as after a drop."""
-        ws = self._ws
-        if ws is not None and not ws.closed:
-            await ws.close()
+    # ------------------------------------------------------------------ connection hooks
+    async def _opened(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self._reset_connection_state()
+        await self._subscribe(ws, self.topics)
+        self._writer_task = asyncio.get_running_loop().create_task(self._writer(ws), name=f"ws-writer:{self.name}")
 
-    async def close(self) -> None:
-        self._closing = True
-        if self._ws is not None:
-            await self._ws.close()
-        if self._task is not None:
-            self._task.cancel()
+    def _on_text(self, data: str) -> bool:
+        answered = self._dispatch(data)
+        return answered and not self._pending and not self._ready.is_set()
+
+    async def _after_ready(self) -> None:
+        self._set_ready()
+        log.info("%s: subscribed to %d topic(s)", self.name, len(self.subscribed))
+        if self._on_connect is not None:
+            await self._on_connect()
+
+    async def _closed(self) -> None:
+        writer, self._writer_task = self._writer_task, None
+        if writer is not None:
+            writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        self._ready.clear()
-
-    # ------------------------------------------------------------------ connection loop
-    async def _run(self) -> None:
-        backoff = 0.1
-        while not self._closing:
-            up = False
-            try:
-                # heartbeat=None: Bybit wants its own {"op": "ping"}, sent by the writer below
-                async with self._session_getter().ws_connect(self.url, heartbeat=None, autoping=True) as ws:
-                    self._ws = ws
-                    up = True
-                    self.connections += 1
-                    self._reset_connection_state()
-                    log.info("%s: connected (%d) to %s", self.name, self.connections, self.url)
-                    await self._subscribe(ws, self.topics)
-                    writer = asyncio.get_running_loop().create_task(self._writer(ws), name=f"ws-writer:{self.name}")
-                    try:
-                        async for msg in ws:
-                            if msg.type == aiohttp.WSMsgType.TEXT:
-                                self.messages += 1
-                                answered = self._dispatch(msg.data)
-                                if answered and not self._pending and not self._ready.is_set():
-                                    backoff = 0.1
-                                    self._ready.set()
-                                    log.info("%s: subscribed to %d topic(s)", self.name, len(self.subscribed))
-                                    if self._on_connect is not None:
-                                        await self._on_connect()
-                            elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
-                                break
-                    finally:
-                        writer.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await writer
-                self._ready.clear()
-                self._ws = None
-                if not self._closing:
-                    self._disconnected()
-                    log.warning("%s: connection closed; reconnecting in %.1f s", self.name, backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, self._reconnect_max_s)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # the task must survive any transport or callback failure
-                self._ready.clear()
-                self._ws = None
-                if self._closing:
-                    return
-                if up:
-                    self._disconnected()
-                log.warning("%s: %s: %s; reconnecting in %.1f s", self.name, type(e).__name__, e, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._reconnect_max_s)
+                await writer
 
     def _reset_connection_state(self) -> None:
         self._pending.clear()
@@ -317,16 +254,9 @@ class BybitPublicWebSocket:
 
     def _deliver(self, raw: str, msg: Any) -> None:
         try:
-            self._on_message(raw, msg)
+            self._on_topic(raw, msg)
         except Exception:  # the owner's failure must not cost the connection
             log.exception("%s: message handler failed on: %s", self.name, raw[:2000])
-
-    def _disconnected(self) -> None:
-        if self._on_disconnect is not None:
-            try:
-                self._on_disconnect()
-            except Exception:
-                log.exception("%s: disconnect hook failed", self.name)
 
 
 def _parse_channels(channels: tuple[str, ...]) -> list[tuple[str, int | None]]:
