@@ -35,6 +35,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+from marketdata.errors import DataError
+
 log = logging.getLogger(__name__)
 
 __all__ = ["KINDS", "Journal", "JournalRecord", "SecretInPayload", "scrub"]
@@ -155,15 +157,26 @@ class Journal:
         self.path = Path(path)
         self._on_secret: Literal["remove", "refuse"] = on_secret
         self._strict_kinds = strict_kinds
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so append() is one transaction
-        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise sqlite3.OperationalError(f"{self.path}: could not enable WAL (got {mode})")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.execute(_SCHEMA)
-        self._db.execute("CREATE INDEX IF NOT EXISTS events_parent ON events(parent_id)")
-        self._db.execute("CREATE INDEX IF NOT EXISTS events_kind ON events(kind)")
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so append() is one transaction
+            self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as e:   # sqlite's own text names no file ("unable to open database file")
+            why = "its directory does not exist" if not self.path.parent.is_dir() else str(e)
+            raise DataError(f"journal {self.path}: cannot open it: {why}") from e
+        try:
+            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise DataError(f"journal {self.path}: could not enable WAL (got {mode})")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute(_SCHEMA)
+            self._db.execute("CREATE INDEX IF NOT EXISTS events_parent ON events(parent_id)")
+            self._db.execute("CREATE INDEX IF NOT EXISTS events_kind ON events(kind)")
+        except sqlite3.Error as e:   # not a database, read-only, locked...
+            self._db.close()
+            raise DataError(f"journal {self.path}: cannot use it: {type(e).__name__}: {e}") from e
+        except DataError:
+            self._db.close()
+            raise
         self.appended = 0
 
     def append(self, kind: str, ts_ns: int, payload: Mapping[str, Any], *, venue: str | None = None,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from marketdata.clock import SimClock
-from marketdata.errors import VenueTimeout
+from marketdata.errors import DataError, VenueTimeout
 from marketdata.model import OrderEventKind, OrderStatus, Side
 from venues.base import OrderStatusReport
 from venues.journal import Journal, SecretInPayload, scrub
@@ -222,3 +222,16 @@ def test_sigkill_mid_run_loses_nothing_journaled(tmp_path: Path) -> None:
     new = om.submit(venue="binance-spot", symbol="BTC-USDT", side=Side.BUY, lots=1, price_ticks=1, parent_id="P1")
     assert new.client_order_id not in journaled_orders
     j.close()
+
+
+def test_journal_that_cannot_be_opened_names_its_path(tmp_path: Path) -> None:
+    """Failed before: sqlite's own "unable to open database file" (no file named) or "file is not
+    a database" escaped as sqlite3 errors. Now a DataError naming the journal and the reason."""
+    missing = tmp_path / "no-such-dir" / "j.sqlite"
+    with pytest.raises(DataError, match=r"journal .*no-such-dir.*its directory does not exist"):
+        Journal(missing)
+    garbage = tmp_path / "not-a-db.sqlite"
+    garbage.write_bytes(b"this is not an SQLite file, just text " * 100)
+    with pytest.raises(DataError, match=r"journal .*not-a-db\.sqlite: cannot use it: DatabaseError"):
+        Journal(garbage)
+    assert garbage.read_bytes().startswith(b"this is not")   # left as it was
