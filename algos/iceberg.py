@@ -7,7 +7,9 @@ filling (cancelled by the venue, expired, rejected) is re-posted after ``retry_n
 ``max_failures`` consecutive failures the order finishes with the reason.
 
 Native: when ``ctx.supports_native_iceberg()`` (and ``native`` is not False) the whole remainder
-goes as one child with ``display_lots`` set, and the venue refills it.
+goes as one child with ``display_lots`` set, and the venue refills it. When that child is rejected
+(for example by a per-order risk limit on the whole remainder) and ``native`` was left automatic,
+the algo goes on synthetically; with ``native = True`` the rejection counts as a failure.
 
 Guarantee: no child shows more than ``display_max_lots`` (synthetic: child size; native:
 ``display_lots``). The limit price is required. At ``end`` the order finishes with the remainder.
@@ -98,6 +100,16 @@ class IcebergAlgo(ExecutionAlgo):
             self._reconcile(now)
             return
         if rec.cancel_requested:   # our own cancel (pause, amend), not a venue failure
+            self._reconcile(now)
+            return
+        if self._using_native and self.native is None and rec.request.display_lots is not None \
+                and rec.status is OrderStatus.REJECTED:
+            # the whole remainder as one order was refused (a per-order risk limit, a venue's
+            # iceberg rules): chosen automatically, so go on synthetically, display-sized children
+            # (each a fresh check), rather than fail the same way max_failures times
+            self._using_native = False
+            self.ctx.log_event("iceberg_native_refused", algo=self.name, child_id=rec.child_id,
+                               lots=rec.request.lots)
             self._reconcile(now)
             return
         self._failures += 1

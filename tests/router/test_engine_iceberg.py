@@ -153,3 +153,24 @@ def test_native_iceberg_stays_within_the_venues_iceberg_parts(tmp_path: Path) ->
     assert not rejects, rejects
     (h,) = engine.handles()
     assert h.filled > Decimal("1"), h.reason   # more than one order's worth got done
+
+
+def test_native_iceberg_refused_by_a_per_order_risk_limit_goes_on_synthetically(tmp_path: Path) -> None:
+    """Failed before (found by the native-iceberg review): spot alone, `max_order_notional` 50,000
+    USDT, a 2 BTC iceberg showing 0.2-0.3 BTC. The native child is the whole remainder (~124,000
+    USDT), refused by risk each time: after 5 refusals the iceberg finished with nothing filled,
+    where the synthetic one fills it all. Refused with `native` automatic, it now goes on with
+    display-sized children, each checked on its own; with `native = true` it still fails."""
+    extra = SPOT_ONLY + "\n[risk]\nmax_order_notional = 50000\n"
+    engine, jpath = _run(tmp_path, extra)
+    (h,) = engine.handles()
+    assert h.status == "filled" and h.filled == Decimal("2"), h.reason
+    subs = _submits(jpath)
+    assert subs and all(s.get("display") is None and Decimal(s["quantity"]) <= Decimal("0.3") for s in subs)
+    with Journal(jpath) as j:
+        refused = [r.payload for r in j.read(kinds=["risk_refused"])]
+    assert len(refused) == 1 and refused[0]["rule"] == "max_order_notional", refused
+    (tmp_path / "forced").mkdir()
+    forced, _ = _run(tmp_path / "forced", extra, params="native = true")
+    (f,) = forced.handles()
+    assert f.filled == 0 and "consecutive children ended unfilled" in (f.reason or ""), f.reason
