@@ -44,7 +44,7 @@ import itertools
 import logging
 from bisect import bisect_left, insort
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
@@ -105,6 +105,21 @@ _PARENT_KEYS = frozenset({"id", "symbol", "side", "quantity", "limit_price", "al
 NS_PER_MS = 1_000_000
 
 TERMINAL_STATUSES = frozenset({"filled", "finished", "cancelled", "killed", "data_ended", "rejected"})
+
+
+class _ShadowJournal(Journal):
+    """The journal of a shadow run: every order row (``order_command``, ``order_event``,
+    ``fill``) carries ``"shadow": true``, so an order that was never sent is told from a sent one
+    by its own row, not only by the run's ``run_started``."""
+
+    _ORDER_KINDS = frozenset({"order_command", "order_event", "fill"})
+
+    def append(self, kind: str, ts_ns: int, payload: Mapping[str, Any], *, venue: str | None = None,
+               client_order_id: str | None = None, parent_id: str | None = None) -> int:
+        if kind in self._ORDER_KINDS:
+            payload = {**payload, "shadow": True}
+        return super().append(kind, ts_ns, payload, venue=venue, client_order_id=client_order_id,
+                              parent_id=parent_id)
 
 
 # ============================================================================ market view books
@@ -706,7 +721,8 @@ class Engine:
         self._fine_set = frozenset(fine_venues)
         self.risk = PreTradeRisk(config.risk)
         jpath = journal if journal is not None else s.journal
-        self.journal: Journal | None = Journal(jpath, synchronous=s.journal_sync) if jpath else None
+        journal_cls = _ShadowJournal if self.mode == "shadow" else Journal
+        self.journal: Journal | None = journal_cls(jpath, synchronous=s.journal_sync) if jpath else None
         # simulation: r<seed> (reproducible); live: unique per start, so that a restarted run never
         # reuses the client order ids (sx-<run>-<parent>-<n>) of orders an earlier run left open
         self.run_id = f"r{s.seed}" if not self.is_live else "L" + _base36(self.clock.now_ns() // 1_000_000)[-7:]
@@ -1417,7 +1433,20 @@ class Engine:
         t_route = probe() if probe is not None else 0
         display = req.display_lots if self._iceberg_set else None
         decision = self.router.route(request)
-        if display is None and decision.residual_lots and self._fine_router is not None:
+        # a child with a display (the iceberg algo's remainder, sent when some venue takes
+        # icebergs): the router chooses the venues as for any post (see _iceberg_orders)
+        orders = self._iceberg_orders(decision.allocations, display) if display is not None else None
+        if orders is not None and not any(show for _, show in orders):
+            # no venue order would carry the display (posted where no venue takes icebergs, or the
+            # shares floored to nothing): the child is a synthetic iceberg's, the display alone,
+            # routed as such (the remainder's venue may refuse the display share, below its lot or
+            # minimum notional, child after child)
+            if display is not None and display < lots:
+                request = RouteRequest(self.symbol, side, grid.lot_size * display, limit_price, req.style,
+                                       req.urgency, run.id)
+                decision = self.router.route(request)
+            orders = None
+        if orders is None and decision.residual_lots and self._fine_router is not None:
             # the venues with the coarse lots could not take the odd part: try the whole child on
             # the fine-lot venues alone and keep whichever leaves less behind
             alt = self._fine_router.route(request)
@@ -1431,10 +1460,8 @@ class Engine:
         if self.journal is not None:   # to_dict() is costly (~0.8 ms): only when it is written
             self._journal("routing_decision", decision.to_dict(), parent_id=run.id)
         allocs = decision.allocations
-        # a child with a display (the iceberg algo's remainder, sent when some venue takes
-        # icebergs): the router chooses the venues as for any post (see _iceberg_orders)
-        orders = (self._iceberg_orders(allocs, display) if display is not None
-                  else [(a.lots, None) for a in allocs])
+        if orders is None:
+            orders = [(a.lots, None) for a in allocs]
         for alloc, (lots, show) in zip(allocs, orders, strict=True):
             if lots:
                 self._place(g, alloc.venue, lots, alloc.price_ticks, alloc.order_type, alloc.time_in_force,
@@ -1467,9 +1494,11 @@ class Engine:
         each venue's lot, so the orders together never show more. An allocation no larger than
         its share goes whole, as a plain order; one whose share is below a venue lot is not placed
         (0 lots). Otherwise, on a venue that takes icebergs the order carries its share and is at
-        most share x the venue's ICEBERG_PARTS (Binance refuses more); on one that does not, only
-        the share is placed, as a plain order. What is not placed returns to the algo unfilled and
-        is sent again (a synthetic iceberg on a venue without icebergs)."""
+        most share x the venue's ICEBERG_PARTS (Binance refuses more; capped to the share itself, it
+        is a plain order); on one that does not, only the share is placed, as a plain order. What
+        is not placed returns to the algo unfilled and is sent again (a synthetic iceberg on a venue
+        without icebergs). When no order carries a display, :meth:`_send_child` routes the display
+        alone instead."""
         lf = self._lf
         total = sum(a.lots * lf[a.venue] for a in allocs)
         out: list[tuple[int, int | None]] = []
@@ -1479,7 +1508,9 @@ class Engine:
             if d >= a.lots:
                 out.append((a.lots, None))
             elif a.venue in self._iceberg_set and d:
-                out.append((min(a.lots, d * self._iceberg_parts(a.venue)), d))
+                lots = min(a.lots, d * self._iceberg_parts(a.venue))
+                # capped to its display (ICEBERG_PARTS 1), the order shows all of itself: a plain one
+                out.append((lots, d) if lots > d else (d, None))
             else:
                 out.append((d, None))
         return out
@@ -1636,19 +1667,33 @@ class Engine:
 
     def _on_cancel_failed(self, vc: _VenueChild, exc: BaseException) -> None:
         """Live: a cancel task failed. A refusal puts the order back to working and the cancel is
-        tried again after ``cancel_retry_ms`` while the child is still wanted cancelled; after a
-        timeout the order stays PENDING_CANCEL until the venue reports (stream, status query)."""
+        tried again after ``cancel_retry_ms`` while the child is still wanted cancelled; a cancel
+        without an answer (timeout, dropped connection) leaves the order PENDING_CANCEL and is
+        sent again after ``cancel_retry_ms`` (it may never have reached the venue: the order
+        would keep working there, and its parent never end) until the venue reports the order."""
         if not self.om.has_order(vc.cid):
             return
         self.om.on_send_failed(vc.cid, exc)
         self._om_version += 1
         mo = self.om.order(vc.cid)
-        if not mo.status.is_terminal and mo.status is not OrderStatus.PENDING_CANCEL \
-                and vc.group.cancel_wanted and vc.cancel_retries < 20:
+        if not mo.status.is_terminal and vc.cancel_retries < 20 and (
+                mo.status is OrderStatus.PENDING_CANCEL or vc.group.cancel_wanted):
             vc.cancel_retries += 1
             self.clock.set_alert(self.clock.now_ns() + self.settings.cancel_retry_ns,
-                                 lambda _ts: self._cancel_venue_child(vc))
+                                 lambda _ts: self._resend_cancel(vc))
         self._after_event(vc)
+
+    def _resend_cancel(self, vc: _VenueChild) -> None:
+        """A cancel retry: sent again as is while the order is still PENDING_CANCEL (the last one
+        had no answer), else as a new cancel (:meth:`_cancel_venue_child`)."""
+        if vc.done or self._live is None or not self.om.has_order(vc.cid):
+            return
+        if self.om.order(vc.cid).status is OrderStatus.PENDING_CANCEL:
+            self.om.cancel(vc.cid)   # journaled again: the cancel leaves again
+            self._om_version += 1
+            self._live.cancel(vc)
+            return
+        self._cancel_venue_child(vc)
 
     def _local_event(self, vc: _VenueChild, kind: OrderEventKind, reason: str) -> None:
         now = self.clock.now_ns()
@@ -1804,7 +1849,12 @@ class Engine:
         run.by_venue[vc.venue] = run.by_venue.get(vc.venue, Decimal(0)) + qty
         run.fees[fee_ccy] = run.fees.get(fee_ccy, Decimal(0)) + fee
         self.risk.on_fill(self.symbol, run.side, qty)
-        self.risk.on_order_released(self.symbol, run.side, qty)
+        if not g.done:
+            self.risk.on_order_released(self.symbol, run.side, qty)
+        elif g.checked_ref is not None:
+            # the child's end released all it had not filled then, this fill included: it is not
+            # pending any more, but its notional executed after all
+            self.risk.count_parent_notional(run.id, g.checked_ref * qty)
         if run.limit_price is not None and (px - run.limit_price) * int(run.side) > 0:
             log.error("parent=%s %s %s: fill %s at %s is through the limit %s", run.id, vc.venue, vc.cid, trade_id,
                       px, run.limit_price)

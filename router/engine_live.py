@@ -34,7 +34,15 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from marketdata.errors import ConfigError, FinalVenueError, RateLimited, RetryableVenueError, VenueError, VenueTimeout
+from marketdata.errors import (
+    ConfigError,
+    FinalVenueError,
+    RateLimited,
+    RetryableVenueError,
+    VenueDisconnected,
+    VenueError,
+    VenueTimeout,
+)
 from marketdata.model import (
     BookDeltas,
     ClientOrderId,
@@ -42,6 +50,7 @@ from marketdata.model import (
     MarketEvent,
     OrderEvent,
     OrderEventKind,
+    OrderStatus,
     Side,
     TradeTick,
 )
@@ -488,6 +497,23 @@ class LiveRuntime:
             log.warning("%s %s: submit failed: %s", vc.venue, vc.cid, exc)
             self._record_send_failure(vc, exc)
             self.engine._on_send_failed(vc, exc)
+            # the adapter resolves what it raises as a timeout or a lost connection; any other
+            # error that leaves the order UNKNOWN (e.g. an answer that is not JSON) must be
+            # resolved too, or the order and its parent would wait for ever
+            if not isinstance(exc, (VenueTimeout, VenueDisconnected)) and self._is_unknown(vc):
+                venue.resolve_unknown(vc.cid, sent_ns)
+        except Exception as exc:   # the adapter failed on the answer (garbled): the order may be at the venue
+            self.stats["command_errors"] += 1
+            log.error("%s %s: submit answer not understood (%s: %s); order UNKNOWN until the venue says",
+                      vc.venue, vc.cid, type(exc).__name__, exc)
+            self.engine._on_send_failed(vc, VenueError(f"submit answer not understood: {type(exc).__name__}: {exc}",
+                                                       venue=vc.venue, client_order_id=vc.cid))
+            if self._is_unknown(vc):
+                venue.resolve_unknown(vc.cid, sent_ns)
+
+    def _is_unknown(self, vc: _VenueChild) -> bool:
+        om = self.engine.om
+        return om.has_order(vc.cid) and om.order(vc.cid).status is OrderStatus.UNKNOWN
 
     def _record_send_failure(self, vc: _VenueChild, exc: VenueError | None) -> None:
         """A submit that raised counts against the venue's circuit breaker (the adapter turns the
