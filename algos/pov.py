@@ -114,7 +114,9 @@ class PovAlgo(ExecutionAlgo):
         # land), so a post left behind a rising bid does not sit out of the market until the
         # order falls behind and the catch-up takes
         self._reprice_posts()
-        self._reconcile(ts_ns)
+        # a live clock calls back with the time the alert was set for (in the past when it fires
+        # late): follow the clock, never an earlier time (as the schedules do)
+        self._reconcile(max(ts_ns, self.ctx.clock.now_ns()))
 
     def _reprice_posts(self) -> None:
         """Cancel open posts strictly behind the passive price (buy: below the near touch,

@@ -29,14 +29,14 @@ import importlib
 import json
 import logging
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
 from algos.params import parse_duration_ns
-from marketdata.errors import ConfigError, DataError
+from marketdata.errors import ConfigError, DataError, SorexError
 from marketdata.model import TradeTick
 
 __all__ = ["PROFILE_FORMAT", "VolumeProfile", "build_profile", "main", "read_trade_quantities"]
@@ -57,14 +57,7 @@ class VolumeProfile:
     source: str = ""
 
     def __post_init__(self) -> None:
-        if self.bin_ns <= 0 or self.period_ns % self.bin_ns:
-            raise ConfigError(f"bin of {self.bin_ns} ns does not divide the period {self.period_ns} ns",
-                              key="bin", allowed="a divisor of 24h, e.g. 1m, 5m, 15m")
-        if len(self.volumes) != self.period_ns // self.bin_ns:
-            raise ConfigError(f"{len(self.volumes)} volumes for {self.period_ns // self.bin_ns} bins",
-                              key="volumes")
-        if any(v < 0 for v in self.volumes):
-            raise ConfigError("negative volume in profile", key="volumes", allowed=">= 0")
+        _check_fields(self.bin_ns, self.period_ns, self.volumes, _config_error(None), bin_key="bin")
 
     @property
     def n_bins(self) -> int:
@@ -96,31 +89,64 @@ class VolumeProfile:
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "<string>") -> VolumeProfile:
+        """Parse the JSON format; a bad document raises :class:`DataError` naming ``source`` and
+        the field (:meth:`load` raises :class:`ConfigError` instead: the file is user input)."""
+        def bad(key: str, message: str, allowed: str | None) -> SorexError:
+            return DataError(f"key '{key}': {message}" + (f" (allowed: {allowed})" if allowed else ""),
+                             source=source)
+        return cls._parse(text, bad)
+
+    @classmethod
+    def _parse(cls, text: str, bad: _Bad) -> VolumeProfile:
+        """The profile in ``text``; every problem is raised as ``bad(key, message, allowed)``, the
+        key being the JSON field at fault (``profile`` when the text is not a JSON object)."""
         try:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise DataError(f"not JSON: {exc}", source=source) from None
+            raise bad("profile", f"not JSON: {exc}", None) from None
         if not isinstance(raw, dict) or raw.get("format") != PROFILE_FORMAT:
-            raise DataError(f"not a {PROFILE_FORMAT} file", source=source)
+            raise bad("format", f"not a {PROFILE_FORMAT} file", f'"format": "{PROFILE_FORMAT}"')
         if raw.get("version") != 1:
-            raise DataError(f"unsupported profile version {raw.get('version')!r} (supported: 1)", source=source)
-        try:
-            return cls(bin_ns=int(raw["bin_ns"]), period_ns=int(raw["period_ns"]),
-                       volumes=tuple(Decimal(str(v)) for v in raw["volumes"]), source=str(raw.get("source", "")))
-        except (KeyError, ValueError, ArithmeticError) as exc:
-            raise DataError(f"bad profile field: {exc!r}", source=source) from None
+            raise bad("version", f"unsupported profile version {raw.get('version')!r}", "1")
+        ints: dict[str, int] = {}
+        for key in ("bin_ns", "period_ns"):
+            v = raw.get(key)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise bad(key, "missing" if key not in raw else f"{v!r} is not an integer", "integer nanoseconds > 0")
+            ints[key] = v
+        vols = raw.get("volumes")
+        if not isinstance(vols, list):
+            raise bad("volumes", "missing" if "volumes" not in raw else f"{type(vols).__name__} is not a list",
+                      "a list of decimal strings, one per bin")
+        volumes: list[Decimal] = []
+        for i, v in enumerate(vols):
+            d: Decimal | None = None
+            if isinstance(v, str | int | float) and not isinstance(v, bool):
+                try:
+                    d = Decimal(str(v))
+                except ArithmeticError:
+                    d = None
+            if d is None:
+                raise bad("volumes", f"volume {i} ({v!r}) is not a number", "decimal strings >= 0")
+            volumes.append(d)
+        _check_fields(ints["bin_ns"], ints["period_ns"], volumes, bad, bin_key="bin_ns")
+        return cls(bin_ns=ints["bin_ns"], period_ns=ints["period_ns"], volumes=tuple(volumes),
+                   source=str(raw.get("source", "")))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | Path) -> VolumeProfile:
+        """Read a profile file. Any problem with it (unreadable, not JSON, a bad field) raises
+        :class:`ConfigError` naming the file and the field at fault (the ``key``)."""
         p = Path(path)
         try:
             text = p.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read volume profile: {exc.strerror}", file=str(p)) from None
-        return cls.from_json(text, source=str(p))
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise ConfigError(f"cannot read volume profile: {why}", file=str(p), key="profile") from None
+        return cls._parse(text, _config_error(str(p)))
 
     # ------------------------------------------------------------------ parametric
     @classmethod
@@ -145,6 +171,31 @@ class VolumeProfile:
             else:
                 vols.append(Decimal(0))
         return cls(bin_ns=bin_ns, volumes=tuple(vols), period_ns=period_ns, source=f"u_shape({ratio})")
+
+
+_Bad = Callable[[str, str, str | None], SorexError]
+"""Makes the error for a bad profile field: ``(key, message, allowed)``."""
+
+
+def _config_error(file: str | None) -> _Bad:
+    def bad(key: str, message: str, allowed: str | None) -> SorexError:
+        return ConfigError(message, file=file, key=key, allowed=allowed)
+    return bad
+
+
+def _check_fields(bin_ns: int, period_ns: int, volumes: Sequence[Decimal], bad: _Bad, *, bin_key: str) -> None:
+    """The profile invariants: a positive period, a bin dividing it, one finite volume >= 0 per bin."""
+    if period_ns <= 0:
+        raise bad("period_ns", f"period of {period_ns} ns", "> 0, e.g. 86400000000000 (24h)")
+    if bin_ns <= 0 or period_ns % bin_ns:
+        raise bad(bin_key, f"bin of {bin_ns} ns does not divide the period {period_ns} ns",
+                  "a divisor of 24h, e.g. 1m, 5m, 15m")
+    if len(volumes) != period_ns // bin_ns:
+        raise bad("volumes", f"{len(volumes)} volumes for {period_ns // bin_ns} bins", None)
+    for i, v in enumerate(volumes):
+        if not v.is_finite() or v < 0:   # NaN compares with an exception, Infinity broke segments()
+            raise bad("volumes", f"volume {i} is {v}" if v.is_finite() else f"volume {i} is {v}, not finite",
+                      "finite, >= 0")
 
 
 # ---------------------------------------------------------------------- building

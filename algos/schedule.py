@@ -94,8 +94,9 @@ class ScheduleAlgo(ExecutionAlgo):
 
     Extra parameters: ``catchup_tolerance`` (fraction of parent, default 0.05),
     ``sweep_lead_ns`` (default 5% of the window), ``retry_ns`` (minimum gap between two takes,
-    default 1 s or a tenth of a slice if shorter), ``final_sweep`` (default True; ``"capped"``:
-    sweep only what ``max_participation`` allows, retried as the market trades),
+    default 1 s, or a tenth of a slice or a fifth of the sweep lead if shorter), ``final_sweep``
+    (default True; ``"capped"``: sweep only what ``max_participation`` allows, retried as the
+    market trades),
     ``max_participation`` (fraction of market volume excluding our fills, default None = no cap),
     ``slice_style`` (``"post"``, default: each slice is posted passive-first, ``urgency`` x the
     slice taken at once; ``"mixed"``: each slice goes as one ``mixed`` child and the router
@@ -156,7 +157,14 @@ class ScheduleAlgo(ExecutionAlgo):
         self._validate_plan()
         if self._retry_ns is None:
             slice_len = self.params.duration_ns // max(1, len(self.slice_ns))
-            self._retry_ns = max(1, min(1_000_000_000, slice_len // 10))
+            gaps = [1_000_000_000, slice_len // 10]
+            lead = self.params.end_ns - self.sweep_ns
+            if self.final_sweep and lead > 0:
+                # at least five sweep takes fit before the end: with one or two slices a tenth of a
+                # slice is as long as the sweep lead, and a sweep cut short by the depth it met was
+                # never retried
+                gaps.append(lead // 5)
+            self._retry_ns = max(1, min(gaps))
         for t in sorted(set(self.slice_ns)):
             self._at(t)
         if self.final_sweep:
@@ -240,6 +248,13 @@ class ScheduleAlgo(ExecutionAlgo):
         return max(0, cap - self.committed_lots())
 
     # ------------------------------------------------------------------ following
+    def _on_time(self, ts_ns: int) -> None:
+        # a live clock calls back with the time the alert was set for, which is in the past when it
+        # fires late (or when the window started before the order): the schedule follows the
+        # clock, never an earlier time (a stale time stepped back to an earlier slice, and the next
+        # event started the later slices again: their urgency takes and IS re-plans ran twice)
+        self._reconcile(max(ts_ns, self.ctx.clock.now_ns()))
+
     def current_slice(self, now_ns: int) -> int:
         """Index of the slice in force at ``now_ns`` (-1 before the first)."""
         return bisect.bisect_right(self.slice_ns, now_ns) - 1
@@ -272,7 +287,11 @@ class ScheduleAlgo(ExecutionAlgo):
         if self.final_sweep and now_ns >= self.sweep_ns:
             # "capped": the same sweep within the participation cap (reason "final" is capped)
             reason = "final" if self.final_sweep == "capped" else "sweep"
-            self._cancel_open(styles=("post", "mixed"))
+            for c in self._resting():
+                # the slices' posts; a passive-only sweep's own posts keep their place in the queue
+                # (they were cancelled and re-posted, larger, each time the cap opened more room)
+                if c.request.reason != reason:
+                    self._cancel(c.child_id)
             self._take(self.parent_lots - self.filled_lots, now_ns, reason)
             if self.params.passive_only:  # no takes allowed: keep the remainder posted
                 self._post_upto(self.parent_lots, reason=reason)
@@ -310,11 +329,12 @@ class ScheduleAlgo(ExecutionAlgo):
 
     def _catchup_can_go(self, lag: int, now_ns: int) -> bool:
         """Whether a catch-up take of ``lag`` lots could leave now, once the posts are cancelled:
-        takes allowed (not passive-only, ``retry_ns`` passed, no take open), room under the
-        participation cap, and not below the minimum child unless it is the whole remainder.
-        Otherwise the posts keep working: cancelling them for a take that cannot go only re-posts
-        them, and the order loses its place in the queues each time."""
-        if self.params.passive_only or not self._take_allowed(now_ns):
+        takes allowed (not passive-only, the far touch within the parent limit, ``retry_ns``
+        passed, no take open), room under the participation cap, and not below the minimum child
+        unless it is the whole remainder. Otherwise the posts keep working: cancelling them for a
+        take that cannot go (or cannot fill) only re-posts them, and the order loses its place in
+        the queues each time."""
+        if self.params.passive_only or not self.limit_allows_take() or not self._take_allowed(now_ns):
             return False
         room = self.participation_room()
         lots = lag if room is None else min(lag, room)
