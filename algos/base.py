@@ -492,8 +492,13 @@ class ExecutionAlgo:
     def amend(self, quantity: Decimal | str | None = None, limit_price: Decimal | str | None = None) -> None:
         """Change the parent quantity and/or limit. The new quantity may not be below what is
         already filled; open children beyond the new remainder, or priced worse than the new
-        limit, are cancelled, and the schedule is re-planned."""
+        limit, are cancelled, and the schedule is re-planned. A finished algo cannot be amended
+        (its children may still be open in the engine, but it sends nothing more)."""
         ctx = self.ctx
+        if self.status.is_terminal:
+            # (an amend to the filled quantity turned a FINISHED or CANCELLED algo into COMPLETED)
+            raise ConfigError(f"the {self.name} algo is {self.status.value} ({self.finish_reason}); "
+                              "it cannot be amended", key="amend")
         if quantity is not None:
             q = parse_decimal(quantity, key="quantity", positive=True, allow_zero=False)
             lots = qty_to_lots(q, ctx.lot_size, key="quantity")

@@ -287,10 +287,13 @@ class ScheduleAlgo(ExecutionAlgo):
         if self.final_sweep and now_ns >= self.sweep_ns:
             # "capped": the same sweep within the participation cap (reason "final" is capped)
             reason = "final" if self.final_sweep == "capped" else "sweep"
+            if self._sweep_at_limit(now_ns, reason):
+                return
             for c in self._resting():
-                # the slices' posts; a passive-only sweep's own posts keep their place in the queue
-                # (they were cancelled and re-posted, larger, each time the cap opened more room)
-                if c.request.reason != reason:
+                # the slices' posts (and the sweep's own posts at the limit, now that it can take);
+                # a passive-only sweep's own posts keep their place in the queue (they were
+                # cancelled and re-posted, larger, each time the cap opened more room)
+                if c.request.reason != reason or not self.params.passive_only:
                     self._cancel(c.child_id)
             self._take(self.parent_lots - self.filled_lots, now_ns, reason)
             if self.params.passive_only:  # no takes allowed: keep the remainder posted
@@ -319,13 +322,45 @@ class ScheduleAlgo(ExecutionAlgo):
                 self._cancel_open(styles=("post", "mixed"))
                 return
             self._take(lag, now_ns, "catchup")
-        elif started and self.params.urgency and not self.params.passive_only and self.slice_style == "post":
+        elif started and self.params.urgency and not self.params.passive_only and self.slice_style == "post" \
+                and self.limit_allows_take():
+            # (not while the far touch is beyond the limit: the take could not fill; the share is
+            # posted with the rest of the slice)
             # urgency: that share of the new slice is taken at once, the rest posted as usual
             # (not what the earlier slices' posts still hold: nothing is committed twice)
             num, den = rate_ratio(self.params.urgency)
             urgent = min((due - behind_ref) * num // den, due - self.filled_lots - self.open_lots())
             self._take(urgent, now_ns, "urgency")
         self._post_upto(due, reason="slice")
+
+    def _sweep_at_limit(self, now_ns: int, reason: str) -> bool:
+        """The sweep while the far touch is beyond the parent limit (a take cannot fill): rather
+        than cancel the posts and send IOCs that come back empty, the remainder rests at the limit
+        itself, the most a buyer pays (least a seller takes) without crossing; posts elsewhere are
+        moved there. Re-checked every ``retry``: once the market is back within the limit the
+        sweep takes as usual. False (nothing done) when takes can go, or with no limit or
+        ``passive_only`` (those keep the plain sweep)."""
+        limit = self.limit_ticks
+        if limit is None or self.params.passive_only or self.limit_allows_take():
+            return False
+        if self.far_touch() is None:
+            return False   # no book at all: the plain sweep (its takes find nothing either way)
+        for c in self._resting():
+            if c.request.style != "post" or c.request.limit_ticks != limit:
+                self._cancel(c.child_id)
+        want = self.parent_lots - self.filled_lots - self.open_lots()
+        room = None if reason == "sweep" else self.participation_room()
+        if room is not None and room < want:
+            self._cap_short = max(self._cap_short, want - room)
+            want = room
+        if want > 0 and not any(c.cancel_requested for c in self._resting()):
+            self._send(want, style="post", limit_ticks=limit, reason=reason)
+        assert self._retry_ns is not None
+        due = now_ns + self._retry_ns
+        if self._retry_at is None or self._retry_at <= now_ns:
+            self._retry_at = due
+            self._at(due)
+        return True
 
     def _catchup_can_go(self, lag: int, now_ns: int) -> bool:
         """Whether a catch-up take of ``lag`` lots could leave now, once the posts are cancelled:

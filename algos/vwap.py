@@ -22,7 +22,10 @@ from algos.profile import VolumeProfile
 from algos.schedule import FinalSweep, ScheduleAlgo, SliceStyle, split_exact
 from marketdata.errors import ConfigError
 
-__all__ = ["VwapAlgo", "default_profile"]
+MAX_SLICES = 10_000
+"""At most this many slices per window (``max_slice`` is refused below window / MAX_SLICES)."""
+
+__all__ = ["MAX_SLICES", "VwapAlgo", "default_profile"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,11 @@ class VwapAlgo(ScheduleAlgo):
                          slice_style=slice_style)
         if max_slice_ns is not None and max_slice_ns <= 0:
             raise ConfigError(f"{max_slice_ns} ns", key="max_slice", allowed="> 0")
+        if max_slice_ns is not None and params.duration_ns // max_slice_ns > MAX_SLICES:
+            # one clock alert per slice: a 1 ms max_slice on an hour is 3.6 million of them
+            raise ConfigError(f"{max_slice_ns} ns cuts the {params.duration_ns / 1e9:g} s window into more than "
+                              f"{MAX_SLICES} slices", key="max_slice",
+                              allowed=f">= window / {MAX_SLICES} ({-(-params.duration_ns // MAX_SLICES)} ns)")
         self.profile = profile or default_profile()
         self.max_slice_ns = max_slice_ns
 

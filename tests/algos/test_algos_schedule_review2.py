@@ -171,3 +171,76 @@ def test_unreadable_profile_file_names_the_file(tmp_path: Path) -> None:
         VolumeProfile.load(path)
     assert info.value.file == str(path) and info.value.key == "profile"
 
+
+
+# ---------------------------------------------------------------------------- the limit at slice starts and the sweep
+def test_urgency_take_waits_while_the_far_touch_is_beyond_the_limit() -> None:
+    """Failed before (flagged by the second review). An urgent TWAP (urgency 0.5) limited at
+    10,000 with the ask at 10,001: each slice start sent an IOC for half the slice that could not
+    fill. Now the share is posted with the rest of the slice; once the ask is at the limit the
+    next slice's urgency take goes."""
+    ctx = FakeContext(SimClock(T0), parent_lots=1_000, parent_limit=10_000)
+    algo = TwapAlgo(CommonParams(T0, T0 + 600 * S, limit_ticks=10_000, urgency=0.5, seed=8), slices=10,
+                    size_jitter=0.0, time_jitter=0.0)
+    ctx.start(algo)
+    for k in range(3):
+        ctx.run_to(algo.slice_ns[k] + S)
+        ctx.trade(9_999, 1_000)   # sellers hit our bid: the slice's posts fill (on schedule, no catch-up)
+    ctx.run_to(algo.slice_ns[3] - S)
+    assert not [c for c in ctx.children.values() if c.request.style == "take"]
+    assert algo.filled_lots == algo.cum_targets[2]
+    ctx.ask = 10_000
+    ctx.run_to(algo.slice_ns[3] + 5_000_000)
+    assert [c.request.reason for c in ctx.children.values() if c.request.style == "take"] == ["urgency"]
+    assert not ctx.violations
+
+
+@pytest.mark.parametrize("side", [Side.BUY, Side.SELL])
+def test_sweep_rests_at_the_limit_while_the_far_touch_is_beyond_it(side: Side) -> None:
+    """Failed before. At the sweep, with the far touch beyond the limit, the plain sweep cancelled
+    the posts (the only children that could fill at the limit) and sent an IOC every ``retry`` that
+    came back empty: the order was out of the book for the last 5 % of its window. Now the
+    remainder rests at the limit itself (inside the spread here), re-checked every ``retry``; once
+    the market is within the limit the sweep takes it."""
+    limit = 10_000
+    ctx = FakeContext(SimClock(T0), side=side, parent_lots=1_000, parent_limit=limit, bid=9_990, ask=10_005)
+    algo = TwapAlgo(CommonParams(T0, T0 + 600 * S, limit_ticks=limit, seed=8), slices=10, size_jitter=0.0,
+                    time_jitter=0.0)
+    ctx.start(algo)
+    ctx.run_to(algo.sweep_ns + 10 * S)
+    assert not [c for c in ctx.children.values() if c.request.style == "take"]
+    posts = algo.open_children("post")
+    assert [(c.request.limit_ticks, c.request.lots, c.request.reason) for c in posts] == [(limit, 1_000, "sweep")]
+    if side is Side.BUY:
+        ctx.ask = limit
+    else:
+        ctx.bid = limit
+    ctx.run_to(algo.sweep_ns + 12 * S)
+    assert algo.filled_lots == 1_000 and algo.status is AlgoStatus.COMPLETED, algo.finish_reason
+    assert not ctx.violations
+
+
+def test_vwap_refuses_a_max_slice_that_makes_millions_of_slices() -> None:
+    """Failed before (flagged by the second review): ``max_slice = "1ms"`` on an hour planned 3.6
+    million slices, one clock alert each, with no bound (TWAP caps its slices at 500). Refused now,
+    naming the key and the smallest value allowed; at the bound it is accepted."""
+    params = CommonParams(MIDNIGHT, MIDNIGHT + 3_600 * S)
+    with pytest.raises(ConfigError, match=r"key 'max_slice'.*more than 10000 slices.*allowed: >= window / 10000"):
+        VwapAlgo(params, max_slice_ns=1_000_000)
+    VwapAlgo(params, max_slice_ns=3_600 * S // 10_000)
+
+
+def test_a_finished_algo_cannot_be_amended() -> None:
+    """Failed before (flagged by the second review): the engine lets a parent be amended while its
+    children are still open, after its algo has finished; an amend of a FINISHED (or CANCELLED) algo
+    to the quantity filled turned it into COMPLETED "filled". Refused now, the status kept."""
+    ctx = FakeContext(SimClock(T0), parent_lots=1_000, parent_limit=10_000, ask=10_005)
+    algo = TwapAlgo(CommonParams(T0, T0 + 60 * S, limit_ticks=10_000, seed=8), slices=2)
+    ctx.start(algo)
+    ctx.run_to(T0 + S)
+    ctx.trade(9_999, 300)    # sellers fill 300 lots of the first post; the ask stays beyond the limit
+    ctx.run_to(T0 + 61 * S)
+    assert algo.status is AlgoStatus.FINISHED and algo.filled_lots == 300
+    with pytest.raises(ConfigError, match=r"key 'amend'.*twap algo is finished"):
+        algo.amend(quantity="0.3")
+    assert algo.status is AlgoStatus.FINISHED
