@@ -94,6 +94,12 @@ def test_secret_and_redact() -> None:
     s = Secret("topsecret")
     assert "topsecret" not in repr(s) + str(s) + f"{s}" + repr(BinanceCredentials(s, s))
     assert redact("a=1&signature=abcdef&b=2 key topsecret", s) == "a=1&signature=***&b=2 key ***"
+    # the user stream's listenKey in a query (PUT/DELETE /api/v3/userDataStream) is scrubbed too
+    # (failed before: only the API key, the secret and signatures were)
+    key = "pqia91ma19a5s61cv6a81va65sdf19v8a65a1a5s61cv6a81va65sdf19v8a65a1"
+    text = f"Cannot connect to host x:443 ssl:default [PUT /api/v3/userDataStream?listenKey={key}&x=1]"
+    assert redact(text, s) == ("Cannot connect to host x:443 ssl:default "
+                               "[PUT /api/v3/userDataStream?listenKey=***&x=1]")
 
 
 def test_config_from_mapping_and_errors() -> None:
