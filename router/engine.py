@@ -2144,7 +2144,13 @@ class Engine:
         return out
 
     def close(self) -> None:
-        """Close the journal."""
+        """Close the journal. Live, after :meth:`stop_live` (``async with engine:`` does both); a
+        close with the live transports still running cannot stop them (they need the loop) and
+        says so in the log."""
+        live = self._live
+        if live is not None and live.started and not live.closed:
+            log.error("Engine.close() while the live transports run: working orders stay at the venues; "
+                      "await engine.stop_live() first, or use 'async with engine:'")
         if self.journal is not None:
             self.journal.close()
             self.journal = None
@@ -2155,6 +2161,20 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    async def __aenter__(self) -> Engine:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: object) -> None:
+        """Live: :meth:`stop_live` (every working parent and venue order cancelled, transports
+        closed), also when the block ends by an exception; then :meth:`close`."""
+        try:
+            if self._live is not None:
+                reason = "engine stopped" if exc is None else f"engine stopped: {type(exc).__name__}"
+                await self.stop_live(reason)
+        finally:
+            self.close()
 
 
 def _venue_orders_per_10s(preset: str) -> int:

@@ -245,3 +245,30 @@ async def test_a_fill_after_its_child_was_done_is_not_released_twice(env: None, 
     assert engine.risk._parent_notional[h.id] == D("5999.0")
     with pytest.raises(RiskRejected, match="max_parent_notional"):
         engine.risk.check_order("BTC-USDT", Side.BUY, D("0.1"), D("59990"), h.id, D("60000"))
+
+
+async def test_async_with_engine_cancels_at_the_venue_when_the_block_fails(env: None, fake: FakeBinance,
+                                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """Failed before (flagged by the live review): ``with Engine(...)`` only closed the journal, so
+    a block left by an exception after ``start_live()`` left the order working at the venue and the
+    streams running. ``async with engine:`` now stops the live transports (working parents and
+    venue orders cancelled) however the block ends; a plain ``close()`` while they run says so."""
+    engine = Engine.from_toml_text(_toml(fake))
+    h = engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="1", limit_price="59990",
+                                  algo=Iceberg(end="+60s", display="0.1")))
+    with pytest.raises(RuntimeError, match="user code failed"):
+        async with asyncio.timeout(15):
+            async with engine:
+                await engine.start_live()
+                await _until(lambda: any(fo.status == "NEW" for fo in fake.orders.values()))
+                raise RuntimeError("user code failed")
+    assert fake.orders and all(fo.status == "CANCELED" for fo in fake.orders.values())
+    assert h.is_terminal and not engine.om.open_orders() and engine.journal is None
+    other = Engine.from_toml_text(_toml(fake))
+    try:
+        async with asyncio.timeout(15):
+            await other.start_live()
+            other.close()
+    finally:
+        await other.stop_live()
+    assert "while the live transports run" in caplog.text
