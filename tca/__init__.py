@@ -11,6 +11,7 @@ side +1 buy / -1 sell, positive = cost. Formulas: docs/tca.md.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -42,10 +43,12 @@ def analyze_all(executions: Sequence[Execution], market: dict[str, MarketSeries]
                 auto_market: bool = True) -> list[ParentAnalysis]:
     """Analyse each execution against the market series of its symbol. Without ``market``, and
     with ``auto_market``, the market data named by a journal's run_started record is loaded when
-    that path exists."""
+    that path exists. Labels that two executions share (the same parent id in two journals of
+    the same file name, e.g. two ``sorex run`` directories) are made unique with the journal's
+    directories."""
     cache: dict[str, dict[str, MarketSeries]] = {}
     out = []
-    for ex in executions:
+    for ex in _unique_labels(executions):
         mk = market
         if mk is None and auto_market and ex.market_source:
             srcs = [ex.market_source] if isinstance(ex.market_source, str) else list(ex.market_source)
@@ -60,6 +63,37 @@ def analyze_all(executions: Sequence[Execution], market: dict[str, MarketSeries]
             mk = cache[key]
         series = mk.get(ex.parent.symbol) if mk else None
         out.append(analyze(ex, series, horizon_s=horizon_s, markout_horizons_s=markout_horizons_s))
+    return out
+
+
+def _unique_labels(executions: Sequence[Execution]) -> list[Execution]:
+    """The executions, those whose label is shared by another one relabelled: the journal's path
+    with as many directories as tell the files apart (``a/journal.sqlite:P``), and ``#n`` after
+    the labels that are still shared (the same file given twice)."""
+    groups: dict[str, list[int]] = {}
+    for i, ex in enumerate(executions):
+        groups.setdefault(ex.label, []).append(i)
+    out = list(executions)
+    for label, idx in groups.items():
+        if len(idx) < 2:
+            continue
+        paths = [Path(executions[i].source) for i in idx]
+        new = [label] * len(idx)
+        if all(label.startswith(pth.name + ":") for pth in paths):
+            tail = label[len(paths[0].name) + 1:]
+            distinct = len(set(paths))
+            for k in range(2, max(len(pth.parts) for pth in paths) + 1):
+                cand = [f"{'/'.join(pth.parts[-k:])}:{tail}" for pth in paths]
+                if len(set(cand)) == distinct:
+                    new = cand
+                    break
+        shared = {lab for lab in new if new.count(lab) > 1}
+        seen: dict[str, int] = {}
+        for i, lab in zip(idx, new, strict=True):
+            if lab in shared:
+                seen[lab] = seen.get(lab, 0) + 1
+                lab = f"{lab} #{seen[lab]}"
+            out[i] = dataclasses.replace(executions[i], label=lab)
     return out
 
 

@@ -87,7 +87,13 @@ def load_journal(path: str | Path) -> list[Execution]:
 
     Fills are tied to a parent by their ``parent_id`` (payload, else row), else through the
     ``order_command`` that submitted their ``client_order_id``. Child orders come from
-    ``order_command`` submits; cancels/replaces and ``order_event`` states update them."""
+    ``order_command`` submits; cancels/replaces and ``order_event`` states update them.
+
+    A journal may hold several runs (each ``run_started`` begins one, e.g. a restarted live run
+    with ``[engine] journal``): parents, child orders, fills and decisions belong to the run whose
+    rows they follow, so the same parent id in two runs gives two executions, each with its own
+    run id. Fill rows marked ``"shadow": true`` (never sent) are not executions: they are left
+    out and named in the parent's warnings."""
     p = Path(path)
     src = str(p)
     if not p.is_file():
@@ -106,16 +112,9 @@ def load_journal(path: str | Path) -> list[Execution]:
     finally:
         con.close()
 
-    run_id: str | None = None
-    market_source: str | list[str] | None = None
-    parents: dict[str, ParentOrder] = {}
-    order: list[str] = []
-    fills: dict[str, list[FillRecord]] = {}
-    children: dict[str, ChildOrder] = {}
-    # native replaces sent and not yet confirmed: client order id -> (new quantity, new price)
-    pending_replace: dict[str, tuple[Decimal | None, Decimal | None]] = {}
-    decisions: list[RoutingDecisionRecord] = []
-    pending_fills: list[tuple[int, dict[str, Any], str | None]] = []
+    runs = [_Run()]   # rows before any run_started belong to an anonymous first run
+    order: list[tuple[int, str]] = []   # (run index, parent id) in order of submission
+    pending_fills: list[tuple[int, int, dict[str, Any], str | None]] = []
 
     for seq, ts_ns, kind, _venue, row_coid, row_parent, payload_text in rows:
         where = f"{src} seq {seq}"
@@ -127,13 +126,20 @@ def load_journal(path: str | Path) -> list[Execution]:
             raise DataError(f"{kind} payload is not JSON: {exc}", source=where) from None
         if not isinstance(payload, dict):
             raise DataError(f"{kind} payload is not a JSON object", source=where)
+        run = runs[-1]
+        parents, children, pending_replace = run.parents, run.children, run.pending_replace
         try:
             if kind == "run_started":
-                run_id = str(payload.get("run_id")) if payload.get("run_id") is not None else run_id
+                if runs[-1].started or runs[-1].parents or runs[-1].children:
+                    runs.append(_Run())
+                run = runs[-1]
+                run.started = True
+                run.run_id = str(payload.get("run_id")) if payload.get("run_id") is not None else None
                 md = payload.get("market_data") or {}
                 if isinstance(md, dict) and md.get("source"):
                     src_val = md["source"]
-                    market_source = ([str(x) for x in src_val] if isinstance(src_val, list) else str(src_val))
+                    run.market_source = ([str(x) for x in src_val] if isinstance(src_val, list)
+                                         else str(src_val))
             elif kind == "parent_submitted":
                 pid = str(payload["parent_id"])
                 parents[pid] = ParentOrder(
@@ -150,8 +156,8 @@ def load_journal(path: str | Path) -> list[Execution]:
                     given = getattr(parents[pid], name)
                     if given is not None and given <= 0:
                         raise DataError(f"{name} {given} must be positive", source=where)
-                order.append(pid)
-                fills.setdefault(pid, [])
+                order.append((len(runs) - 1, pid))
+                run.fills.setdefault(pid, [])
             elif kind == "parent_finished":
                 pid = str(payload["parent_id"])
                 if pid not in parents:
@@ -161,7 +167,7 @@ def load_journal(path: str | Path) -> list[Execution]:
                 parents[pid].reason = payload.get("reason")
             elif kind == "routing_decision":
                 pid = payload.get("parent_id") or row_parent
-                decisions.append(RoutingDecisionRecord(
+                run.decisions.append(RoutingDecisionRecord(
                     decision_id=str(payload.get("decision_id")), parent_id=str(pid) if pid else None,
                     ts_ns=int(ts_ns), payload=payload))
             elif kind == "order_command":
@@ -189,14 +195,16 @@ def load_journal(path: str | Path) -> list[Execution]:
                         if ek == "rejected":
                             c.reject_reason = payload.get("reason")
             elif kind == "fill":
-                pending_fills.append((int(ts_ns), payload, row_parent))
+                pending_fills.append((len(runs) - 1, int(ts_ns), payload, row_parent))
         except KeyError as exc:
             raise DataError(f"{kind} payload lacks field {exc.args[0]!r}", source=where) from None
         except ValueError as exc:
             raise DataError(f"{kind}: {exc}", source=where) from None
 
-    for ts_ns, payload, row_parent in pending_fills:
+    for run_idx, ts_ns, payload, row_parent in pending_fills:
         where = f"{src} fill at ts {ts_ns}"
+        run = runs[run_idx]
+        parents, children = run.parents, run.children
         coid = str(payload.get("client_order_id") or "")
         child = children.get(coid)
         fill_pid = payload.get("parent_id") or row_parent or (child.parent_id if child else None)
@@ -205,6 +213,9 @@ def load_journal(path: str | Path) -> list[Execution]:
                         src, payload.get("trade_id"), coid)
             continue
         parent = parents[str(fill_pid)]
+        if payload.get("shadow") is True:   # journaled by a shadow run: never sent, never executed
+            run.shadow_fills[parent.parent_id] = run.shadow_fills.get(parent.parent_id, 0) + 1
+            continue
         price = _dec(payload.get("price"), "fill price", where)
         qty = _dec(payload.get("quantity"), "fill quantity", where)
         fee = _dec(payload.get("fee", "0") or "0", "fee", where)
@@ -215,7 +226,7 @@ def load_journal(path: str | Path) -> list[Execution]:
                        fee_quote=fee_in_quote(fee, cur, parent.symbol, price),
                        liquidity=payload.get("liquidity"), client_order_id=coid or None,
                        trade_id=str(payload.get("trade_id")) if payload.get("trade_id") is not None else None)
-        fills[parent.parent_id].append(f)
+        run.fills[parent.parent_id].append(f)
         if child is not None:
             child.filled += qty
             if str(payload.get("event_kind") or "").lower() == "filled" and child.final_status is None:
@@ -227,18 +238,50 @@ def load_journal(path: str | Path) -> list[Execution]:
             child.last_fill_ts_ns = fill_ts if child.last_fill_ts_ns is None else max(
                 child.last_fill_ts_ns, fill_ts)
 
+    # a parent id submitted in more than one run is labelled with its run (id, else ordinal)
+    runs_of: dict[str, list[int]] = {}
+    for run_idx, pid in order:
+        runs_of.setdefault(pid, []).append(run_idx)
     out: list[Execution] = []
-    for pid in order:
-        parent = parents[pid]
+    for run_idx, pid in order:
+        run = runs[run_idx]
+        parent = run.parents[pid]
         if parent.end_ts_ns is None:
-            pf = fills[pid]
-            parent.end_ts_ns = max((f.ts_ns for f in pf), default=None)
+            parent.end_ts_ns = max((f.ts_ns for f in run.fills[pid]), default=None)
+        label = f"{p.name}:{pid}"
+        if len(runs_of[pid]) > 1:
+            ids = [runs[k].run_id for k in runs_of[pid]]
+            distinct = None not in ids and len(set(ids)) == len(ids)
+            label = f"{p.name}:{run.run_id if distinct else f'run {run_idx + 1}'}:{pid}"
+        warnings: list[str] = []
+        if run.shadow_fills.get(pid):
+            warnings.append(f"{run.shadow_fills[pid]} shadow fill(s) (journaled, never sent) left out")
         out.append(Execution(
-            parent=parent, fills=sorted(fills[pid], key=lambda f: f.ts_ns),
-            children=[c for c in children.values() if c.parent_id == pid],
-            decisions=[d for d in decisions if d.parent_id == pid],
-            run_id=run_id, source=src, label=f"{p.name}:{pid}", market_source=market_source))
+            parent=parent, fills=sorted(run.fills[pid], key=lambda f: f.ts_ns),
+            children=[c for c in run.children.values() if c.parent_id == pid],
+            decisions=[d for d in run.decisions if d.parent_id == pid],
+            run_id=run.run_id, source=src, label=label, market_source=run.market_source,
+            warnings=warnings))
     return out
+
+
+class _Run:
+    """What one run of a journal (``run_started`` to the next one) holds while it is read."""
+
+    __slots__ = ("children", "decisions", "fills", "market_source", "parents", "pending_replace", "run_id",
+                 "shadow_fills", "started")
+
+    def __init__(self) -> None:
+        self.started = False
+        self.run_id: str | None = None
+        self.market_source: str | list[str] | None = None
+        self.parents: dict[str, ParentOrder] = {}
+        self.fills: dict[str, list[FillRecord]] = {}
+        self.children: dict[str, ChildOrder] = {}
+        # native replaces sent and not yet confirmed: client order id -> (new quantity, new price)
+        self.pending_replace: dict[str, tuple[Decimal | None, Decimal | None]] = {}
+        self.decisions: list[RoutingDecisionRecord] = []
+        self.shadow_fills: dict[str, int] = {}
 
 
 def _apply_command(children: dict[str, ChildOrder], pending_replace: dict[str, tuple[Decimal | None, Decimal | None]],

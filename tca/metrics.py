@@ -223,7 +223,7 @@ def _analyze(execution: Execution, market: MarketSeries | None, horizon_s: int,
             raise ValueError(f"parent {par.parent_id}: {name} {given} must be positive")
     side = int(par.side)
     fills = execution.fills
-    warnings: list[str] = []
+    warnings: list[str] = list(execution.warnings)
     mkt = market if (market is not None and (market.has_quotes or market.trade_ts)) else None
     if market is None:
         warnings.append("no market data: market-based metrics are missing")

@@ -119,6 +119,8 @@ class Execution:
     label: str = ""
     market_source: str | list[str] | None = None
     """Market-data location(s) named by the journal's run_started record, if any."""
+    warnings: list[str] = field(default_factory=list)
+    """What the loader left out or could not read for this parent (shown with the metrics)."""
 
 
 class MarketSeries:

@@ -50,13 +50,15 @@ def write_json(analyses: Sequence[ParentAnalysis], path: str | Path) -> Path:
 
 # ====================================================================== CSV
 def _flat_parent(m: dict[str, Any]) -> dict[str, Any]:
-    keys = ("label", "parent_id", "run_id", "symbol", "side", "algo", "status", "quantity", "filled_quantity",
-            "average_price", "decision_price", "arrival_price", "end_price", "start_ts_ns", "end_ts_ns",
-            "fees", "arrival_slippage_bps", "is_bps", "vwap", "vwap_slippage_bps", "twap", "twap_slippage_bps",
-            "market_volume", "participation", "fill_rate", "completion_time_s", "duration_s", "horizon_s",
-            "effective_spread_bps", "realized_spread_bps", "price_impact_bps")
+    keys = ("label", "parent_id", "source", "run_id", "symbol", "side", "algo", "status", "quantity",
+            "filled_quantity", "unfilled_quantity", "average_price", "decision_price", "arrival_price",
+            "end_price", "decision_ts_ns", "start_ts_ns", "end_ts_ns", "fees", "arrival_slippage_bps", "is_bps",
+            "vwap", "vwap_slippage_bps", "twap", "twap_slippage_bps", "market_volume", "participation",
+            "fill_rate", "completion_time_s", "duration_s", "horizon_s", "effective_spread_bps",
+            "realized_spread_bps", "price_impact_bps")
     row = {k: m.get(k) for k in keys}
     is_ = m.get("is") or {}
+    row["is_paper_value"] = is_.get("paper_value")
     for dec in ("perold", "wagner"):
         for part, v in (is_.get(dec) or {}).items():
             row[f"is_{dec}_{part}"] = v
