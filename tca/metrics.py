@@ -308,9 +308,10 @@ def _analyze(execution: Execution, market: MarketSeries | None, horizon_s: int,
         m0 = mid(f.ts_ns)
         mh = mid(f.ts_ns + h_ns)
         if m0 is not None and mh is not None:
-            eff.append((side * (f.price - m0), m0, f.quantity))
-            real.append((side * (f.price - mh), m0, f.quantity))
-            imp.append((side * (mh - m0), m0, f.quantity))
+            # the full (not half) spreads of SEC Rule 605 / Kissell: 2 x the distance to the mid
+            eff.append((2 * side * (f.price - m0), m0, f.quantity))
+            real.append((2 * side * (f.price - mh), m0, f.quantity))
+            imp.append((2 * side * (mh - m0), m0, f.quantity))
         fm: dict[int, Term | None] = {}
         for h in markout_horizons_s:
             mm = mid(f.ts_ns + h * NS)

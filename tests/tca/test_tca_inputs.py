@@ -64,7 +64,7 @@ def test_csv_prices_override_market(tmp_path: Path) -> None:
     assert m["decision_price"] == Decimal(100) and m["arrival_price"] == Decimal("100.5")
     assert m["end_price"] == Decimal(102)     # not given: mid at the last fill (t0+20s)
     assert m["is"]["wagner"]["delay"] == Decimal("0.5")
-    assert m["effective_spread_bps"] == Fraction(-1, 102) * 10_000
+    assert m["effective_spread_bps"] == 2 * Fraction(-1, 102) * 10_000   # full spread: 2 x (p - m0)/m0
 
 
 def test_journal_and_cli_json(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

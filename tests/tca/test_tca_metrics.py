@@ -56,9 +56,10 @@ def test_interval_benchmarks_exclude_own_fills(analysis) -> None:  # type: ignor
 
 def test_spreads_markouts_reversion(analysis) -> None:  # type: ignore[no-untyped-def]
     m = analysis.metrics
-    assert m["effective_spread_bps"] == Fr("0.7") / 102 * BP
-    assert m["realized_spread_bps"] == Fr("-0.3") / 102 * BP
-    assert m["price_impact_bps"] == Fr(1) / 102 * BP
+    # the full spreads (SEC Rule 605, Kissell): twice the signed distance to the mid
+    assert m["effective_spread_bps"] == 2 * Fr("0.7") / 102 * BP
+    assert m["realized_spread_bps"] == 2 * Fr("-0.3") / 102 * BP
+    assert m["price_impact_bps"] == 2 * Fr(1) / 102 * BP
     assert m["effective_spread_bps"] == m["realized_spread_bps"] + m["price_impact_bps"]
     mk = m["markouts_bps"]
     assert mk["1s"] == Fr("0.7") / 102 * BP
