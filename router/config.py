@@ -58,6 +58,7 @@ MIXED_SPLITS: Final = ("urgency", "cont_kukanov")
 
 _MISSING: Final = object()
 
+_ASSET = re.compile(r"^[A-Z0-9]{1,32}$")
 _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,127}$")
 _LITERAL_CREDENTIAL_KEYS = frozenset(
     {"api_key", "api_secret", "secret", "secret_key", "password", "passphrase", "private_key", "token"})
@@ -426,7 +427,8 @@ def _parse_fee_tier(t: Table, with_volume: bool) -> FeeTier:
     tier = FeeTier(
         maker_bps=t.decimal("maker_bps", Decimal(0), min=-100, max=1000, quantum=_BPS_QUANTUM),
         taker_bps=t.decimal("taker_bps", Decimal(0), min=-100, max=1000, quantum=_BPS_QUANTUM),
-        min_30d_volume=t.decimal("min_30d_volume", Decimal(0), min=0) if with_volume else Decimal(0))
+        # a tier's threshold is required and above 0: the base tier (the [fees] keys) is the 0 one
+        min_30d_volume=t.decimal("min_30d_volume", min=0, min_exclusive=True) if with_volume else Decimal(0))
     return tier
 
 
@@ -439,7 +441,12 @@ def _parse_venue(name: str, t: Table) -> VenueConfig:
     base = _parse_fee_tier(f, with_volume=False)
     tiers = [base]
     for tt in f.array_of_tables("tiers"):
-        tiers.append(_parse_fee_tier(tt, with_volume=True))
+        tier = _parse_fee_tier(tt, with_volume=True)
+        same = [i for i, x in enumerate(tiers[1:]) if x.min_30d_volume == tier.min_30d_volume]
+        if same:
+            raise tt.error("min_30d_volume", f"{tier.min_30d_volume} is also the threshold of {f.key('tiers')}"
+                           f"[{same[0]}]", allowed="one tier per threshold")
+        tiers.append(tier)
         tt.finish()
     volume = f.decimal("volume_30d", Decimal(0), min=0)
     f.finish()
@@ -464,6 +471,9 @@ def _parse_venue(name: str, t: Table) -> VenueConfig:
                              allowed="api_key_env, api_secret_env")
     cred.finish()
     bal = t.table("balances")
+    for asset in bal:
+        if not _ASSET.fullmatch(asset):   # a lower-case "usdt" would be silently a zero USDT balance
+            raise bal.error(asset, f"invalid asset name {asset!r}", allowed="upper-case letters and digits, e.g. USDT")
     balances = {asset: bal.decimal(asset, min=0) for asset in bal}
     bal.finish()
     cfg = VenueConfig(
@@ -531,4 +541,6 @@ def load_config(path: str | Path, *, sections: Mapping[str, SectionParser] | Non
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config: {exc.strerror}", file=str(p)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not a TOML file: not UTF-8 text (byte {exc.start})", file=str(p)) from None
     return load_config_text(text, file=str(p), sections=sections)

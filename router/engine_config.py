@@ -135,9 +135,16 @@ class ParentOrder:
         return p
 
 
+MAX_DECIMAL_TEXT = "1e15"
+MAX_DECIMAL = Decimal(MAX_DECIMAL_TEXT)
+"""Largest parent ``quantity`` / ``limit_price`` (and ``sorex route --qty`` / ``--limit``): far above
+any real order, and small enough that lot and tick counts stay exact in 28-digit decimals and
+finite as floats (``1e400`` overflowed deep in the algos and the router)."""
+
+
 def _positive_decimal(v: Any, key: str) -> Decimal:
     if isinstance(v, bool):
-        raise ConfigError(f"{v!r} is not a number", key=key)
+        raise ConfigError(f"{str(v).lower()} is not a number", key=key, allowed="a positive decimal")
     if isinstance(v, float):
         v = repr(v)
     try:
@@ -146,6 +153,8 @@ def _positive_decimal(v: Any, key: str) -> Decimal:
         raise ConfigError(f"{v!r} is not a number", key=key, allowed="a positive decimal") from None
     if not d.is_finite() or d <= 0:
         raise ConfigError(f"{v!r} must be a positive number", key=key, allowed="> 0")
+    if d > MAX_DECIMAL:
+        raise ConfigError(f"{v!r} is too large", key=key, allowed=f"0 < x <= {MAX_DECIMAL_TEXT}")
     return d
 
 
@@ -304,6 +313,15 @@ def _extract_live(data: dict[str, Any], file: str) -> dict[str, LiveVenueSetting
                 raise ConfigError(f"invalid environment variable name {shown}; give the NAME of the variable "
                                   "that holds the secret", file=file, key=f"venues.{name}.{k}",
                                   allowed="an upper-case name such as BINANCE_API_KEY")
+        # the adapter's own parser coerces (bool("false") is true, int(1.9) is 1): check the types here
+        for k in ("user_stream", "sync_time"):
+            if k in live and not isinstance(live[k], bool):
+                raise ConfigError(f"must be a boolean, got {live[k]!r}", file=file, key=f"venues.{name}.{k}",
+                                  allowed="true, false")
+        rw = live.get("recv_window_ms")
+        if rw is not None and (isinstance(rw, bool) or not isinstance(rw, int)):
+            raise ConfigError(f"must be an integer, got {rw!r}", file=file, key=f"venues.{name}.recv_window_ms",
+                              allowed="1 <= x <= 60000")
         explicit = "api_key_env" in live or "api_secret_env" in live
         try:
             cfg = BinanceSpotConfig.from_mapping(live, venue=name, where=file)
@@ -495,6 +513,14 @@ def parse_engine_config(data: dict[str, Any], *, file: str = "<config>") -> Engi
         data["venues"] = defaults["venues"]
     if "routing" not in data:
         data["routing"] = defaults["routing"]
+    for name in ("engine", "simulation", "risk"):
+        v = data.get(name)
+        if name in data and not isinstance(v, dict):
+            got = "an array of tables" if isinstance(v, list) else f"{type(v).__name__} {v!r}"
+            raise ConfigError(f"must be a table (write [{name}]), got {got}", file=file, key=name)
+    if "parents" in data and not isinstance(data["parents"], list | dict):
+        raise ConfigError(f"must be an array of tables (write [[parents]]), got {type(data['parents']).__name__} "
+                          f"{data['parents']!r}", file=file, key="parents")
     live = _extract_live(data, file)
     sorex = parse_config(data, file=file, sections=SECTIONS)
     sec = sorex.sections
@@ -515,4 +541,6 @@ def load_engine_config(path: str | Path) -> EngineConfig:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config: {exc.strerror}", file=str(p)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not a TOML file: not UTF-8 text (byte {exc.start})", file=str(p)) from None
     return load_engine_config_text(text, file=str(p))

@@ -1,4 +1,5 @@
-"""``sorex route CONFIG.toml --side buy --qty 5 [--limit P] [--style take|post|mixed] [--at T] [--json]``
+"""``sorex route CONFIG.toml --side buy --qty 5 [--limit P] [--style take|post|mixed] [--urgency U] [--at T]
+[--data FILE ...] [--json]``
 
 Routes one order against the configured venues' books at one moment of recorded data (default:
 the bundled dataset, :func:`marketdata.replay.default_dataset`) and prints each venue's factors
@@ -23,6 +24,7 @@ from marketdata.errors import ConfigError
 from marketdata.model import BookDeltas, Side
 from marketdata.replay import Dataset, default_dataset, open_dataset
 from router.config import STYLES, SorexConfig, load_config
+from router.engine_config import MAX_DECIMAL, MAX_DECIMAL_TEXT, rekey
 from router.routing import Router, RouteRequest, RoutingDecision
 from router.scoring import CapacityProvider, StaticCapacity
 
@@ -101,8 +103,12 @@ def _fmt(x: Any) -> str:
 
 def render_table(decision: RoutingDecision) -> str:
     """Human-readable per-venue factor table plus allocations and residual."""
-    cols = ["venue", "best", "fee_bps", "fee_adj_best", "delay_ms", "haircut", "fill_p", "score_bps",
-            "allocated", "status"]
+    # the columns of the style's own ranking: a post is ranked by its passive score at its posting
+    # price and maker fee (not the take's fee-adjusted far touch); mixed shows both
+    style = decision.request.style
+    take_cols = ["taker_bps", "fee_adj_best", "haircut", "take_score_bps"] if style != "post" else []
+    post_cols = ["maker_bps", "post_price", "queue_ahead", "post_score_bps"] if style != "take" else []
+    cols = ["venue", "best", *take_cols, *post_cols, "delay_ms", "fill_p", "allocated", "status"]
     rows: list[list[str]] = []
     for v in decision.venues:
         f = v.factors
@@ -110,11 +116,14 @@ def render_table(decision: RoutingDecision) -> str:
         lat = f.get("latency", {})
         fp = f.get("fill_probability", {})
         sc = f.get("score", {})
-        fee = price.get("taker_fee_bps") if decision.request.style != "post" else price.get("maker_fee_bps")
-        rows.append([v.venue, _fmt(price.get("best")), _fmt(fee), _fmt(price.get("fee_adjusted_best")),
-                     _fmt(lat.get("delay_ms")), _fmt(lat.get("haircut_top")), _fmt(fp.get("used")),
-                     _fmt(sc.get("take_score_bps")), _fmt(f.get("allocated_quantity")),
-                     "excluded: " + v.excluded_reason if v.excluded_reason else "ok"])
+        pa = f.get("passive", {})
+        take = [_fmt(price.get("taker_fee_bps")), _fmt(price.get("fee_adjusted_best")), _fmt(lat.get("haircut_top")),
+                _fmt(sc.get("take_score_bps"))] if take_cols else []
+        post = [_fmt(price.get("maker_fee_bps")), _fmt(pa.get("price")), _fmt(pa.get("queue_ahead")),
+                _fmt(pa.get("score"))] if post_cols else []
+        status = "excluded: " + v.excluded_reason if v.excluded_reason else "ok"
+        rows.append([v.venue, _fmt(price.get("best")), *take, *post, _fmt(lat.get("delay_ms")), _fmt(fp.get("used")),
+                     _fmt(f.get("allocated_quantity")), status])
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
     out = [f"decision {decision.decision_id} at {decision.ts_ns} ns, strategy {decision.strategy}, "
            f"{'buy' if decision.request.side is Side.BUY else 'sell'} {decision.request.quantity} "
@@ -142,6 +151,8 @@ def _decimal_arg(text: str) -> Decimal:
         raise argparse.ArgumentTypeError(f"{text!r} is not a decimal number") from None
     if not d.is_finite() or d <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    if d > MAX_DECIMAL:
+        raise argparse.ArgumentTypeError(f"{text!r} is too large (at most {MAX_DECIMAL_TEXT})")
     return d
 
 
@@ -158,8 +169,21 @@ def _urgency_arg(text: str) -> float:
 def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     dataset = open_dataset(args.data) if args.data else default_dataset()
-    at_ns = parse_at(args.at or DEFAULT_OFFSET, dataset.start_ns, dataset.end_ns)
-    router = build_router_at(config, dataset, at_ns)
+    at_ns = parse_at(DEFAULT_OFFSET if args.at is None else args.at, dataset.start_ns, dataset.end_ns)
+    symbol = config.routing.symbol
+    if not any(i.symbol == symbol and v in config.venues for v, i in dataset.instruments.items()):
+        have = sorted(f"{v} {i.symbol}" for v, i in dataset.instruments.items())
+        raise ConfigError(f"no configured venue ({', '.join(config.venues)}) has {symbol} market data in "
+                          f"{dataset.source}", file=config.path, key="routing.symbol",
+                          allowed=", ".join(have) or "none")
+    try:
+        router = build_router_at(config, dataset, at_ns)
+    except ConfigError as exc:
+        raise (exc if exc.file else rekey(exc, config.path, exc.key)) from None
+    lot = router.grid.lot_size
+    if args.qty % lot:
+        raise ConfigError(f"{args.qty} is not a multiple of the common lot {lot} of {symbol}", key="--qty",
+                          allowed=f"multiples of {lot}")
     style = args.style or config.routing.default_style
     urgency = config.routing.default_urgency if args.urgency is None else args.urgency
     request = RouteRequest(config.routing.symbol, Side.parse(args.side), args.qty, args.limit, style, urgency)
@@ -183,7 +207,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--style", choices=STYLES, default=None, help="default: routing.default_style")
     p.add_argument("--urgency", type=_urgency_arg, default=None, help="mixed split in [0,1]")
     p.add_argument("--at", default=None,
-                   help=f"ISO-8601 UTC, ns since epoch, or +<n>s from the data start (default {DEFAULT_OFFSET})")
+                   help="ISO-8601 (UTC when no zone is given), integer ns since the epoch, or "
+                        f"+<n>{{ns,us,ms,s,m,h}} from the data start; within the data (default {DEFAULT_OFFSET})")
     p.add_argument("--data", nargs="+", default=None, help="market data files (default: bundled dataset)")
     p.add_argument("--json", action="store_true", help="machine-readable decision (journal payload)")
     p.set_defaults(func=_run)

@@ -1,4 +1,4 @@
-"""``sorex run CONFIG.toml [--json] [--out DIR] [--quiet]``
+"""``sorex run CONFIG.toml [--json] [--out DIR] [--quiet] [--no-tca]``
 
 Runs the parent orders of the config's ``[[parents]]`` sections against the configured venues (with
 no ``[venues.*]`` sections: the embedded default, simulated binance-spot and binance-usdm replaying
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from marketdata.errors import ConfigError, DataError
+from marketdata.errors import ConfigError, DataError, RiskRejected
 from router.engine import Engine
 from router.engine_config import load_engine_config
 
@@ -85,19 +85,36 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise ConfigError("cannot create output directory: it exists and is not a directory", file=str(out),
                           key="--out")
+    journal_path = out / "journal.sqlite"
+    tca_dir = out / "tca"
+    if journal_path.is_dir():
+        raise ConfigError("is a directory: it cannot be replaced by the run's journal", file=str(journal_path),
+                          key="--out")
+    if not args.no_tca and tca_dir.exists() and not tca_dir.is_dir():
+        raise ConfigError("exists and is not a directory: it cannot hold the TCA report", file=str(tca_dir),
+                          key="--out")
     # build the engine once without a journal first: every error the engine raises while it is
     # built (parents, venues, simulation settings) is reported before the output directory is
     # created and before the journal of an earlier run there is removed
-    probe = Engine(dataclasses.replace(config, engine=dataclasses.replace(config.engine, journal=None)))
+    try:
+        probe = Engine(dataclasses.replace(config, engine=dataclasses.replace(config.engine, journal=None)))
+    except RiskRejected as exc:   # a parent submitted at once refused by a parent-level [risk] rule
+        key = f"risk.{exc.rule}" if exc.rule in ("blacklist", "max_parent_notional") else "risk"
+        raise ConfigError(f"a [[parents]] entry is refused by pre-trade risk before it starts: {exc}",
+                          file=config.path, key=key) from None
     dataset = probe.dataset
     probe.close()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create output directory: {exc.strerror}", file=str(out), key="--out") from None
-    journal_path = out / "journal.sqlite"
     for suffix in ("", "-wal", "-shm"):
-        Path(str(journal_path) + suffix).unlink(missing_ok=True)
+        old = Path(str(journal_path) + suffix)
+        try:
+            old.unlink(missing_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot replace the journal of an earlier run: {exc.strerror}", file=str(old),
+                              key="--out") from None
     progress = _Progress(args.quiet)
     engine = Engine(config, dataset=dataset, journal=journal_path, on_progress=progress)
     try:
@@ -110,8 +127,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_tca:
         from tca import run_report
         try:
-            tca_paths = run_report(journal_path, out / "tca")
-        except DataError as exc:
+            tca_paths = run_report(journal_path, tca_dir)
+        except (DataError, OSError) as exc:
             sys.stderr.write(f"sorex run: TCA report failed: {exc}\n")
     summary["journal"] = str(journal_path)
     summary["tca"] = None if tca_paths is None else {k: (str(v) if not isinstance(v, list) else [str(x) for x in v])

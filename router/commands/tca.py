@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from marketdata.errors import ConfigError
@@ -42,6 +43,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give at least one JOURNAL or --fills FILE.csv", key="tca")
     if args.horizon <= 0:
         raise ConfigError(f"--horizon {args.horizon} must be a positive number of seconds", key="--horizon")
+    # refuse unusable output paths before anything is written
+    if args.html and Path(args.html).is_dir():
+        raise ConfigError("is a directory, not a file", file=args.html, key="--html")
+    if args.csv and Path(args.csv).exists() and not Path(args.csv).is_dir():
+        raise ConfigError("exists and is not a directory", file=args.csv, key="--csv")
     executions = []
     for j in args.journals:
         executions.extend(load_journal(j))
@@ -58,10 +64,17 @@ def run(args: argparse.Namespace) -> int:
     market = load_market(args.market) if args.market else None
     analyses = analyze_all(executions, market, horizon_s=args.horizon)
     if args.html:
-        path = write_html(analyses, args.html)
+        try:
+            path = write_html(analyses, args.html)
+        except OSError as exc:
+            raise ConfigError(f"cannot write the HTML report: {exc.strerror}", file=args.html, key="--html") from None
         sys.stderr.write(f"wrote {path}\n")
     if args.csv:
-        for path in write_csv(analyses, args.csv):
+        try:
+            paths = write_csv(analyses, args.csv)
+        except OSError as exc:
+            raise ConfigError(f"cannot write the CSVs: {exc.strerror}", file=args.csv, key="--csv") from None
+        for path in paths:
             sys.stderr.write(f"wrote {path}\n")
     if args.json:
         sys.stdout.write(json.dumps(report_dict(analyses), indent=2) + "\n")
