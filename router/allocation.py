@@ -53,7 +53,8 @@ class Ladder:
 
     ``levels``: iterator of (venue ticks, venue lots), best first. ``price_factor`` /
     ``lot_factor``: common ticks per venue tick / common lots per venue lot. ``key_mult``: 1e8 +
-    fee + penalty for buys, 1e8 - fee - penalty for sells (in 1e-8). ``cost_mult``: 1e8 + fee
+    fee + penalty for buys, 1e8 - fee - penalty for sells (in 1e-8; must be > 0, or a sell's
+    keys would reverse the price order: the router floors it at 1). ``cost_mult``: 1e8 + fee
     (buy) used for the notional ``budget`` (in venue tick-lots x 1e8; ``-1`` none; buys only, a
     sell's budget must be turned into ``cap_lots`` by the caller). The budget is checked as the
     venue checks a limit buy: every lot taken on the venue valued at the worst level taken (the

@@ -31,7 +31,7 @@ import math
 from bisect import bisect_right
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_FLOOR, Decimal
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any, Literal
@@ -577,7 +577,7 @@ class _VenueState:
     spot: bool = False       # a spot instrument (a sell is capped by the base balance)
     key_buy: int = FEE_SCALE   # sweep key multiplier of the non-smart strategies, buy / sell
     key_sell: int = FEE_SCALE
-    cost_mult: int = FEE_SCALE  # 1e8 + taker fee: what a lot costs per unit of price (budgets)
+    cost_mult: int = FEE_SCALE  # 1e8 + taker fee (a rebate: 0, the venue holds the whole notional): budgets
     outflow: QueueOutflow | None = None   # best-queue outflow windows (mixed_split = cont_kukanov only)
 
 
@@ -831,7 +831,7 @@ class Router:
                 else NO_LIMIT)
             st = self._venues[name]
             st.max_age_ns = policy.max_book_age_ms * NS_PER_MS
-            st.cost_mult = FEE_SCALE + st.fee_taker_e8
+            st.cost_mult = FEE_SCALE + max(0, st.fee_taker_e8)
             if policy.strategy != "best_price":
                 st.key_buy, st.key_sell = FEE_SCALE + st.fee_taker_e8, FEE_SCALE - st.fee_taker_e8
             if inst is not None:
@@ -931,13 +931,14 @@ class Router:
         if request.symbol != policy.symbol:
             raise InstrumentError(f"router for {policy.symbol!r} cannot route {request.symbol!r}")
         now = self.clock.now_ns()
-        self._counter += 1
         grid = self.grid
         side = request.side
         want = self._want_memo.get(request.quantity)
         if want is None:
-            want_exact = request.quantity / grid.lot_size
-            if want_exact != want_exact.to_integral_value():
+            # exact rational division (Decimal division rounds to 28 digits: an off-lot quantity
+            # could look whole, a limit could round through itself); memoised, off the hot path
+            want_exact = Fraction(request.quantity) / Fraction(grid.lot_size)
+            if want_exact.denominator != 1:
                 raise InstrumentError(f"{request.symbol}: quantity {request.quantity} is not a multiple of the "
                                       f"common lot {grid.lot_size}")
             want = int(want_exact)
@@ -947,8 +948,8 @@ class Router:
             lkey = (request.limit_price, side)
             limit_common = self._limit_memo.get(lkey)
             if limit_common is None:
-                q = request.limit_price / grid.tick_size
-                limit_common = int(q.to_integral_value(rounding=ROUND_FLOOR if side is Side.BUY else ROUND_CEILING))
+                q = Fraction(request.limit_price) / Fraction(grid.tick_size)
+                limit_common = math.floor(q) if side is Side.BUY else math.ceil(q)
                 _memo(self._limit_memo, lkey, limit_common)
 
         style = request.style
@@ -978,9 +979,8 @@ class Router:
                 skey = (ref, side)
                 memo = self._slip_memo.get(skey)
                 if memo is None:
-                    mult = 1 + (policy.max_slippage_bps / 10_000) * int(side)
-                    b = Decimal(ref) * mult
-                    slip = int(b.to_integral_value(rounding=ROUND_FLOOR if side is Side.BUY else ROUND_CEILING))
+                    b = ref * (1 + Fraction(policy.max_slippage_bps) / 10_000 * int(side))   # exact
+                    slip = math.floor(b) if side is Side.BUY else math.ceil(b)
                     memo = (slip, f"slippage bound {grid.price(slip)} ({policy.max_slippage_bps} bps from "
                                   f"best {grid.price(ref)})")
                     _memo(self._slip_memo, skey, memo)
@@ -1022,6 +1022,8 @@ class Router:
                     e.st.health.start_probe(now)
                     e.note("circuit breaker half-open: this order is the probe")
             probes.clear()
+        # the id is taken only by a decision made: a request that raised leaves no gap in the ids
+        self._counter += 1
         d = RoutingDecision._captured(self, self._counter, now, request, evals, allocations, residual,
                                       reason if residual else None, explanation, ref)
         if split is not None:
@@ -1202,7 +1204,10 @@ class Router:
                 adj = st.fee_taker_e8 + int((self._w_latency * cost + self._w_fill * ((1.0 - take_mean)
                                                                                      * policy.miss_cost_bps))
                                             * 10_000)
-                km = FEE_SCALE + adj if buy else FEE_SCALE - adj
+                # a sell's net proceeds multiplier stays positive: at a penalty of 100 % or more a
+                # negative one would reverse the price order (lowest bids first); at 1 such venues
+                # rank after those whose multiplier stays positive, among themselves by raw price
+                km = FEE_SCALE + adj if buy else max(1, FEE_SCALE - adj)
             else:
                 km = st.key_buy if buy else st.key_sell
             cap = e.cap_lots
@@ -1228,7 +1233,10 @@ class Router:
             params.append(e.params)
         fastest = self.policy.strategy == "fastest"
         if dropped or fastest:
-            rank = {e.name: i for i, e in enumerate(sorted(live, key=lambda e: e.delay_s))} if fastest else {}
+            # venues with the same expected delay share a rank: the price key decides between them
+            # ("delay first, then price"; a tie went to the venue configured first)
+            tiers = {d: i for i, d in enumerate(sorted({e.delay_s for e in live}))} if fastest else {}
+            rank = {e.name: tiers[e.delay_s] for e in live} if fastest else {}
             for j, e in enumerate(live):
                 pf, lf, km, cm, cap, budget, _prio, pg, mt = params[j]
                 params[j] = (pf, lf, km, cm, 0 if e.name in dropped else cap, budget,
@@ -1515,6 +1523,9 @@ class Router:
         explanation.append((_post_summary, self, want - remaining, want, [a.venue for a in allocs], policy.strategy))
         reason = None
         if remaining:
+            if not notes:
+                # every venue that could post did, and what is left is below each one's lot
+                notes = [f"{a.venue}: below lot size" for a in allocs]
             reason = "post incomplete" + (" (" + "; ".join(notes) + ")" if notes else
                                           " (no venue with a valid posting price)")
         return allocs, want - remaining, reason

@@ -146,8 +146,8 @@ class VenueHealth:
 class MarketActivity:
     """Decayed statistics of one venue's top of book, in common ticks and seconds.
 
-    On each book update it counts *depletions* per side (the best ask rose or its size shrank;
-    the best bid fell or its size shrank: events that take away liquidity a taker was looking at)
+    On each book update it counts *depletions* per side (the best ask rose, its size shrank or
+    the side emptied; the best bid likewise: events that take away liquidity a taker was looking at)
     and accumulates squared mid changes. Both are exponentially decayed sums with time constant
     ``tau_ns``; a decayed count divided by tau is a rate per second. O(1) per update (one exp)."""
 
@@ -178,9 +178,10 @@ class MarketActivity:
         if last is None or ts_ns > last:
             self._last_ns = ts_ns
         pb, pa = self._bid, self._ask
-        if pa is not None and ask is not None and (ask > pa or (ask == pa and ask_lots < self._ask_lots)):
+        # a side that emptied is depleted too (all of it is gone), as in QueueOutflow
+        if pa is not None and (ask is None or ask > pa or (ask == pa and ask_lots < self._ask_lots)):
             self._depl_ask += 1.0
-        if pb is not None and bid is not None and (bid < pb or (bid == pb and bid_lots < self._bid_lots)):
+        if pb is not None and (bid is None or bid < pb or (bid == pb and bid_lots < self._bid_lots)):
             self._depl_bid += 1.0
         if bid is not None and ask is not None:
             mid = (bid + ask) / 2
