@@ -33,7 +33,23 @@ from algos.schedule import SliceStyle, parse_slice_style
 from marketdata.errors import ConfigError
 from marketdata.model import TradeTick
 
-__all__ = ["PovAlgo"]
+__all__ = ["PovAlgo", "pov_rates"]
+
+
+def pov_rates(target_rate: float, min_rate: float | None, max_rate: float | None) -> tuple[float, float]:
+    """The (min, max) rates with their defaults (target/2, min(1, 1.5 x target)), checked:
+    each in range and ``min_rate <= target_rate <= max_rate``; ConfigError naming the key."""
+    lo = target_rate / 2 if min_rate is None else min_rate
+    hi = min(1.0, target_rate * 1.5) if max_rate is None else max_rate
+    for key, v, low_open in (("target_rate", target_rate, True), ("min_rate", lo, False),
+                             ("max_rate", hi, True)):
+        if not ((v > 0 if low_open else v >= 0) and v <= 1):
+            raise ConfigError(f"{v}", key=key, allowed="(0, 1]" if low_open else "[0, 1]")
+    if not lo <= target_rate <= hi:
+        key = "max_rate" if target_rate > hi else "min_rate"
+        raise ConfigError(f"min {lo} <= target {target_rate} <= max {hi} does not hold",
+                          key=key, allowed="min_rate <= target_rate <= max_rate")
+    return lo, hi
 
 
 class PovAlgo(ExecutionAlgo):
@@ -47,15 +63,7 @@ class PovAlgo(ExecutionAlgo):
                  slice_style: SliceStyle = "post") -> None:
         super().__init__(params)
         self.slice_style = parse_slice_style(slice_style)
-        lo = target_rate / 2 if min_rate is None else min_rate
-        hi = min(1.0, target_rate * 1.5) if max_rate is None else max_rate
-        for key, v, low_open in (("target_rate", target_rate, True), ("min_rate", lo, False),
-                                 ("max_rate", hi, True)):
-            if not ((v > 0 if low_open else v >= 0) and v <= 1):
-                raise ConfigError(f"{v}", key=key, allowed="(0, 1]" if low_open else "[0, 1]")
-        if not lo <= target_rate <= hi:
-            raise ConfigError(f"min {lo} <= target {target_rate} <= max {hi} does not hold",
-                              key="target_rate", allowed="min_rate <= target_rate <= max_rate")
+        lo, hi = pov_rates(target_rate, min_rate, max_rate)
         if not 0 <= catchup_threshold <= 1:
             raise ConfigError(f"{catchup_threshold}", key="catchup_threshold", allowed="[0, 1]")
         for key, ns in (("check_interval", check_ns), ("retry", retry_ns)):

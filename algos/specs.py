@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 from algos.base import ExecutionAlgo
 from algos.iceberg import IcebergAlgo
 from algos.params import CommonParams, fraction, parse_decimal, parse_duration_ns, qty_to_lots
-from algos.pov import PovAlgo
+from algos.pov import PovAlgo, pov_rates
 from algos.profile import VolumeProfile
 from algos.schedule import parse_final_sweep, parse_slice_style
 from algos.shortfall import ShortfallAlgo
@@ -224,6 +224,13 @@ class POV(AlgoSpec):
     known = frozenset({"target_rate", "min_rate", "max_rate", "catchup_threshold", "check_interval", "retry",
                        "slice_style"})
     required = frozenset({"end", "target_rate"})
+
+    def validate(self) -> None:
+        super().validate()
+        # the rates together, not only each alone: refused when the config is read, not when
+        # the parent starts (it then ended rejected and the run exited 0)
+        kw = self._extra(self.params, Decimal("0.00001"), dry=True)
+        pov_rates(kw["target_rate"], kw.get("min_rate"), kw.get("max_rate"))
 
     def _extra(self, p: Mapping[str, Any], lot_size: Decimal, *, dry: bool) -> dict[str, Any]:
         kw: dict[str, Any] = {}

@@ -56,7 +56,7 @@ from algos.specs import IS, POV, TWAP, VWAP, Iceberg
 from marketdata.book import L2Book
 from marketdata.clock import AlertCallback, AlertHandle, Clock, LiveClock, SimClock
 from marketdata.consolidated import ConsolidatedBook
-from marketdata.errors import ConfigError, InstrumentError, RiskRejected, SorexError, VenueError
+from marketdata.errors import ConfigError, DataError, InstrumentError, RiskRejected, SorexError, VenueError
 from marketdata.model import (
     BookDeltas,
     ClientOrderId,
@@ -657,7 +657,13 @@ class Engine:
         else:
             custom_data = dataset is not None or bool(s.data)
             if dataset is None:
-                dataset = (open_dataset(list(s.data), s.data_format) if s.data else default_dataset())
+                try:
+                    dataset = (open_dataset(list(s.data), s.data_format) if s.data else default_dataset())
+                except DataError as exc:   # a missing or unreadable file: say which config named it
+                    if not s.data:
+                        raise
+                    raise ConfigError(str(exc), file=config.path, key="engine.data",
+                                      allowed="readable market-data files (docs/data.md)") from exc
             self.dataset = dataset
             start_ns = dataset.start_ns
             for v in self.venue_ids:
@@ -823,6 +829,10 @@ class Engine:
             if self.is_live:
                 raise ConfigError("until is not supported in live mode", file=config.path, key="engine.until")
             self._until_ns = parse_time(s.until, now_ns=start_ns, key="engine.until")
+            if self._until_ns <= start_ns:
+                raise ConfigError(f"until {s.until!r} is not after the start of the data ({start_ns} ns): the run "
+                                  "would end before anything happened", file=config.path, key="engine.until",
+                                  allowed="a time after the data start, e.g. '+5m'")
         self.stats = RunStats(sim_start_ns=start_ns, sim_end_ns=start_ns)
         self.killed: str | None = None
         md = ({"source": "live", "format": ",".join(sorted({config.live[v].adapter for v in insts}))}
@@ -1108,8 +1118,8 @@ class Engine:
         def later(_ts: int) -> None:
             self._scheduled -= 1
             try:
-                self.submit(p)
-            except RiskRejected as exc:   # journaled (risk_refused) by submit; the run goes on
+                self._submit(p, record_refusal=True)
+            except RiskRejected as exc:   # journaled (risk_refused), the parent rejected; the run goes on
                 log.warning("scheduled parent %s refused at submit_at: %s", p.id, exc)
                 if self._live is not None:
                     self._live.check_waiters()
@@ -1128,6 +1138,12 @@ class Engine:
             raise ConfigError(f"parent {p.id!r}: submit_at {p.submit_at!r} is {early_s:.1f} s before the data starts",
                               file=self.config.path, key="submit_at",
                               allowed="a time within the data (e.g. '+10s' from its start)")
+        until = self._until_ns
+        if until is not None and at >= until:
+            raise ConfigError(f"parent {p.id!r}: submit_at {p.submit_at!r} is not before [engine] until "
+                              f"{self.settings.until!r}: it would never be submitted", file=self.config.path,
+                              key="submit_at",
+                              allowed="a time before [engine] until")
         if not self.is_live and ds is not None and at > ds.end_ns:
             late_s = (at - ds.end_ns) / 1e9
             span_s = (ds.end_ns - self._start_ns) // 1_000_000_000
@@ -1181,7 +1197,11 @@ class Engine:
         """Accept a parent order (validated now; nothing is sent before it passes). It starts at
         once when the market is two-sided, else as soon as it is (after ``[engine] warmup``);
         with a ``submit_at`` not reached yet, not before that time (its handle says ``pending``
-        until then, and it can be paused or cancelled meanwhile)."""
+        until then, and it can be paused or cancelled meanwhile). A parent-level risk refusal
+        raises :class:`RiskRejected` (journaled as ``risk_refused``)."""
+        return self._submit(parent)
+
+    def _submit(self, parent: ParentOrder, *, record_refusal: bool = False) -> ParentHandle:
         self._validate_parent(parent)
         at: int | None = None
         if parent.submit_at is not None:
@@ -1208,6 +1228,12 @@ class Engine:
                 rule, why = "max_parent_notional", f"parent notional {excess}"
         if rule is not None:
             self._refused(rule, why, pid, self._parent_payload(run))
+            if record_refusal:
+                # a [[parents]] entry refused at its submit_at: the run goes on, and the parent is
+                # reported (summary, --json, journal) as rejected with the rule, not dropped
+                self._runs[pid] = run
+                run.forced_status, run.forced_reason = "rejected", f"refused by pre-trade risk ({rule}): {why}"
+                self._finish(run)
             raise RiskRejected(why, rule=rule)
         parent.algo.prepare()
         self.om.prepare_parent(pid)
@@ -1930,6 +1956,11 @@ class Engine:
         run.end_ns = self.clock.now_ns()
         if run in self._active:
             self._active.remove(run)
+        if run.start_ns is None and self.journal is not None:
+            # it never started (cancelled while pending, the data or its algo ended it first): its
+            # parent_submitted row is written now, so that every parent_finished has one (the TCA
+            # refused the journal: "parent_finished for unknown parent")
+            self._journal("parent_submitted", {**self._parent_payload(run), "started": False}, parent_id=run.id)
         avg = run.average_price
         self._journal("parent_finished", {"parent_id": run.id, "status": run.status, "filled": str(run.filled_quantity),
                                           "average_price": None if avg is None else str(avg), "reason": run.reason},

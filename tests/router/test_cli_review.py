@@ -294,3 +294,70 @@ def test_tca_unusable_output_path(tmp_path: Path, capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err
     assert rc == 2 and str(target) in err and flag in err
     assert not html.exists()
+
+
+# ----------------------------------------------------- flagged by the CLI review, fixed in the engine
+def test_until_at_or_before_the_data_start_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Failed before: `[engine] until = "now"` (the data start) was accepted; the run ended at
+    once, the parent `data_ended`, exit 0, and the TCA report failed on the journal."""
+    cfg = _write(tmp_path, '[engine]\nuntil = "now"\n' + _parent())
+    assert _run(tmp_path, cfg) == 2
+    err = capsys.readouterr().err
+    assert str(cfg) in err and "engine.until" in err and "not after the start of the data" in err
+
+
+def test_submit_at_after_until_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Failed before: a parent with `submit_at = "+40s"` and `[engine] until = "+30s"` was never
+    submitted, was missing from the summary and from --json, and the run exited 0."""
+    cfg = _write(tmp_path, '[engine]\nuntil = "+30s"\n' + _parent().replace('algo = "twap"',
+                                                                         'algo = "twap"\nsubmit_at = "+40s"'))
+    assert _run(tmp_path, cfg) == 2
+    err = capsys.readouterr().err
+    assert "parents[0].submit_at" in err and "not before [engine] until" in err
+
+
+def test_parent_refused_by_risk_at_its_submit_at_is_reported_rejected(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Failed before: a [[parents]] entry with a submit_at, refused by `[risk] blacklist` when that
+    time came, was only logged and journaled: missing from the summary and --json, exit 0. It is
+    now a parent with status `rejected` and the rule in its reason, and the TCA report has it."""
+    text = '[risk]\nblacklist = ["BTC-USDT"]\n' + _parent().replace('algo = "twap"', 'algo = "twap"\nsubmit_at = "+5s"')
+    cfg = _write(tmp_path, text)
+    rc = main(["run", str(cfg), "--out", str(tmp_path / "out"), "--quiet", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    [p] = out["parents"]
+    assert p["id"] == "a" and p["status"] == "rejected" and "blacklist" in p["reason"], p
+    assert out["tca"] is not None
+
+
+def test_parent_that_never_started_still_has_its_submitted_row(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Failed before: a parent the data ended before it started (`until` 2 ms after the start)
+    had a `parent_finished` journal row without its `parent_submitted`, and `sorex tca` refused the
+    journal ("parent_finished for unknown parent"). The submitted row is written when it ends."""
+    cfg = _write(tmp_path, '[engine]\nuntil = "+2ms"\n' + _parent())
+    rc = main(["run", str(cfg), "--out", str(tmp_path / "out"), "--quiet", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["parents"][0]["status"] == "data_ended"
+    assert out["tca"] is not None, "the TCA report failed"
+
+
+def test_pov_rates_that_contradict_each_other_are_refused_at_load(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Failed before: `target_rate = 0.05` with `max_rate = 0.01` passed the config load; the
+    parent ended `rejected` when it started, exit 0. Refused at load, naming the key."""
+    text = _parent().replace('algo = "twap"', 'algo = "pov"') + "target_rate = 0.05\nmax_rate = 0.01\n"
+    cfg = _write(tmp_path, text)
+    assert _run(tmp_path, cfg) == 2
+    err = capsys.readouterr().err
+    assert "parents[0].params.max_rate" in err and "min_rate <= target_rate <= max_rate" in err
+
+
+def test_missing_data_file_names_the_config_and_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Failed before: `[engine] data = ["/missing/x.gz"]` said only "/missing/x.gz: cannot read",
+    naming neither the config file nor `engine.data`."""
+    cfg = _write(tmp_path, f'[engine]\ndata = ["{tmp_path / "missing.gz"}"]\n' + _parent())
+    assert _run(tmp_path, cfg) == 2
+    err = capsys.readouterr().err
+    assert str(cfg) in err and "engine.data" in err and "missing.gz" in err

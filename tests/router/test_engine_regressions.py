@@ -52,7 +52,10 @@ def test_scheduled_parent_refused_after_kill_is_journaled_and_run_ends(tmp_path:
         engine.run(until_ns=engine.dataset.start_ns + 10 * NS)
         engine.kill("test")
         engine.run()
-        assert [h.id for h in engine.handles()] == ["A"]
+        # B is reported, rejected with the rule (it used to be missing from the summary)
+        assert [h.id for h in engine.handles()] == ["A", "B"]
+        b = engine.parent("B")
+        assert b.status == "rejected" and "kill_switch" in (b.reason or ""), (b.status, b.reason)
         assert not engine.stats.data_ended   # stopped once nothing was left, not at the data's end
     with Journal(jpath) as j:
         refused = [r.payload for r in j.read(kinds=["risk_refused"])]
