@@ -135,6 +135,7 @@ def load_journal(path: str | Path) -> list[Execution]:
                 run = runs[-1]
                 run.started = True
                 run.run_id = str(payload.get("run_id")) if payload.get("run_id") is not None else None
+                run.shadow = payload.get("mode") == "shadow"
                 md = payload.get("market_data") or {}
                 if isinstance(md, dict) and md.get("source"):
                     src_val = md["source"]
@@ -254,6 +255,9 @@ def load_journal(path: str | Path) -> list[Execution]:
             distinct = None not in ids and len(set(ids)) == len(ids)
             label = f"{p.name}:{run.run_id if distinct else f'run {run_idx + 1}'}:{pid}"
         warnings: list[str] = []
+        if run.shadow:
+            # its child orders are listed (venues, sent quantities) as they were journaled
+            warnings.append("shadow run: the child orders were journaled, never sent to a venue")
         if run.shadow_fills.get(pid):
             warnings.append(f"{run.shadow_fills[pid]} shadow fill(s) (journaled, never sent) left out")
         out.append(Execution(
@@ -269,7 +273,7 @@ class _Run:
     """What one run of a journal (``run_started`` to the next one) holds while it is read."""
 
     __slots__ = ("children", "decisions", "fills", "market_source", "parents", "pending_replace", "run_id",
-                 "shadow_fills", "started")
+                 "shadow", "shadow_fills", "started")
 
     def __init__(self) -> None:
         self.started = False
@@ -282,6 +286,7 @@ class _Run:
         self.pending_replace: dict[str, tuple[Decimal | None, Decimal | None]] = {}
         self.decisions: list[RoutingDecisionRecord] = []
         self.shadow_fills: dict[str, int] = {}
+        self.shadow = False   # run_started says mode = "shadow"
 
 
 def _apply_command(children: dict[str, ChildOrder], pending_replace: dict[str, tuple[Decimal | None, Decimal | None]],

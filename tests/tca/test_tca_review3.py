@@ -113,3 +113,18 @@ def test_same_parent_in_two_run_directories_gets_distinct_labels(tmp_path: Path,
     assert main(["tca", *map(str, paths), str(paths[0]), "--json"]) == 0
     labels = [p["label"] for p in json.loads(capsys.readouterr().out)["parents"]]
     assert labels == ["a/journal.sqlite:P1 #1", "b/journal.sqlite:P1", "a/journal.sqlite:P1 #2"]
+
+
+def test_a_shadow_runs_parents_say_their_orders_were_never_sent(tmp_path: Path) -> None:
+    """Failed before (flagged by the TCA review): a shadow run's child orders were listed by venue
+    with their sent quantities like a live run's, with nothing saying they never left. Every
+    parent of a run whose ``run_started`` says ``mode = "shadow"`` now carries that warning; a
+    simulated run's parents do not."""
+    recs = synthetic_journal_records()
+    for _, kind, payload in recs:
+        if kind == "run_started":
+            payload["mode"] = "shadow"
+    [ex] = load_journal(write_journal(tmp_path / "shadow.sqlite", recs))
+    assert any("shadow run" in w for w in analyze(ex, synthetic_market()).metrics["warnings"])
+    [plain] = load_journal(write_journal(tmp_path / "plain.sqlite", synthetic_journal_records()))
+    assert not any("shadow run" in w for w in analyze(plain, synthetic_market()).metrics["warnings"])
