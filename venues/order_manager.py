@@ -99,8 +99,9 @@ _LEGAL: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.PARTIALLY_FILLED: frozenset({S.FILLED, S.PENDING_CANCEL, S.CANCELED, S.EXPIRED}),
     # REJECTED / PENDING_NEW: a cancel sent before the venue acknowledged the order can overtake it
     # (the order is then rejected, or the cancel is refused as unknown and the order is still pending).
-    S.PENDING_CANCEL: frozenset({S.PENDING_NEW, S.NEW, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED,
-                                 S.REJECTED}),
+    # UNKNOWN: the same, for a cancel of an order whose submit had timed out.
+    S.PENDING_CANCEL: frozenset({S.PENDING_NEW, S.UNKNOWN, S.NEW, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED,
+                                 S.EXPIRED, S.REJECTED}),
     S.FILLED: frozenset(),
     S.CANCELED: frozenset(),
     S.REJECTED: frozenset(),
@@ -729,7 +730,7 @@ class OrderManager:
             return
         self.stats["events"] += 1
         if ev.fill is not None:
-            key = (ev.venue, ev.client_order_id, ev.fill.trade_id)
+            key = (ev.venue, ev.client_order_id, str(ev.fill.trade_id))
             if key in self._trade_ids:
                 self.stats["duplicate_fills"] += 1
                 log.info("%s %s: duplicate fill trade_id=%s dropped", ev.venue, ev.client_order_id,
@@ -760,7 +761,7 @@ class OrderManager:
             inst = self._instrument(o.venue, o.symbol)
             payload: dict[str, Any] = {
                 "client_order_id": f.client_order_id, "parent_id": o.parent_id, "venue": f.venue,
-                "symbol": o.symbol, "side": "buy" if o.side is Side.BUY else "sell", "trade_id": f.trade_id,
+                "symbol": o.symbol, "side": "buy" if o.side is Side.BUY else "sell", "trade_id": str(f.trade_id),
                 "price": str(inst.ticks_to_price(f.price_ticks)), "quantity": str(inst.lots_to_qty(f.lots)),
                 "fee": str(f.fee), "fee_currency": f.fee_currency, "liquidity": f.liquidity.value,
                 "ts_event": f.ts_event, "event_kind": ev.kind.value, "venue_order_id": ev.venue_order_id}
@@ -815,11 +816,12 @@ class OrderManager:
                     self._set_status(mo, self._status_after_fill(mo))
             elif ev.kind is K.REJECTED:
                 dup = mo.retries > 0 and "duplicate" in (ev.reason or "").lower()
-                if dup and mo.status in (S.PENDING_NEW, S.UNKNOWN, S.PENDING_CANCEL):
+                if dup and not mo.status.is_terminal:
                     # the retry hit the venue's duplicate-id check: the original is live (acked);
-                    # a cancel sent meanwhile is still pending
+                    # a cancel sent meanwhile is still pending, and an order the original's ack or
+                    # fills already moved on keeps its status
                     mo.acked = True
-                    if mo.status is not S.PENDING_CANCEL:
+                    if mo.status in (S.PENDING_NEW, S.UNKNOWN):
                         self._set_status(mo, self._status_after_fill(mo))
                 elif mo.pending_replace is not None and mo.status in _WORKING:
                     mo.pending_replace = None
@@ -831,6 +833,9 @@ class OrderManager:
                     if mo.executed_lots:
                         raise InvariantError(f"order {mo.client_order_id}: rejected after "
                                              f"{mo.executed_lots} lots filled")
+                    if mo.acked:   # (PENDING_CANCEL -> REJECTED is legal only for a cancel that overtook the order)
+                        raise InvariantError(f"order {mo.client_order_id}: rejected after the venue "
+                                             "acknowledged it")
                     mo.reason = ev.reason
                     self._set_status(mo, S.REJECTED)
             elif ev.kind in (K.CANCELED, K.EXPIRED):
@@ -854,9 +859,12 @@ class OrderManager:
                         mo.reason = ev.reason
                         if mo.executed_lots:
                             self._set_status(mo, S.PARTIALLY_FILLED)
+                        elif mo.acked:
+                            self._set_status(mo, S.NEW)
                         else:
-                            # not acknowledged yet: the cancel overtook the order, still pending
-                            self._set_status(mo, S.NEW if mo.acked else S.PENDING_NEW)
+                            # not acknowledged yet: the cancel overtook the order, which is as it
+                            # was before the cancel: still pending, or UNKNOWN after a timeout
+                            self._set_status(mo, self._status_before_cancel(mo))
             elif ev.kind is K.REPLACED:
                 self._apply_replaced(mo, ev)
             elif ev.kind in (K.PARTIALLY_FILLED, K.FILLED):  # pragma: no cover - validated away
@@ -865,13 +873,22 @@ class OrderManager:
             self._record_error(mo, e)
             self.on_garbled(mo.order.venue, ev, str(e))
 
+    @staticmethod
+    def _status_before_cancel(mo: ManagedOrder) -> OrderStatus:
+        """The status an unacknowledged, unfilled order had before its pending cancel: UNKNOWN (its
+        submit timed out), NEW (the venue said it has it) or PENDING_NEW."""
+        for _, st in reversed(mo.history):
+            if st is not S.PENDING_CANCEL:
+                return st if st in (S.UNKNOWN, S.NEW) else S.PENDING_NEW
+        return S.PENDING_NEW
+
     def _stale(self, mo: ManagedOrder, ev: OrderEvent) -> None:
         self.stats["stale_events"] += 1
         log.info("%s %s: %s after %s ignored (out of order)", mo.order.venue, mo.client_order_id,
                  ev.kind.value, mo.status.value)
 
     def _apply_fill(self, mo: ManagedOrder, f: Fill) -> None:
-        self._trade_ids.add((f.venue, f.client_order_id, f.trade_id))
+        self._trade_ids.add((f.venue, f.client_order_id, str(f.trade_id)))
         mo.fills.append(f)
         mo.filled_lots += f.lots
         if mo.client_order_id in self._closed_contrib:
@@ -1076,6 +1093,12 @@ class OrderManager:
             if mo.pending_replace is not None:
                 # its answer may have come while we were down: a status report settles it
                 mo.replace_unknown = True
+        for mo in list(om._orders.values()):
+            if mo.replaced_by is not None and mo.status not in (S.PENDING_CANCEL, S.CANCELED):
+                # the cancel of a cancel-then-new was refused, or the old order ended otherwise,
+                # and a kill came before the replacement's local REJECTED was journaled: it was
+                # never sent (settled now, journaled; a no-op if the journal already settled it)
+                om._drop_unsent_replacement(mo, f"{mo.client_order_id} is {mo.status.value}, not canceled")
         log.info("restored %d orders, %d fills from %s", len(om._orders), len(om._trade_ids), journal.path)
         return om
 
@@ -1095,10 +1118,10 @@ class OrderManager:
             raise UnknownOrderError(f"{rec.kind} for unknown order {cid}")
         inst = self._instrument(mo.order.venue, mo.order.symbol)
         if rec.kind == "fill":
-            if (mo.order.venue, cid, p["trade_id"]) in self._trade_ids:
+            if (mo.order.venue, cid, str(p["trade_id"])) in self._trade_ids:
                 return
             fill = Fill(client_order_id=cid, venue=VenueId(p["venue"]), symbol=mo.order.symbol,
-                        side=mo.order.side, trade_id=TradeId(p["trade_id"]),
+                        side=mo.order.side, trade_id=TradeId(str(p["trade_id"])),
                         price_ticks=inst.price_to_ticks(p["price"]),
                         lots=inst.qty_to_lots(p["quantity"], exact=True), fee=Decimal(p["fee"]),
                         fee_currency=p["fee_currency"], liquidity=Liquidity(p["liquidity"]),

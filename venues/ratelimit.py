@@ -50,7 +50,7 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation, localcontext
 from typing import Any, Protocol
 
 from marketdata.clock import NS_PER_SECOND, AlertHandle, Clock, SimClock
@@ -550,7 +550,12 @@ class RateLimiter:
         if cancel_headroom is not None:
             cancel_limits = [BucketSpec.parse(b, buckets[b]).limit for rt in p.cancel_types for b in types[rt]]
             tightest = min(cancel_limits) if cancel_limits else 1
-            kw["cancel_reserve"] = min(Decimal(cancel_headroom) / tightest, Decimal("0.9"))
+            # rounded down: each bucket reserves ceil(limit x share), and a share rounded up in its
+            # last digit (8 / 30 = 0.2666...67) would reserve one unit more than asked (9 of 30)
+            with localcontext() as ctx:
+                ctx.rounding = ROUND_FLOOR
+                share = Decimal(cancel_headroom) / tightest
+            kw["cancel_reserve"] = min(share, Decimal("0.9"))
         return cls(clock, buckets, types, cancel_types=p.cancel_types, venue=venue, **kw)
 
     @property
