@@ -67,7 +67,8 @@ class Clock(Protocol):
 
     def set_timer(self, interval_ns: int, callback: AlertCallback, *, start_ns: int | None = None,
                   stop_ns: int | None = None) -> AlertHandle:
-        """Call ``callback`` every ``interval_ns`` from ``start_ns`` (default now + interval)."""
+        """Call ``callback`` every ``interval_ns`` from ``start_ns`` (default now + interval). A
+        ``start_ns`` in the past fires once now and the period runs from now; nothing after ``stop_ns``."""
         ...
 
 
@@ -199,7 +200,10 @@ class LiveClock:
                   stop_ns: int | None = None) -> AlertHandle:
         if interval_ns <= 0:
             raise ValueError(f"timer interval must be positive, got {interval_ns} ns")
-        first = time.time_ns() + interval_ns if start_ns is None else start_ns
+        now = time.time_ns()
+        # as SimClock: a start in the past fires once now and the period runs from there (no burst
+        # of every missed period, and a timer whose window is already over never fires)
+        first = max(now + interval_ns if start_ns is None else start_ns, now)
         handle = AlertHandle(interval_ns, stop_ns)
         if stop_ns is not None and first > stop_ns:  # a timer never fires after its stop_ns
             return handle

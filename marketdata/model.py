@@ -245,15 +245,15 @@ class Instrument:
 def _scaled_int(text: str, decimals: int) -> int:
     """``"123.4500"`` with ``decimals=2`` -> 12345. Extra fractional digits must be zeros."""
     whole, _, frac = text.partition(".")
+    digits = whole + frac
+    if not (digits.isdigit() and digits.isascii()):  # int() would take "_", spaces and signs
+        raise ValueError(f"{text!r} is not a plain non-negative decimal number")
     if len(frac) > decimals:
         extra = frac[decimals:]
         if extra.strip("0"):
             raise ValueError(f"{text!r} has more precision than {decimals} decimals")
         frac = frac[:decimals]
-    value = int(whole + frac + "0" * (decimals - len(frac))) if (whole or frac) else int(text)
-    if value < 0:
-        raise ValueError(f"{text!r} is negative")
-    return value
+    return int(whole + frac + "0" * (decimals - len(frac)))
 
 
 class InstrumentRegistry:

@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 Source = str | Path | IO[bytes]
 
 _PARTIAL_DEPTH = re.compile(r"@depth\d+")
+_BOOK_STREAM = re.compile(r"depth(?:@\d+ms)?|trade|aggTrade|bookTicker")
 _PEEK_LINES = 3000
 # Wire strings repeat a lot (prices near the touch, "0.000"); parsed values are memoised per book.
 _CACHE_MAX = 200_000
@@ -355,9 +356,9 @@ class BinanceRawReader:
                     bids = _levels(d["b"], pc, qc, pp, pq)
                     asks = _levels(d["a"], pc, qc, pp, pq)
                     t = d.get("T") if futures else None
-                    ts = (t if t is not None else d["E"]) * 1_000_000
-                    msg = BookDeltas(vid, inst.symbol, bids, asks, ts, ts_init, False, int(d["U"]),
-                                     int(d["u"]), int(d["pu"]) if futures else -1)
+                    ts = _ms(t if t is not None else d["E"])
+                    msg = BookDeltas(vid, inst.symbol, bids, asks, ts, ts_init, False, _id(d, "U"),
+                                     _id(d, "u"), _id(d, "pu") if futures else -1)
                     st.depth_events += 1
                     st.level_updates += len(bids) + len(asks)
                     if st.synced:
@@ -372,9 +373,9 @@ class BinanceRawReader:
                     inst = st.inst
                     pp, pq = st.pp, st.pq
                     t = d.get("T") or d.get("E")
-                    ts = t * 1_000_000 if t is not None else ts_init + offset
+                    ts = _ms(t) if t is not None else ts_init + offset
                     st.quotes.append(QuoteTick(vid, inst.symbol, pp(d["b"]), pq(d["B"]), pp(d["a"]),
-                                               pq(d["A"]), ts, ts_init, int(d["u"])))
+                                               pq(d["A"]), ts, ts_init, _id(d, "u")))
                 elif kind == "trade" or kind == "aggTrade":
                     sym = d["s"]
                     st = states.get((venue, sym)) or self._state(venue, sym)
@@ -385,18 +386,24 @@ class BinanceRawReader:
                     t = d.get("T") or d["E"]
                     tick = TradeTick(vid, inst.symbol, st.pp(d["p"]), st.pq(d["q"]), Side.SELL if m else Side.BUY,
                                      TradeId(str(d["t"] if kind == "trade" else d["a"])),
-                                     t * 1_000_000, ts_init)
+                                     _ms(t), ts_init)
                     (st.trades if kind == "trade" else st.agg_trades).append(tick)
                 elif kind == "snapshot":
                     self._snapshot(info, d, ts_init)
                 else:
-                    report.ignore(stream.partition("@")[2] or str(e or "unknown message"))
+                    sub = stream.partition("@")[2]
+                    if _BOOK_STREAM.fullmatch(sub):
+                        # a message of a stream this reader decodes that is not what that stream
+                        # sends (event type or fields missing): garbled, not an ignored kind
+                        raise ValueError(f"{stream} message is not a valid {sub.partition('@')[0]} event "
+                                         f"(e={e!r}, fields {sorted(d)[:12]})")
+                    report.ignore(sub or str(e or "unknown message"))
             except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
                 report.bad_line(name, lineno, _reason(exc))
 
     def _snapshot(self, info: _FileInfo, d: dict[str, Any], ts_init: int) -> None:
         venue = info.venue
-        lid = int(d["lastUpdateId"])
+        lid = _id(d, "lastUpdateId")
         sym = d.get("symbol") or self._snapshot_symbol(info, lid)
         st = self._state(venue, sym)
         inst = st.inst
@@ -404,19 +411,33 @@ class BinanceRawReader:
         bids = [(pp(p), pq(q)) for p, q in d["bids"]]
         asks = [(pp(p), pq(q)) for p, q in d["asks"]]
         t = d.get("T") or d.get("E")
-        ts = t * 1_000_000 if t is not None else ts_init + info.offset_ns
+        ts = _ms(t) if t is not None else ts_init + info.offset_ns
+        futures = st.rule == "prev"
+        sid = VenueId(venue)
         if st.synced:
-            keep: list[BookDeltas] = []
+            # A later snapshot (a resync): the diffs it does not contain that arrived before it (the
+            # REST answer comes after the WS diffs that straddle it) must follow it, exactly as the
+            # buffered diffs follow the first snapshot. They are already at the end of the book
+            # stream, so the snapshot goes in front of them.
+            book = st.book
+            i = len(book)
+            while i > 0 and not book[i - 1].is_snapshot and (
+                    book[i - 1].last_update_id >= lid if futures else book[i - 1].last_update_id > lid):
+                i -= 1
+            if i < len(book):
+                ts = min(ts, book[i].ts_event)
+            if i > 0:
+                ts = max(ts, book[i - 1].ts_event)  # the book stream stays in ts_event order
+            book.insert(i, BookDeltas(sid, inst.symbol, bids, asks, ts, ts_init, True, lid, lid, -1))
         else:
-            futures = st.rule == "prev"
             keep = [m for m in st.buffer if (m.last_update_id >= lid if futures else m.last_update_id > lid)]
             st.pre_snapshot_dropped += len(st.buffer) - len(keep)
             st.buffer.clear()
             st.synced = True
             if keep:
                 ts = min(ts, keep[0].ts_event)
-        st.book.append(BookDeltas(VenueId(venue), inst.symbol, bids, asks, ts, ts_init, True, lid, lid, -1))
-        st.book.extend(keep)
+            st.book.append(BookDeltas(sid, inst.symbol, bids, asks, ts, ts_init, True, lid, lid, -1))
+            st.book.extend(keep)
         st.snapshots += 1
 
     def _snapshot_symbol(self, info: _FileInfo, lid: int) -> str:
@@ -481,6 +502,22 @@ def _merger(lists: list[list[Any]]) -> Callable[[], Iterator[MarketEvent]]:
         return heapq.merge(*lists, key=_ts_key)
 
     return make
+
+
+def _ms(value: Any) -> int:
+    """An exchange time in integer ms -> ns. A string or float (a garbled field) is a malformed line
+    here, not a string timestamp a million characters long that breaks the merge much later."""
+    if type(value) is not int:
+        raise ValueError(f"time {value!r} is not an integer of milliseconds")
+    return value * 1_000_000
+
+
+def _id(d: dict[str, Any], key: str) -> int:
+    """An update id field: a JSON integer (``int()`` would take ``"12"``, ``1.9`` or ``true``)."""
+    value = d[key]
+    if type(value) is not int:
+        raise ValueError(f"update id {key}={value!r} is not an integer")
+    return value
 
 
 def _reason(exc: BaseException) -> str:

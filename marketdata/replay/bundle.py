@@ -41,7 +41,7 @@ from marketdata.model import (
     TradeTick,
     VenueId,
 )
-from marketdata.replay.dataset import BookKey, Dataset, ReadReport
+from marketdata.replay.dataset import BookKey, Dataset, Malformed, ReadReport
 
 BUNDLE_VERSION = 1
 K_SNAPSHOT, K_DELTAS, K_TRADE, K_QUOTE = 0, 1, 2, 3
@@ -130,7 +130,8 @@ def write_bundle(ds: Dataset, dest: str | Path | IO[bytes], *, provenance: dict[
                           ("lots", lots), ("tpx", tpx), ("tlots", tl), ("tside", ts_side),
                           ("qbid", q[0]), ("qbidl", q[1]), ("qask", q[2]), ("qaskl", q[3]), ("quid", q[4])):
             arrays[p + name] = _narrow(col)
-        if all(t.isdigit() and len(t) < 19 for t in tid):
+        # as integers only when that round-trips ("007" would come back as "7")
+        if all(t.isascii() and t.isdigit() and len(t) < 19 and (t[0] != "0" or t == "0") for t in tid):
             arrays[p + "tid"] = np.asarray([int(t) for t in tid], dtype=np.int64)
         else:
             arrays[p + "tid"] = np.asarray(tid, dtype=np.str_)
@@ -214,6 +215,12 @@ def read_bundle(src: str | Path | IO[bytes]) -> Dataset:
         streams[key] = _book_stream(cols, b["venue"], inst.symbol)
     report = ReadReport()
     r = meta.get("report", {})
+    # the source reader's whole report: malformed lines stay counted and located (file, line, reason)
+    report.lines = int(r.get("lines", 0))
+    report.malformed = int(r.get("malformed", 0))
+    report.malformed_samples = [Malformed(str(m["source"]), int(m["line"]), str(m["reason"]))
+                                for m in r.get("malformed_lines", [])]
+    report.ignored = {str(k): int(v) for k, v in r.get("ignored", {}).items()}
     report.notes = list(r.get("notes", []))
     report.books = dict(r.get("books", {}))
     ds = Dataset(books=books, rules=rules, streams=streams, start_ns=int(meta["start_ns"]),

@@ -10,10 +10,16 @@ counter lets ``sorex data check`` report how many such quantities were seen.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
-from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 
 from marketdata.model import Instrument
+
+# Exponent notation (Tardis writes tiny amounts as ``1e-05``): digits, an optional fraction, an exponent.
+_EXP = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][+-]?[0-9]+")
 
 
 def _decimals(step: Decimal) -> tuple[int, int]:
@@ -30,11 +36,11 @@ def _slow(text: str, step: Decimal, floor: bool, what: str) -> tuple[int, bool]:
         raise ValueError(f"{what} {text!r} is not a decimal number") from None
     if not d.is_finite() or d < 0:
         raise ValueError(f"{what} {text!r} is not a finite non-negative number")
-    n = d / step
-    whole = n.to_integral_value(rounding=ROUND_FLOOR)
+    n = Fraction(d) / Fraction(step)  # exact: Decimal division rounds to 28 digits
+    whole = math.floor(n)
     if whole != n and not floor:
         raise ValueError(f"{what} {text!r} is off the grid {step}")
-    return int(whole), whole != n
+    return whole, whole != n
 
 
 def price_parser(inst: Instrument) -> Callable[[str], int]:
@@ -45,18 +51,16 @@ def price_parser(inst: Instrument) -> Callable[[str], int]:
 
     def parse(text: str) -> int:
         whole, _, frac = text.partition(".")
-        if "_" in whole:
-            raise ValueError(f"price {text!r} is not a plain decimal")
-        try:
-            if len(frac) > dec:
-                if frac[dec:].strip("0"):
-                    raise ValueError(f"price {text!r} is off the tick grid {step}")
-                frac = frac[:dec]
-            v = int(whole + frac + pad[dec - len(frac)])
-        except ValueError:
-            if "e" in text or "E" in text:
+        digits = whole + frac
+        if not (digits.isdigit() and digits.isascii()):  # int() would take "_", spaces, signs
+            if _EXP.fullmatch(text):
                 return _slow(text, step, False, "price")[0]
-            raise ValueError(f"price {text!r} is off the tick grid {step} or not a number") from None
+            raise ValueError(f"price {text!r} is not a plain decimal number")
+        if len(frac) > dec:
+            if frac[dec:].strip("0"):
+                raise ValueError(f"price {text!r} is off the tick grid {step}")
+            frac = frac[:dec]
+        v = int(whole + frac + pad[dec - len(frac)])
         if v <= 0:
             raise ValueError(f"price {text!r} is not positive")
         if unit != 1:
@@ -77,20 +81,18 @@ def qty_parser(inst: Instrument, counter: list[int]) -> Callable[[str], int]:
 
     def parse(text: str) -> int:
         whole, _, frac = text.partition(".")
-        try:
-            if len(frac) > dec:
-                if frac[dec:].strip("0"):
-                    counter[0] += 1
-                frac = frac[:dec]
-            v = int(whole + frac + pad[dec - len(frac)])
-        except ValueError:
-            if "e" in text or "E" in text:
+        digits = whole + frac
+        if not (digits.isdigit() and digits.isascii()):  # int() would take "_", spaces, signs
+            if _EXP.fullmatch(text):
                 lots, off = _slow(text, step, True, "quantity")
                 counter[0] += off
                 return lots
-            raise ValueError(f"quantity {text!r} is not a decimal number") from None
-        if v < 0 or not text:
-            raise ValueError(f"quantity {text!r} is negative or empty")
+            raise ValueError(f"quantity {text!r} is not a plain non-negative decimal number")
+        if len(frac) > dec:
+            if frac[dec:].strip("0"):
+                counter[0] += 1
+            frac = frac[:dec]
+        v = int(whole + frac + pad[dec - len(frac)])
         if unit != 1:
             v, rem = divmod(v, unit)
             if rem:

@@ -12,10 +12,11 @@
     binance-futures,BTCUSDT,1723161256322000,1723161255088176,5266583935,buy,61800.3,0.006
 
 Timestamps are microseconds (exchange time, receive time). ``amount`` 0 deletes a level. Consecutive
-``is_snapshot=true`` rows of one symbol form one snapshot ``BookDeltas``; a snapshot after deltas
-resets the book. Delta rows of one symbol with the same ``timestamp`` are grouped into one
-``BookDeltas``. Tardis carries no venue sequence numbers, so the sequence rule is ``none``; book
-rows that come before the first snapshot of their symbol cannot be placed and are dropped (counted).
+``is_snapshot=true`` rows of one symbol with the same ``timestamp`` form one snapshot ``BookDeltas``;
+a snapshot after deltas (or after a snapshot of another timestamp) resets the book. Delta rows of
+one symbol with the same ``timestamp`` are grouped into one ``BookDeltas``. Tardis carries no venue
+sequence numbers, so the sequence rule is ``none``; book rows that come before the first snapshot of
+their symbol cannot be placed and are dropped (counted).
 Trade ``side`` is the aggressor; ``unknown`` is classified with the tick test (above the previous
 trade price: buy, below: sell, equal: the previous trade's side) and counted.
 
@@ -197,7 +198,10 @@ class TardisReader:
             b.rows += 1
             cur = b.cur
             if snap:
-                if cur is None or not cur[0]:
+                # a snapshot is one venue message, one timestamp: snapshot rows straight after a
+                # snapshot but at another timestamp are the NEXT snapshot (a reconnect with no
+                # deltas in between), not more levels of the first (its stale levels would stay)
+                if cur is None or not cur[0] or cur[1] != te:
                     b.flush()
                     cur = b.cur = [True, te, ti, [], []]
                     b.seen_snapshot = True
