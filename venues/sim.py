@@ -732,18 +732,26 @@ class SimulatedVenue(Venue):
         """The displayed level at the price of ``orders`` (ours, FIFO) went ``before -> after``;
         ``ours`` of the ``before`` lots had been consumed by us. The change is the market's own
         (the replay never saw our trades), but the queue it is split over is what is left: our
-        consumed lots were ahead of our orders and are gone, so they are not "behind" us."""
+        consumed lots were ahead of our orders and are gone, so they are not "behind" us.
+
+        The queue model moves each order on its own, but the lots ahead of one of ours are never
+        fewer than those ahead of our earlier order there (it is ahead of it in the same queue):
+        each ``front`` is kept at least the previous one's, or a later order could fill from a
+        print that has not reached the earlier one."""
+        floor = 0
         for so in orders:
             traded, so.traded_since = so.traded_since, 0
             if after > before:
                 so.front = min(so.front, after)
-                continue
-            chg = before - after - traded
-            if chg <= 0:
-                so.front = min(so.front, after)
             else:
-                so.front = self.config.queue_model.front_after_cancel(so.front, before - ours, after, chg,
-                                                                      self.rng)
+                chg = before - after - traded
+                if chg <= 0:
+                    so.front = min(so.front, after)
+                else:
+                    front = self.config.queue_model.front_after_cancel(so.front, before - ours, after, chg,
+                                                                       self.rng)
+                    so.front = front if front >= floor else floor
+            floor = so.front
 
     def _on_trade(self, mkt: _Market, trade: TradeTick, resting_side: Side) -> None:
         """A public trade hit ``resting_side`` at ``trade.price_ticks``: advance and fill our queue."""
@@ -839,6 +847,11 @@ class SimulatedVenue(Venue):
     async def submit(self, order: Order) -> None:
         """Schedule ``order`` to reach the matching engine after the order-entry latency."""
         at = self.clock.now_ns() + self.config.order_entry_latency.sample(self.rng)
+        self._note_transit(order)
+        self.clock.set_alert(at, lambda _ts: self._arrive_new(order))
+
+    def _note_transit(self, order: Order) -> None:
+        """Count what ``order``, sent and not yet at the matching engine, will lock (:meth:`in_transit`)."""
         mkt = self._markets.get(order.symbol)
         cid = order.client_order_id
         if mkt is not None and order.lots > 0 and cid not in self._transit:
@@ -856,7 +869,6 @@ class SimulatedVenue(Venue):
                 self._transit[cid] = (inst.base, inst.lots_to_qty(order.lots))
             elif order.price_ticks is not None:   # (a market buy's cost is known only on arrival)
                 self._transit[cid] = (inst.quote, inst.notional(order.price_ticks, order.lots) * self._lock_buffer)
-        self.clock.set_alert(at, lambda _ts: self._arrive_new(order))
 
     def in_transit(self, asset: str) -> Decimal:
         """What the orders sent and not yet at the matching engine will lock of ``asset`` (a market
@@ -1085,6 +1097,9 @@ class SimulatedVenue(Venue):
             return
         if not self.config.native_modify:
             self._finish(so, OrderStatus.CANCELED, OrderEventKind.CANCELED, "canceled for replace")
+            # the client sends the new order when the CANCELED reaches it (the delivery time just
+            # drawn for that event): it reaches the engine one order-entry latency after that
+            sent = self._last_delivery_ns
             # an iceberg is re-sent with its display (as a plain order if all of it would show)
             display = carried_display(so.display or None, new_lots - so.filled)
             new_order = Order(
@@ -1092,9 +1107,10 @@ class SimulatedVenue(Venue):
                 symbol=so.order.symbol, side=so.side, order_type=OrderType.LIMIT,
                 lots=new_lots - so.filled, price_ticks=new_px, time_in_force=so.order.time_in_force,
                 expire_ts=so.order.expire_ts, display_lots=display, parent_id=so.order.parent_id,
-                decision_id=so.order.decision_id, ts_init=now)
-            delay = self.config.ack_latency.sample(self.rng) + self.config.order_entry_latency.sample(self.rng)
-            self.clock.set_alert(now + delay, lambda _ts: self._arrive_new(new_order))
+                decision_id=so.order.decision_id, ts_init=sent)
+            self._note_transit(new_order)   # its funds, released by the cancel, are spoken for
+            self.clock.set_alert(sent + self.config.order_entry_latency.sample(self.rng),
+                                 lambda _ts: self._arrive_new(new_order))
             return
         if not self._rate_ok(now):
             self._emit_raw(OrderEventKind.CANCEL_REJECTED, cid, so.venue_order_id,
@@ -1265,10 +1281,13 @@ class SimulatedVenue(Venue):
         live[so.order.client_order_id] = so
         return True
 
-    def _settle_derivative(self, inst: Instrument, so: _SimOrder, px: int, lots: int, fee: Decimal) -> None:
+    def _settle_derivative(self, inst: Instrument, so: _SimOrder, px: int, lots: int, fee: Decimal,
+                           pos_qty: Decimal, pos_cost: Decimal, closed_cost: Decimal) -> None:
         """A derivative fill: lots against the opposite position close it (its margin is released
         with the realised PnL), the rest open or grow it (margin moves from the order's lock to the
-        position). Only the quote currency moves; the fee is paid from it."""
+        position). Only the quote currency moves; the fee is paid from it. ``pos_qty`` and
+        ``pos_cost`` are the position before the fill, ``closed_cost`` the share of its cost basis
+        the closing lots take (:meth:`_fill`)."""
         sym, quote = inst.symbol, inst.quote
         pos = self._pos_lots.get(sym, 0)
         signed = lots if so.side is Side.BUY else -lots
@@ -1286,15 +1305,15 @@ class SimulatedVenue(Venue):
         released = pnl = Decimal(0)
         if closing:
             released = margin if closing == abs(pos) else (margin * closing / abs(pos)).quantize(_FEE_QUANT)
-            avg = self._positions[sym][1] / self._positions[sym][0]   # average entry price
             price = inst.ticks_to_price(px)
             if inst.kind is InstrumentKind.INVERSE_PERPETUAL:   # USD value of the coin PnL, at px
-                pnl = inst.notional(px, closing) * (price - avg) / avg
-            else:
-                pnl = (price - avg) * inst.lots_to_qty(closing) * inst.contract_size
-            pnl = pnl.quantize(_FEE_QUANT)
-            if pos < 0:
-                pnl = -pnl
+                avg = pos_cost / pos_qty   # average entry price
+                pnl = (inst.notional(px, closing) * (price - avg) / avg).quantize(_FEE_QUANT)
+                if pos < 0:
+                    pnl = -pnl
+            else:   # the closed quantity's value at px less its cost basis (exact: no drift)
+                closed_qty = inst.lots_to_qty(closing)
+                pnl = ((price * closed_qty if pos > 0 else -price * closed_qty) - closed_cost) * inst.contract_size
         new_margin = (inst.notional(px, opening) / self._leverage).quantize(_FEE_QUANT) if opening else Decimal(0)
         self._pos_margin[sym] = margin - released + new_margin
         self._pos_lots[sym] = pos + signed
@@ -1319,8 +1338,21 @@ class SimulatedVenue(Venue):
         fee = (notional * bps / _BPS).quantize(_FEE_QUANT)
         qty = inst.lots_to_qty(lots)
         base, quote = inst.base, inst.quote
+        # the position (net quantity, cost basis): a reducing fill takes its share of the cost
+        # basis (to 1e-8; the whole of it when it closes the position), so the realised PnL of a
+        # round trip is exactly what it sold for less what it paid
+        price = inst.ticks_to_price(px)
+        pq, pc = self._positions.get(inst.symbol, (Decimal(0), Decimal(0)))
+        signed = qty if so.side is Side.BUY else -qty
+        closed_cost = Decimal(0)
+        if pq == 0 or (pq > 0) == (signed > 0):
+            pq_new, pc_new = pq + signed, pc + signed * price
+        else:  # reducing (or flipping): what is left keeps its cost basis
+            pq_new = pq + signed
+            closed_cost = pc if abs(signed) >= abs(pq) else (pc * -signed / pq).quantize(_FEE_QUANT)
+            pc_new = pc - closed_cost if (pq_new > 0) == (pq > 0) else pq_new * price
         if inst.symbol in self._derivative:
-            self._settle_derivative(inst, so, px, lots, fee)
+            self._settle_derivative(inst, so, px, lots, fee, pq, pc, closed_cost)
         else:
             # pro rata, to the 1e-8 (an inexact quotient, e.g. of a market buy's walked cost, would
             # otherwise leave 28-digit dust in the account's locked total); the last fill or the
@@ -1335,16 +1367,7 @@ class SimulatedVenue(Venue):
             else:
                 free[base] = free.get(base, Decimal(0)) + release - qty
                 free[quote] = free.get(quote, Decimal(0)) + notional - fee
-        pq, pc = self._positions.get(inst.symbol, (Decimal(0), Decimal(0)))
-        signed = qty if so.side is Side.BUY else -qty
-        if pq == 0 or (pq > 0) == (signed > 0):
-            pq, pc = pq + signed, pc + signed * inst.ticks_to_price(px)
-        else:  # reducing (or flipping): keep the average of what is left
-            avg = pc / pq
-            pq_new = pq + signed
-            pc = pq_new * (avg if (pq_new > 0) == (pq > 0) else inst.ticks_to_price(px))
-            pq = pq_new
-        self._positions[inst.symbol] = (pq, pc)
+        self._positions[inst.symbol] = (pq_new, pc_new)
         so.filled += lots
         so.notional_ticks += px * lots
         visible = so.visible

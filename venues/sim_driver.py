@@ -253,9 +253,10 @@ class SimulationDriver:
                 self.exhausted = True
             self._fired += fired
             # the clock ends at until_ns only when the stream has nothing left before it (a run
-            # cut short by max_events keeps the time of its last event)
+            # cut short by max_events keeps the time of its last event); alerts due at until_ns
+            # fire even when the last event was at until_ns (e.g. zero-latency acks it caused)
             pending = self._pending
-            if until_ns is not None and not self._stop and clock.now_ns() < until_ns \
+            if until_ns is not None and not self._stop and clock.now_ns() <= until_ns \
                     and (self.exhausted or (pending is not None and pending.ts_event > until_ns)):
                 self._drain(until_ns)
         finally:
