@@ -8,6 +8,7 @@ import asyncio
 import sys
 from decimal import Decimal as D
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,16 +33,9 @@ from router.engine import TWAP, Engine, Iceberg, ParentOrder
 from router.risk import PreTradeRisk, RiskCheck, RiskLimits
 
 
-async def test_a_garbled_submit_answer_is_resolved_not_left_unknown(env: None, fake: FakeBinance) -> None:
-    """Failed before. An answer to ``POST /api/v3/order`` that the adapter cannot read (HTTP 200
-    with a body that is not JSON: a proxy's error page) raised a plain ``VenueError``: the order
-    manager made the order UNKNOWN, but only a timeout or a dropped connection started the
-    adapter's status queries, so nothing ever settled it. The parent's exposure kept the UNKNOWN
-    lots and it never ended (the run waited forever). Now every submit that ends UNKNOWN is
-    resolved by status queries (here the venue never had the order: REJECTED after recvWindow),
-    and the parent carries on and completes."""
-    engine = Engine.from_toml_text(_toml(fake, extra_venue="user_stream = false"))
-    fake.fail("POST", "/api/v3/order", 200, None, "<html>502 Bad Gateway</html>")
+async def _one_urgent_take(engine: Engine) -> tuple[Any, Any]:
+    """Run one urgent 0.1 BTC buy to its end; its handle and first child order, checked to have
+    gone through UNKNOWN."""
     h = engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="0.1", limit_price="60010",
                                   algo=TWAP(end="+4s", slices=1, urgency=1.0, sweep_lead="1s")))
     try:
@@ -53,6 +47,20 @@ async def test_a_garbled_submit_answer_is_resolved_not_left_unknown(env: None, f
         engine.close()
     first = engine.om.order(h.children[0]["client_order_id"])
     assert OrderStatus.UNKNOWN in [s for _, s in first.history]
+    return h, first
+
+
+async def test_a_garbled_submit_answer_is_resolved_not_left_unknown(env: None, fake: FakeBinance) -> None:
+    """Failed before. An answer to ``POST /api/v3/order`` that the adapter cannot read (HTTP 200
+    with a body that is not JSON: a proxy's error page) raised a plain ``VenueError``: the order
+    manager made the order UNKNOWN, but only a timeout or a dropped connection started the
+    adapter's status queries, so nothing ever settled it. The parent's exposure kept the UNKNOWN
+    lots and it never ended (the run waited forever). Now every submit that ends UNKNOWN is
+    resolved by status queries (here the venue never had the order: REJECTED after recvWindow),
+    and the parent carries on and completes."""
+    engine = Engine.from_toml_text(_toml(fake, extra_venue="user_stream = false"))
+    fake.fail("POST", "/api/v3/order", 200, None, "<html>502 Bad Gateway</html>")
+    h, first = await _one_urgent_take(engine)
     assert first.status is OrderStatus.REJECTED, first.status
     assert not engine.om.open_orders()
     assert h.status == "filled" and h.filled == D("0.1"), (h.status, h.reason)
@@ -77,17 +85,7 @@ async def test_a_submit_answer_the_adapter_chokes_on_is_resolved(env: None, fake
         return real(tr, resp)  # type: ignore[arg-type]
 
     monkeypatch.setattr(venue, "_apply_new_order_response", garbled_once)
-    h = engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="0.1", limit_price="60010",
-                                  algo=TWAP(end="+4s", slices=1, urgency=1.0, sweep_lead="1s")))
-    try:
-        async with asyncio.timeout(15):
-            await engine.start_live()
-            await _until(lambda: h.is_terminal, 10)
-    finally:
-        await engine.stop_live()
-        engine.close()
-    first = engine.om.order(h.children[0]["client_order_id"])
-    assert OrderStatus.UNKNOWN in [s for _, s in first.history]
+    h, first = await _one_urgent_take(engine)
     assert first.status is OrderStatus.FILLED, first.status
     assert not engine.om.open_orders()
     assert h.status == "filled" and h.filled == D("0.1"), (h.status, h.reason)
