@@ -1013,7 +1013,9 @@ class Router:
                     0 if style == "post" else _urgency_lots(want, request.urgency))
             take_reason: str | None = None
             if take_want:
-                take_allocs, taken, take_reason = self._take(live, side, take_want, bound, explanation)
+                # a stop at the bound is the slippage bound's when it is tighter than the limit
+                at_bound = ("slippage bound" if bound is not None and bound != limit_common else "limit price")
+                take_allocs, taken, take_reason = self._take(live, side, take_want, bound, explanation, at_bound)
                 allocations.extend(take_allocs)
                 residual -= taken
             post_want = want - take_want if style == "mixed" else (want if style == "post" else 0)
@@ -1261,7 +1263,7 @@ class Router:
         return books, params
 
     def _take(self, live: list[_Eval], side: Side, want: int, bound: int | None,
-              explanation: _Explain) -> tuple[list[Allocation], int, str | None]:
+              explanation: _Explain, at_bound: str = "limit price") -> tuple[list[Allocation], int, str | None]:
         dropped: set[str] = set()
         while True:
             books, params = self._sweep_inputs(live, dropped)
@@ -1286,14 +1288,16 @@ class Router:
                 e.take_lots = lots
                 e.take_worst = worst
                 e.take_notional = notional
+            if stop == "limit price":
+                stop = at_bound   # the kernel has one bound: the limit, or the slippage bound if tighter
             if stop and stop != "lot size":
                 e.take_stop = stop
         reason = None
         filled = res.filled_common_lots
         if res.remaining_common_lots:
             # a dropped venue's zero cap is not a cap or balance stop: it is named after, as dropped
-            stops = [f"{e.name}: {_stop_text(e, t, sweep=True)}" for e, t in zip(live, res.stops, strict=True)
-                     if t and e.name not in dropped]
+            stops = [f"{e.name}: {_stop_text(e, at_bound if t == 'limit price' else t, sweep=True)}"
+                     for e, t in zip(live, res.stops, strict=True) if t and e.name not in dropped]
             reason = "take incomplete (" + "; ".join(stops) + ")" if stops else "take incomplete"
             if dropped:
                 reason += "; slices below venue minimums dropped: " + ", ".join(sorted(dropped))

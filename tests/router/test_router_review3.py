@@ -143,3 +143,18 @@ def test_fastest_breaks_a_delay_tie_by_price_not_by_config_order() -> None:
     d = make_router(cfg_text("fastest"), bks).route(_req(Side.BUY, "1"))
     assert d.score("spot").factors["latency"]["delay_ms"] == d.score("perp").factors["latency"]["delay_ms"]
     assert [(a.venue, a.price) for a in d.allocations] == [("perp", D("100.0"))]
+
+
+@pytest.mark.parametrize(("limit", "label"), [(None, "slippage bound"), ("101.00", "slippage bound"),
+                                              ("100.05", "limit price")])
+def test_a_take_stopped_by_the_slippage_bound_says_so(limit: str | None, label: str) -> None:
+    """Failed before (flagged by the router review): the sweep has one bound, the tighter of the
+    limit and `max_slippage_bps`, and a venue stopped by the slippage bound was reported as stopped
+    by the `limit price` (the explanation named the bound, the residual reason did not). 10 bps
+    from the best ask of 100.00 is 100.10: levels at 100.20 are out of it."""
+    bks = books([("100.00", "1"), ("100.20", "5")], [("100.00", "1"), ("100.20", "5")])
+    d = make_router(cfg_text("best_price", "max_slippage_bps = 10"), bks).route(_req(Side.BUY, "3", limit))
+    assert d.residual_quantity == D("1") and d.residual_reason is not None
+    assert label in d.residual_reason and ("limit price" in d.residual_reason) == (label == "limit price"), \
+        d.residual_reason
+    assert {d.score(v).factors["score"].get("take_stop") for v in ("spot", "perp")} == {label}
