@@ -21,6 +21,7 @@ its matching engine later than ``timestamp + recvWindow``) is the order reported
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -569,6 +570,11 @@ class BinanceSpotVenue(Venue):
         elif kind is OrderEventKind.ACCEPTED:
             self._on_accepted(tr, ev.venue_order_id, ev.ts_event)
         elif kind is OrderEventKind.REPLACED:
+            # an amendment (AMENDMENT) or an STP decrement (TRADE_PREVENTION): the order works on at
+            # its new size, which is what completes it (FILLED) from now on
+            if ev.new_lots is not None and tr.terminal is None and ev.new_lots != tr.order.lots:
+                tr.order = dataclasses.replace(tr.order, lots=ev.new_lots,
+                                               display_lots=carried_display(tr.order.display_lots, ev.new_lots))
             self._emit(ev)
         else:
             if kind is OrderEventKind.REJECTED:

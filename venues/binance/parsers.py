@@ -71,6 +71,8 @@ _EXEC_KIND = {
     "REPLACED": OrderEventKind.REPLACED,
     "AMENDMENT": OrderEventKind.REPLACED,
 }
+_LIVE = frozenset({OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_NEW})
+"""Order statuses of an order still working (``TRADE_PREVENTION`` then only decremented it)."""
 
 
 def parse_order_status(text: str) -> OrderStatus:
@@ -168,7 +170,10 @@ def parse_execution_report(ev: Mapping[str, Any], inst: Instrument, ts_init: int
 
     For a cancel Binance puts the *cancel request's* id in ``c`` and the order's own id in ``C``;
     the order's id is used. ``F`` is the iceberg quantity (``"0.00000000"``: not an iceberg); an
-    iceberg's fills are ordinary TRADE events. Sample (a fill; ``m`` true = we were the maker)::
+    iceberg's fills are ordinary TRADE events. ``TRADE_PREVENTION`` (self-trade prevention) is an
+    EXPIRED event when the order is gone (``X`` ``EXPIRED_IN_MATCH``), and a REPLACED to ``q - A``
+    when it is still working (DECREMENT: ``A`` is the cumulative prevented quantity).
+    Sample (a fill; ``m`` true = we were the maker)::
 
         {"e": "executionReport", "E": 1709654401000, "s": "ETHUSDT", "c": "x-TD67BGP9-T0000000000000",
          "S": "BUY", "o": "LIMIT", "f": "GTC", "q": "1.00000000", "p": "2500.00000000", "P": "0.00000000",
@@ -213,10 +218,19 @@ def parse_execution_report(ev: Mapping[str, Any], inst: Instrument, ts_init: int
         except KeyError:
             raise ValueError(f"unknown execution type {exec_type!r}") from None
         reason = ev.get("r")
+        new_lots = order_lots
+        if exec_type == "TRADE_PREVENTION" and status in _LIVE:
+            # STP DECREMENT: the prevented quantity ``A`` (cumulative) is taken off an order that stays
+            # on the book; it trades on up to ``q - A`` (Binance's STP FAQ). Not an expiry.
+            prevented = inst.parse_qty_lots(ev["A"])
+            new_lots = order_lots - prevented
+            if not cum_lots < new_lots <= order_lots:
+                raise ValueError(f"TRADE_PREVENTION of a live order with prevented quantity A={ev['A']!r}")
+            kind = OrderEventKind.REPLACED
         event = OrderEvent(kind=kind, client_order_id=cid, venue=venue, ts_event=ts_event, ts_init=ts_init,
                            venue_order_id=voi,
                            reason=None if reason in (None, "NONE") else str(reason),
-                           new_lots=order_lots if kind is OrderEventKind.REPLACED else None)
+                           new_lots=new_lots if kind is OrderEventKind.REPLACED else None)
     return ExecutionReport(event, status, cum_lots, order_lots, str(ev["s"]), voi, side=side,
                            price_ticks=price_ticks, order_type=otype, time_in_force=tif,
                            iceberg_lots=parse_iceberg_qty(ev.get("F"), inst))
@@ -241,9 +255,11 @@ def parse_order(o: Mapping[str, Any], inst: Instrument, *, venue: VenueId | None
     price = o.get("price")
     price_ticks = inst.parse_price_ticks(price) if price and Decimal(price) > 0 else None
     avg: float | None = None
-    if filled > 0 and o.get("cummulativeQuoteQty") is not None:
-        # the report's field is a float of ticks by contract (an average is not on the grid)
-        avg = float(Decimal(o["cummulativeQuoteQty"]) / inst.lots_to_qty(filled) / inst.tick_size)
+    quote = Decimal(o["cummulativeQuoteQty"]) if o.get("cummulativeQuoteQty") is not None else None
+    if filled > 0 and quote is not None and quote >= 0:
+        # the report's field is a float of ticks by contract (an average is not on the grid); Binance:
+        # "For some historical orders cummulativeQuoteQty will be < 0" (not available): no average
+        avg = float(quote / inst.lots_to_qty(filled) / inst.tick_size)
     ts_ms = o.get("updateTime") or o.get("transactTime") or o.get("time") or 0
     return OrderStatusReport(
         client_order_id=cid, venue=venue or inst.venue, symbol=inst.symbol, side=parse_side(o["side"]),
