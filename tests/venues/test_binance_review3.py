@@ -8,8 +8,10 @@ import json
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from binance_harness import Rig, binance_rig, make_instrument
 
+from marketdata.errors import RateLimited
 from marketdata.model import ClientOrderId, Instrument, Order, OrderEventKind, OrderType, Side, TimeInForce
 from venues.binance.parsers import parse_execution_report, parse_order
 
@@ -118,3 +120,22 @@ def test_trade_prevention_parser_fixture_expired_in_match() -> None:
     rep = parse_execution_report(ev, inst, 0)
     assert rep.event.kind is OrderEventKind.EXPIRED and rep.event.fill is None
     assert rep.cum_lots == 0 and Decimal(ev["q"]) == inst.lots_to_qty(rep.order_lots)
+
+
+async def test_a_rate_limited_cancel_replace_leaves_no_replacement_behind() -> None:
+    """Failed before (flagged by the adapter review): a cancel-replace refused with HTTP 429
+    (nothing cancelled, nothing placed) raised RateLimited but left the new order's record and
+    ``replacements[old]`` behind, naming an order that was never sent (a reconcile would then ask
+    the venue for it). Now both are dropped; the old order is untouched and still working."""
+    async with binance_rig() as rig:
+        await rig.fake.set_book("BTCUSDT", *BOOK)
+        inst = rig.instrument
+        await rig.venue.submit(_order(inst, "rl-1", Side.BUY, "1.000", "99.0"))
+        await rig.settle()
+        rig.fake.fail("POST", "/api/v3/order/cancelReplace", 429, -1003, "Too many requests.",
+                      headers={"Retry-After": "1"})
+        with pytest.raises(RateLimited):
+            await rig.venue.replace(ClientOrderId("rl-1"), price_ticks=inst.price_to_ticks("99.5"))
+        assert ClientOrderId("rl-1") not in rig.venue.replacements
+        assert ClientOrderId("rl-1.r1") not in rig.venue._tracks
+        assert rig.fake.orders["rl-1"].status == "NEW"

@@ -37,6 +37,7 @@ from marketdata.errors import (
     FinalVenueError,
     InsufficientFunds,
     OrderRejected,
+    RateLimited,
     UnknownOrderError,
     VenueDisconnected,
     VenueError,
@@ -799,6 +800,14 @@ class BinanceSpotVenue(Venue):
             self._spawn(self._resolve_unknown(new.client_order_id, sent_ns))
             if old_tr is not None:
                 self._spawn(self._resolve_unknown(old_client_order_id, sent_ns))
+            raise
+        except RateLimited:
+            # 429/418: refused before the venue looked at it, nothing was cancelled or placed; the
+            # new order's record and the replacement link must not outlive the request (they named
+            # an order that was never sent)
+            self._tracks.pop(new.client_order_id, None)
+            if self.replacements.get(old_client_order_id) == new.client_order_id:
+                del self.replacements[old_client_order_id]
             raise
         except FinalVenueError as e:  # refused as a whole (filters, -1021 twice, ...): nothing changed
             now = self._clock.now_ns()
