@@ -499,6 +499,10 @@ class ExecutionAlgo:
             # (an amend to the filled quantity turned a FINISHED or CANCELLED algo into COMPLETED)
             raise ConfigError(f"the {self.name} algo is {self.status.value} ({self.finish_reason}); "
                               "it cannot be amended", key="amend")
+        # both values are checked before either is applied: a bad limit refused the amend after the
+        # new quantity was set (the parent changed under a schedule that still summed to the old one)
+        lots: int | None = None
+        limit: int | None = None
         if quantity is not None:
             q = parse_decimal(quantity, key="quantity", positive=True, allow_zero=False)
             lots = qty_to_lots(q, ctx.lot_size, key="quantity")
@@ -506,10 +510,13 @@ class ExecutionAlgo:
                 raise ConfigError(f"new quantity {q} is below the quantity already filled, "
                                   f"{ctx.lot_size * self._ledger.filled_lots}",
                                   key="quantity", allowed=f">= {ctx.lot_size * self._ledger.filled_lots}")
-            self.parent_lots = lots
         if limit_price is not None:
             p = parse_decimal(limit_price, key="limit_price", positive=True, allow_zero=False)
-            self.limit_ticks = price_to_ticks(p, ctx.tick_size, self.side, key="limit_price")
+            limit = price_to_ticks(p, ctx.tick_size, self.side, key="limit_price")
+        if lots is not None:
+            self.parent_lots = lots
+        if limit is not None:
+            self.limit_ticks = limit
         for rec in self.open_children():
             lim = rec.request.limit_ticks
             if self.limit_ticks is not None and (lim is None or not self.better_or_equal(lim, self.limit_ticks)):

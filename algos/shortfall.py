@@ -68,6 +68,12 @@ class ACModel:
     lam: float
 
     def __post_init__(self) -> None:
+        for key, value in (("quantity", self.X), ("horizon", self.T), ("sigma", self.sigma), ("eta", self.eta),
+                           ("gamma", self.gamma), ("epsilon", self.epsilon), ("risk_aversion", self.lam)):
+            # (NaN passes no comparison below but inf passes them all: an infinite sigma, lambda or
+            # X gave NaN holdings, and eta = gamma = inf a NaN eta~ that passed the convexity check)
+            if not math.isfinite(value):
+                raise ConfigError(f"{value}", key=key, allowed="a finite number")
         checks = (("quantity", self.X, self.X > 0, "> 0"), ("horizon", self.T, self.T > 0, "> 0"),
                   ("periods", self.N, self.N >= 1, ">= 1"), ("sigma", self.sigma, self.sigma >= 0, ">= 0"),
                   ("eta", self.eta, self.eta > 0, "> 0"), ("gamma", self.gamma, self.gamma >= 0, ">= 0"),
@@ -76,7 +82,7 @@ class ACModel:
         for key, value, ok, allowed in checks:
             if not ok:
                 raise ConfigError(f"{value}", key=key, allowed=allowed)
-        if self.eta_tilde <= 0:
+        if not self.eta_tilde > 0:
             raise ConfigError(f"eta - gamma*tau/2 = {self.eta_tilde} <= 0 (the problem is not convex)",
                               key="eta", allowed="> gamma * tau / 2")
 
@@ -90,12 +96,17 @@ class ACModel:
 
     @property
     def kappa_tilde_sq(self) -> float:
-        return self.lam * self.sigma ** 2 / self.eta_tilde
+        return self.lam * self.sigma * self.sigma / self.eta_tilde
 
     @property
     def kappa(self) -> float:
-        """Exact discrete ``kappa``: ``cosh(kappa tau) = 1 + kappa~^2 tau^2 / 2``."""
-        return math.acosh(1.0 + 0.5 * self.kappa_tilde_sq * self.tau ** 2) / self.tau
+        """Exact discrete ``kappa``: ``cosh(kappa tau) = 1 + kappa~^2 tau^2 / 2``.
+
+        Evaluated as ``kappa tau = 2 asinh(kappa~ tau / 2)`` (``cosh(2a) = 1 + 2 sinh^2 a``): the
+        same root, without losing a small ``kappa~^2 tau^2`` to the ``1 +`` of ``acosh`` (lambda
+        -> 0) and without squaring a large ``sigma``."""
+        kt = math.sqrt(self.lam / self.eta_tilde) * self.sigma
+        return 2.0 * math.asinh(0.5 * kt * self.tau) / self.tau
 
     @property
     def half_life(self) -> float:
@@ -134,6 +145,8 @@ class ACModel:
         k, tau, T, X = self.kappa, self.tau, self.T, self.X
         if k == 0:
             return self.linear_cost()
+        if k * T >= 300:
+            return self._optimal_cost_large(k)
         sh_T, sh_tau = math.sinh(k * T), math.sinh(k * tau)
         E = (0.5 * self.gamma * X ** 2 + self.epsilon * X
              + self.eta_tilde * X ** 2 * math.tanh(0.5 * k * tau)
@@ -141,6 +154,30 @@ class ACModel:
         V = (0.5 * self.sigma ** 2 * X ** 2
              * (tau * sh_T * math.cosh(k * (T - tau)) - T * sh_tau) / (sh_T ** 2 * sh_tau))
         return E, V
+
+    def _optimal_cost_large(self, k: float) -> tuple[float, float]:
+        """(20) for ``kappa T >= 300``, where ``sinh(kappa T)`` overflows: the same closed forms
+        with every ratio of hyperbolic functions written with decaying exponentials."""
+        tau, T, X = self.tau, self.T, self.X
+        E = (0.5 * self.gamma * X ** 2 + self.epsilon * X
+             + self.eta_tilde * X ** 2 * math.tanh(0.5 * k * tau)
+             * (2 * tau / math.tanh(k * T) + 2 * T * _sinh_ratio(k * tau, k * T) * _csch(k * T))
+             / (2 * tau ** 2))
+        cosh_ratio = math.exp(k * (T - tau) - k * T) * (1 + math.exp(-2 * k * (T - tau))) / -math.expm1(-2 * k * T)
+        V = 0.5 * self.sigma ** 2 * X ** 2 * (tau * cosh_ratio * _csch(k * tau) - T * _csch(k * T) ** 2)
+        return E, max(0.0, V)
+
+
+def _csch(x: float) -> float:
+    """``1 / sinh(x)`` for ``x > 0``, without overflow."""
+    return 2 * math.exp(-x) / -math.expm1(-2 * x)
+
+
+def _sinh_ratio(a: float, b: float) -> float:
+    """``sinh(a) / sinh(b)`` for ``0 <= a <= b``, ``b > 0``, without overflow."""
+    if b < 300:
+        return math.sinh(a) / math.sinh(b)
+    return math.exp(a - b) * -math.expm1(-2 * a) / -math.expm1(-2 * b)
 
 
 def trajectory(X: float, T: float, N: int, kappa: float) -> list[float]:
@@ -151,13 +188,9 @@ def trajectory(X: float, T: float, N: int, kappa: float) -> list[float]:
     out = []
     for k in range(N + 1):
         r = T - k * tau
-        if kappa == 0:
-            frac = r / T
-        elif kappa * T < 300:
-            frac = math.sinh(kappa * r) / math.sinh(kappa * T)
-        else:
-            frac = math.exp(kappa * (r - T)) * (-math.expm1(-2 * kappa * r)) / (-math.expm1(-2 * kappa * T))
+        frac = r / T if kappa == 0 else _sinh_ratio(kappa * r, kappa * T)
         out.append(X * frac)
+    out[0] = X
     out[-1] = 0.0
     return out
 
@@ -220,8 +253,14 @@ class ShortfallAlgo(ScheduleAlgo):
                          retry_ns=retry_ns, final_sweep=True, slice_style=slice_style)
         if periods < 1:
             raise ConfigError(f"{periods}", key="periods", allowed=">= 1")
-        if risk_aversion < 0:
-            raise ConfigError(f"{risk_aversion}", key="risk_aversion", allowed=">= 0")
+        # (a NaN passes ``< 0``; NaN and infinite inputs were accepted and failed at the start, or
+        # gave NaN holdings)
+        for key, value, positive in (("risk_aversion", risk_aversion, False), ("sigma", sigma, False),
+                                     ("eta", eta, True), ("gamma", gamma, False), ("epsilon", epsilon, False),
+                                     ("volume_per_time_unit", volume_per_time_unit, True),
+                                     ("volume_per_second", volume_per_second, True)):
+            if value is not None and not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
+                raise ConfigError(f"{value}", key=key, allowed="a finite number " + ("> 0" if positive else ">= 0"))
         if time_unit_ns is not None and time_unit_ns <= 0:
             raise ConfigError(f"{time_unit_ns}", key="time_unit", allowed="> 0")
         self.periods = periods
@@ -267,7 +306,9 @@ class ShortfallAlgo(ScheduleAlgo):
             if bid is None or ask is None or vol is None:
                 raise ConfigError("eta/gamma/epsilon not given and cannot be estimated (need a two-sided book "
                                   "and volume_per_time_unit or volume_per_second)", key="eta")
-            spread = float((ask - bid) * ctx.tick_size) or float(ctx.tick_size)
+            # at least one tick: a consolidated book can be locked or crossed for a moment (bid at
+            # or above ask); a crossed one refused the parent ("spread ... must be positive")
+            spread = float(max(1, ask - bid) * ctx.tick_size)
             eps, eta, gam = estimate_impact(spread, vol)
             g["epsilon"] = eps if g["epsilon"] is None else g["epsilon"]
             g["eta"] = eta if g["eta"] is None else g["eta"]

@@ -319,8 +319,9 @@ class IS(AlgoSpec):
         if "sigma" not in kw and market.get("price_history"):
             kw["price_history"] = market["price_history"]
         if "volume_per_time_unit" not in kw and market.get("volume_per_second"):
-            unit_s = kw.get("time_unit_ns", 1_000_000_000) / 1e9
-            kw["volume_per_time_unit"] = float(market["volume_per_second"]) * unit_s
+            # the algo converts it to its own time unit (one period unless time_unit is given; σ is
+            # per √unit): converting here with 1 s put η off by a period in seconds
+            kw["volume_per_second"] = float(market["volume_per_second"])
 
     def _make(self, cp: CommonParams, kw: dict[str, Any]) -> ExecutionAlgo:
         return ShortfallAlgo(cp, **kw)
