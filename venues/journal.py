@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS events(
 )"""
 
 _SECRET_WORDS = ("api_key", "apikey", "secret", "signature", "passphrase", "password", "token",
-                 "private_key", "mbx_apikey", "access_key", "auth")
+                 "private_key", "mbx_apikey", "access_key", "auth", "listenkey")
 _REDACTED = "<redacted>"
 _SECRET_ALT = "|".join(re.escape(w) for w in sorted(_SECRET_WORDS, key=len, reverse=True))
 # key=value (query strings, headers) and "key": "value" (JSON text) with a secret-looking key

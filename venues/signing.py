@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 
 __all__ = ["Secret", "hmac_sha256_hex", "redact"]
 
@@ -56,6 +57,9 @@ _SECRET_QUERY_KEYS = ("signature=", "listenKey=")
 ``listenKey`` (whoever has it can read the account's stream)."""
 
 
+_LISTEN_KEY_JSON = re.compile(r'("listenKey"\s*:\s*")[^"]*(")')
+
+
 def redact(text: str, *secrets: Secret | str | None) -> str:
     """``text`` with every occurrence of the given secrets (and any ``signature=...`` or
     ``listenKey=...`` query value) replaced by ``***``: for log lines and error messages that
@@ -65,6 +69,8 @@ def redact(text: str, *secrets: Secret | str | None) -> str:
         v = s.reveal() if isinstance(s, Secret) else s
         if v:
             out = out.replace(v, "***")
+    # "listenKey": "<key>" in a JSON text (a listenKeyExpired event, a REST answer)
+    out = _LISTEN_KEY_JSON.sub(r"\1***\2", out)
     for key in _SECRET_QUERY_KEYS:
         parts = out.split(key)
         if len(parts) > 1:

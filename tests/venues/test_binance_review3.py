@@ -5,6 +5,7 @@ Loopback fake only (``binance_fake.py``)."""
 from __future__ import annotations
 
 import json
+import logging
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +15,7 @@ from binance_harness import Rig, binance_rig, make_instrument
 from marketdata.errors import RateLimited
 from marketdata.model import ClientOrderId, Instrument, Order, OrderEventKind, OrderType, Side, TimeInForce
 from venues.binance.parsers import parse_execution_report, parse_order
+from venues.journal import scrub
 
 BOOK = ([("100.0", "1.000"), ("99.9", "2.000")], [("100.1", "1.000"), ("100.2", "2.000")])
 
@@ -139,3 +141,21 @@ async def test_a_rate_limited_cancel_replace_leaves_no_replacement_behind() -> N
         assert ClientOrderId("rl-1") not in rig.venue.replacements
         assert ClientOrderId("rl-1.r1") not in rig.venue._tracks
         assert rig.fake.orders["rl-1"].status == "NEW"
+
+
+async def test_a_listen_key_in_a_user_data_message_is_never_logged_or_journaled(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Failed before (flagged by the adapter review): a repeated ``listenKeyExpired`` message (it
+    carries the key) was logged raw, and a garbled one was logged and handed to the journal raw.
+    Log lines now go through ``redact`` (any ``"listenKey": "..."`` value, not only the current
+    key), and the journal's scrub knows the field."""
+    key = "pqia91ma19a5s61cv6a81va65sdf19v8a65a1a5s61cv6a81va65sdf19v8a65a1"
+    expired = json.dumps({"e": "listenKeyExpired", "E": 1576653824250, "listenKey": key})
+    async with binance_rig() as rig:
+        with caplog.at_level(logging.INFO):
+            rig.venue.on_user_message(expired)
+            rig.venue.on_user_message(expired)             # the duplicate is logged
+            rig.venue.on_user_message(expired[:-1] + ',')   # garbled
+        await rig.settle()
+    assert key not in caplog.text and "listenKey" in caplog.text
+    assert key not in json.dumps(scrub({"raw": expired, "nested": {"listenKey": key}}))

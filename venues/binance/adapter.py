@@ -515,7 +515,7 @@ class BinanceSpotVenue(Venue):
         try:
             if raw in self._seen_raw:
                 self.stats["duplicates"] += 1
-                log.info("%s: duplicate user-data message dropped: %s", self.venue_id, raw)
+                log.info("%s: duplicate user-data message dropped: %s", self.venue_id, self._scrub(raw))
                 return
             self._seen_raw[raw] = None
             if len(self._seen_raw) > 10_000:
@@ -541,7 +541,8 @@ class BinanceSpotVenue(Venue):
             self._apply_execution_report(rep, inst, raw)
         except Exception as e:  # a bad message must never stop the stream
             self.stats["garbled"] += 1
-            log.warning("%s: garbled user-data message (%s: %s): %s", self.venue_id, type(e).__name__, e, raw)
+            log.warning("%s: garbled user-data message (%s: %s): %s", self.venue_id, type(e).__name__, e,
+                        self._scrub(raw))
             if self._garbled is not None:
                 try:
                     self._garbled(self.venue_id, raw, f"{type(e).__name__}: {e}")
