@@ -1361,7 +1361,16 @@ class Engine:
         lp = None if limit_price is None else ParentOrder(run.parent.symbol, run.side, "1", run.parent.algo,
                                                           limit_price=limit_price).limit_price_
         if q is not None:
-            self._to_common_lots_checked(q)
+            new_lots = self._to_common_lots_checked(q)
+            f, _w, i, u = self._accounting(run)
+            if new_lots < f + i + u:
+                # orders sent and not acknowledged yet (or UNKNOWN) may fill whatever the cancels
+                # do (an IOC take in flight executes on arrival): below them the parent would be
+                # overfilled, and end "filled" with more than its quantity
+                floor = self.grid.lot_size * (f + i + u)
+                raise ConfigError(f"parent {run.id}: new quantity {q} is below what is filled or on its way to "
+                                  f"the venues ({floor}); amend again once those orders are acknowledged",
+                                  key="quantity", allowed=f">= {floor}")
         new_q = q if q is not None else run.quantity
         new_lp = lp if lp is not None else run.limit_price
         mid = self.mid_price()
