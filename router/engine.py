@@ -1308,6 +1308,9 @@ class Engine:
             log.error("parent %s: algo %s could not start: %s", run.id, p.algo.name, exc)
             algo.status = AlgoStatus.CANCELLED
             run.forced_status, run.forced_reason = "rejected", f"algo could not start: {exc}"
+            for g in list(run.groups.values()):
+                if not g.done:   # children it sent before it raised: cancelled, not left working
+                    self._cancel_group(g)
             self._maybe_finish(run)
             return
         log.info("parent %s started: %s %s %s with %s (arrival %s)", run.id, p.side_.name.lower(), run.quantity,

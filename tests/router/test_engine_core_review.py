@@ -43,3 +43,33 @@ def test_an_amend_below_the_orders_in_flight_is_refused_not_overfilled() -> None
         h.wait()
         assert h.filled <= h.quantity
         assert h.status == "filled" and h.filled == Decimal("1")
+
+
+class _SendsThenFails(TWAP):
+    """A TWAP whose algo posts one child in on_start and then raises (as an algo whose model
+    estimation fails after it started working)."""
+
+    def _make(self, cp: object, kw: dict[str, object]) -> object:
+        from algos.twap import TwapAlgo
+
+        class Algo(TwapAlgo):
+            def _begin(self) -> None:
+                self._send(self.parent_lots // 2, style="post", reason="slice")
+                raise ConfigError("model input cannot be estimated", key="sigma")
+
+        return Algo(cp, **kw)  # type: ignore[arg-type]
+
+
+def test_children_sent_before_an_algo_failed_to_start_are_cancelled() -> None:
+    """Failed before (flagged by the engine core review): an algo that raised in ``on_start``
+    after sending a child left the parent ``rejected`` but the child's order resting at the venue,
+    so the parent stayed open until the data ended. The child is now cancelled and the parent
+    ends rejected at once, nothing left working."""
+    with Engine.from_toml_text("[engine]\nseed = 3\n") as engine:
+        h = engine.submit(ParentOrder(symbol="BTC-USDT", side="buy", quantity="1", limit_price="50000",
+                                      algo=_SendsThenFails(end="+2m", slices=4)))   # the post rests
+        engine.run()
+        assert h.filled == 0 and len(h.children) == 1
+        assert h.status == "rejected" and "could not start" in (h.reason or ""), (h.status, h.reason)
+        assert not engine.om.open_orders()
+        assert not engine.stats.data_ended
