@@ -462,7 +462,10 @@ async def test_a_lost_ack_on_a_running_stream_reconnects() -> None:
                                        channels=("orderbook.1",), ack_timeout_s=0.1, reconnect_max_s=Decimal("0.1"))
             try:
                 await md.start(wait=False)
-                await _wait_for(lambda: fake.connections >= 2)
+                # the second connection's subscribe, not only its handshake: the server counts the
+                # connection before the client has sent anything on it (closing then raced it)
+                await _wait_for(lambda: fake.connections >= 2
+                                and len([1 for _, op, _ in fake.requests if op == "subscribe"]) >= 2)
             finally:
                 await md.close()
     finally:
