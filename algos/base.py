@@ -205,6 +205,8 @@ class ExecutionAlgo:
         self._ctx: AlgoContext | None = None
         self._ledger = _Ledger()
         self._timers: list[tuple[int, AlertHandle]] = []
+        self._last_would: ChildRecord | None = None   # the last would take, and its retry alert
+        self._would_retry_at: int | None = None
         self.parent_lots = 0
         self.limit_ticks = params.limit_ticks
         self.side = Side.BUY
@@ -616,5 +618,23 @@ class ExecutionAlgo:
         would = self.params.would_ticks
         if any(c.request.reason == "would" for c in self.open_children()):
             return
+        last = self._last_would
+        if last is not None and last.done and last.filled_lots < last.request.lots:
+            # the last would take found less than it asked: the next waits take_retry_ns() (one
+            # IOC per round trip went out while the far touch sat at the would price with too
+            # little behind it: ~2,000 empty takes in 2 s)
+            due = last.sent_ns + self.take_retry_ns()
+            if self.ctx.clock.now_ns() < due:
+                if self._would_retry_at != due:
+                    self._would_retry_at = due
+                    self._at(due)
+                return
         self._cancel_open(styles=("post", "mixed"))  # their lots are taken once the cancels land
-        self._send(self.available_lots(), style="take", limit_ticks=would, reason="would")
+        cid = self._send(self.available_lots(), style="take", limit_ticks=would, reason="would")
+        if cid is not None:
+            self._last_would = self._ledger.children[cid]
+
+    def take_retry_ns(self) -> int:
+        """The least time between two takes after one that did not fill completely (the
+        schedules' and POV's ``retry``; 1 s by default)."""
+        return 1_000_000_000

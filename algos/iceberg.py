@@ -9,7 +9,8 @@ filling (cancelled by the venue, expired, rejected) is re-posted after ``retry_n
 Native: when ``ctx.supports_native_iceberg()`` (and ``native`` is not False) the whole remainder
 goes as one child with ``display_lots`` set, and the venue refills it. When that child is rejected
 (for example by a per-order risk limit on the whole remainder) and ``native`` was left automatic,
-the algo goes on synthetically; with ``native = True`` the rejection counts as a failure.
+the algo goes on synthetically at once; the rejection counts towards ``max_failures`` either way
+(with ``native = True`` the native child is re-sent after ``retry_ns``).
 
 Guarantee: no child shows more than ``display_max_lots`` (synthetic: child size; native:
 ``display_lots``). The limit price is required. At ``end`` the order finishes with the remainder.
@@ -102,19 +103,19 @@ class IcebergAlgo(ExecutionAlgo):
         if rec.cancel_requested:   # our own cancel (pause, amend), not a venue failure
             self._reconcile(now)
             return
+        self._failures += 1   # the native refusal too: max_failures counts every unfilled child
+        if self._failures >= self.max_failures:
+            self._finish(AlgoStatus.FINISHED, f"{self._failures} consecutive children ended unfilled "
+                                              f"(last: {rec.status.value if rec.status else 'unknown'})")
+            return
         if self._using_native and self.native is None and rec.request.display_lots is not None \
                 and rec.status is OrderStatus.REJECTED:
             # the whole remainder as one order was refused (a per-order risk limit, a venue's
             # iceberg rules): chosen automatically, so go on synthetically, display-sized children
-            # (each a fresh check), rather than fail the same way max_failures times
+            # (each a fresh check) at once, rather than fail the same way max_failures times
             self._using_native = False
             self.ctx.log_event("iceberg_native_refused", algo=self.name, child_id=rec.child_id,
                                lots=rec.request.lots)
             self._reconcile(now)
-            return
-        self._failures += 1
-        if self._failures >= self.max_failures:
-            self._finish(AlgoStatus.FINISHED, f"{self._failures} consecutive children ended unfilled "
-                                              f"(last: {rec.status.value if rec.status else 'unknown'})")
             return
         self._at(now + self.retry_ns)

@@ -121,10 +121,13 @@ class PovAlgo(ExecutionAlgo):
         # re-priced before the re-plan (cancelled here, re-posted at the touch once the cancels
         # land), so a post left behind a rising bid does not sit out of the market until the
         # order falls behind and the catch-up takes
-        self._reprice_posts()
         # a live clock calls back with the time the alert was set for (in the past when it fires
         # late): follow the clock, never an earlier time (as the schedules do)
-        self._reconcile(max(ts_ns, self.ctx.clock.now_ns()))
+        now = max(ts_ns, self.ctx.clock.now_ns())
+        if self.params.start_ns <= now < self.params.end_ns:
+            # (at the end alert the re-plan finishes the order: no re-post would follow a cancel)
+            self._reprice_posts()
+        self._reconcile(now)
 
     def _reprice_posts(self) -> None:
         """Cancel open posts strictly behind the passive price (buy: below the near touch,
@@ -153,6 +156,9 @@ class PovAlgo(ExecutionAlgo):
             self._last_take_filled = rec.filled_lots >= rec.request.lots
         self._reconcile(self.ctx.clock.now_ns())
 
+    def take_retry_ns(self) -> int:
+        return self.retry_ns
+
     def _take_rested(self, now_ns: int) -> bool:
         """A take may go now: none yet, the last one filled completely, or ``retry_ns`` passed."""
         last = self._last_take_ns
@@ -160,6 +166,12 @@ class PovAlgo(ExecutionAlgo):
 
     def _reconcile(self, now_ns: int) -> None:
         if not self._in_window(now_ns):
+            return
+        if self.would_active():
+            # the would take holds the remainder (as in the schedules): a participation post sent
+            # here was cancelled by _check_would in the same re-plan (post, cancel and take at
+            # every re-plan while the would take found a thin book)
+            self._check_would()
             return
         p = self.params
         vol = self.market_volume_ex_own()

@@ -255,6 +255,9 @@ class ScheduleAlgo(ExecutionAlgo):
         # event started the later slices again: their urgency takes and IS re-plans ran twice)
         self._reconcile(max(ts_ns, self.ctx.clock.now_ns()))
 
+    def take_retry_ns(self) -> int:
+        return self._retry_ns if self._retry_ns is not None else 1_000_000_000
+
     def current_slice(self, now_ns: int) -> int:
         """Index of the slice in force at ``now_ns`` (-1 before the first)."""
         return bisect.bisect_right(self.slice_ns, now_ns) - 1
