@@ -6,7 +6,8 @@ hand every text frame to a synchronous callback on the loop as it arrives (the d
 synchronous; there is no queue in between, so nothing can overflow), and when the connection ends
 other than by :meth:`ReconnectingWebSocket.close`, report it (``on_disconnect``: messages are being
 lost from then on) and connect again after a capped exponential backoff (0.1 s doubling, reset once
-a connection is ready). No transport or callback failure ends the task.
+a connection is ready). No transport or callback failure ends the task, and an exception of the
+message callback does not even cost the connection (it is logged).
 
 Venue protocols hook in by subclassing: :meth:`~ReconnectingWebSocket._opened` (after each
 connection: Binance reconciles there, Bybit subscribes), :meth:`~ReconnectingWebSocket._on_text`
@@ -120,9 +121,13 @@ class ReconnectingWebSocket:
 
     def _on_text(self, data: str) -> bool:
         """One text frame; True when it made the connection ready (then :meth:`_after_ready`).
-        By default handed to ``on_message`` (a subclass that parses its frames passes ``None``)."""
+        By default handed to ``on_message`` (a subclass that parses its frames passes ``None``); an
+        exception of ``on_message`` is logged and does not cost the connection."""
         if self._on_message is not None:
-            self._on_message(data)
+            try:
+                self._on_message(data)
+            except Exception:  # the owner's failure must not drop the connection (and its frames)
+                log.exception("%s: message handler failed on: %s", self.name, self._scrub(data[:2000]))
         return False
 
     async def _after_ready(self) -> None:

@@ -11,7 +11,8 @@ Sequencing of ``orderbook.{depth}.{symbol}`` (Bybit v5 docs, "Orderbook"):
   not the previous ``u`` + 1 means a message was lost: the book must be resynced;
 * Bybit re-sends a ``snapshot`` whenever it sees fit (a problem on its side, a service restart, in
   which case ``u`` restarts at 1; level-1 books every 3 s without a change, with an unchanged ``u``).
-  A snapshot always replaces the book, whatever its ``u``;
+  A snapshot always replaces the book, whatever its ``u``; a message with ``u == 1`` is parsed as a
+  snapshot even if typed ``delta``;
 * ``seq`` is the matching engine's cross sequence, comparable between depths of one symbol; it is
   not contiguous and plays no part in gap detection;
 * ``ts`` is when the market-data service produced the message, ``cts`` when the matching engine
@@ -131,8 +132,10 @@ def _check_symbol(data: Mapping[str, Any], inst: Instrument) -> None:
 def parse_orderbook(msg: Mapping[str, Any], inst: Instrument, ts_init: int) -> BookDeltas:
     """An ``orderbook.{depth}.{symbol}`` push (``type`` ``snapshot`` or ``delta``) ->
     :class:`BookDeltas` with ``first_update_id == last_update_id == u`` and ``is_snapshot`` for a
-    snapshot. Size ``"0"`` in a delta deletes the level. ``seq`` is checked to be an integer but not
-    carried (BookDeltas has no field for it). Sample (Bybit v5 docs)::
+    snapshot, and also for ``u == 1`` (a full book after a Bybit service restart; no delta can
+    carry it, the first delta after a snapshot has ``u >= 2``). Size ``"0"`` in a delta deletes
+    the level. ``seq`` is checked to be an integer but not carried (BookDeltas has no field for
+    it). Sample (Bybit v5 docs)::
 
         {"topic": "orderbook.50.BTCUSDT", "type": "delta", "ts": 1687940967466,
          "data": {"s": "BTCUSDT", "b": [["30247.20", "30.028"], ["30245.40", "0"]],
@@ -154,6 +157,8 @@ def parse_orderbook(msg: Mapping[str, Any], inst: Instrument, ts_init: int) -> B
         raise TypeError(f"orderbook data is a {type(data).__name__}, not an object")
     _check_symbol(data, inst)
     u = _update_id(data["u"])
+    if u == 1:
+        snapshot = True   # Bybit restarted its service: u = 1 is a full book whatever ``type`` says
     seq = data.get("seq")
     if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int)):
         raise TypeError(f"cross sequence seq={seq!r} is not an integer")

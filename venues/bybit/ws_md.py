@@ -59,9 +59,9 @@ class BybitPublicWebSocket(ReconnectingWebSocket):
 
     Topic pushes (frames with a ``topic``) go to ``on_message(raw, decoded)``, and so do frames that
     are not JSON objects (``decoded`` ``None``); ``op`` answers (subscription acks, pongs) are handled
-    here. The connection is ready once its subscriptions were all answered; ``on_connect`` runs
-    then, after every connection; ``on_disconnect`` when an established connection ends other than
-    by :meth:`close` (messages are being lost from then on). A subscription Bybit refuses is logged
+    here. The connection is ready once its subscriptions were all answered and ``on_connect`` (run
+    then, after every connection) returned; ``on_disconnect`` when an established connection ends
+    other than by :meth:`close` (messages are being lost from then on). A subscription Bybit refuses is logged
     with its ``ret_msg``, kept in :attr:`failed` and not retried on that connection."""
 
     ready_text = "not connected and subscribed"
@@ -128,10 +128,12 @@ class BybitPublicWebSocket(ReconnectingWebSocket):
         return answered and not self._pending and not self._ready.is_set()
 
     async def _after_ready(self) -> None:
-        self._set_ready()
         log.info("%s: subscribed to %d topic(s)", self.name, len(self.subscribed))
+        # on_connect before ready (as for Binance): if it fails, the connection is dropped without
+        # resetting the backoff, so a hook that keeps failing does not reconnect every 0.1 s
         if self._on_connect is not None:
             await self._on_connect()
+        self._set_ready()
 
     async def _closed(self) -> None:
         writer, self._writer_task = self._writer_task, None
