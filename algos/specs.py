@@ -21,7 +21,7 @@ Keys common to every algo (see :class:`algos.params.CommonParams`): ``start``, `
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
@@ -146,17 +146,30 @@ class AlgoSpec:
                 for k, v in self.params.items()}
 
 
+def _share(v: Any, key: str) -> float:
+    return _num(v, key, lo=0, hi=1)
+
+
+def _style(v: Any, key: str) -> Any:
+    return parse_slice_style(v)
+
+
+# (TOML key, keyword of the algo's constructor, parser(value, key)) for the keys given
+_Parsers = tuple[tuple[str, str, Callable[[Any, str], Any]], ...]
+_SCHEDULE_PARSERS: _Parsers = (("catchup_tolerance", "catchup_tolerance", _share),
+                               ("sweep_lead", "sweep_lead_ns", _dur), ("retry", "retry_ns", _dur),
+                               ("slice_style", "slice_style", _style))
+_POV_PARSERS: _Parsers = (("catchup_threshold", "catchup_threshold", _share),
+                          ("check_interval", "check_ns", _dur), ("retry", "retry_ns", _dur),
+                          ("slice_style", "slice_style", _style))
+
+
+def _parsed(p: Mapping[str, Any], parsers: _Parsers) -> dict[str, Any]:
+    return {name: parse(p[key], key) for key, name, parse in parsers if key in p}
+
+
 def _schedule_extra(p: Mapping[str, Any]) -> dict[str, Any]:
-    kw: dict[str, Any] = {}
-    if "catchup_tolerance" in p:
-        kw["catchup_tolerance"] = _num(p["catchup_tolerance"], "catchup_tolerance", lo=0, hi=1)
-    if "sweep_lead" in p:
-        kw["sweep_lead_ns"] = _dur(p["sweep_lead"], "sweep_lead")
-    if "retry" in p:
-        kw["retry_ns"] = _dur(p["retry"], "retry")
-    if "slice_style" in p:
-        kw["slice_style"] = parse_slice_style(p["slice_style"])
-    return kw
+    return _parsed(p, _SCHEDULE_PARSERS)
 
 
 _SCHEDULE_KEYS = frozenset({"catchup_tolerance", "sweep_lead", "retry", "slice_style"})
@@ -239,14 +252,7 @@ class POV(AlgoSpec):
                 kw[k] = fraction(p[k], key=k)
         if "min_rate" in p:
             kw["min_rate"] = fraction(p["min_rate"], key="min_rate", low_open=False)
-        if "catchup_threshold" in p:
-            kw["catchup_threshold"] = _num(p["catchup_threshold"], "catchup_threshold", lo=0, hi=1)
-        if "check_interval" in p:
-            kw["check_ns"] = _dur(p["check_interval"], "check_interval")
-        if "retry" in p:
-            kw["retry_ns"] = _dur(p["retry"], "retry")
-        if "slice_style" in p:
-            kw["slice_style"] = parse_slice_style(p["slice_style"])
+        kw.update(_parsed(p, _POV_PARSERS))
         return kw
 
     def _make(self, cp: CommonParams, kw: dict[str, Any]) -> ExecutionAlgo:
