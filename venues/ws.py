@@ -82,8 +82,8 @@ class ReconnectingWebSocket:
         return self._ready.is_set()
 
     async def start(self, *, wait: bool = True) -> None:
-        """Start the task; with ``wait`` return once the first connection is ready (or raise
-        :class:`VenueError` after the connect timeout)."""
+        """Start the task; with ``wait`` return once the first connection is ready, or raise
+        :class:`VenueError` after the connect timeout, the task stopped (as by :meth:`close`)."""
         if self._task is None:
             self._closing = False
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"ws:{self.name}")
@@ -92,6 +92,9 @@ class ReconnectingWebSocket:
                 async with asyncio.timeout(self._connect_timeout_s):
                     await self._ready.wait()
             except TimeoutError:
+                # the caller gets an error and owns nothing: the task is stopped, not left
+                # reconnecting in the background until someone calls close()
+                await self.close()
                 raise VenueError(f"{self.name}: {self.ready_text} after {self._connect_timeout_s} s",
                                  venue=self._venue) from None
 

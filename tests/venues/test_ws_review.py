@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from marketdata.clock import SimClock
+from marketdata.errors import VenueError
 from marketdata.model import BookDeltas, Instrument, InstrumentKind, MarketEvent, Symbol, VenueId
 from venues.bybit.marketdata import new_book, parse_orderbook
 from venues.bybit.ws_md import BybitMarketDataStream, BybitPublicWebSocket
@@ -184,3 +185,32 @@ def test_a_delta_with_u_1_is_a_fresh_snapshot() -> None:
     assert book.bids() == [(8950, 1_000_000)] and book.last_update_id == 2
     assert md.stats["resets"] == 1 and md.stats["gaps"] == 0 and not book.needs_resync
     assert parse_orderbook(json.loads(_ob("delta", 1, [], [])), inst, 0).is_snapshot
+
+
+async def test_a_start_that_times_out_leaves_no_task_reconnecting() -> None:
+    """Failed before (flagged by this review): ``start(wait=True)`` raised after the connect
+    timeout but left its task reconnecting in the background (against a server that never
+    answers the upgrade here) until someone called ``close()``. The task is now stopped with the
+    error: the caller owns nothing."""
+    async def never_upgrades(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(1.0)   # longer than the client's connect timeout
+        return web.Response(status=503)
+
+    app = web.Application()
+    app.router.add_get("/ws", never_upgrades)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession() as session:
+            async def url() -> str:
+                return f"http://127.0.0.1:{port}/ws"
+
+            ws = ReconnectingWebSocket("t", lambda: session, url, lambda _m: None, connect_timeout_s=0.2)
+            with pytest.raises(VenueError, match=r"not connected after 0\.2 s"):
+                await ws.start()
+            assert ws._task is None and not ws.connected
+    finally:
+        await runner.cleanup()
