@@ -31,7 +31,7 @@ import math
 from bisect import bisect_right
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from decimal import ROUND_FLOOR, Context, Decimal, Inexact
+from decimal import ROUND_FLOOR, Decimal
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any, Literal
@@ -39,7 +39,7 @@ from typing import Any, Literal
 from marketdata.book import L2Book
 from marketdata.clock import Clock, LiveClock
 from marketdata.errors import ConfigError, InstrumentError
-from marketdata.model import Instrument, InstrumentKind, OrderType, Side, TimeInForce
+from marketdata.model import Instrument, InstrumentKind, OrderType, Side, TimeInForce, exact_ratio
 from marketdata.units import CommonGrid
 from router.allocation import FEE_SCALE, NO_LIMIT, SweepResult, VenueParams, sweep_levels
 from router.config import STYLES, RoutingPolicy, VenueConfig
@@ -148,21 +148,6 @@ def _urgency_lots(want: int, urgency: float) -> int:
 @lru_cache(maxsize=256)
 def _urgency_fraction(urgency: float) -> Fraction:
     return Fraction(repr(urgency))
-
-
-_EXACT = Context(prec=100, rounding=ROUND_FLOOR, traps=[])
-
-
-def _exact_ratio(x: Decimal, unit: Decimal) -> Fraction:
-    """``x / unit`` exactly (a Decimal division rounds at 28 digits: an off-lot quantity could look
-    whole, a limit could round through itself). A 100-digit division flagged exact is taken as it
-    is (~1 us); otherwise the Fraction division (~4 us) decides."""
-    ctx = _EXACT
-    ctx.clear_flags()
-    n = ctx.divide(x, unit)
-    if not ctx.flags[Inexact] and n.is_finite():
-        return Fraction(int(n)) if n == n.to_integral_value() else Fraction(n)
-    return Fraction(x) / Fraction(unit)
 
 
 def _memo(table: dict[Any, Any], key: Any, value: Any) -> None:
@@ -954,7 +939,7 @@ class Router:
         if want is None:
             # exact rational division (Decimal division rounds to 28 digits: an off-lot quantity
             # could look whole, a limit could round through itself); memoised, off the hot path
-            want_exact = _exact_ratio(request.quantity, grid.lot_size)
+            want_exact = exact_ratio(request.quantity, grid.lot_size)
             if want_exact.denominator != 1:
                 raise InstrumentError(f"{request.symbol}: quantity {request.quantity} is not a multiple of the "
                                       f"common lot {grid.lot_size}")
@@ -965,7 +950,7 @@ class Router:
             lkey = (request.limit_price, side)
             limit_common = self._limit_memo.get(lkey)
             if limit_common is None:
-                q = _exact_ratio(request.limit_price, grid.tick_size)
+                q = exact_ratio(request.limit_price, grid.tick_size)
                 limit_common = math.floor(q) if side is Side.BUY else math.ceil(q)
                 _memo(self._limit_memo, lkey, limit_common)
 

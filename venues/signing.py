@@ -52,33 +52,20 @@ def hmac_sha256_hex(secret: Secret | str, payload: str | bytes) -> str:
     return hmac.new(key.encode(), data, hashlib.sha256).hexdigest()
 
 
-_SECRET_QUERY_KEYS = ("signature=", "listenKey=")
-"""Query values scrubbed wherever they appear: a request signature, and Binance's user-stream
-``listenKey`` (whoever has it can read the account's stream)."""
-
-
+# values scrubbed wherever they appear: a request signature and Binance's user-stream listen key
+# (whoever has it can read the account's stream), as query values and as a JSON field
+_SECRET_QUERY = re.compile(r"(signature=|listenKey=)[^&\"' ,)\]}]*")
 _LISTEN_KEY_JSON = re.compile(r'("listenKey"\s*:\s*")[^"]*(")')
 
 
 def redact(text: str, *secrets: Secret | str | None) -> str:
     """``text`` with every occurrence of the given secrets (and any ``signature=...`` or
-    ``listenKey=...`` query value) replaced by ``***``: for log lines and error messages that
-    might echo a request."""
+    ``listenKey=...`` query value, or ``"listenKey": "..."`` JSON value) replaced by ``***``: for
+    log lines and error messages that might echo a request."""
     out = text
     for s in secrets:
         v = s.reveal() if isinstance(s, Secret) else s
         if v:
             out = out.replace(v, "***")
-    # "listenKey": "<key>" in a JSON text (a listenKeyExpired event, a REST answer)
     out = _LISTEN_KEY_JSON.sub(r"\1***\2", out)
-    for key in _SECRET_QUERY_KEYS:
-        parts = out.split(key)
-        if len(parts) > 1:
-            rebuilt = [parts[0]]
-            for p in parts[1:]:
-                i = 0
-                while i < len(p) and p[i] not in "&\"' ,)]}":
-                    i += 1
-                rebuilt.append("***" + p[i:])
-            out = key.join(rebuilt)
-    return out
+    return _SECRET_QUERY.sub(r"\1***", out)

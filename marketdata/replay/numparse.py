@@ -14,9 +14,8 @@ import math
 import re
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from fractions import Fraction
 
-from marketdata.model import Instrument
+from marketdata.model import Instrument, exact_ratio
 
 # Exponent notation (Tardis writes tiny amounts as ``1e-05``): digits, an optional fraction, an exponent.
 _EXP = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][+-]?[0-9]+")
@@ -36,7 +35,7 @@ def _slow(text: str, step: Decimal, floor: bool, what: str) -> tuple[int, bool]:
         raise ValueError(f"{what} {text!r} is not a decimal number") from None
     if not d.is_finite() or d < 0:
         raise ValueError(f"{what} {text!r} is not a finite non-negative number")
-    n = Fraction(d) / Fraction(step)  # exact: Decimal division rounds to 28 digits
+    n = exact_ratio(d, step)
     whole = math.floor(n)
     if whole != n and not floor:
         raise ValueError(f"{what} {text!r} is off the grid {step}")
