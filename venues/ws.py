@@ -83,20 +83,35 @@ class ReconnectingWebSocket:
 
     async def start(self, *, wait: bool = True) -> None:
         """Start the task; with ``wait`` return once the first connection is ready, or raise
-        :class:`VenueError` after the connect timeout, the task stopped (as by :meth:`close`)."""
+        :class:`VenueError` after the connect timeout, the task stopped (as by :meth:`close`). A
+        :meth:`close` while ``start`` waits wakes it at once: it raises :class:`VenueError`
+        ("closed while starting") rather than waiting out the timeout."""
         if self._task is None:
             self._closing = False
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"ws:{self.name}")
-        if wait:
-            try:
-                async with asyncio.timeout(self._connect_timeout_s):
-                    await self._ready.wait()
-            except TimeoutError:
-                # the caller gets an error and owns nothing: the task is stopped, not left
-                # reconnecting in the background until someone calls close()
-                await self.close()
-                raise VenueError(f"{self.name}: {self.ready_text} after {self._connect_timeout_s} s",
-                                 venue=self._venue) from None
+        if not wait:
+            return
+        run = self._task
+        # wait for whichever comes first: the ready event, or the end of the task (close() cancels
+        # it); the helper waiting on the event is this call's own and never outlives it
+        ready = asyncio.get_running_loop().create_task(self._ready.wait(), name=f"ws-start:{self.name}")
+        try:
+            async with asyncio.timeout(self._connect_timeout_s):
+                await asyncio.wait((ready, run), return_when=asyncio.FIRST_COMPLETED)
+        except TimeoutError:
+            # the caller gets an error and owns nothing: the task is stopped, not left
+            # reconnecting in the background until someone calls close()
+            await self.close()
+            raise VenueError(f"{self.name}: {self.ready_text} after {self._connect_timeout_s} s",
+                             venue=self._venue) from None
+        finally:
+            became_ready = ready.done() and not ready.cancelled()
+            ready.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ready
+        if not became_ready:
+            # the task ended first: close() was called meanwhile (and owns the clean-up)
+            raise VenueError(f"{self.name}: closed while starting ({self.ready_text})", venue=self._venue)
 
     async def reconnect(self) -> None:
         """Drop the current connection: the task connects again, as after a drop by the venue."""
