@@ -28,9 +28,11 @@ and in :meth:`RateLimiter.acquire` waiting cancels go before waiting ordinary re
 Venue feedback
 --------------
 :meth:`RateLimiter.on_used_weight` (``X-MBX-USED-WEIGHT-1M``) tightens a bucket's count to what the
-venue says (never loosens it). :meth:`RateLimiter.on_rate_limited` (HTTP 429 with ``Retry-After``,
-418 bans) blocks every request type until ``now + max(retry_after, backoff)``, the backoff doubling
-with each 429 since the last streak of ``success_streak`` successes (:meth:`RateLimiter.on_success`).
+venue says (never loosens it); :meth:`RateLimiter.on_limit_reached` counts a bucket full for one
+window (the venue said the limit is reached, not for how long). :meth:`RateLimiter.on_rate_limited`
+(HTTP 429 with ``Retry-After``, 418 bans) blocks every request type until
+``now + max(retry_after, backoff)``, the backoff doubling with each 429 since the last streak of
+``success_streak`` successes (:meth:`RateLimiter.on_success`).
 
 Three ways to ask
 -----------------
@@ -702,6 +704,31 @@ class RateLimiter:
                      self.venue, used, bucket, b.total)
             b.ring[b.head_idx] += used - b.total
             b.total = used
+
+    def on_limit_reached(self, bucket: str, now: int) -> None:
+        """The venue says ``bucket``'s limit is used up without saying for how long (Binance:
+        ``-1015`` "Too many new orders; current limit is 50 orders per 10 SECOND", no
+        ``Retry-After``). Counts a whole ``limit`` of weight in the current slot (never loosening):
+        the request types that draw on ``bucket`` wait until it leaves the window, i.e. one full
+        interval of that limit (conservative against a venue's clock-aligned windows, which reset
+        sooner); the types that do not draw on it are not held."""
+        b = self._buckets.get(bucket)
+        if b is None:
+            raise ConfigError(f"{self.venue}: unknown bucket {bucket!r} in limit-reached feedback",
+                              key="bucket", allowed=", ".join(sorted(self._buckets)))
+        if b.decay:
+            if now + b.window_ns > b.tat:
+                b.tat = now + b.window_ns
+            return
+        slot = now // b.slot_ns
+        if slot > b.head:
+            b.advance(slot)
+        add = b.limit - b.ring[b.head_idx]
+        if add > 0:
+            b.ring[b.head_idx] += add
+            b.total += add
+        log.warning("%s: venue reports the %s limit reached; its requests wait %d ms", self.venue, bucket,
+                    b.window_ns // 1_000_000)
 
     def on_rate_limited(self, retry_after_ns: int | None, now: int) -> int:
         """The venue refused for pacing (429 / 418 ban). Blocks every request type until

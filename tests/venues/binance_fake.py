@@ -14,7 +14,9 @@ It behaves like Binance's documented API where the adapter depends on it:
   unknown orders ``-2013`` "Order does not exist.".
 * Every answer carries ``X-MBX-USED-WEIGHT-1M`` (fixed one-minute windows, endpoint weights from
   the docs) and order endpoints ``X-MBX-ORDER-COUNT-10S``/``-1D``; above ``weight_limit`` it answers
-  429 ``-1003`` with ``Retry-After``.
+  429 ``-1003`` with ``Retry-After``; above ``orders_10s_limit`` new orders get ``-1015`` "Too many
+  new orders; current limit is N orders per 10 SECOND." with HTTP ``orders_limit_http`` (429) and
+  ``Retry-After`` unless ``orders_limit_retry_after=False``.
 * New-order answers are ACK/RESULT/FULL shaped like the fixtures; every order change is pushed on
   the user-data WebSocket (``/ws/<listenKey>``) as an ``executionReport`` (bare, or wrapped as
   ``{"subscriptionId": 0, "event": ...}`` with ``wrap_events``), optionally twice
@@ -135,7 +137,8 @@ class FakeBinance:
                  balances: dict[str, Decimal] | None = None, maker_bps: Decimal = Decimal("-0.5"),
                  taker_bps: Decimal = Decimal(4), weight_limit: int = 6000, retry_after_s: int = 1,
                  orders_10s_limit: int | None = None, iceberg_parts: int = 100,
-                 iceberg_allowed: bool = True) -> None:
+                 iceberg_allowed: bool = True, orders_limit_http: int = 429,
+                 orders_limit_retry_after: bool = True) -> None:
         self.instruments = {i.venue_symbol: i for i in instruments}
         self.api_key = api_key
         self._secret = api_secret.encode()
@@ -155,13 +158,17 @@ class FakeBinance:
         self.weight_limit = weight_limit
         self.retry_after_s = retry_after_s
         self.orders_10s_limit = orders_10s_limit
+        # the -1015 answer above orders_10s_limit: its HTTP status, and whether it has Retry-After
+        # (Binance's limits page: an order-count refusal comes "without the Retry-After header")
+        self.orders_limit_http = orders_limit_http
+        self.orders_limit_retry_after = orders_limit_retry_after
         self.iceberg_parts = iceberg_parts       # every symbol's ICEBERG_PARTS limit (Binance: 100 since 2026-03-12)
         self.iceberg_allowed = iceberg_allowed   # every symbol's icebergAllowed
         self.time_skew_ms = 0
         self.wrap_events = False
         self.duplicate_reports = False
         self._faults: list[tuple[str, str, str, float]] = []
-        self._failures: list[tuple[str, str, int, int | None, str, dict[str, str]]] = []
+        self._failures: list[tuple[str, str, int, int | None, str, dict[str, str], dict[str, Any] | None]] = []
         # accounting
         self._weight_window = -1
         self.used_weight = 0
@@ -232,10 +239,11 @@ class FakeBinance:
         self._faults.append((method, path, kind, seconds))
 
     def fail(self, method: str, path: str, http: int, code: int | None, msg: str,
-             headers: dict[str, str] | None = None) -> None:
+             headers: dict[str, str] | None = None, data: dict[str, Any] | None = None) -> None:
         """Refuse the next ``method path`` request, unprocessed, with HTTP ``http`` and
-        ``{"code": code, "msg": msg}`` (``code=None``: ``msg`` is the raw body, e.g. a WAF page)."""
-        self._failures.append((method, path, http, code, msg, dict(headers or {})))
+        ``{"code": code, "msg": msg}`` (``code=None``: ``msg`` is the raw body, e.g. a WAF page),
+        plus ``"data": data`` when given (cancelReplace's per-half outcome)."""
+        self._failures.append((method, path, http, code, msg, dict(headers or {}), data))
 
     async def deposit(self, asset: str, amount: Decimal) -> None:
         """Credit ``amount`` of ``asset`` from outside any order (a deposit or an internal
@@ -376,10 +384,11 @@ class FakeBinance:
         failure = next((f for f in self._failures if f[0] == request.method and f[1] == request.path), None)
         if failure is not None:
             self._failures.remove(failure)
-            _m, _p, http, code, msg, fheaders = failure
+            _m, _p, http, code, msg, fheaders, fdata = failure
             if code is None:
                 return web.Response(text=msg, status=http, content_type="text/html", headers=fheaders)
-            return self._json({"code": code, "msg": msg}, http, fheaders)
+            return self._json({"code": code, "msg": msg} | ({"data": fdata} if fdata is not None else {}), http,
+                              fheaders)
         fault = next((f for f in self._faults if f[0] == request.method and f[1] == request.path), None)
         if fault is not None:
             self._faults.remove(fault)
@@ -455,9 +464,9 @@ class FakeBinance:
             headers["X-MBX-ORDER-COUNT-10S"] = str(self.orders_10s)
             headers["X-MBX-ORDER-COUNT-1D"] = str(self.orders_1d)
             if self.orders_10s_limit is not None and self.orders_10s > self.orders_10s_limit:
-                raise BinanceError(429, -1015, f"Too many new orders; current limit is {self.orders_10s_limit} "
-                                               "orders per 10 SECOND.",
-                                   {"Retry-After": str(self.retry_after_s)} | headers)
+                retry = {"Retry-After": str(self.retry_after_s)} if self.orders_limit_retry_after else {}
+                raise BinanceError(self.orders_limit_http, -1015, "Too many new orders; current limit is "
+                                   f"{self.orders_10s_limit} orders per 10 SECOND.", retry | headers)
 
     @staticmethod
     def _params(request: web.Request) -> dict[str, str]:

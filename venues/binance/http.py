@@ -20,9 +20,9 @@ import aiohttp
 from yarl import URL
 
 from marketdata.clock import NS_PER_MS, Clock
-from marketdata.errors import RateLimited, VenueDisconnected, VenueError, VenueTimeout
+from marketdata.errors import ConfigError, RateLimited, VenueDisconnected, VenueError, VenueTimeout
 from venues.binance.config import BinanceCredentials, BinanceSpotConfig
-from venues.binance.errors import map_error
+from venues.binance.errors import RATE_LIMIT_CODES, banned_until_ms, map_error, named_limit
 from venues.ratelimit import RateLimiter
 from venues.signing import hmac_sha256_hex, redact
 
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 _USED_WEIGHT_HEADERS = (("X-MBX-USED-WEIGHT-1M", "REQUEST_WEIGHT"), ("X-MBX-ORDER-COUNT-10S", "ORDERS_10S"),
                         ("X-MBX-ORDER-COUNT-1D", "ORDERS_1D"))
+_BUCKET_OF_HEADER = dict(_USED_WEIGHT_HEADERS)
 
 
 def sign_query(params: Mapping[str, Any], credentials: BinanceCredentials) -> str:
@@ -105,8 +106,9 @@ class BinanceHttpClient:
         """One paced, timed round trip; returns the decoded JSON body.
 
         Raises :class:`VenueTimeout` (no answer in time, or Binance said the status is unknown),
-        :class:`VenueDisconnected` (the connection dropped), :class:`RateLimited` (429/418, fed back
-        into the limiter with ``Retry-After``) or the mapped final error."""
+        :class:`VenueDisconnected` (the connection dropped), :class:`RateLimited` (429/418/403 or a
+        -1003/-1015 body under any status, fed back into the limiter: see :meth:`_rate_limited`) or
+        the mapped final error."""
         venue = self._config.venue
         await self.limiter.acquire(request_type)
         p = dict(params or {})
@@ -156,16 +158,58 @@ class BinanceHttpClient:
                     # cancelReplace: the outcome of each half is in "data"
                     log.info("%s: %s %s -> HTTP %d code=%s msg=%r (cid=%s)", venue, method, path, status,
                              code, msg, client_order_id)
+                    for half in ("cancelResponse", "newOrderResponse"):   # e.g. the new order's -1015
+                        part = body["data"].get(half)
+                        if isinstance(part, dict) and part.get("code") in RATE_LIMIT_CODES:
+                            retry = map_error(status, int(part["code"]), str(part.get("msg", "")), venue=venue,
+                                              retry_after_s=headers.get("Retry-After"))
+                            assert isinstance(retry, RateLimited)
+                            self._rate_limited(retry, now)
+                            break
                     return {"__http_status__": status, **body}
         except ValueError:
             pass
         err = map_error(status, code, msg, venue=venue, client_order_id=client_order_id,
                         retry_after_s=headers.get("Retry-After"))
-        if isinstance(err, RateLimited) and status in (429, 418, 403):
-            self.limiter.on_rate_limited(err.retry_after_ns, now)
+        if isinstance(err, RateLimited) and (status in (429, 418, 403) or code in RATE_LIMIT_CODES):
+            self._rate_limited(err, now)
         log.info("%s: %s %s -> HTTP %d code=%s msg=%r (cid=%s)", venue, method, path, status, code,
                  redact(msg, self._cred.api_key, self._cred.api_secret), client_order_id)
         raise err
+
+    def _rate_limited(self, err: RateLimited, now: int) -> None:
+        """Feed one pacing refusal to the limiter, whatever its HTTP status: a 429/418/403, or a
+        -1003/-1015 body under any status. Every request type is blocked for ``Retry-After`` if
+        given, else for the limiter's doubling back-off (as a 429 without it); then, without
+        ``Retry-After``, the limit the refusal is about is counted full for its interval, so the
+        requests that draw on it keep waiting: the bucket the text names ("per 10 SECOND" ->
+        ``ORDERS_10S``, "per 1 DAY" -> ``ORDERS_1D``, "per 1 MINUTE" -> ``REQUEST_WEIGHT``), else
+        ``ORDERS_10S`` for -1015 and ``REQUEST_WEIGHT`` for a -1003 about request weight; a -1003
+        naming an IP ban's end blocks everything until then."""
+        retry_ns = err.retry_after_ns
+        code = err.code
+        text = err.venue_text or ""
+        if retry_ns is None and code == -1003:
+            until_ms = banned_until_ms(text)
+            if until_ms is not None:
+                retry_ns = max(0, until_ms - self.timestamp_ms()) * NS_PER_MS
+        self.limiter.on_rate_limited(retry_ns, now)
+        if retry_ns is not None or code not in RATE_LIMIT_CODES:
+            return
+        named = named_limit(text)
+        if named is not None:
+            bucket = _BUCKET_OF_HEADER.get(named.header)
+        elif code == -1015:
+            bucket = "ORDERS_10S"
+        else:
+            bucket = "REQUEST_WEIGHT" if "weight" in text.lower() else None
+        if bucket is None:
+            return
+        try:
+            self.limiter.on_limit_reached(bucket, now)
+        except ConfigError:   # a limiter configured without that limit: the back-off above is all
+            log.warning("%s: code %s names limit %s, which the limiter does not have", self._config.venue,
+                        code, bucket)
 
     def _feed_headers(self, headers: Mapping[str, str], now: int) -> None:
         for header, bucket in _USED_WEIGHT_HEADERS:
