@@ -13,7 +13,9 @@ State machine (``OrderStatus``)::
 
 A timed-out submit is UNKNOWN, never REJECTED: the venue may have the order. Out-of-order input is
 expected (a fill before the ack, an ack after a cancel): a fill is a fact and always counts, stale
-status events never move a terminal order back. Fills are de-duplicated by (venue, order, trade id).
+status events never move a terminal order back. An order the venue acknowledged (or filled) is never
+REJECTED, whether an event or a status report says so: that input is refused (below), the order kept.
+Fills are de-duplicated by (venue, order, trade id).
 Filling more than ordered raises no exception into the venue's callback but is *recorded*: logged
 at ERROR, an :class:`~marketdata.errors.OverfillError` appended to :attr:`OrderManager.errors`, and
 ``on_overfill`` called. Input that cannot be applied (unknown order id, negative or zero quantities,
@@ -1008,6 +1010,18 @@ class OrderManager:
                             status.value, mo.status.value)
             return
         if status is S.PENDING_NEW:
+            return
+        if status is S.REJECTED and (mo.executed_lots or mo.acked):
+            # as on the event path: PENDING_CANCEL -> REJECTED is legal only for a cancel that
+            # overtook an order the venue never acknowledged. Binance's REJECTED is "not accepted
+            # by the engine and not processed" (and such an order is not kept: -2013), so this
+            # report contradicts what the venue already said: refused, the order kept (it counts)
+            why = (f"rejected after {mo.executed_lots} lots filled" if mo.executed_lots
+                   else "rejected after the venue acknowledged it")
+            err = InvariantError(f"order {mo.client_order_id}: status report says {why}")
+            self._record_error(mo, err)
+            self.on_garbled(mo.order.venue, {"client_order_id": mo.client_order_id, "status": status.value,
+                                             "filled_lots": filled_lots, "source": "status_report"}, str(err))
             return
         if status in (S.NEW, S.PARTIALLY_FILLED):
             mo.acked = True
