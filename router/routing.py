@@ -297,6 +297,8 @@ _Explain = list[Any]
 """Explanation parts: strings, or ``(router, filled, want, venues, strategy)`` of the take summary
 (formatted when read)."""
 _ZERO = Decimal(0)
+_TAKE_STOPS = "take incomplete ("   # a take reason naming the venues' stops
+_POST_PART = "; post incomplete"   # where a mixed decision's post reason follows its take reason
 
 
 class RoutingDecision:
@@ -404,10 +406,19 @@ class RoutingDecision:
     def short_of_funds_only(self) -> bool:
         """Nothing placed, and every venue's reason is funds: ``not enough <asset> (...)`` (a
         budget stop, also when what it affords is below a minimum) or ``no available <asset>
-        balance`` (an exclusion); these are the phrases this module writes."""
+        balance`` (an exclusion); these are the phrases this module writes. Of a ``mixed``
+        reason with both parts (``take incomplete (...); post incomplete (...)``) only the post's
+        counts: the post was offered the take's shortfall too, so funds alone stopped the child
+        when they stopped the post."""
         reason = self._reason
         if self._allocations or not reason:
             return False
+        if reason.startswith(_TAKE_STOPS):
+            # a mixed child short on both parts: the post was offered all of it (the take's
+            # shortfall too), so its reasons alone say whether funds are what is missing
+            at = reason.find(_POST_PART)
+            if at >= 0:
+                reason = reason[at + 2:]
         return all("not enough " in part or "no available " in part for part in reason.split("; "))
 
     @property
@@ -843,7 +854,8 @@ class Router:
         # small memo tables of pure functions of immutable inputs (bounded, see _memo)
         self._want_memo: dict[Decimal, int] = {}
         self._limit_memo: dict[tuple[Decimal, Side], int] = {}
-        self._slip_memo: dict[tuple[int, Side], tuple[int, str]] = {}
+        # (ref, side) -> (bound, explanation line, the residual reason's stop text at the bound)
+        self._slip_memo: dict[tuple[int, Side], tuple[int, str, str]] = {}
         bps = Fraction(policy.max_slippage_bps) if policy.max_slippage_bps is not None else Fraction(0)
         self._slip_mult = {sd: 1 + bps / 10_000 * int(sd) for sd in (Side.BUY, Side.SELL)}
         self._qty_memo: dict[int, Decimal] = {}
@@ -977,16 +989,20 @@ class Router:
             pcs = [e.pc for e in live if e.pc is not None]
             ref = (min(pcs) if side is Side.BUY else max(pcs)) if pcs else None
             bound = limit_common
+            slip_stop: str | None = None
             if policy.max_slippage_bps is not None and ref is not None and style != "post":
                 skey = (ref, side)
                 memo = self._slip_memo.get(skey)
                 if memo is None:
                     b = ref * self._slip_mult[side]   # exact: 1 +/- bps / 10,000 as a Fraction
                     slip = math.floor(b) if side is Side.BUY else math.ceil(b)
+                    best = "best ask" if side is Side.BUY else "best bid"
                     memo = (slip, f"slippage bound {grid.price(slip)} ({policy.max_slippage_bps} bps from "
-                                  f"best {grid.price(ref)})")
+                                  f"best {grid.price(ref)})",
+                            f"slippage bound {grid.price(slip)} (max_slippage_bps {policy.max_slippage_bps} "
+                            f"from the {best} {grid.price(ref)})")
                     _memo(self._slip_memo, skey, memo)
-                slip, text = memo
+                slip, text, slip_stop = memo
                 bound = slip if bound is None else (min(bound, slip) if side is Side.BUY else max(bound, slip))
                 explanation.append(text)
             targets: dict[str, int] | None = None
@@ -998,9 +1014,14 @@ class Router:
                     0 if style == "post" else _urgency_lots(want, request.urgency))
             take_reason: str | None = None
             if take_want:
-                # a stop at the bound is the slippage bound's when it is tighter than the limit
-                at_bound = ("slippage bound" if bound is not None and bound != limit_common else "limit price")
-                take_allocs, taken, take_reason = self._take(live, side, take_want, bound, explanation, at_bound)
+                # a stop at the bound is the slippage bound's when it is tighter than the limit (the
+                # residual reason then names the bound, the key and the reference: slip_stop)
+                if bound is not None and bound != limit_common:
+                    at_bound = "slippage bound"
+                else:
+                    at_bound, slip_stop = "limit price", None
+                take_allocs, taken, take_reason = self._take(live, side, take_want, bound, explanation, at_bound,
+                                                             slip_stop)
                 allocations.extend(take_allocs)
                 residual -= taken
             post_want = want - take_want if style == "mixed" else (want if style == "post" else 0)
@@ -1016,6 +1037,12 @@ class Router:
                 residual -= posted
             if residual:
                 reason = post_reason if post_want else take_reason
+                if post_want and take_reason and post_reason and take_reason.startswith(_TAKE_STOPS):
+                    # mixed, both parts short: the take's shortfall went to the post, which left the
+                    # residual; both say why ("take incomplete (...); post incomplete (...)"). A take
+                    # whose only shortfall is slices dropped for venue minimums was posted whole:
+                    # the post's reason alone is the residual's, as before
+                    reason = f"{take_reason}; {post_reason}"
                 reason = reason or take_reason or "unplaced"
         if probes:
             # half-open breakers: an order placed on such a venue is its one probe (the others
@@ -1248,7 +1275,12 @@ class Router:
         return books, params
 
     def _take(self, live: list[_Eval], side: Side, want: int, bound: int | None,
-              explanation: _Explain, at_bound: str = "limit price") -> tuple[list[Allocation], int, str | None]:
+              explanation: _Explain, at_bound: str = "limit price",
+              bound_text: str | None = None) -> tuple[list[Allocation], int, str | None]:
+        """Sweep ``want`` common lots within ``bound``. ``at_bound`` is the venues' ``take_stop``
+        label of a stop at the bound (``limit price`` or ``slippage bound``), ``bound_text`` the
+        residual reason's wording of it when it is not the order's own limit (the slippage bound
+        with its price, ``max_slippage_bps`` and the reference price)."""
         dropped: set[str] = set()
         while True:
             books, params = self._sweep_inputs(live, dropped)
@@ -1281,7 +1313,8 @@ class Router:
         filled = res.filled_common_lots
         if res.remaining_common_lots:
             # a dropped venue's zero cap is not a cap or balance stop: it is named after, as dropped
-            stops = [f"{e.name}: {_stop_text(e, at_bound if t == 'limit price' else t, sweep=True)}"
+            at_text = bound_text or at_bound
+            stops = [f"{e.name}: {_stop_text(e, at_text if t == 'limit price' else t, sweep=True)}"
                      for e, t in zip(live, res.stops, strict=True) if t and e.name not in dropped]
             reason = "take incomplete (" + "; ".join(stops) + ")" if stops else "take incomplete"
             if dropped:
