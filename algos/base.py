@@ -193,6 +193,15 @@ class ExecutionAlgo:
     every open child, in flight or unknown included), never carries a limit worse than the
     parent's, is never smaller than ``min_child_lots`` unless it is the whole remainder, and is
     never a take when ``passive_only``.
+
+    *The whole remainder* is the parent minus everything filled, with no other child open: a
+    child below ``min_child_lots`` goes only when it alone completes the parent. "All that is
+    still available" (parent minus filled minus open) is not enough: open quantity is not final
+    (posts are cancelled to reprice, takes fill in part, an UNKNOWN child may turn out rejected),
+    and when it comes back, the small child sent beside it was not the last piece but a dust
+    child (and each such round could send another). The small tail waits instead: once the open
+    children have filled it is the whole remainder and goes; if they are cancelled, what comes
+    back is sent at full size.
     """
 
     name = "base"
@@ -328,7 +337,9 @@ class ExecutionAlgo:
     def _send(self, lots: int, *, style: ChildStyle, limit_ticks: int | None = None,
               reason: str = "slice", display_lots: int | None = None,
               time_in_force: TimeInForce | None = None) -> str | None:
-        """Send one child after enforcing every invariant; returns its id or ``None``."""
+        """Send one child after enforcing every invariant (see the class docstring); returns its
+        id, or ``None`` when nothing may go: ``lots`` is cut to :meth:`available_lots`, and a child
+        below ``min_child_lots`` is refused unless it is the whole remainder with nothing else open."""
         if self.status is not AlgoStatus.RUNNING:
             return None
         ctx = self.ctx
@@ -336,7 +347,9 @@ class ExecutionAlgo:
         lots = min(lots, avail)
         if lots <= 0:
             return None
-        if lots < self.params.min_child_lots and lots != self.remaining_lots() and lots != avail:
+        if lots < self.params.min_child_lots and lots != self.remaining_lots():
+            # lots <= avail <= remaining: equal only when no child is open (in flight, working or
+            # unknown, in the ledger's view and the engine's), so this child completes the parent
             return None
         if self.params.passive_only and style != "post":
             style = "post"
