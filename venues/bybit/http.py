@@ -1,0 +1,233 @@
+"""The Bybit v5 REST client: one long-lived ``aiohttp.ClientSession`` per venue, with request
+signing, pacing through the venue's :class:`~venues.ratelimit.RateLimiter`, a timeout on every
+round trip and Bybit's answers mapped to the sorex error tree (:mod:`venues.bybit.errors`). This
+module is the only place a Bybit request or stream login is signed.
+
+Signed requests (v5 "Integration guidance", HMAC-SHA256): headers ``X-BAPI-API-KEY``,
+``X-BAPI-TIMESTAMP`` (ms), ``X-BAPI-RECV-WINDOW`` and ``X-BAPI-SIGN`` = hex HMAC-SHA256 of
+``timestamp + api_key + recv_window + payload``, where the payload is the query string of a GET
+exactly as sent, or the JSON body of a POST exactly as sent (so the bytes signed are the bytes sent).
+The private stream logs in with ``{"op": "auth", "args": [api_key, expires, signature]}``,
+signature = hex HMAC-SHA256 of ``"GET/realtime" + expires`` (:func:`sign_ws_auth`).
+
+Bybit answers HTTP 200 for nearly everything; ``retCode`` 0 is success and the ``result`` object is
+returned. Every answer's ``X-Bapi-Limit`` / ``X-Bapi-Limit-Status`` (the endpoint's limit and what
+is left of it) tighten the limiter's bucket for the request type; a ``10006`` or an HTTP 403/429
+blocks the limiter until ``X-Bapi-Limit-Reset-Timestamp`` (or for its doubling back-off)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+from yarl import URL
+
+from marketdata.clock import NS_PER_MS, Clock
+from marketdata.errors import ConfigError, RateLimited, VenueDisconnected, VenueError, VenueTimeout
+from venues.bybit.config import BybitCredentials, BybitSpotConfig
+from venues.bybit.errors import map_error
+from venues.ratelimit import RateLimiter
+from venues.signing import Secret, hmac_sha256_hex, redact
+
+__all__ = ["BUCKET_OF_REQUEST_TYPE", "BybitHttpClient", "sign_rest", "sign_ws_auth"]
+
+log = logging.getLogger(__name__)
+
+BUCKET_OF_REQUEST_TYPE = {"new_order": "CREATE", "cancel": "CANCEL", "replace": "AMEND", "query_order": "QUERY",
+                          "open_orders": "QUERY", "account": "QUERY"}
+"""The ``bybit`` limiter bucket the per-endpoint ``X-Bapi-Limit-Status`` of each request type feeds."""
+
+
+def sign_rest(api_key: Secret | str, secret: Secret | str, timestamp_ms: int | str, recv_window_ms: int | str,
+              payload: str) -> str:
+    """``X-BAPI-SIGN``: hex HMAC-SHA256 of ``timestamp + api_key + recv_window + payload``."""
+    key = api_key.reveal() if isinstance(api_key, Secret) else api_key
+    return hmac_sha256_hex(secret, f"{timestamp_ms}{key}{recv_window_ms}{payload}")
+
+
+def sign_ws_auth(secret: Secret | str, expires_ms: int) -> str:
+    """The private stream's ``auth`` signature: hex HMAC-SHA256 of ``"GET/realtime" + expires``."""
+    return hmac_sha256_hex(secret, f"GET/realtime{expires_ms}")
+
+
+def _wire(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        raise TypeError("floats are never sent to Bybit; pass a Decimal or string")
+    return format(v, "f") if hasattr(v, "as_tuple") else str(v)
+
+
+class BybitHttpClient:
+    """Signed and public REST calls with pacing, timeouts and error mapping.
+
+    ``time_offset_ms`` (venue time minus our clock) is added to every timestamp; :meth:`sync_time`
+    sets it from GET /v5/market/time."""
+
+    def __init__(self, config: BybitSpotConfig, credentials: BybitCredentials, clock: Clock,
+                 limiter: RateLimiter) -> None:
+        self._config = config
+        self._cred = credentials
+        self._clock = clock
+        self.limiter = limiter
+        self._session: aiohttp.ClientSession | None = None
+        self.time_offset_ms = 0
+        self.requests = 0
+
+    def __repr__(self) -> str:
+        return f"BybitHttpClient(venue={self._config.venue!r}, rest_url={self._config.rest_url!r})"
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            raise VenueDisconnected("HTTP session is not open (call connect())", venue=self._config.venue)
+        return self._session
+
+    async def start(self) -> None:
+        """Open the session (idempotent)."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._config.timeout_s))
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    def timestamp_ms(self) -> int:
+        """The request timestamp: our clock plus the venue's measured offset, in ms."""
+        return self._clock.now_ns() // NS_PER_MS + self.time_offset_ms
+
+    def scrub(self, text: str) -> str:
+        """``text`` without the API key or secret (Bybit's 10004 text echoes the string signed)."""
+        return redact(text, self._cred.api_key, self._cred.api_secret)
+
+    def ws_auth_args(self) -> list[Any]:
+        """``args`` of the private stream's ``auth`` op: [api_key, expires ms, signature]."""
+        expires = self.timestamp_ms() + int(self._config.ws_auth_expires_s * 1000)
+        return [self._cred.api_key.reveal(), expires, sign_ws_auth(self._cred.api_secret, expires)]
+
+    async def sync_time(self) -> int:
+        """Measure the venue clock offset with GET /v5/market/time (midpoint of the round trip)."""
+        t0 = self._clock.now_ns() // NS_PER_MS
+        data = await self.request("GET", "/v5/market/time", request_type="query_order", signed=False)
+        t1 = self._clock.now_ns() // NS_PER_MS
+        venue_ms = int(data["timeNano"]) // NS_PER_MS if "timeNano" in data else int(data["timeSecond"]) * 1000
+        self.time_offset_ms = venue_ms - (t0 + t1) // 2
+        log.info("%s: venue clock offset %d ms", self._config.venue, self.time_offset_ms)
+        return self.time_offset_ms
+
+    async def request(self, method: str, path: str, params: Mapping[str, Any] | None = None, *,
+                      request_type: str, signed: bool = True, client_order_id: str | None = None) -> Any:
+        """One paced, timed round trip; returns the answer's ``result`` (``retCode`` 0).
+
+        Raises :class:`VenueTimeout` (no answer in time, or Bybit said the outcome is unknown),
+        :class:`VenueDisconnected` (the connection dropped), :class:`RateLimited` (10006/10018 or
+        HTTP 403/429, fed back into the limiter) or the mapped final error."""
+        venue = self._config.venue
+        await self.limiter.acquire(request_type)
+        p = {k: _wire(v) for k, v in (params or {}).items()}
+        body: str | None = None
+        if method == "GET":
+            payload = urlencode(list(p.items()))
+            url = URL(f"{self._config.rest_url}{path}" + (f"?{payload}" if payload else ""), encoded=True)
+        else:
+            body = payload = json.dumps(p, separators=(",", ":"))
+            url = URL(f"{self._config.rest_url}{path}", encoded=True)
+        headers: dict[str, str] = {"Content-Type": "application/json"} if body is not None else {}
+        if signed:
+            ts = self.timestamp_ms()
+            rw = self._config.recv_window_ms
+            headers.update({"X-BAPI-API-KEY": self._cred.api_key.reveal(), "X-BAPI-TIMESTAMP": str(ts),
+                            "X-BAPI-RECV-WINDOW": str(rw), "X-BAPI-SIGN-TYPE": "2",
+                            "X-BAPI-SIGN": sign_rest(self._cred.api_key, self._cred.api_secret, ts, rw, payload)})
+        session = self.session
+        self.requests += 1
+        try:
+            async with session.request(method, url, data=body, headers=headers) as resp:
+                status = resp.status
+                rheaders = resp.headers
+                text = await resp.text()
+        except TimeoutError:
+            log.warning("%s: %s %s timed out after %s s (cid=%s)", venue, method, path,
+                        self._config.request_timeout_s, client_order_id)
+            raise VenueTimeout(f"{method} {path}: no answer in {self._config.request_timeout_s} s",
+                               venue=venue, client_order_id=client_order_id) from None
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError,
+                ConnectionError) as e:
+            log.warning("%s: %s %s connection lost: %s (cid=%s)", venue, method, path, self.scrub(str(e)),
+                        client_order_id)
+            raise VenueDisconnected(f"{method} {path}: {type(e).__name__}", venue=venue,
+                                    client_order_id=client_order_id) from None
+        now = self._clock.now_ns()
+        self._feed_headers(request_type, rheaders, now)
+        code: int | None = None
+        msg = self.scrub(text[:500])
+        data: Any = None
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and "retCode" in data:
+            try:
+                code = int(data["retCode"])
+            except (TypeError, ValueError):
+                code = None
+            msg = self.scrub(str(data.get("retMsg", "")))
+            if status == 200 and code == 0:
+                self.limiter.on_success()
+                result = data.get("result")
+                return result if result is not None else {}
+        elif status == 200:
+            raise VenueError(f"{method} {path}: HTTP 200 with a body that is not Bybit's JSON", venue=venue,
+                             client_order_id=client_order_id, venue_text=msg[:200])
+        err = map_error(status, code, msg, venue=venue, client_order_id=client_order_id,
+                        retry_after_ns=self._retry_after_ns(rheaders))
+        if isinstance(err, RateLimited):
+            self.limiter.on_rate_limited(err.retry_after_ns, now)
+            bucket = BUCKET_OF_REQUEST_TYPE.get(request_type)
+            if err.retry_after_ns is None and bucket is not None and status == 200:
+                self._limit_reached(bucket, now)
+        log.info("%s: %s %s -> HTTP %d retCode=%s retMsg=%r (cid=%s)", venue, method, path, status, code, msg,
+                 client_order_id)
+        raise err
+
+    def _retry_after_ns(self, headers: Mapping[str, str]) -> int | None:
+        """Until ``X-Bapi-Limit-Reset-Timestamp`` (venue epoch ms), from now in venue time."""
+        v = headers.get("X-Bapi-Limit-Reset-Timestamp")
+        if v is None:
+            return None
+        try:
+            reset_ms = int(v)
+        except ValueError:
+            log.warning("%s: bad X-Bapi-Limit-Reset-Timestamp %r", self._config.venue, v)
+            return None
+        return max(0, reset_ms - self.timestamp_ms()) * NS_PER_MS
+
+    def _limit_reached(self, bucket: str, now: int) -> None:
+        try:
+            self.limiter.on_limit_reached(bucket, now)
+        except ConfigError:   # a limiter configured without that bucket: the back-off is all
+            log.warning("%s: limiter has no bucket %s", self._config.venue, bucket)
+
+    def _feed_headers(self, request_type: str, headers: Mapping[str, str], now: int) -> None:
+        status, limit = headers.get("X-Bapi-Limit-Status"), headers.get("X-Bapi-Limit")
+        bucket = BUCKET_OF_REQUEST_TYPE.get(request_type)
+        if status is None or bucket is None:
+            return
+        try:
+            left = int(status)
+            used = int(limit) - left if limit is not None else None
+        except ValueError:
+            log.warning("%s: bad X-Bapi-Limit headers %r / %r", self._config.venue, limit, status)
+            return
+        try:
+            if left <= 0:
+                self.limiter.on_limit_reached(bucket, now)
+            elif used is not None and used > 0:
+                self.limiter.on_used_weight(bucket, used, now)
+        except ConfigError:
+            log.warning("%s: limiter has no bucket %s", self._config.venue, bucket)
