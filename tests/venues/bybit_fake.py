@@ -30,7 +30,9 @@ It behaves like Bybit's documented v5 API where the adapter depends on it:
   expires)]``, ``subscribe`` (only after auth: else "Request not authorized"), ``ping`` -> ``pong``;
   pushes ``order``, ``execution`` and ``wallet`` in Bybit's envelope. ``order_first`` pushes an
   order's status before its executions; ``duplicate_executions`` pushes each execution twice (in
-  envelopes with different ids, as a resend would be).
+  envelopes with different ids, as a resend would be); ``mute_pushes`` pushes nothing (a stream
+  that lost the messages), ``realtime_shows_closed=False`` lists only open orders in
+  /v5/order/realtime (closed ones are then only in /v5/order/history).
 
 Fault injection (each consumed by the next matching request): ``fault(method, path, "slow", s)``
 processes the request and answers ``s`` seconds late; ``"drop_after"`` processes it and closes the
@@ -152,6 +154,7 @@ class FakeBybit:
         self.order_first = False
         self.duplicate_executions = False
         self.realtime_shows_closed = True
+        self.mute_pushes = False   # process orders but push nothing (a stream that lost them)
         self.requests: list[tuple[str, str, dict[str, str], str]] = []   # method, path, headers, body/query
         self.ws_frames_in: list[str] = []
         self.pushed = 0
@@ -346,6 +349,8 @@ class FakeBybit:
             pass
 
     async def _push(self, topic: str, data: list[dict[str, Any]]) -> None:
+        if self.mute_pushes:
+            return
         for conn, topics in list(self._conns.items()):
             if topic in topics:
                 await self._send(conn, json.dumps({"id": f"{topic}-{next(self._push_ids)}", "topic": topic,
