@@ -2066,7 +2066,10 @@ class Engine:
 
     async def stop_live(self, reason: str = "engine stopped") -> None:
         """Live: cancel every parent still working and every open venue order, wait for the
-        acknowledgements (``[engine] shutdown_timeout_s``), then close streams and adapters."""
+        acknowledgements (``[engine] shutdown_timeout_s``), then close streams and adapters.
+        Orders still open after that wait are queried at the venue (at most another
+        ``shutdown_timeout_s``, :meth:`LiveRuntime.resolve_unsettled`); those still unresolved are
+        journaled (``order_event``, ``source: "unresolved"``) and named in their parent's ``reason``."""
         live = self._live
         if live is None or live.closed:
             return
@@ -2081,6 +2084,12 @@ class Engine:
             if not await live.settle(self.settings.shutdown_timeout_s):
                 log.error("shutdown: %d venue order(s) still open after %.1f s", len(self.om.open_orders()),
                           self.settings.shutdown_timeout_s)
+                # ask the venues once more; what stays open is journaled and named in its parent's reason
+                notes = await live.resolve_unsettled(self.settings.shutdown_timeout_s)
+                for run in self._runs.values():
+                    if run.id in notes and not run.is_terminal:
+                        run.forced_status = run.forced_status or "cancelled"
+                        run.forced_reason = f"{run.forced_reason or reason}; {notes[run.id]}"
         for run in list(self._runs.values()):
             if not run.is_terminal:
                 if run.algo is not None and not run.algo.status.is_terminal:

@@ -16,7 +16,9 @@ exactly as in simulation. This module only
   adapter's resolver settles it by status queries; events come back through the adapter's event
   handler, the engine's ``_on_order_event``, as in simulation;
 * runs until a condition holds (every parent terminal), then shuts down: cancels what is still
-  working, waits for the acknowledgements (``shutdown_timeout_s``), closes streams and adapters.
+  working, waits for the acknowledgements (``shutdown_timeout_s``), queries the venue for what is
+  still open and journals what stays unresolved (:meth:`LiveRuntime.resolve_unsettled`), closes
+  streams and adapters.
 
 Rate limits: each adapter paces its own requests on its ``RateLimiter`` (with the venue's
 used-weight headers and 429 feedback); the engine's own client-side FIFO is not used for live
@@ -559,6 +561,82 @@ class LiveRuntime:
                 return True
             await self._sleep(0.01)
         return False
+
+    async def resolve_unsettled(self, timeout_s: float) -> dict[str, str]:
+        """After :meth:`settle` timed out at shutdown: settle what is still open by asking the
+        venues, then record what is still unknown. Returns a note per parent id with child orders
+        left unresolved ("N child order(s) ... unresolved at the venue and must be checked: ...").
+
+        1. The submits still waiting for their answer are abandoned (their tasks cancelled, so no
+           request still queued in an adapter's rate limiter leaves after this); each such order
+           is UNKNOWN, as after a submit timeout.
+        2. Every order still open on a live venue is queried over REST by the adapter's UNKNOWN
+           resolver (``BinanceSpotVenue.resolve_unknown`` with the order's send time: an order
+           found is applied with its fills, one the venue still has no trace of ``recvWindow``
+           after it was sent is REJECTED), waiting at most ``timeout_s`` for the answers.
+        3. What is still open then is journaled (an ``order_event`` with ``source: "unresolved"``,
+           :meth:`OrderManager.mark_unresolved`: a submit without any answer is UNKNOWN, an
+           acknowledged order whose cancel is not confirmed keeps its status) and logged at ERROR.
+        """
+        eng = self.engine
+        om = eng.om
+        submits = [t for t in self._tasks if t.get_name().startswith("submit:") and not t.done()]
+        for t in submits:
+            t.cancel()
+        if submits:
+            await asyncio.gather(*submits, return_exceptions=True)
+        abandoned: set[str] = set()
+        for t in submits:
+            vc = eng._vchildren.get(t.get_name().removeprefix("submit:"))
+            if vc is None or not om.has_order(vc.cid):
+                continue
+            abandoned.add(vc.cid)
+            log.warning("%s %s: shutdown: no answer to the submit after the settle timeout; abandoned, "
+                        "order UNKNOWN until the venue says", vc.venue, vc.cid)
+            self.stats["command_timeouts"] += 1
+            self._record_send_failure(vc, None)
+            if om.order(vc.cid).status is OrderStatus.PENDING_NEW:
+                eng._on_send_failed(vc, VenueTimeout("no answer to the submit before the shutdown settle timeout",
+                                                     venue=vc.venue, client_order_id=vc.cid))
+        queries: list[asyncio.Task[Any]] = []
+        for mo in om.open_orders():
+            venue = self.venues.get(mo.order.venue)
+            if venue is None:
+                continue
+            vc = eng._vchildren.get(mo.client_order_id)
+            sent_ns = vc.sent_ns if vc is not None and vc.sent else self.clock.now_ns()
+            queries.append(venue.resolve_unknown(mo.client_order_id, sent_ns))
+        if queries:
+            log.warning("shutdown: querying the venues for %d order(s) still open after the settle timeout "
+                        "(at most %.1f s)", len(queries), timeout_s)
+            _done, pending = await asyncio.wait(queries, timeout=timeout_s)
+            for t in pending:   # no answer in time: nothing they learn later would be recorded
+                t.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        left: dict[str, list[str]] = {}
+        for mo in om.open_orders():
+            if mo.order.venue not in self.venues:
+                continue
+            if not mo.acked and not mo.executed_lots:
+                what = ("its submit got no answer" if mo.client_order_id in abandoned
+                        else "the venue never acknowledged it")
+                why = (f"{what}, and a status query at the venue did not settle it ({timeout_s:g} s allowed "
+                       "after the settle timeout): it may be working there")
+            else:
+                why = ("the venue has it and its cancel was not confirmed, nor settled by a status query "
+                       f"({timeout_s:g} s allowed after the settle timeout): it may still be working")
+            status = om.mark_unresolved(mo.client_order_id, f"unresolved at shutdown: {why}")
+            left.setdefault(str(mo.order.parent_id), []).append(f"{mo.client_order_id} ({status.value}: {why})")
+        notes: dict[str, str] = {}
+        for pid, items in left.items():
+            n = len(items)
+            notes[pid] = (f"{n} child order{'s are' if n > 1 else ' is'} unresolved at the venue and must be "
+                          f"checked: {'; '.join(items)}")
+        if left:
+            log.error("shutdown: %d venue order(s) unresolved, to be checked at the venue: %s",
+                      sum(len(v) for v in left.values()), "; ".join(i for v in left.values() for i in v))
+        return notes
 
     async def _sleep(self, seconds: float) -> None:
         await self._sleeper.sleep_until(self.clock.now_ns() + int(seconds * 1e9))

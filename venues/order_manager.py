@@ -611,6 +611,41 @@ class OrderManager:
         self._set_status(mo, S.PENDING_CANCEL)
         return mo.order
 
+    def mark_unresolved(self, client_order_id: str, reason: str) -> OrderStatus:
+        """The caller stops waiting for the venue's word on this open order (a live shutdown after
+        its settle timeout and one round of status queries): journals an ``order_event`` with
+        ``source: "unresolved"`` (kind ``submitted``, ``status`` after, ``previous``, ``acked``,
+        ``reason``) and returns the order's status. An order the venue
+        never acknowledged nor filled (its submit got no answer) becomes UNKNOWN: it may or may not
+        be at the venue, and its parent's accounting counts it as ``unknown``, no longer
+        ``in_flight`` or working. An acknowledged order keeps its status (the venue has it; what is
+        not confirmed is its cancel). A terminal order: nothing, nothing journaled."""
+        mo = self.order(client_order_id)
+        if mo.status.is_terminal:
+            return mo.status
+        before = mo.status
+        self._mark_unresolved(mo, reason)
+        if self.journal is not None and not self._replaying:
+            # an order_event as a status report of an UNKNOWN order is journaled (kind "submitted",
+            # "status"), with source "unresolved": restore replays it (_replay), TCA passes over it
+            inst = self._instrument(mo.order.venue, mo.order.symbol)
+            now = self._clock.now_ns()
+            ev = OrderEvent(kind=OrderEventKind.SUBMITTED, client_order_id=mo.client_order_id, venue=mo.order.venue,
+                            ts_event=now, ts_init=now, venue_order_id=mo.venue_order_id, reason=reason)
+            self._journal_event(ev, mo, source="unresolved", extra={
+                "status": mo.status.value, "previous": before.value, "acked": mo.acked,
+                "parent_id": mo.order.parent_id, "quantity": str(inst.lots_to_qty(mo.order.lots)),
+                "filled": str(inst.lots_to_qty(mo.executed_lots))})
+        log.error("%s %s: unresolved at the venue (%s -> %s): %s", mo.order.venue, mo.client_order_id,
+                  before.value, mo.status.value, reason)
+        return mo.status
+
+    def _mark_unresolved(self, mo: ManagedOrder, reason: str) -> None:
+        mo.reason = reason
+        if (not mo.acked and not mo.executed_lots
+                and mo.status in (S.PENDING_NEW, S.UNKNOWN, S.PENDING_CANCEL)):
+            self._set_status(mo, S.UNKNOWN)
+
     def replace(self, client_order_id: str, *, lots: int | None = None, price_ticks: int | None = None,
                 native: bool = True, parent_total: int | None = None) -> Order:
         """Change quantity (new total lots, fills included) and/or price.
@@ -1146,6 +1181,10 @@ class OrderManager:
                                    ts_init=rec.ts_ns, venue_order_id=fill.venue_order_id, fill=fill), mo)
             return
         # order_event
+        if p.get("source") == "unresolved":
+            if not mo.status.is_terminal:
+                self._mark_unresolved(mo, str(p.get("reason") or "unresolved"))
+            return
         if p.get("source") in ("status_report", "reconcile"):
             settled = p.get("replace")
             self._apply_report(mo, OrderStatus(p["status"]), inst.qty_to_lots(p["filled"], exact=True),

@@ -121,3 +121,31 @@ def test_rejected_report_for_an_order_never_acked_still_rejects_it() -> None:
     assert om.order(cid).status is S.REJECTED
     assert om.errors == [] and om.stats["garbled"] == 0
     assert om.parent_exposure("P") == 0
+
+
+def test_mark_unresolved_is_journaled_and_restored(tmp_path: Path) -> None:
+    """OrderManager.mark_unresolved (a live shutdown giving up on an order): a submit without any
+    answer becomes UNKNOWN (counted as unknown, no longer in flight), an acknowledged order keeps
+    its status; both journaled as order_event source "unresolved" and replayed so by restore."""
+    with Journal(tmp_path / "u.sqlite") as j:
+        om = _om(j)
+        sent = om.submit(venue=V, symbol=SPOT.symbol, side=Side.BUY, lots=10, price_ticks=6_180_020,
+                         parent_id="P").client_order_id
+        om.cancel(sent)   # the shutdown's cancel of a submit never answered
+        acked = _acked_with_cancel_pending(om)
+        assert om.parent_accounting("P").unknown == 0
+        assert om.mark_unresolved(sent, "no answer") is S.UNKNOWN
+        assert om.mark_unresolved(acked, "cancel not confirmed") is S.PENDING_CANCEL
+        a = om.parent_accounting("P")
+        assert (a.unknown, a.in_flight, a.working) == (10, 0, 10)
+        rows = [dict(r.payload) for r in j.read(kinds=["order_event"]) if r.payload.get("source") == "unresolved"]
+        assert [(r["client_order_id"], r["kind"], r["status"], r["previous"]) for r in rows] == [
+            (sent, "submitted", "unknown", "pending_cancel"), (acked, "submitted", "pending_cancel", "pending_cancel")]
+        back = OrderManager.restore(j, SimClock(start_ns=T0 + 1), [SPOT], run_id="r")
+        assert back.order(sent).status is S.UNKNOWN and back.order(sent).reason == "no answer"
+        assert back.order(acked).status is S.PENDING_CANCEL
+        assert back.errors == []
+        # an order that ended meanwhile: nothing to record
+        om.on_event(_ev(K.CANCELED, acked))
+        assert om.mark_unresolved(acked, "late") is S.CANCELED
+        assert len([r for r in j.read(kinds=["order_event"]) if r.payload.get("source") == "unresolved"]) == 2
