@@ -448,7 +448,7 @@ class BybitSpotVenue(Venue):
                     self.stats["other_category"] += 1
                     log.debug("%s: %s push of category %s ignored", self.venue_id, base, category_of(item))
                     continue
-                inst = self._by_venue_symbol.get(str(item.get("symbol")))
+                inst = self._by_venue_symbol.get(str(item["symbol"]))   # no symbol: garbled
                 if inst is None:
                     log.info("%s: %s push for unconfigured symbol %s ignored", self.venue_id, base, item.get("symbol"))
                     continue
