@@ -475,3 +475,17 @@ async def test_secrets_never_in_logs_or_reprs(caplog: pytest.LogCaptureFixture) 
         assert any(API_KEY in f for f in rig.fake.ws_frames_in)
     for text in [caplog.text, *texts]:
         assert API_KEY not in text and API_SECRET not in text
+
+
+async def test_wallet_push_after_a_rest_reading_applies_when_our_clock_estimate_runs_ahead() -> None:
+    async with bybit_rig() as rig:
+        # our offset estimate is off by half a round trip in real life; here by 500 ms ahead of the
+        # venue (still inside the recv window): a REST reading stamped on our estimate would look
+        # newer than the wallet push that follows it, and the push would be dropped
+        rig.venue.http.time_offset_ms += 500
+        await rig.venue.balances()
+        await rig.venue.submit(_order(rig.instrument, "w-1", Side.BUY, "1.000", "99.0"))
+        await rig.settle()
+        held = rig.venue.cached_balance("USDT")
+        assert held is not None and held.locked == Decimal("99.0") and held.free == Decimal("99901.0")
+        assert rig.venue.balance_as_of_ns("USDT") is not None

@@ -828,11 +828,16 @@ class BybitSpotVenue(Venue):
         return out
 
     async def balances(self) -> dict[str, Balance]:
-        """GET /v5/account/wallet-balance (``accountType`` UNIFIED); refreshes :meth:`cached_balance`."""
+        """GET /v5/account/wallet-balance (``accountType`` UNIFIED); refreshes :meth:`cached_balance`
+        (as of the answer's venue ``time``; a ``wallet`` push replaces a coin only if it is not older)."""
         res = await self._signed("GET", "/v5/account/wallet-balance", {"accountType": self.config.account_type},
                                  request_type="account", cid=None)
         bal = parse_wallet_balance(res)
-        self._update_balances(self.http.timestamp_ms() * NS_PER_MS, bal, complete=True)
+        # as of the venue's own answer time: the clock of the wallet pushes' creationTime (our
+        # offset estimate can be ahead of it by half a round trip, and a later push look older)
+        venue_ms = self.http.last_time_ms
+        self._update_balances((venue_ms if venue_ms is not None else self.http.timestamp_ms()) * NS_PER_MS, bal,
+                              complete=True)
         return bal
 
     def _update_balances(self, ts_ns: int, bal: Mapping[str, Balance], *, complete: bool) -> None:

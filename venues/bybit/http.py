@@ -77,6 +77,9 @@ class BybitHttpClient:
         self._session: aiohttp.ClientSession | None = None
         self.time_offset_ms = 0
         self.requests = 0
+        self.last_time_ms: int | None = None
+        """The venue's ``time`` (epoch ms) of the last successful answer: what a REST reading is
+        as of, on the clock of the stream pushes' ``creationTime``."""
 
     def __repr__(self) -> str:
         return f"BybitHttpClient(venue={self._config.venue!r}, rest_url={self._config.rest_url!r})"
@@ -179,6 +182,8 @@ class BybitHttpClient:
             msg = self.scrub(str(data.get("retMsg", "")))
             if status == 200 and code == 0:
                 self.limiter.on_success()
+                t = data.get("time")
+                self.last_time_ms = t if isinstance(t, int) and not isinstance(t, bool) else None
                 result = data.get("result")
                 return result if result is not None else {}
         elif status == 200:
