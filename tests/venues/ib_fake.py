@@ -96,6 +96,7 @@ class FakeTws:
         self.received: list[list[str]] = []
         self.reject_prices: dict[Decimal, str] = {}
         self.drop_on_place = False
+        self.take_paced_orders = False   # answer 100 to a placeOrder and still take it
         self.lose_on_place = False
         self.silent_place = False
         self.commission = Decimal("1.0")
@@ -229,7 +230,8 @@ class FakeTws:
             req = int(f[1]) if msg == "3" else -1
             self.error(c, req, 100, f"Max rate of messages per second has been exceeded:max={self.max_rate} "
                                     f"rec={len(c.stamps)} (1)")
-            return
+            if not (self.take_paced_orders and msg == "3"):
+                return
         if msg == "71":
             c.client_id = int(f[2])
             self.send(["15", "1", self.account], c)

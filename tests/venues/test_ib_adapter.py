@@ -12,7 +12,7 @@ import pytest
 from ib_fake import FakeTws
 
 from marketdata.clock import LiveClock
-from marketdata.errors import ConfigError, OrderRejected, RateLimited, VenueDisconnected
+from marketdata.errors import ConfigError, OrderRejected, RateLimited, VenueDisconnected, VenueTimeout
 from marketdata.model import (
     ClientOrderId,
     Liquidity,
@@ -249,6 +249,22 @@ async def test_disconnect_mid_order_unknown_then_resolved_on_reconnect(rig: Rig)
     assert sum(e.fill.lots for e in rig.fills("c1") if e.fill) == 100
 
 
+async def test_submit_timeout_is_unknown_then_resolved() -> None:
+    """No word from TWS within request_timeout_s: VenueTimeout (not a rejection); the adapter then
+    reconciles and TWS's open-order list settles it."""
+    fake = FakeTws()
+    fake.silent_place = True
+    r = await start(fake, request_timeout_s="0.3")
+    try:
+        with pytest.raises(VenueTimeout):
+            await r.venue.submit(order("c1"))
+        await r.until(lambda: r.kinds("c1") == [K.ACCEPTED])
+        assert r.venue.stats["resolved"] == 1
+    finally:
+        await r.venue.close()
+        await fake.stop()
+
+
 async def test_disconnect_before_tws_took_it_is_rejected_after_reconnect(rig: Rig) -> None:
     rig.fake.lose_on_place = True
     with pytest.raises(VenueDisconnected):
@@ -301,6 +317,21 @@ async def test_pacing_error_100_feeds_the_limiter() -> None:
         await fake.stop()
 
 
+async def test_order_worked_despite_error_100_is_cancelled() -> None:
+    """Should TWS work an order it answered 100 to (sorex counts it REJECTED), the adapter cancels it."""
+    fake = FakeTws(max_rate=3)
+    fake.take_paced_orders = True
+    r = await start(fake, rate_limits={"MESSAGES": [1000, 1]})
+    try:
+        with pytest.raises(RateLimited):
+            await r.venue.submit(order("ghost", lots=1))
+        await r.until(lambda: fake.orders[(100, 1)].status == "Cancelled", within_s=3)
+        assert r.kinds("ghost") == []   # nothing reported on top of the local REJECTED
+    finally:
+        await r.venue.close()
+        await fake.stop()
+
+
 async def test_garbled_field_is_named_and_the_stream_goes_on(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
     await rig.venue.submit(order("c1"))
     caplog.set_level(logging.WARNING, logger="venues.ib.adapter")
@@ -329,6 +360,20 @@ async def test_bad_frame_length_closes_cleanly_and_loses_nothing(rig: Rig) -> No
     rig.fake.fill(1, "60", "201.50")
     await rig.until(lambda: rig.kinds("c1")[-1] is K.FILLED)
     assert rig.kinds("c1") == [K.ACCEPTED, K.PARTIALLY_FILLED, K.FILLED]
+
+
+async def test_connectivity_1100_then_1102_reconciles(rig: Rig) -> None:
+    await rig.venue.submit(order("c1"))
+    rig.fake.error(rig.fake.client, -1, 1100, "Connectivity between IB and Trader Workstation has been lost.")
+    await rig.until(lambda: not rig.venue.ib_connected)
+    rig.fake.fill(1, "100", "201.50", client_id=100, send=False)   # the news of it lost with the link
+    n = [f[0] for f in rig.fake.received].count("5")
+    rig.fake.error(rig.fake.client, -1, 1102, "Connectivity between IB and Trader Workstation has been restored - "
+                                              "data maintained.")
+    await rig.until(lambda: rig.kinds("c1")[-1:] == [K.FILLED])
+    assert rig.venue.ib_connected
+    assert [f[0] for f in rig.fake.received].count("5") == n + 1
+    assert rig.venue.stats["reconnects"] == 0   # the socket to TWS stayed up
 
 
 async def test_adopts_open_order_of_an_earlier_session() -> None:

@@ -56,7 +56,7 @@ UNSET_DOUBLE = 1.7976931348623157e308
 
 
 def _vectors() -> list[tuple[str, int, dict[str, Any]]]:
-    out = []
+    out: list[tuple[str, int, dict[str, Any]]] = []
     for name in ENCODINGS:
         data = json.loads((DATA / name).read_text())
         for key, rows in data.items():

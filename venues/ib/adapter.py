@@ -146,6 +146,7 @@ class _Track:
     pending: tuple[OrderEventKind, int, str | None] | None = None   # kind, venue cum lots, reason
     ack: asyncio.Future[None] | None = None
     unknown: bool = False
+    paced_out: bool = False   # TWS answered error 100 to its placeOrder (submit raised RateLimited)
     cancel_pending: bool = False
     last_status: str = ""
     perm_id: int = 0
@@ -156,7 +157,7 @@ class _Track:
 class _Held:
     """A fill waiting for its commissionReport."""
 
-    cid: ClientOrderId
+    track: _Track
     exec: ExecDetails
     handle: asyncio.TimerHandle | None
 
@@ -188,7 +189,7 @@ class IbVenue(Venue):
         self._garbled: GarbledHandler | None = None
         self._report_handler: ReportHandler | None = None
         self._tracks: dict[ClientOrderId, _Track] = {}
-        self._by_order_id: dict[int, ClientOrderId] = {}
+        self._by_order_id: dict[int, _Track] = {}   # every id sent, also of replaced records
         self._commissions: dict[str, CommissionReport] = {}
         self._held: dict[str, _Held] = {}
         self._conn: _Conn | None = None
@@ -428,13 +429,12 @@ class IbVenue(Venue):
             log.debug("%s: message %d not read", self.venue_id, msg.msg_id)
 
     def _track_for(self, order_id: int, order_ref: str = "") -> _Track | None:
-        cid = self._by_order_id.get(order_id)
-        if cid is None and order_ref:
+        tr = self._by_order_id.get(order_id)
+        if tr is None and order_ref:
             tr = self._tracks.get(ClientOrderId(order_ref))
-            if tr is not None and tr.order_id == order_id:
-                return tr
-            return None
-        return self._tracks.get(cid) if cid is not None else None
+            if tr is not None and tr.order_id != order_id:
+                return None
+        return tr
 
     def _heard(self, tr: _Track) -> None:
         if tr.ack is not None and not tr.ack.done():
@@ -486,7 +486,7 @@ class IbVenue(Venue):
                       price_ticks=price, time_in_force=TimeInForce.IOC if m.tif == "IOC" else TimeInForce.GTC)
         tr = _Track(order, inst, m.order_id)
         self._tracks[cid] = tr
-        self._by_order_id[m.order_id] = cid
+        self._by_order_id[m.order_id] = tr
         log.info("%s: adopted order %d (%s) of an earlier session", self.venue_id, m.order_id, cid)
         return tr
 
@@ -500,6 +500,8 @@ class IbVenue(Venue):
 
     def _apply_status(self, tr: _Track, status: str, cum_lots: int | None, why: str | None) -> None:
         self._heard(tr)
+        if tr.paced_out and status in _LIVE:
+            self._cancel_ghost(tr)
         tr.last_status = status
         now = self._clock.now_ns()
         if cum_lots is not None:
@@ -538,7 +540,7 @@ class IbVenue(Venue):
             self._emit_fill(tr, m)
             return
         handle = asyncio.get_running_loop().call_later(wait, self._release, m.exec_id)
-        self._held[m.exec_id] = _Held(tr.order.client_order_id, m, handle)
+        self._held[m.exec_id] = _Held(tr, m, handle)
 
     def _on_commission(self, m: CommissionReport) -> None:
         if m.exec_id in self._commissions:
@@ -559,8 +561,8 @@ class IbVenue(Venue):
             return
         if held.handle is not None:
             held.handle.cancel()
-        tr = self._tracks.get(held.cid)
-        if tr is None or exec_id in tr.exec_ids:
+        tr = held.track
+        if exec_id in tr.exec_ids:
             return
         tr.exec_ids.add(exec_id)
         self._emit_fill(tr, held.exec)
@@ -612,6 +614,10 @@ class IbVenue(Venue):
                         m.req_id)
             tr = self._track_for(m.req_id)
             if tr is not None and tr.ack is not None and not tr.ack.done():
+                # not placed (TWS drops what it answers with 100); set here, before the openOrder
+                # that may follow in the same read: should TWS work it after all, it is cancelled
+                tr.terminal = OrderEventKind.REJECTED
+                tr.paced_out = True
                 tr.ack.set_exception(RateLimited(m.text, retry_after_ns=NS_PER_SECOND, venue=self.venue_id,
                                                  client_order_id=tr.order.client_order_id, code=code,
                                                  venue_text=m.text))
@@ -661,6 +667,20 @@ class IbVenue(Venue):
                 self._spawn(self._request_ids())
             return
         log.warning("%s: %s (order %d): TWS error %d: %s", self.venue_id, cid, tr.order_id, code, m.text)
+
+    def _cancel_ghost(self, tr: _Track) -> None:
+        """TWS works an order it had refused with error 100 (sorex has it REJECTED): cancel it, so
+        no order lives at IB that the engine does not count. Its fills, if any, are still reported."""
+        tr.paced_out = False
+        log.error("%s: TWS works order %d (%s) although it answered error 100 to it; cancelling it",
+                  self.venue_id, tr.order_id, tr.order.client_order_id)
+        self._spawn(self._send_cancel(tr.order_id))
+
+    async def _send_cancel(self, order_id: int) -> None:
+        try:
+            await self._send(encode_cancel_order(order_id, self.server_version or 0), "cancel")
+        except VenueError as e:
+            log.error("%s: cancel of order %d not sent: %s", self.venue_id, order_id, e)
 
     async def _request_ids(self) -> None:
         try:
@@ -780,7 +800,7 @@ class IbVenue(Venue):
         tr = _Track(order, inst, order_id, sent_seq=self._seq)
         tr.ack = asyncio.get_running_loop().create_future()
         self._tracks[cid] = tr
-        self._by_order_id[order_id] = cid
+        self._by_order_id[order_id] = tr
         data = encode_place_order(order_id, contract, ib_order, conn.server_version)
         conn.writer.write(data)
         log.info("%s: %s sent as order %d: %s %s %s %s", self.venue_id, cid, order_id, ib_order.action,
@@ -793,9 +813,6 @@ class IbVenue(Venue):
             self._spawn(self._resolve_later(cid))
             raise VenueTimeout(f"no word from TWS on order {order_id} within {self.config.timeout_s:g} s",
                                venue=self.venue_id, client_order_id=cid) from None
-        except RateLimited:
-            tr.terminal = OrderEventKind.REJECTED   # not placed; its id stays mapped should TWS speak of it
-            raise
 
     async def _resolve_later(self, cid: ClientOrderId) -> None:
         tr = self._tracks.get(cid)
@@ -862,9 +879,6 @@ class IbVenue(Venue):
                 raise VenueTimeout("no execDetailsEnd after reqExecutions", venue=self.venue_id) from None
             finally:
                 self._exec_end.pop(req_id, None)
-            # commissions follow their executions; what is still held is reported now
-            for exec_id in list(self._held):
-                self._release(exec_id)
             reports = []
             for tr in list(self._tracks.values()):
                 if tr.sent_seq > seq or (tr.ack is not None and not tr.ack.done()):
@@ -872,6 +886,11 @@ class IbVenue(Venue):
                 if tr.terminal is not None and tr.pending is None:
                     continue
                 if tr.order_id not in seen and tr.terminal is None:
+                    # a verdict on an order no longer open: its executions first, fee known or not
+                    for exec_id in [x for x, h in self._held.items() if h.track is tr]:
+                        self._release(exec_id)
+                    if tr.terminal is not None:
+                        continue   # filled by those executions
                     now = self._clock.now_ns()
                     if tr.pending is not None:
                         log.error("%s: %s: TWS says %s with %d lots, executions add up to %d", self.venue_id,
