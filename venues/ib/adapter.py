@@ -195,7 +195,7 @@ class IbVenue(Venue):
         self._conn: _Conn | None = None
         self._next_id = 0
         self._seq = 0
-        self._req_id = 9000
+        self._req_id = 1 << 30   # reqExecutions ids, far above any order id (errors name either)
         self.accounts: tuple[str, ...] = ()
         self.server_version: int | None = None
         self.ib_connected = True   # TWS's own link to IB (1100 lost / 1101, 1102 restored)
