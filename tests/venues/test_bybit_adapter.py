@@ -390,14 +390,16 @@ async def test_rate_limit_10006_blocks_until_the_reset_then_goes_through() -> No
         assert _kinds(rig.events, "rl-3") == [K.ACCEPTED]
 
 
-async def test_http_403_ip_limit_is_rate_limited_and_backs_off() -> None:
-    async with bybit_rig() as rig:
+async def test_http_403_ip_ban_blocks_every_request_for_the_ban() -> None:
+    async with bybit_rig(ip_ban_s=Decimal("1.5")) as rig:
         rig.fake.fail("GET", "/v5/account/wallet-balance", 403, None, "<html>access too frequent</html>")
         now = rig.venue._clock.now_ns()
-        with pytest.raises(RateLimited, match="403"):
+        with pytest.raises(RateLimited, match="403") as e:
             await rig.venue.balances()
-        assert rig.venue.limiter.strikes == 1 and rig.venue.limiter.blocked_until_ns >= now + 900 * NS_PER_MS
-        await rig.venue.balances()   # after the back-off
+        assert e.value.retry_after_ns == 1_500 * NS_PER_MS
+        assert rig.venue.limiter.strikes == 1 and rig.venue.limiter.blocked_until_ns >= now + 1_500 * NS_PER_MS
+        await rig.venue.cancel(ClientOrderId("after-ban"))   # even a cancel waits out the ban
+        assert rig.venue._clock.now_ns() >= now + 1_500 * NS_PER_MS
 
 
 # ---------------------------------------------------------------------------------------------- auth, clock

@@ -42,7 +42,7 @@ __all__ = ["BybitCredentials", "BybitSpotConfig"]
 _KEYS = {"venue", "rest_url", "ws_private_url", "api_key_env", "api_secret_env", "recv_window_ms",
          "request_timeout_s", "maker_bps", "taker_bps", "instruments", "resolve_delays_s",
          "ws_reconnect_max_s", "ping_interval_s", "rate_limits", "sync_time", "account_type",
-         "check_filters", "ws_auth_expires_s"}
+         "check_filters", "ws_auth_expires_s", "ip_ban_s"}
 _ACCOUNT_TYPES = ("UNIFIED",)
 
 
@@ -83,6 +83,10 @@ class BybitSpotConfig:
     """The private stream's ``auth`` signature is valid until now + this."""
     sync_time: bool = True
     """Query GET /v5/market/time at connect (and after a 10002) and sign with the venue's clock offset."""
+    ip_ban_s: Decimal = Decimal(600)
+    """How long an HTTP 403 (IP rate limit, "access too frequent") blocks every request. Bybit's
+    rate-limit page: terminate the HTTP sessions and wait at least 10 minutes (older pages: the ban
+    usually lasts 30 minutes); retrying sooner keeps the IP banned."""
     account_type: str = "UNIFIED"
     check_filters: bool = True
     """Refuse before sending what the instrument's rules forbid (quantity below ``min_quantity``,
@@ -101,7 +105,7 @@ class BybitSpotConfig:
         if not 0 < self.recv_window_ms <= 60_000:
             raise ConfigError(f"recv_window_ms {self.recv_window_ms} must be in 1..60000", file=where,
                               key="recv_window_ms")
-        for key in ("request_timeout_s", "ping_interval_s", "ws_auth_expires_s", "ws_reconnect_max_s"):
+        for key in ("request_timeout_s", "ping_interval_s", "ws_auth_expires_s", "ws_reconnect_max_s", "ip_ban_s"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be > 0", file=where, key=key)
         if not self.resolve_delays_s or any(d < 0 for d in self.resolve_delays_s):
@@ -145,7 +149,7 @@ class BybitSpotConfig:
             if key in data:
                 kw[key] = str(data[key])
         for key in ("request_timeout_s", "maker_bps", "taker_bps", "ws_reconnect_max_s", "ping_interval_s",
-                    "ws_auth_expires_s"):
+                    "ws_auth_expires_s", "ip_ban_s"):
             if key in data:
                 kw[key] = _dec(data[key], where, key)
         if "recv_window_ms" in data:

@@ -13,7 +13,8 @@ signature = hex HMAC-SHA256 of ``"GET/realtime" + expires`` (:func:`sign_ws_auth
 Bybit answers HTTP 200 for nearly everything; ``retCode`` 0 is success and the ``result`` object is
 returned. Every answer's ``X-Bapi-Limit`` / ``X-Bapi-Limit-Status`` (the endpoint's limit and what
 is left of it) tighten the limiter's bucket for the request type; a ``10006`` or an HTTP 403/429
-blocks the limiter until ``X-Bapi-Limit-Reset-Timestamp`` (or for its doubling back-off)."""
+blocks the limiter until ``X-Bapi-Limit-Reset-Timestamp`` (or for its doubling back-off); an HTTP
+403 (the IP is banned) blocks it for ``ip_ban_s``."""
 
 from __future__ import annotations
 
@@ -189,8 +190,10 @@ class BybitHttpClient:
         elif status == 200:
             raise VenueError(f"{method} {path}: HTTP 200 with a body that is not Bybit's JSON", venue=venue,
                              client_order_id=client_order_id, venue_text=msg[:200])
-        err = map_error(status, code, msg, venue=venue, client_order_id=client_order_id,
-                        retry_after_ns=self._retry_after_ns(rheaders))
+        retry_ns = self._retry_after_ns(rheaders)
+        if status == 403:   # the IP is banned for minutes: retrying sooner keeps it banned
+            retry_ns = max(retry_ns or 0, int(self._config.ip_ban_s * 1_000_000_000))
+        err = map_error(status, code, msg, venue=venue, client_order_id=client_order_id, retry_after_ns=retry_ns)
         if isinstance(err, RateLimited):
             self.limiter.on_rate_limited(err.retry_after_ns, now)
             bucket = BUCKET_OF_REQUEST_TYPE.get(request_type)
