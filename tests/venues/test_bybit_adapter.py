@@ -17,7 +17,7 @@ from bybit_fake import API_KEY, API_SECRET, MAKER_BPS, TAKER_BPS, bybit_rig, cre
 from bybit_fake import make_instrument as make_inst
 
 from marketdata.clock import NS_PER_MS, LiveClock
-from marketdata.errors import RateLimited, VenueDisconnected, VenueTimeout
+from marketdata.errors import RateLimited, VenueDisconnected, VenueError, VenueTimeout
 from marketdata.model import (
     ClientOrderId,
     Instrument,
@@ -491,3 +491,14 @@ async def test_wallet_push_after_a_rest_reading_applies_when_our_clock_estimate_
         held = rig.venue.cached_balance("USDT")
         assert held is not None and held.locked == Decimal("99.0") and held.free == Decimal("99901.0")
         assert rig.venue.balance_as_of_ns("USDT") is not None
+
+
+async def test_malformed_rest_answers_are_venue_errors_naming_the_endpoint() -> None:
+    async with bybit_rig() as rig:
+        rig.fake.fail("GET", "/v5/account/wallet-balance", 200, 0, "OK")   # retCode 0, result {}
+        with pytest.raises(VenueError, match=r"/v5/account/wallet-balance: malformed answer \(KeyError"):
+            await rig.venue.balances()
+        await rig.venue.submit(_order(rig.instrument, "mf-1", Side.BUY, "1.000", "99.0"))
+        rig.fake.orders["mf-1"].qty = Decimal("1.0001")   # the venue lists it off the lot grid
+        with pytest.raises(VenueError, match=r"/v5/order/realtime: malformed answer \(ValueError"):
+            await rig.venue.open_orders()

@@ -38,7 +38,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from marketdata.clock import NS_PER_MS, Clock
 from marketdata.errors import (
@@ -102,6 +102,7 @@ _NO_REASON = frozenset({"", "EC_NoError", "UNKNOWN"})
 GarbledHandler = Callable[[str, Any, str], None]
 ReportHandler = Callable[[OrderStatusReport], None]
 BalanceHandler = Callable[[list[str]], None]
+_P = TypeVar("_P")
 
 
 @dataclass
@@ -244,12 +245,31 @@ class BybitSpotVenue(Venue):
                 params["cursor"] = cursor
             res = await self.http.request("GET", "/v5/market/instruments-info", params,
                                           request_type="query_order", signed=False)
-            out.extend(parse_instruments(res, venue=self.venue_id, symbols=names))
+            out.extend(self._parsed("/v5/market/instruments-info", None, parse_instruments, res, venue=self.venue_id,
+                                    symbols=names))
             cursor = str(res.get("nextPageCursor") or "")
             if not cursor:
                 return out
 
     # ------------------------------------------------------------------ helpers
+    def _parsed(self, path: str, cid: str | None, parser: Callable[..., _P], *args: Any, **kw: Any) -> _P:
+        """``parser(*args, **kw)`` on a REST answer; a malformed answer is a :class:`VenueError`
+        naming the endpoint and what was wrong (never a bare ``KeyError``)."""
+        try:
+            return parser(*args, **kw)
+        except (KeyError, ValueError, TypeError, ArithmeticError) as e:
+            raise VenueError(f"{path}: malformed answer ({type(e).__name__}: {e})", venue=self.venue_id,
+                             client_order_id=cid) from e
+
+    def _rows(self, path: str, cid: str | None, res: Any) -> list[Mapping[str, Any]]:
+        rows = res.get("list") if isinstance(res, Mapping) else None
+        if rows is None:
+            rows = []
+        if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
+            raise VenueError(f"{path}: malformed answer (list is not a list of objects)", venue=self.venue_id,
+                             client_order_id=cid)
+        return rows
+
     def _inst(self, symbol: str) -> Instrument:
         inst = self.info.instruments.get(symbol)
         if inst is None:
@@ -397,11 +417,12 @@ class BybitSpotVenue(Venue):
                 params["cursor"] = cursor
             res = await self._signed("GET", "/v5/execution/list", params, request_type="account",
                                      cid=tr.order.client_order_id)
-            rows.extend(res.get("list") or [])
+            rows.extend(self._rows("/v5/execution/list", tr.order.client_order_id, res))
             cursor = str(res.get("nextPageCursor") or "")
             if not cursor:
                 break
-        execs = [parse_execution(r, tr.inst, self._clock.now_ns()) for r in rows]
+        execs = [self._parsed("/v5/execution/list", tr.order.client_order_id, parse_execution, r, tr.inst,
+                              self._clock.now_ns()) for r in rows]
         for ex in sorted(execs, key=lambda x: x.fill.ts_event if x.fill is not None else 0):
             f = ex.fill
             if f is None or f.trade_id in tr.trade_ids:
@@ -784,9 +805,9 @@ class BybitSpotVenue(Venue):
         for path in ("/v5/order/realtime", "/v5/order/history"):
             res = await self._signed("GET", path, {"category": "spot", "symbol": inst.venue_symbol,
                                                    "orderLinkId": cid}, request_type="query_order", cid=cid)
-            for row in res.get("list") or []:
+            for row in self._rows(path, cid, res):
                 if str(row.get("orderLinkId")) == cid:
-                    return parse_order(row, inst, venue=self.venue_id)
+                    return self._parsed(path, cid, parse_order, row, inst, venue=self.venue_id)
         return None
 
     async def order_status(self, client_order_id: ClientOrderId) -> OrderStatusReport:
@@ -818,8 +839,8 @@ class BybitSpotVenue(Venue):
                 if cursor:
                     params["cursor"] = cursor
                 res = await self._signed("GET", "/v5/order/realtime", params, request_type="open_orders", cid=None)
-                for row in res.get("list") or []:
-                    rep = parse_order(row, inst, venue=self.venue_id).report
+                for row in self._rows("/v5/order/realtime", None, res):
+                    rep = self._parsed("/v5/order/realtime", None, parse_order, row, inst, venue=self.venue_id).report
                     if not rep.status.is_terminal:
                         out.append(rep)
                 cursor = str(res.get("nextPageCursor") or "")
@@ -832,7 +853,7 @@ class BybitSpotVenue(Venue):
         (as of the answer's venue ``time``; a ``wallet`` push replaces a coin only if it is not older)."""
         res = await self._signed("GET", "/v5/account/wallet-balance", {"accountType": self.config.account_type},
                                  request_type="account", cid=None)
-        bal = parse_wallet_balance(res)
+        bal = self._parsed("/v5/account/wallet-balance", None, parse_wallet_balance, res)
         # as of the venue's own answer time: the clock of the wallet pushes' creationTime (our
         # offset estimate can be ahead of it by half a round trip, and a later push look older)
         venue_ms = self.http.last_time_ms
