@@ -253,7 +253,9 @@ async def test_order_status_before_its_executions_holds_the_terminal_event() -> 
         assert _kinds(rig.events, "of-2") == [K.ACCEPTED, K.FILLED]
 
 
-async def test_fills_the_stream_never_delivered_are_read_from_execution_list() -> None:
+async def test_fills_the_stream_never_delivered_are_read_from_execution_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    import venues.bybit.adapter as adapter_mod
+    monkeypatch.setattr(adapter_mod, "_EXEC_PAGE", 1)   # one execution a page: the cursor is followed
     async with bybit_rig() as rig:
         inst = rig.instrument
         await rig.fake.set_book("BTCUSDT", *BOOK)
@@ -270,7 +272,8 @@ async def test_fills_the_stream_never_delivered_are_read_from_execution_list() -
         evs = _evs(rig.events, "lost-1")
         assert [e.kind for e in evs] == [K.ACCEPTED, K.PARTIALLY_FILLED, K.FILLED]
         assert rig.venue.stats["recovered_fills"] == 2
-        assert any(p == "/v5/execution/list" for _m, p, _h, _b in rig.fake.requests)
+        pages = [q for _m, p, _h, q in rig.fake.requests if p == "/v5/execution/list"]
+        assert any("cursor=1" in q for q in pages) and all("limit=1" in q for q in pages)
 
 
 async def test_garbled_messages_are_reported_and_nothing_is_lost(caplog: pytest.LogCaptureFixture) -> None:
