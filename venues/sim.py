@@ -26,9 +26,10 @@ Matching rules (documented in docs/venues-sim.md):
   volume beyond the queue ahead fills it); a shrinking level advances it according to the
   :class:`QueueModel` (hftbacktest's probabilistic queue models: a cancel of ``chg`` lots happens
   ahead of us with probability ``1 - f(back) / (f(back) + f(front))``, ``f(x) = x**n`` "power" or
-  ``log(1 + x)`` "log"); level growth never advances it. A trade printing *through* its price, or
-  available opposite liquidity at or through its price (the book moved through it), fills it at
-  its own price as maker. Our own orders never match each other.
+  ``log(1 + x)`` "log"; the deterministic model's expected share is kept exactly, to 2**-32 lot,
+  and a print's reach beyond it is rounded to the nearest whole lot); level growth never advances
+  it. A trade printing *through* its price, or available opposite liquidity at or through its
+  price (the book moved through it), fills it at its own price as maker. Our own orders never match each other.
 * Order types MARKET and LIMIT; time in force GTC, IOC, FOK (all-or-nothing against visible
   available liquidity), POST_ONLY (rejected if it would take), GTD (expires at ``expire_ts``).
   Remainders of IOC and MARKET orders, and FOK orders that cannot fill, end EXPIRED (Binance).
@@ -52,6 +53,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
+from fractions import Fraction
 from typing import Literal
 
 from marketdata.book import L2Book, SequenceRule
@@ -130,6 +132,12 @@ _FEE_QUANT = Decimal("0.00000001")
 _NO_PRICE_LO = -(1 << 62)   # below any price in ticks
 _NO_PRICE_HI = 1 << 62      # above any price in ticks
 _BPS = Decimal(10_000)
+# The queue ahead of a resting order is ``front + front_frac / _QUEUE_ONE`` lots: whole lots plus
+# the fraction of a lot the deterministic queue model's expected shares leave (integer units of
+# 2**-32 lot: exact under the whole-lot moves of trades and our takes, deterministic).
+_QUEUE_ONE = 1 << 32
+_QUEUE_HALF = 1 << 31
+_QUEUE_INV = 1.0 / _QUEUE_ONE
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,37 +151,47 @@ class QueueModel:
     (the queue ahead only shrinks when the level falls below it).
 
     ``stochastic=False`` moves ``front`` by the expectation (hftbacktest's rule:
-    ``front - (1-p)*chg + min(back - p*chg, 0)``); ``stochastic=True`` draws, with the venue's
-    seeded RNG, whether the whole cancel was ahead of us (probability ``1 - p``). Both are
-    deterministic for a seed."""
+    ``front - (1-p)*chg + min(back - p*chg, 0)``), not rounded: the venue keeps the queue ahead
+    of each order to ``2**-32`` of a lot (``_SimOrder.front_frac``), so the expected shares of
+    many cancels add up instead of each losing its fraction of a lot. ``stochastic=True`` draws,
+    with the venue's seeded RNG, whether the whole cancel was ahead of us (probability ``1 - p``).
+    Both are deterministic for a seed."""
 
     kind: Literal["power", "log", "risk_averse"] = "power"
     power: float = 2.0
     stochastic: bool = False
 
-    def prob_behind(self, front: int, back: int) -> float:
+    def prob_behind(self, front: float, back: float) -> float:
+        return self._split(front, back)[0]
+
+    def _split(self, front: float, back: float) -> tuple[float, float]:
+        """``(p, 1 - p)``, the second computed as ``f(front) / total`` (no ``1 - p`` rounding)."""
         if self.kind == "risk_averse":
-            return 1.0
+            return 1.0, 0.0
         if self.kind == "log":
             fb, ff = math.log1p(back), math.log1p(front)
         else:
             fb, ff = float(back) ** self.power, float(front) ** self.power
         total = fb + ff
-        return fb / total if total > 0 else 1.0
+        return (fb / total, ff / total) if total > 0 else (1.0, 0.0)
 
-    def front_after_cancel(self, front: int, prev_level: int, new_level: int, chg: int,
-                           rng: random.Random) -> int:
-        """Lots ahead of us after the level went ``prev_level -> new_level`` by ``chg`` cancelled lots."""
-        back = max(0, prev_level - front)
-        p = self.prob_behind(front, back)
+    def front_after_cancel(self, front: float, prev_level: int, new_level: int, chg: int,
+                           rng: random.Random) -> float:
+        """Lots ahead of us (exact, possibly a fraction of a lot) after the level went
+        ``prev_level -> new_level`` by ``chg`` cancelled lots; ``front`` may be fractional too.
+        The result is in ``[0, new_level]``."""
+        back = prev_level - front
+        if back < 0:
+            back = 0
+        p, q = self._split(front, back)
         if self.stochastic:
             if rng.random() < 1.0 - p:
                 est = front - chg
             else:
                 est = front - max(0, chg - back)
         else:
-            est = int(front - (1.0 - p) * chg + min(back - p * chg, 0.0))
-        return max(0, min(est, new_level))
+            est = front - q * chg + min(back - p * chg, 0.0)
+        return max(0.0, min(est, new_level))
 
 
 @dataclass
@@ -233,7 +251,7 @@ class SimVenueConfig:
 class _SimOrder:
     """Matching-engine state of one of our orders."""
 
-    __slots__ = ("display", "expire_handle", "filled", "front", "inst", "lock_asset", "locked", "lots",
+    __slots__ = ("display", "expire_handle", "filled", "front", "front_frac", "inst", "lock_asset", "locked", "lots",
                  "notional_ticks", "open_lots", "order", "price_ticks", "side", "status", "traded_since",
                  "ts_event", "venue_order_id", "visible")
 
@@ -247,7 +265,8 @@ class _SimOrder:
         self.filled = 0
         self.notional_ticks = 0
         self.status = OrderStatus.NEW
-        self.front = 0
+        self.front = 0        # whole lots ahead of it in its price queue
+        self.front_frac = 0   # and the fraction of a lot beyond them, in 1/_QUEUE_ONE lot (< _QUEUE_ONE)
         self.traded_since = 0
         self.lock_asset = ""
         self.locked = Decimal(0)
@@ -738,20 +757,20 @@ class SimulatedVenue(Venue):
         fewer than those ahead of our earlier order there (it is ahead of it in the same queue):
         each ``front`` is kept at least the previous one's, or a later order could fill from a
         print that has not reached the earlier one."""
-        floor = 0
+        floor = 0   # the exact queue ahead of our previous order there, in 1/_QUEUE_ONE lot
         for so in orders:
             traded, so.traded_since = so.traded_since, 0
-            if after > before:
-                so.front = min(so.front, after)
+            chg = before - after - traded
+            if chg <= 0:   # growth, or a shrink the trades explain: only the level caps the queue
+                if so.front >= after:
+                    so.front, so.front_frac = after, 0
             else:
-                chg = before - after - traded
-                if chg <= 0:
-                    so.front = min(so.front, after)
-                else:
-                    front = self.config.queue_model.front_after_cancel(so.front, before - ours, after, chg,
-                                                                       self.rng)
-                    so.front = front if front >= floor else floor
-            floor = so.front
+                # the expected share is kept exactly (to 2**-32 lot), never truncated to a lot
+                front = self.config.queue_model.front_after_cancel(so.front + so.front_frac * _QUEUE_INV,
+                                                                   before - ours, after, chg, self.rng)
+                units = round(front * _QUEUE_ONE)
+                so.front, so.front_frac = divmod(units if units >= floor else floor, _QUEUE_ONE)
+            floor = so.front * _QUEUE_ONE + so.front_frac
 
     def _on_trade(self, mkt: _Market, trade: TradeTick, resting_side: Side) -> None:
         """A public trade hit ``resting_side`` at ``trade.price_ticks``: advance and fill our queue."""
@@ -787,8 +806,18 @@ class SimulatedVenue(Venue):
         volume, used = trade.lots, 0
         for so in list(orders):
             front = so.front
-            so.front = max(0, front - volume)
             so.traded_since += volume
+            if front >= volume:   # the print ends in the queue ahead (a fraction of a lot stays)
+                so.front = front - volume
+                continue
+            so.front = 0
+            frac = so.front_frac
+            if frac:
+                # the print reaches us ``volume - front - frac`` lots: fill that to the nearest
+                # whole lot (ties to even), so the fraction biases neither way
+                so.front_frac = 0
+                if frac > _QUEUE_HALF or (frac == _QUEUE_HALF and front & 1):
+                    front += 1
             excess = volume - front - used
             if excess > 0:
                 # an iceberg gets at most what is left of its visible slice; a filled slice goes to
@@ -1453,11 +1482,24 @@ class SimulatedVenue(Venue):
 
     # ------------------------------------------------------------------ introspection for tests
     def queue_ahead(self, client_order_id: ClientOrderId) -> int:
-        """Lots the engine believes are ahead of a resting order in its price queue."""
+        """Whole lots the engine believes are ahead of a resting order in its price queue: the
+        exact queue ahead (:meth:`queue_ahead_exact`) to the nearest lot, ties to even, as a print
+        at its price is measured against it."""
+        so = self._resting_state(client_order_id)
+        frac = so.front_frac
+        return so.front + (frac > _QUEUE_HALF or (frac == _QUEUE_HALF and so.front & 1))
+
+    def queue_ahead_exact(self, client_order_id: ClientOrderId) -> Fraction:
+        """Lots ahead of a resting order as the queue model keeps them: whole lots plus the
+        fraction of a lot the expected shares of cancels leave (a multiple of ``2**-32`` lot)."""
+        so = self._resting_state(client_order_id)
+        return Fraction(so.front * _QUEUE_ONE + so.front_frac, _QUEUE_ONE)
+
+    def _resting_state(self, client_order_id: ClientOrderId) -> _SimOrder:
         so = self._orders.get(client_order_id)
         if so is None:
             raise UnknownOrderError(f"{self.config.venue}: unknown client order id {client_order_id!r}")
-        return so.front
+        return so
 
     def consumed_lots(self, symbol: str, side: Side, price_ticks: int) -> int:
         """Lots of the displayed level at ``price_ticks`` on book side ``side`` already taken by us."""
@@ -1484,7 +1526,10 @@ def _consume(mkt: _Market, consumed: dict[int, int], resting: dict[int, list[_Si
     if orders:
         for so in orders:
             front = so.front - qty
-            so.front = front if front > 0 else 0
+            if front >= 0:
+                so.front = front   # a fraction of a lot ahead stays
+            else:
+                so.front = so.front_frac = 0
 
 
 def _join_back(mkt: _Market, so: _SimOrder, px: int, orders: list[_SimOrder]) -> None:
@@ -1492,6 +1537,7 @@ def _join_back(mkt: _Market, so: _SimOrder, px: int, orders: list[_SimOrder]) ->
     arriving now: behind the displayed level less what we consumed (the pending depth included,
     no flush needed), with no trade seen yet."""
     so.front = mkt.queue_at(so.side, px)
+    so.front_frac = 0
     so.traded_since = 0
     orders.append(so)
 

@@ -11,6 +11,8 @@ agree."""
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import pytest
 from test_sim_venue import (
     BookDeltas,
@@ -191,15 +193,22 @@ def test_our_taker_at_our_resting_price_moves_our_queue(mode: str, resting_side:
 
 
 @pytest.mark.parametrize("mode", ["lazy", "eager"])
-@pytest.mark.parametrize(("model", "expected"), [(QueueModel("risk_averse"), 3), (QueueModel("power", 2.0), 1)])
+@pytest.mark.parametrize(("model", "expected", "exact"),
+                         [(QueueModel("risk_averse"), 3, Fraction(3)), (QueueModel("power", 2.0), 2, Fraction(45, 29))])
 def test_a_cancel_after_our_take_is_split_over_the_queue_that_is_left(mode: str, model: QueueModel,
-                                                                      expected: int) -> None:
+                                                                      expected: int, exact: Fraction) -> None:
     """Failed before the fix. Our sell rests at 1001 behind 8 lots; 2 more join behind it; we buy 3
     at 1001 (they were ahead of us: 5 ahead, 2 behind, 7 left). The replay then shows the level
     10 -> 6: 4 lots cancelled. Only 2 lots are behind us, so at least 2 of the 4 were ahead:
-    risk-averse gives 3 ahead (it gave 6). The power model with front 5, back 2 gives
-    ``5 - (25/29) * 4 = 1.55 -> 1`` (the displayed 10 counted our 3 as behind us: back 5)."""
-    v, c, _ev = venue(mode, asks=[(1001, 8), (1002, 6)], queue_model=model)
+    risk-averse gives 3 ahead (it gave 6). The power model with front 5, back 2 has
+    ``p = 2**2 / (2**2 + 5**2) = 4/29`` of the cancel behind us, ``min(back - p*4, 0) = 0``, so
+    ``5 - (25/29) * 4 = 45/29 = 1.552`` lots ahead, kept exactly (it was truncated to 1 before the
+    exact queue); ``queue_ahead`` is the nearest whole lot, 2 (the displayed 10 counted our 3 as
+    behind us: back 5).
+
+    A print of 2 lots then reaches us by ``2 - 45/29 = 13/29`` lot, which fills nothing (under
+    truncation it filled 1); we are at the front and a 1-lot print fills us."""
+    v, c, ev = venue(mode, asks=[(1001, 8), (1002, 6)], queue_model=model)
     s = order(Side.SELL, 1, 1001)
     send(v, c, s)
     delta(v, c, [], [(1001, 10)])
@@ -208,6 +217,12 @@ def test_a_cancel_after_our_take_is_split_over_the_queue_that_is_left(mode: str,
     assert v.queue_ahead(s.client_order_id) == 5
     delta(v, c, [], [(1001, 6)])
     assert v.queue_ahead(s.client_order_id) == expected
+    assert abs(v.queue_ahead_exact(s.client_order_id) - exact) <= Fraction(1, 2**32)
+    if model.kind == "power":
+        trade(v, c, 1001, 2, Side.BUY)
+        assert fills(ev, s) == [] and v.queue_ahead_exact(s.client_order_id) == 0
+        trade(v, c, 1001, 1, Side.BUY)
+        assert fills(ev, s) == [(1001, 1, Liquidity.MAKER)]
 
 
 @pytest.mark.parametrize("mode", ["lazy", "eager"])
