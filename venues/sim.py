@@ -609,7 +609,11 @@ class SimulatedVenue(Venue):
         self._md_next = config.market_data_latency.stream(config.seed).__next__
         self._maker_bps = config.fees.maker_bps
         self._taker_bps = config.fees.taker_bps
+        # the fee held with an order's funds: an order that can rest may pay either fee; an IOC, FOK
+        # or market order only takes (the taker fee), a post-only order only makes (the maker fee)
         self._lock_buffer = 1 + max(self._maker_bps, self._taker_bps, Decimal(0)) / _BPS
+        self._take_buffer = 1 + max(self._taker_bps, Decimal(0)) / _BPS
+        self._make_buffer = 1 + max(self._maker_bps, Decimal(0)) / _BPS
         self.connected = False
         self.stat_market_events = 0
         self.stat_orders = 0
@@ -893,11 +897,12 @@ class SimulatedVenue(Venue):
                         if bid is not None and bid > ref:
                             ref = bid
                     self._transit[cid] = (inst.quote, inst.notional(ref, order.lots) / self._leverage
-                                          * self._lock_buffer)
+                                          * self._hold_buffer(order))
             elif order.side is Side.SELL:
                 self._transit[cid] = (inst.base, inst.lots_to_qty(order.lots))
             elif order.price_ticks is not None:   # (a market buy's cost is known only on arrival)
-                self._transit[cid] = (inst.quote, inst.notional(order.price_ticks, order.lots) * self._lock_buffer)
+                self._transit[cid] = (inst.quote, inst.notional(order.price_ticks, order.lots)
+                                      * self._hold_buffer(order))
 
     def in_transit(self, asset: str) -> Decimal:
         """What the orders sent and not yet at the matching engine will lock of ``asset`` (a market
@@ -1238,6 +1243,16 @@ class SimulatedVenue(Venue):
             return TEXT_ICEBERG_PARTS, CODE_FILTER
         return None
 
+    def _hold_buffer(self, order: Order) -> Decimal:
+        """1 + the fee rate held with ``order``'s funds: the taker fee for an order that cannot rest
+        (IOC, FOK, market), the maker fee for a post-only order, the larger of the two otherwise
+        (rebates held as 0)."""
+        if order.order_type is OrderType.MARKET or order.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
+            return self._take_buffer
+        if order.time_in_force is TimeInForce.POST_ONLY:
+            return self._make_buffer
+        return self._lock_buffer
+
     def _iceberg_parts_ok(self, lots: int, display: int) -> bool:
         return iceberg_parts(lots, display) <= self.config.iceberg_parts
 
@@ -1256,7 +1271,7 @@ class SimulatedVenue(Venue):
             else:  # market buy: what walking the visible available book would cost
                 tick_lots = _walk_tick_lots(mkt, Side.BUY, remaining)
                 need = inst.tick_size * inst.lot_size * tick_lots * inst.contract_size
-            need *= self._lock_buffer
+            need *= self._hold_buffer(so.order)
         free = self._free.get(asset, Decimal(0))
         if need > free:
             return False
@@ -1299,7 +1314,7 @@ class SimulatedVenue(Venue):
                 tick_lots = _walk_tick_lots(mkt, so.side, opening, remaining - opening)
                 need = inst.tick_size * inst.lot_size * tick_lots * inst.contract_size
             # to the 1e-8 (up), as every margin amount, so the ledger adds up exactly
-            need = (need / self._leverage * self._lock_buffer).quantize(_FEE_QUANT, rounding=ROUND_CEILING)
+            need = (need / self._leverage * self._hold_buffer(so.order)).quantize(_FEE_QUANT, rounding=ROUND_CEILING)
         asset = inst.quote
         free = self._free.get(asset, Decimal(0))
         if need > free:

@@ -22,8 +22,10 @@ from marketdata.model import (
     Order,
     OrderEvent,
     OrderEventKind,
+    OrderType,
     Side,
     Symbol,
+    TimeInForce,
     VenueId,
 )
 from router.config import load_config_text
@@ -201,15 +203,13 @@ def test_the_take_budget_is_the_taker_fee_floored_at_zero_whatever_the_maker_fee
         assert d.residual_reason is not None and "not enough USDT" in d.residual_reason
 
 
-@pytest.mark.xfail(strict=True, reason="venues/sim.py holds notional x (1 + max(maker, taker, 0)) for an IOC, "
-                                       "whose fee can only be the taker's; remove this mark once it holds the "
-                                       "taker fee (floored at 0) for IOC, FOK and MARKET orders")
 @pytest.mark.parametrize(("maker", "taker"), [("10", "2"), ("2.5", "0"), ("4", "-1"), ("0.5", "-2")])
 def test_the_simulator_accepts_a_take_sized_to_the_balance_when_maker_exceeds_taker(maker: str, taker: str) -> None:
-    """Fails today, in the simulator: with maker 10 / taker 2 bps and exactly enough USDT for 20
-    BTC at 100.1 plus the taker fee (2002 x 1.0002 = 2002.4004), the router sends an IOC for
-    20.000 BTC and the simulator REJECTS it for insufficient balance: it holds 2002 x 1.001 =
-    2004.002 with the IOC, as if it could rest and pay the maker fee. (With 2004.002 USDT the
+    """Failed before the simulator held only the taker fee with an IOC: with maker 10 / taker 2
+    bps and exactly enough USDT for 20 BTC at 100.1 plus the taker fee (2002 x 1.0002 =
+    2002.4004), the router sends an IOC for 20.000 BTC and the simulator rejected it for
+    insufficient balance: it held 2002 x 1.001 = 2004.002 with the IOC, as if it could rest and
+    pay the maker fee. (With 2004.002 USDT the
     router sends 20.015 BTC, refused the same way.) The existing pinned case is the same:
     ``test_router_review3``'s taker rebate of -2 bps with maker 0.5, its 1 BTC for 100 USDT."""
     usdt = SIM_INST.notional(ASK_TICKS, 20000) * (1 + max(D(taker), D(0)) / 10_000)
@@ -231,3 +231,23 @@ def test_with_the_maker_fee_at_or_below_the_taker_fee_the_simulator_accepts_the_
     _send(venue, clock, d)
     assert OrderEventKind.REJECTED not in [e.kind for e in events]
     assert sum(e.fill.lots for e in events if e.fill is not None) == 20000
+
+
+@pytest.mark.parametrize(("maker", "taker", "tif", "fee_bps"), [
+    ("10", "2", TimeInForce.IOC, "2"), ("10", "2", TimeInForce.FOK, "2"), ("10", "2", TimeInForce.POST_ONLY, "10"),
+    ("10", "2", TimeInForce.GTC, "10"), ("1", "5", TimeInForce.POST_ONLY, "1"), ("1", "5", TimeInForce.GTC, "5"),
+    ("-1", "5", TimeInForce.POST_ONLY, "0")])
+def test_the_simulator_holds_the_fee_the_order_can_pay(maker: str, taker: str, tif: TimeInForce, fee_bps: str) -> None:
+    """A buy of 1 BTC at 99.0 holds 99 x (1 + fee): the taker
+    fee for IOC/FOK (they cannot rest: checked while in transit, before they reach the book), the
+    maker fee for post-only, the larger of the two for GTC, which may take or rest. Before the
+    fix every order held the larger fee (IOC, FOK and the cheaper post-only cases failed); a
+    maker rebate is held as 0."""
+    venue, clock, _events, _router = _sim_and_router(maker, taker, D("1000"))
+    run_now(venue.submit(Order(ClientOrderId("h1"), SIM, SYM, Side.BUY, OrderType.LIMIT, 1000, 990, tif)))
+    want = D("99.0") * (1 + D(fee_bps) / 10_000)
+    assert venue.in_transit("USDT") == want
+    if tif in (TimeInForce.POST_ONLY, TimeInForce.GTC):   # rests below the ask: the hold stays locked
+        clock.advance_to(clock.now_ns() + 10**9)
+        bal = run_now(venue.balances())["USDT"]
+        assert bal.locked == want and bal.free == D("1000") - want
