@@ -749,8 +749,7 @@ class Engine:
                 st = config.live[v]
                 vc = sx.venues[v]
                 if not st.explicit_credentials and vc.api_key_env and vc.api_secret_env:
-                    st = dataclasses.replace(st, binance=dataclasses.replace(
-                        st.binance, api_key_env=vc.api_key_env, api_secret_env=vc.api_secret_env))
+                    st = st.with_credential_names(vc.api_key_env, vc.api_secret_env)
                 live[v] = st
             try:
                 self._live = LiveRuntime(self, live, self.clock, send_orders=self.mode == "live")

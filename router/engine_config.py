@@ -11,6 +11,7 @@ Full reference: docs/engine.md.
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -24,6 +25,7 @@ from marketdata.model import Instrument, InstrumentKind, Side
 from router.config import SorexConfig, Table, parse_config
 from router.risk import RiskLimits
 from venues.binance.config import BinanceSpotConfig
+from venues.bybit.config import BybitSpotConfig
 
 __all__ = ["DEFAULT_CONFIG_TOML", "LIVE_ADAPTERS", "EngineConfig", "EngineSettings", "LiveVenueSettings",
            "ParentOrder", "SimVenueSettings", "default_balances",
@@ -229,39 +231,88 @@ class EngineConfig:
     on live market data)."""
 
 
-LIVE_ADAPTERS = ("binance-spot",)
+LIVE_ADAPTERS = ("binance-spot", "bybit-spot")
 """Values of ``[venues.<id>] adapter``: the live adapters of this build."""
 
 # keys of a [venues.<id>] table that belong to the live adapter (taken out before router.config
 # parses the rest strictly); base_url is an alias of rest_url
-_LIVE_KEYS = ("adapter", "base_url", "rest_url", "ws_url", "api_key_env", "api_secret_env", "recv_window_ms",
-              "request_timeout_s", "order_resp_type", "resolve_delays_s", "user_stream", "listen_key_keepalive_s",
-              "ws_reconnect_max_s", "sync_time", "poll_interval_s", "rate_limits", "instruments",
-              "depth_snapshot_limit", "depth_buffer", "open_orders_at_start")
+_COMMON_LIVE_KEYS = ("adapter", "base_url", "rest_url", "ws_url", "api_key_env", "api_secret_env", "recv_window_ms",
+                     "request_timeout_s", "resolve_delays_s", "ws_reconnect_max_s", "sync_time", "rate_limits",
+                     "instruments", "open_orders_at_start")
+_ADAPTER_KEYS: dict[str, tuple[str, ...]] = {
+    "binance-spot": (*_COMMON_LIVE_KEYS, "order_resp_type", "user_stream", "listen_key_keepalive_s",
+                     "poll_interval_s", "depth_snapshot_limit", "depth_buffer"),
+    # ws_url: the public market-data stream; ws_private_url: the adapter's private stream
+    "bybit-spot": (*_COMMON_LIVE_KEYS, "ws_private_url", "ping_interval_s", "ws_auth_expires_s", "ip_ban_s",
+                   "check_filters", "account_type", "orderbook_depth"),
+}
+_LIVE_KEYS = tuple(dict.fromkeys(k for keys in _ADAPTER_KEYS.values() for k in keys))
 
 OPEN_ORDERS_AT_START = ("refuse", "cancel", "keep")
 """Values of ``[venues.<id>] open_orders_at_start``: what a live start does with sorex orders an
 earlier run left open on the venue (see docs/engine.md, "Orders left open by an earlier run")."""
 
+BYBIT_ORDERBOOK_DEPTHS = (1, 50, 200, 1000)
+"""Values of ``[venues.<id>] orderbook_depth`` (``adapter = "bybit-spot"``): the depths Bybit v5
+publishes for spot ``orderbook.{depth}.{symbol}``."""
+
+BYBIT_PUBLIC_WS_URL = "wss://stream.bybit.com"
+"""Default ``ws_url`` of a ``bybit-spot`` venue: the public stream host (``/v5/public/spot`` is
+appended)."""
+
+AdapterConfig = BinanceSpotConfig | BybitSpotConfig
+
 
 @dataclass(frozen=True)
 class LiveVenueSettings:
-    """The live part of one ``[venues.<id>]`` table (``adapter = "binance-spot"`` and its keys).
+    """The live part of one ``[venues.<id>]`` table (``adapter = "binance-spot"`` or
+    ``"bybit-spot"`` and its keys).
 
-    ``binance`` is the adapter's own config (URLs, env-var names, timeouts, instruments);
-    ``depth_snapshot_limit`` the ``limit`` of the ``GET /api/v3/depth`` snapshot that (re)seeds
-    the book; ``depth_buffer`` the most depth diffs kept while a snapshot is fetched (overflow:
-    the buffer is dropped and the resync starts over); ``open_orders_at_start`` what a live start
-    does with sorex orders (client ids ``sx-...``) already open on the venue: ``refuse`` to start
-    (the default), ``cancel`` them first, or ``keep`` them working (untracked)."""
+    ``adapter_config`` is the adapter's own config (URLs, env-var names, timeouts, instruments):
+    a :class:`BinanceSpotConfig` or a :class:`BybitSpotConfig` (``binance`` / ``bybit`` give it
+    typed). Binance only: ``depth_snapshot_limit`` the ``limit`` of the ``GET /api/v3/depth``
+    snapshot that (re)seeds the book; ``depth_buffer`` the most depth diffs kept while a snapshot
+    is fetched (overflow: the buffer is dropped and the resync starts over). Bybit only:
+    ``md_ws_url`` the public market-data stream (``ws_url`` in the TOML), ``orderbook_depth`` the
+    depth of its ``orderbook.{depth}.{symbol}`` topic (the book is seeded and resynced by that
+    topic's snapshots). ``open_orders_at_start`` what a live start does with sorex orders (client
+    ids ``sx-...``) already open on the venue: ``refuse`` to start (the default), ``cancel`` them
+    first, or ``keep`` them working (untracked)."""
 
     venue: str
     adapter: str
-    binance: BinanceSpotConfig
+    adapter_config: AdapterConfig
     explicit_credentials: bool = False
     depth_snapshot_limit: int = 1000
     depth_buffer: int = 10_000
     open_orders_at_start: str = "refuse"
+    md_ws_url: str = BYBIT_PUBLIC_WS_URL
+    orderbook_depth: int = 50
+
+    @property
+    def binance(self) -> BinanceSpotConfig:
+        """The Binance adapter's config (``adapter = "binance-spot"``)."""
+        cfg = self.adapter_config
+        if not isinstance(cfg, BinanceSpotConfig):
+            raise TypeError(f"venue {self.venue!r} uses adapter {self.adapter!r}, not binance-spot")
+        return cfg
+
+    @property
+    def bybit(self) -> BybitSpotConfig:
+        """The Bybit adapter's config (``adapter = "bybit-spot"``)."""
+        cfg = self.adapter_config
+        if not isinstance(cfg, BybitSpotConfig):
+            raise TypeError(f"venue {self.venue!r} uses adapter {self.adapter!r}, not bybit-spot")
+        return cfg
+
+    @property
+    def instruments(self) -> tuple[Instrument, ...]:
+        return self.adapter_config.instruments
+
+    def with_credential_names(self, api_key_env: str, api_secret_env: str) -> LiveVenueSettings:
+        """The same settings with the adapter reading its key and secret from these variables."""
+        cfg = dataclasses.replace(self.adapter_config, api_key_env=api_key_env, api_secret_env=api_secret_env)
+        return dataclasses.replace(self, adapter_config=cfg)
 
 
 def _extract_live(data: dict[str, Any], file: str) -> dict[str, LiveVenueSettings]:
@@ -275,12 +326,19 @@ def _extract_live(data: dict[str, Any], file: str) -> dict[str, LiveVenueSetting
         if not isinstance(raw, dict) or "adapter" not in raw:
             continue
         t = dict(raw)
-        live = {k: t.pop(k) for k in _LIVE_KEYS if k in t}
-        new_venues[name] = t
-        adapter = live.pop("adapter")
-        if adapter not in LIVE_ADAPTERS:
+        adapter = t["adapter"]
+        if not isinstance(adapter, str) or adapter not in LIVE_ADAPTERS:
             raise ConfigError(f"unknown live adapter {adapter!r}", file=file, key=f"venues.{name}.adapter",
                               allowed=", ".join(LIVE_ADAPTERS))
+        own = _ADAPTER_KEYS[adapter]
+        for k in t:
+            if k in _LIVE_KEYS and k not in own:
+                users = " and ".join(a for a, keys in _ADAPTER_KEYS.items() if k in keys)
+                raise ConfigError(f"{k!r} is a setting of the {users} adapter, not of {adapter}", file=file,
+                                  key=f"venues.{name}.{k}", allowed=", ".join(sorted(own)))
+        live = {k: t.pop(k) for k in own if k in t}
+        new_venues[name] = t
+        live.pop("adapter")
         snap = live.pop("depth_snapshot_limit", 1000)
         if isinstance(snap, bool) or snap not in (5, 10, 20, 50, 100, 500, 1000, 5000):
             raise ConfigError(f"invalid value {snap!r}", file=file, key=f"venues.{name}.depth_snapshot_limit",
@@ -312,7 +370,7 @@ def _extract_live(data: dict[str, Any], file: str) -> dict[str, LiveVenueSetting
                 shown = f"<redacted, {len(v)} characters>" if isinstance(v, str) and v else repr(v)
                 raise ConfigError(f"invalid environment variable name {shown}; give the NAME of the variable "
                                   "that holds the secret", file=file, key=f"venues.{name}.{k}",
-                                  allowed="an upper-case name such as BINANCE_API_KEY")
+                                  allowed=f"an upper-case name such as {adapter.split('-')[0].upper()}_API_KEY")
         # the adapter's own parser coerces (bool("false") is true, int(1.9) is 1): check the types here
         for k in ("user_stream", "sync_time"):
             if k in live and not isinstance(live[k], bool):
@@ -323,15 +381,37 @@ def _extract_live(data: dict[str, Any], file: str) -> dict[str, LiveVenueSetting
             raise ConfigError(f"must be an integer, got {rw!r}", file=file, key=f"venues.{name}.recv_window_ms",
                               allowed="1 <= x <= 60000")
         explicit = "api_key_env" in live or "api_secret_env" in live
+        md_ws_url = BYBIT_PUBLIC_WS_URL
+        depth = 50
+        if adapter == "bybit-spot":
+            md_ws_url = live.pop("ws_url", BYBIT_PUBLIC_WS_URL)
+            if not str(md_ws_url).startswith(("ws://", "wss://")):
+                raise ConfigError(f"invalid URL {md_ws_url!r}", file=file, key=f"venues.{name}.ws_url",
+                                  allowed="ws(s)://... (the public stream; /v5/public/spot is appended)")
+            depth = live.pop("orderbook_depth", 50)
+            if isinstance(depth, bool) or depth not in BYBIT_ORDERBOOK_DEPTHS:
+                raise ConfigError(f"invalid value {depth!r}", file=file, key=f"venues.{name}.orderbook_depth",
+                                  allowed=", ".join(map(str, BYBIT_ORDERBOOK_DEPTHS)))
+            for k in ("check_filters",):
+                if k in live and not isinstance(live[k], bool):
+                    raise ConfigError(f"must be a boolean, got {live[k]!r}", file=file, key=f"venues.{name}.{k}",
+                                      allowed="true, false")
+            v = live.get("ws_private_url")
+            if v is not None and (not isinstance(v, str) or not v.startswith(("ws://", "wss://"))):
+                raise ConfigError(f"invalid URL {v!r}", file=file, key=f"venues.{name}.ws_private_url",
+                                  allowed="ws(s)://... (Bybit's /v5/private stream)")
+        cls: type[BinanceSpotConfig] | type[BybitSpotConfig] = (
+            BybitSpotConfig if adapter == "bybit-spot" else BinanceSpotConfig)
         try:
-            cfg = BinanceSpotConfig.from_mapping(live, venue=name, where=file)
+            cfg = cls.from_mapping(live, venue=name, where=file)
         except ConfigError as exc:
             raise rekey(exc, file, f"venues.{name}.{exc.key}" if exc.key else f"venues.{name}") from None
-        except (TypeError, ValueError, AttributeError) as exc:
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
             raise ConfigError(f"bad live adapter settings: {exc}", file=file, key=f"venues.{name}") from None
-        out[name] = LiveVenueSettings(venue=name, adapter=str(adapter), binance=cfg, explicit_credentials=explicit,
+        out[name] = LiveVenueSettings(venue=name, adapter=adapter, adapter_config=cfg, explicit_credentials=explicit,
                                       depth_snapshot_limit=int(snap), depth_buffer=int(buf),
-                                      open_orders_at_start=str(at_start))
+                                      open_orders_at_start=str(at_start), md_ws_url=str(md_ws_url),
+                                      orderbook_depth=int(depth))
     data["venues"] = new_venues
     return out
 

@@ -4,13 +4,22 @@ around the (synchronous) decision core of :mod:`router.engine`.
 The engine itself stays synchronous: books, router, algos, risk and the order manager are called
 exactly as in simulation. This module only
 
-* feeds the engine's ``_on_market`` from each venue's market-data WebSocket
-  (:class:`venues.binance.ws.BinanceMarketDataStream`, depth diffs and trades), keeping every book
-  in sync with Binance spot's local-book procedure: buffer the diffs, fetch ``GET /api/v3/depth``,
-  apply the snapshot, replay the buffered diffs (the book's ``contiguous`` rule drops the stale
-  ones and checks that the first one straddles the snapshot), and start over on any gap
-  (chain break, reconnection, snapshot older than the buffer) with a backoff. The buffer is
-  bounded (``depth_buffer``); on overflow it is dropped and the resync starts over;
+* builds each venue's adapter and market-data stream through a small per-adapter wiring object
+  (:data:`WIRINGS`, keyed by ``[venues.<id>] adapter``), which also owns how that venue's book is
+  (re)seeded:
+
+  - ``binance-spot`` (:class:`venues.binance.ws.BinanceMarketDataStream`, depth diffs and trades):
+    Binance spot's local-book procedure: buffer the diffs, fetch ``GET /api/v3/depth``, apply the
+    snapshot, replay the buffered diffs (the book's ``contiguous`` rule drops the stale ones and
+    checks that the first one straddles the snapshot), and start over on any gap (chain break,
+    reconnection, snapshot older than the buffer) with a backoff. The buffer is bounded
+    (``depth_buffer``); on overflow it is dropped and the resync starts over;
+  - ``bybit-spot`` (:class:`venues.bybit.ws_md.BybitMarketDataStream`, ``orderbook.{depth}`` and
+    ``publicTrade``): the stream's snapshot message seeds the book; a gap (seen by the stream or by
+    the book) re-subscribes the orderbook topic, which makes Bybit push a fresh snapshot in band,
+    and a reconnection subscribes again (a snapshot each). No REST snapshot, no buffer: the deltas
+    before the snapshot are refused by the book's sequence rule;
+* feeds the engine's ``_on_market`` from those streams;
 * sends venue commands (submit, cancel) as owned asyncio tasks (a tracked set) with a timeout
   (``[engine] command_timeout_s``); a submit that times out leaves the order UNKNOWN and the
   adapter's resolver settles it by status queries; events come back through the adapter's event
@@ -56,10 +65,12 @@ from marketdata.model import (
     Side,
     TradeTick,
 )
-from router.engine_config import LiveVenueSettings
+from router.engine_config import LiveVenueSettings, rekey
 from venues.binance import BinanceSpotVenue
 from venues.binance.parsers import parse_depth_snapshot
 from venues.binance.ws import BinanceMarketDataStream
+from venues.bybit import BybitSpotVenue
+from venues.bybit.ws_md import BybitMarketDataStream
 from venues.ratelimit import ClockSleeper, RateLimiter
 
 if TYPE_CHECKING:
@@ -67,19 +78,110 @@ if TYPE_CHECKING:
     from router.engine import Engine, _VenueChild
     from venues.order_manager import ManagedOrder
 
-__all__ = ["LiveRuntime", "live_instrument", "new_event_loop_runner"]
+__all__ = ["WIRINGS", "AdapterWiring", "LiveRuntime", "live_instrument", "new_event_loop_runner"]
 
 log = logging.getLogger(__name__)
+
+LiveVenue = BinanceSpotVenue | BybitSpotVenue
+MarketDataStream = BinanceMarketDataStream | BybitMarketDataStream
 
 
 def live_instrument(settings: LiveVenueSettings, symbol: str, file: str) -> Instrument:
     """The instrument of ``symbol`` in a live venue's config (:class:`ConfigError` if absent)."""
-    for inst in settings.binance.instruments:
+    for inst in settings.instruments:
         if inst.symbol == symbol:
             return inst
     raise ConfigError(f"venue {settings.venue!r} has no {symbol} instrument", file=file,
                       key=f"venues.{settings.venue}.instruments",
-                      allowed=", ".join(i.symbol for i in settings.binance.instruments) or "none configured")
+                      allowed=", ".join(i.symbol for i in settings.instruments) or "none configured")
+
+
+class AdapterWiring:
+    """What differs between live adapters, in one place: building the trading adapter (with its
+    rate limiter), opening the public market-data stream, and (re)seeding the venue's book. One
+    instance per ``[venues.<id>] adapter`` value in :data:`WIRINGS`; stateless (the state lives
+    in :class:`LiveRuntime`)."""
+
+    preset = ""
+    """The :data:`venues.ratelimit.PRESETS` entry of the adapter's limiter."""
+
+    def make_venue(self, st: LiveVenueSettings, clock: Clock, limiter: RateLimiter) -> LiveVenue:
+        raise NotImplementedError
+
+    def open_stream(self, rt: LiveRuntime, v: str, st: LiveVenueSettings) -> MarketDataStream:
+        """The venue's market-data stream, its events going to ``rt._on_md`` (not started)."""
+        raise NotImplementedError
+
+    def seed(self, rt: LiveRuntime, v: str) -> None:
+        """After the stream started: get the book its first snapshot."""
+        raise NotImplementedError
+
+    def resync(self, rt: LiveRuntime, v: str) -> None:
+        """The book was marked out of sync (and emptied): get it a fresh snapshot (idempotent)."""
+        raise NotImplementedError
+
+
+class _BinanceWiring(AdapterWiring):
+    """Binance spot: depth diffs buffered while ``GET /api/v3/depth`` is fetched, then replayed
+    (:meth:`LiveRuntime._resync`)."""
+
+    preset = "binance-spot"
+
+    def make_venue(self, st: LiveVenueSettings, clock: Clock, limiter: RateLimiter) -> LiveVenue:
+        return BinanceSpotVenue(st.binance, clock, limiter=limiter)
+
+    def open_stream(self, rt: LiveRuntime, v: str, st: LiveVenueSettings) -> MarketDataStream:
+        rt._buffers[v] = []      # buffer from the first message on; the snapshot comes next
+        return BinanceMarketDataStream(
+            rt._md_session, st.binance.ws_url, [rt.instruments[v]],
+            lambda ev: rt._on_md(v, ev), rt.clock,
+            channels=("depth@100ms", "trade"), on_gap=lambda _sym: rt.request_resync(v),
+            reconnect_max_s=st.binance.ws_reconnect_max_s)
+
+    def seed(self, rt: LiveRuntime, v: str) -> None:
+        rt.request_resync(v)
+
+    def resync(self, rt: LiveRuntime, v: str) -> None:
+        if rt._buffers.get(v) is None:
+            rt._buffers[v] = []
+        if v not in rt._resyncing:
+            rt._resyncing.add(v)
+            rt.stats["resyncs"] += 1
+            rt.spawn(rt._resync(v), f"resync:{v}")
+
+
+class _BybitWiring(AdapterWiring):
+    """Bybit v5 spot: the ``orderbook.{depth}`` topic's snapshot message seeds the book; a resync
+    re-subscribes the topic (Bybit then pushes a new snapshot in band). The engine's ids are mapped
+    to valid ``orderLinkId`` s by the adapter (``map_client_ids``: a ``.`` of a parent id)."""
+
+    preset = "bybit"
+
+    def make_venue(self, st: LiveVenueSettings, clock: Clock, limiter: RateLimiter) -> LiveVenue:
+        return BybitSpotVenue(st.bybit, clock, limiter=limiter, map_client_ids=True)
+
+    def open_stream(self, rt: LiveRuntime, v: str, st: LiveVenueSettings) -> MarketDataStream:
+        cfg = st.bybit
+        # on_gap: the stream saw a chain break or lost its connection (it re-subscribes itself)
+        return BybitMarketDataStream(
+            rt._md_session, st.md_ws_url, [rt.instruments[v]], lambda ev: rt._on_md(v, ev), rt.clock,
+            channels=(f"orderbook.{st.orderbook_depth}", "publicTrade"), on_gap=lambda _sym: rt.request_resync(v),
+            reconnect_max_s=cfg.ws_reconnect_max_s, ping_interval_s=float(cfg.ping_interval_s),
+            ack_timeout_s=cfg.timeout_s, connect_timeout_s=cfg.timeout_s)
+
+    def seed(self, rt: LiveRuntime, v: str) -> None:
+        pass   # the subscription's first message is the snapshot
+
+    def resync(self, rt: LiveRuntime, v: str) -> None:
+        stream = rt.streams.get(v)
+        if isinstance(stream, BybitMarketDataStream):
+            rt.stats["resyncs"] += 1
+            stream.request_snapshot(rt.instruments[v].venue_symbol)
+
+
+WIRINGS: dict[str, AdapterWiring] = {"binance-spot": _BinanceWiring(), "bybit-spot": _BybitWiring()}
+"""Per ``[venues.<id>] adapter``: how the engine builds and feeds that venue (the keys are
+:data:`router.engine_config.LIVE_ADAPTERS`)."""
 
 
 def new_event_loop_runner() -> asyncio.Runner:
@@ -106,15 +208,21 @@ class LiveRuntime:
         self._sleeper = ClockSleeper(clock)   # waits on the injected clock (no wall-clock reads here)
         self.send_orders = send_orders
         self.instruments = {v: engine.instruments[v] for v in settings}
-        self.venues: dict[str, BinanceSpotVenue] = {}
+        self.wirings = {v: WIRINGS[st.adapter] for v, st in settings.items()}
+        self.venues: dict[str, LiveVenue] = {}
         if send_orders:
             for v, st in settings.items():
-                # reads the env vars now: a missing one is a ConfigError before anything runs
+                wiring = self.wirings[v]
                 caps = dataclasses.asdict(engine.config.sorex.venues[v].rate_limit)   # [venues.<id>.rate_limit]
-                limiter = RateLimiter.from_preset_with_caps("binance-spot", clock, overrides=st.binance.rate_limits,
-                                                            **caps)
-                self.venues[v] = BinanceSpotVenue(st.binance, clock, limiter=limiter)
-        self.streams: dict[str, BinanceMarketDataStream] = {}
+                try:
+                    limiter = RateLimiter.from_preset_with_caps(wiring.preset, clock,
+                                                                overrides=st.adapter_config.rate_limits, **caps)
+                    # reads the env vars now: a missing one is a ConfigError before anything runs
+                    self.venues[v] = wiring.make_venue(st, clock, limiter)
+                except ConfigError as exc:   # name the file and the venue's key
+                    key = exc.key if exc.key and not exc.key.startswith("venues.") else None
+                    raise rekey(exc, engine.config.path, f"venues.{v}.{key}" if key else f"venues.{v}") from None
+        self.streams: dict[str, MarketDataStream] = {}
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._buffers: dict[str, list[BookDeltas] | None] = {}
@@ -157,22 +265,18 @@ class LiveRuntime:
             venue.set_garbled_handler(eng.om.on_garbled)
             venue.set_balance_handler(lambda assets, v=v: self._on_balance_up(v, assets))   # type: ignore[misc]
             await venue.connect()
-            log.info("live venue %s connected (%s)", v, venue.config.rest_url)
+            log.info("live venue %s (%s) connected (%s)", v, self.settings[v].adapter, venue.config.rest_url)
             await self._open_orders_at_start(v, venue)
         for v, st in self.settings.items():
             book = eng.books[v]
             book.on_gap = lambda _b, v=v: self.request_resync(v)
-            stream = BinanceMarketDataStream(
-                self._md_session, st.binance.ws_url, [self.instruments[v]],
-                lambda ev, v=v: self._on_md(v, ev), self.clock,   # type: ignore[misc]
-                channels=("depth@100ms", "trade"), on_gap=lambda _sym, v=v: self.request_resync(v),  # type: ignore[misc]
-                reconnect_max_s=st.binance.ws_reconnect_max_s)
+            wiring = self.wirings[v]
+            stream = wiring.open_stream(self, v, st)
             self.streams[v] = stream
-            self._buffers[v] = []      # buffer from the first message on; the snapshot comes next
             await stream.start()
-            self.request_resync(v)
+            wiring.seed(self, v)
 
-    async def _open_orders_at_start(self, v: str, venue: BinanceSpotVenue) -> None:
+    async def _open_orders_at_start(self, v: str, venue: LiveVenue) -> None:
         """Orders already open on ``v`` before anything is sent. Orders with sorex client ids
         (``sx-...``: an earlier run that crashed or was killed) are handled by the venue's
         ``open_orders_at_start``: ``refuse`` raises (nothing sent), ``cancel`` cancels them and
@@ -300,26 +404,27 @@ class LiveRuntime:
                     self._overflowed.add(venue)
                 buf.append(ev)
                 return
+            if ev.is_snapshot:   # in band (Bybit): the stream's snapshot message
+                self.stats["snapshots"] += 1
         elif not isinstance(ev, TradeTick):
             return
         self.stats["market_events"] += 1
         self.engine._on_market(ev)
 
     def request_resync(self, venue: str) -> None:
-        """Buffer ``venue``'s diffs and (re)seed its book from a REST snapshot (idempotent). The
-        book is marked out of sync and emptied at once (a gap seen by the stream, or a dropped
-        connection, would otherwise leave its old levels offered to the router as in sync)."""
+        """(Re)seed ``venue``'s book the adapter's way (:meth:`AdapterWiring.resync`: Binance
+        buffers the diffs and fetches a REST snapshot, Bybit re-subscribes for an in-band
+        snapshot). The book is marked out of sync and emptied at once (a gap seen by the stream,
+        or a dropped connection, would otherwise leave its old levels offered to the router as in
+        sync)."""
         if self.closed:
             return
         book = self.engine.books.get(venue)
         if book is not None and not book.needs_resync:
             book.request_resync()   # calls back here through book.on_gap, now needs_resync: no loop
-        if self._buffers.get(venue) is None:
-            self._buffers[venue] = []
-        if venue not in self._resyncing:
-            self._resyncing.add(venue)
-            self.stats["resyncs"] += 1
-            self.spawn(self._resync(venue), f"resync:{venue}")
+            if book.on_gap is not None:
+                return              # that call did the rest
+        self.wirings[venue].resync(self, venue)
 
     async def _fetch_snapshot(self, venue: str) -> BookDeltas:
         st = self.settings[venue]

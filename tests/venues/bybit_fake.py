@@ -34,6 +34,14 @@ It behaves like Bybit's documented v5 API where the adapter depends on it:
   that lost the messages), ``realtime_shows_closed=False`` lists only open orders in
   /v5/order/realtime (closed ones are then only in /v5/order/history).
 
+* The public spot stream (``/v5/public/spot``, no auth): ``subscribe`` / ``unsubscribe`` of
+  ``orderbook.{depth}.{symbol}`` and ``publicTrade.{symbol}``, ``ping`` answered in the public form
+  (``{"op": "ping", "ret_msg": "pong", "success": true}``). Subscribing an orderbook topic pushes a
+  ``snapshot`` of the visible book with the symbol's current ``u``; every change of the visible book
+  (``set_book``, a taker consuming levels) is pushed as a ``delta`` with ``u`` + 1 (levels gone sent
+  with size ``"0"``); ``trade()`` pushes a ``publicTrade``. ``lose_next_delta`` drops the next delta
+  (a gap on the chain); ``drop_public_streams()`` closes the public connections.
+
 Fault injection (each consumed by the next matching request): ``fault(method, path, "slow", s)``
 processes the request and answers ``s`` seconds late; ``"drop_after"`` processes it and closes the
 connection without an answer; ``"drop_before"`` closes it without processing. ``fail(method, path,
@@ -160,6 +168,13 @@ class FakeBybit:
         self.pushed = 0
         self.logins = 0
         self._conns: dict[ServerConnection, set[str]] = {}
+        self._public: dict[ServerConnection, set[str]] = {}   # public stream connections -> topics
+        self.public_frames_in: list[str] = []
+        self.book_u: dict[str, int] = dict.fromkeys(self.instruments, 1000)
+        self._shown: dict[str, dict[str, dict[Decimal, Decimal]]] = {
+            s: {"b": {}, "a": {}} for s in self.instruments}   # the book as last pushed
+        self.lose_next_delta = False
+        self.public_trades = 0
         self._runner: web.AppRunner | None = None
         self._ws_server: Any = None
         self.port = 0
@@ -173,6 +188,11 @@ class FakeBybit:
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.ws_port}/v5/private"
+
+    @property
+    def ws_public_url(self) -> str:
+        """The public stream's host (the client appends ``/v5/public/spot``)."""
+        return f"ws://127.0.0.1:{self.ws_port}"
 
     async def start(self) -> None:
         app = web.Application(middlewares=[self._middleware])
@@ -214,6 +234,7 @@ class FakeBybit:
     async def set_book(self, symbol: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> None:
         self.books[symbol] = {"bids": [[Decimal(p), Decimal(q)] for p, q in bids],
                               "asks": [[Decimal(p), Decimal(q)] for p, q in asks]}
+        await self._publish_book(symbol)
 
     async def trade(self, symbol: str, price: str, qty: str, aggressor: Side) -> None:
         """A public trade: fills our resting orders on the other side that it reaches (maker)."""
@@ -229,6 +250,96 @@ class FakeBybit:
                 execs = [self._execute(fo, fo.price, q, maker=True)]
                 fo.status = "Filled" if fo.cum_qty == fo.qty else "PartiallyFilled"
                 await self._publish(fo, execs)
+        await self._publish_trade(symbol, price, qty, aggressor)
+
+    async def drop_public_streams(self) -> None:
+        for conn in list(self._public):
+            await conn.close()
+
+    def public_subscriptions(self) -> set[str]:
+        return {t for topics in self._public.values() for t in topics}
+
+    # ------------------------------------------------------------------ public stream
+    def _levels_now(self, symbol: str) -> dict[str, dict[Decimal, Decimal]]:
+        book = self.books[symbol]
+        return {"b": {p: q for p, q in book["bids"] if q > 0}, "a": {p: q for p, q in book["asks"] if q > 0}}
+
+    @staticmethod
+    def _wire_levels(levels: dict[Decimal, Decimal], descending: bool) -> list[list[str]]:
+        return [[str(p), str(q)] for p, q in sorted(levels.items(), reverse=descending)]
+
+    def _book_frame(self, topic: str, symbol: str, kind: str, levels: dict[str, dict[Decimal, Decimal]]) -> str:
+        ms = self._server_ms()
+        return json.dumps({"topic": topic, "type": kind, "ts": ms, "cts": ms,
+                           "data": {"s": symbol, "b": self._wire_levels(levels["b"], True),
+                                    "a": self._wire_levels(levels["a"], False), "u": self.book_u[symbol],
+                                    "seq": next(self._push_ids)}})
+
+    async def _publish_book(self, symbol: str) -> None:
+        """Push the change of the visible book since the last push as a delta (``u`` + 1)."""
+        now, shown = self._levels_now(symbol), self._shown[symbol]
+        diff: dict[str, dict[Decimal, Decimal]] = {}
+        for side in ("b", "a"):
+            d = {p: q for p, q in now[side].items() if shown[side].get(p) != q}
+            d.update({p: Decimal(0) for p in shown[side] if p not in now[side]})
+            diff[side] = d
+        self._shown[symbol] = now
+        if not diff["b"] and not diff["a"]:
+            return
+        self.book_u[symbol] += 1
+        if self.lose_next_delta:
+            self.lose_next_delta = False
+            return
+        for conn, topics in list(self._public.items()):
+            for topic in topics:
+                if topic.startswith("orderbook.") and topic.endswith(f".{symbol}"):
+                    with contextlib.suppress(websockets.ConnectionClosed):
+                        await conn.send(self._book_frame(topic, symbol, "delta", diff))
+
+    async def _publish_trade(self, symbol: str, price: str, qty: str, aggressor: Side) -> None:
+        self.public_trades += 1
+        ms = self._server_ms()
+        frame = json.dumps({"topic": f"publicTrade.{symbol}", "type": "snapshot", "ts": ms, "data": [
+            {"T": ms, "s": symbol, "S": "Buy" if aggressor is Side.BUY else "Sell", "v": qty, "p": price,
+             "L": "PlusTick", "i": str(2_290_000_000_061_666_000 + self.public_trades), "BT": False}]})
+        for conn, topics in list(self._public.items()):
+            if f"publicTrade.{symbol}" in topics:
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    await conn.send(frame)
+
+    async def _ws_public(self, conn: ServerConnection) -> None:
+        self._public[conn] = set()
+        conn_id = f"pub-{id(conn)}"
+        try:
+            async for raw in conn:
+                text = raw if isinstance(raw, str) else raw.decode()
+                self.public_frames_in.append(text)
+                msg = json.loads(text)
+                op, req_id, args = msg.get("op"), msg.get("req_id", ""), list(msg.get("args") or [])
+                if op == "ping":
+                    await conn.send(json.dumps({"success": True, "ret_msg": "pong", "conn_id": conn_id,
+                                                "req_id": req_id, "op": "ping"}))
+                elif op in ("subscribe", "unsubscribe"):
+                    bad = [a for a in args if a.rpartition(".")[2] not in self.instruments]
+                    if bad:
+                        await conn.send(json.dumps({"success": False, "ret_msg": f"Invalid symbol :[{bad[0]}]",
+                                                    "conn_id": conn_id, "req_id": req_id, "op": op}))
+                        continue
+                    if op == "unsubscribe":
+                        self._public[conn].difference_update(args)
+                    else:
+                        self._public[conn].update(args)
+                    await conn.send(json.dumps({"success": True, "ret_msg": "", "conn_id": conn_id,
+                                                "req_id": req_id, "op": op}))
+                    if op == "subscribe":
+                        for topic in args:   # Bybit's first message on a book topic is its snapshot
+                            if topic.startswith("orderbook."):
+                                sym = topic.rpartition(".")[2]
+                                await conn.send(self._book_frame(topic, sym, "snapshot", self._shown[sym]))
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            self._public.pop(conn, None)
 
     async def push_raw(self, text: str) -> None:
         for conn, topics in list(self._conns.items()):
@@ -514,6 +625,8 @@ class FakeBybit:
             fo.status, fo.reject_reason = "Cancelled", "EC_CancelForNoFullFill"
         else:
             execs = self._take(fo)
+            if execs:
+                await self._publish_book(inst.venue_symbol)
             if fo.cum_qty == fo.qty:
                 fo.status = "Filled"
             elif tif in ("IOC", "FOK"):
@@ -573,6 +686,9 @@ class FakeBybit:
 
     # ------------------------------------------------------------------ private stream
     async def _ws(self, conn: ServerConnection) -> None:
+        if conn.request is not None and conn.request.path == "/v5/public/spot":
+            await self._ws_public(conn)
+            return
         if conn.request is None or conn.request.path != "/v5/private":
             await conn.close()
             return

@@ -30,6 +30,7 @@ after the request that still finds no order (Bybit refuses a request that reache
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -90,11 +91,26 @@ from venues.bybit.parsers import (
 from venues.bybit.ws_private import BybitPrivateWebSocket
 from venues.ratelimit import RateLimiter
 
-__all__ = ["BybitSpotVenue"]
+__all__ = ["BybitSpotVenue", "wire_client_id"]
 
 log = logging.getLogger(__name__)
 
 _CID_RE = re.compile(r"^[A-Za-z0-9_-]{1,36}$")   # orderLinkId: <= 36 of letters, digits, "-" and "_"
+_CID_HEAD = re.compile(r"^[A-Za-z0-9_]{1,8}-")       # a prefix such as "sx-" kept by wire_client_id
+
+
+def wire_client_id(client_order_id: str) -> str:
+    """The ``orderLinkId`` sent for ``client_order_id``: the id itself when Bybit takes it (1-36 of
+    ``[A-Za-z0-9_-]``), else its leading ``<prefix>-`` (letters, digits, ``_``; e.g. ``sx-``, so an
+    order left open by an earlier run is still recognised as sorex's) followed by a blake2b hex
+    digest of the whole id, 36 characters in all. Deterministic: a resend of the same id maps to
+    the same ``orderLinkId`` (Bybit's duplicate check still works across restarts)."""
+    if _CID_RE.match(client_order_id):
+        return client_order_id
+    m = _CID_HEAD.match(client_order_id)
+    head = m.group(0) if m else "x-"
+    return head + hashlib.blake2b(client_order_id.encode(), digest_size=16).hexdigest()[:36 - len(head)]
+
 _TIF = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK", TimeInForce.POST_ONLY: "PostOnly"}
 _PAGE = 50   # order/realtime, order/history: limit max 50; execution/list: max 100
 _EXEC_PAGE = 100
@@ -127,11 +143,19 @@ class _Track:
 
 
 class BybitSpotVenue(Venue):
-    """Bybit v5 spot over REST + the private WebSocket. See docs/venues-bybit.md."""
+    """Bybit v5 spot over REST + the private WebSocket. See docs/venues-bybit.md.
+
+    ``map_client_ids``: a client order id Bybit cannot take as ``orderLinkId`` is sent as
+    :func:`wire_client_id` of it, and every answer, push and report naming that ``orderLinkId`` is
+    mapped back to our id (the engine asks for this: its ids may hold a ``.`` from a parent id).
+    Without it (the default) such an id is refused before anything is sent."""
 
     def __init__(self, config: BybitSpotConfig, clock: Clock, *, credentials: BybitCredentials | None = None,
-                 environ: dict[str, str] | None = None, limiter: RateLimiter | None = None) -> None:
+                 environ: dict[str, str] | None = None, limiter: RateLimiter | None = None,
+                 map_client_ids: bool = False) -> None:
         self.config = config
+        self.map_client_ids = map_client_ids
+        self._from_wire: dict[str, ClientOrderId] = {}   # orderLinkId -> our id, for the mapped ones
         self._clock = clock
         creds = credentials or BybitCredentials.from_env(config, environ)
         self.info = VenueInfo(
@@ -284,6 +308,28 @@ class BybitSpotVenue(Venue):
             return self.config.instruments[0]
         raise UnknownOrderError(f"{self.venue_id}: order {cid} is not known here and the symbol is ambiguous")
 
+    def _wire(self, cid: ClientOrderId) -> str:
+        """The ``orderLinkId`` of our ``cid`` (see ``map_client_ids``)."""
+        if not self.map_client_ids or _CID_RE.match(cid):
+            return cid
+        link = wire_client_id(cid)
+        self._from_wire[link] = cid
+        return link
+
+    def _local_order(self, bo: BybitOrder) -> BybitOrder:
+        """``bo`` with our id in place of a mapped ``orderLinkId``."""
+        cid = self._from_wire.get(bo.report.client_order_id)
+        if cid is None:
+            return bo
+        return dataclasses.replace(bo, report=dataclasses.replace(bo.report, client_order_id=cid))
+
+    def _local_exec(self, ex: BybitExecution) -> BybitExecution:
+        cid = self._from_wire.get(ex.client_order_id)
+        if cid is None:
+            return ex
+        fill = None if ex.fill is None else dataclasses.replace(ex.fill, client_order_id=cid)
+        return dataclasses.replace(ex, client_order_id=cid, fill=fill)
+
     def _emit(self, ev: OrderEvent) -> None:
         self.stats["events"] += 1
         if self._handler is None:
@@ -421,8 +467,8 @@ class BybitSpotVenue(Venue):
             cursor = str(res.get("nextPageCursor") or "")
             if not cursor:
                 break
-        execs = [self._parsed("/v5/execution/list", tr.order.client_order_id, parse_execution, r, tr.inst,
-                              self._clock.now_ns()) for r in rows]
+        execs = [self._local_exec(self._parsed("/v5/execution/list", tr.order.client_order_id, parse_execution, r,
+                                               tr.inst, self._clock.now_ns())) for r in rows]
         for ex in sorted(execs, key=lambda x: x.fill.ts_event if x.fill is not None else 0):
             f = ex.fill
             if f is None or f.trade_id in tr.trade_ids:
@@ -474,9 +520,10 @@ class BybitSpotVenue(Venue):
                     log.info("%s: %s push for unconfigured symbol %s ignored", self.venue_id, base, item.get("symbol"))
                     continue
                 if base == "order":
-                    self._on_order_push(parse_order(item, inst, venue=self.venue_id), inst)
+                    self._on_order_push(self._local_order(parse_order(item, inst, venue=self.venue_id)), inst)
                 else:
-                    self._on_execution(parse_execution(item, inst, self._clock.now_ns()), inst, item)
+                    self._on_execution(self._local_exec(parse_execution(item, inst, self._clock.now_ns())), inst,
+                                       item)
             except Exception as e:  # a bad item must never stop the stream, nor its neighbours
                 self._garble(json.dumps(item) if len(items) > 1 else raw, e)
 
@@ -542,7 +589,8 @@ class BybitSpotVenue(Venue):
 
     def _order_params(self, order: Order, inst: Instrument) -> dict[str, Any]:
         cid = order.client_order_id
-        if not _CID_RE.match(cid):
+        link = self._wire(cid)
+        if not _CID_RE.match(link):
             raise OrderRejected(f"client order id {cid!r} is not 1-36 of [A-Za-z0-9_-] (Bybit's orderLinkId)",
                                 venue=self.venue_id, client_order_id=cid)
         p: dict[str, Any] = {"category": "spot", "symbol": inst.venue_symbol,
@@ -565,7 +613,7 @@ class BybitSpotVenue(Venue):
         if order.display_lots is not None:
             raise OrderRejected("Bybit spot has no native iceberg (display_lots)", venue=self.venue_id,
                                 client_order_id=cid)
-        p["orderLinkId"] = cid
+        p["orderLinkId"] = link
         return p
 
     async def _signed(self, method: str, path: str, params: dict[str, Any], *, request_type: str,
@@ -636,7 +684,8 @@ class BybitSpotVenue(Venue):
             tr.cancel_requested = True
         try:
             await self._signed("POST", "/v5/order/cancel",
-                               {"category": "spot", "symbol": inst.venue_symbol, "orderLinkId": client_order_id},
+                               {"category": "spot", "symbol": inst.venue_symbol,
+                                "orderLinkId": self._wire(client_order_id)},
                                request_type="cancel", cid=client_order_id)
         except (CancelRejected, OrderNotFound) as e:
             now = self._clock.now_ns()
@@ -802,12 +851,13 @@ class BybitSpotVenue(Venue):
     async def _query(self, cid: ClientOrderId, inst: Instrument) -> BybitOrder | None:
         """GET /v5/order/realtime by ``orderLinkId`` (open and recent closed orders), then
         /v5/order/history; ``None`` when neither knows it."""
+        link = self._wire(cid)
         for path in ("/v5/order/realtime", "/v5/order/history"):
             res = await self._signed("GET", path, {"category": "spot", "symbol": inst.venue_symbol,
-                                                   "orderLinkId": cid}, request_type="query_order", cid=cid)
+                                                   "orderLinkId": link}, request_type="query_order", cid=cid)
             for row in self._rows(path, cid, res):
-                if str(row.get("orderLinkId")) == cid:
-                    return self._parsed(path, cid, parse_order, row, inst, venue=self.venue_id)
+                if str(row.get("orderLinkId")) == link:
+                    return self._local_order(self._parsed(path, cid, parse_order, row, inst, venue=self.venue_id))
         return None
 
     async def order_status(self, client_order_id: ClientOrderId) -> OrderStatusReport:
@@ -840,7 +890,8 @@ class BybitSpotVenue(Venue):
                     params["cursor"] = cursor
                 res = await self._signed("GET", "/v5/order/realtime", params, request_type="open_orders", cid=None)
                 for row in self._rows("/v5/order/realtime", None, res):
-                    rep = self._parsed("/v5/order/realtime", None, parse_order, row, inst, venue=self.venue_id).report
+                    rep = self._local_order(self._parsed("/v5/order/realtime", None, parse_order, row, inst,
+                                                         venue=self.venue_id)).report
                     if not rep.status.is_terminal:
                         out.append(rep)
                 cursor = str(res.get("nextPageCursor") or "")
