@@ -374,3 +374,17 @@ def test_binance_keys_keep_working_beside_bybit() -> None:
     assert st.depth_snapshot_limit == 100 and st.binance.user_stream is False
     with pytest.raises(ConfigError, match=r"venues\.bybit-spot\.orderbook_depth.*bybit-spot adapter"):
         load_engine_config_text(text.replace("depth_snapshot_limit = 100", "orderbook_depth = 50"))
+
+
+def test_example_live_bybit_toml_loads_and_names_env_vars(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = Path(__file__).resolve().parents[2] / "examples" / "live_bybit.toml"
+    cfg = load_engine_config_text(path.read_text(), file=str(path))
+    st = cfg.live[V]
+    assert cfg.engine.mode == "live" and st.adapter == "bybit-spot"
+    assert (st.bybit.api_key_env, st.bybit.api_secret_env) == ("BYBIT_API_KEY", "BYBIT_API_SECRET")
+    assert [p.id for p in cfg.parents] == ["twap.bybit"]
+    # without the variables the engine refuses to build, naming them and the file
+    monkeypatch.delenv("BYBIT_API_KEY", raising=False)
+    monkeypatch.delenv("BYBIT_API_SECRET", raising=False)
+    with pytest.raises(ConfigError, match=r"live_bybit\.toml.*BYBIT_API_KEY"):
+        Engine(cfg, journal=tmp_path / "j.sqlite")   # not the example's journal in the working directory
