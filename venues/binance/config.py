@@ -26,14 +26,21 @@ Example::
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from marketdata.errors import ConfigError
-from marketdata.model import Instrument, InstrumentKind, Symbol, VenueId
+from marketdata.model import Instrument, VenueId
+from venues.config_common import (
+    check_instruments,
+    config_decimal,
+    config_decimals,
+    read_api_secrets,
+    reject_unknown_keys,
+    spot_instruments_from_mapping,
+)
 from venues.signing import Secret
 
 __all__ = ["BinanceCredentials", "BinanceSpotConfig"]
@@ -43,18 +50,6 @@ _KEYS = {"venue", "rest_url", "ws_url", "api_key_env", "api_secret_env", "recv_w
          "request_timeout_s", "order_resp_type", "maker_bps", "taker_bps", "instruments",
          "resolve_delays_s", "user_stream", "listen_key_keepalive_s", "ws_reconnect_max_s",
          "rate_limits", "sync_time", "poll_interval_s"}
-
-
-def _dec(value: Any, where: str, key: str) -> Decimal:
-    if isinstance(value, float):
-        value = repr(value)
-    try:
-        d = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        raise ConfigError(f"{value!r} is not a number", file=where, key=key) from None
-    if not d.is_finite():
-        raise ConfigError(f"{value!r} is not finite", file=where, key=key)
-    return d
 
 
 @dataclass(frozen=True)
@@ -93,12 +88,7 @@ class BinanceSpotConfig:
 
     def __post_init__(self) -> None:
         where = f"venues.{self.venue}"
-        if not self.instruments:
-            raise ConfigError("at least one instrument is required", file=where, key="instruments")
-        for inst in self.instruments:
-            if inst.venue != self.venue:
-                raise ConfigError(f"instrument {inst.key} does not belong to venue {self.venue}",
-                                  file=where, key="instruments")
+        check_instruments(self.instruments, self.venue, where)
         if self.order_resp_type not in _RESP_TYPES:
             raise ConfigError(f"unknown order_resp_type {self.order_resp_type!r}", file=where,
                               key="order_resp_type", allowed=", ".join(_RESP_TYPES))
@@ -128,43 +118,26 @@ class BinanceSpotConfig:
                      where: str | None = None) -> BinanceSpotConfig:
         """Build from a parsed TOML table; names the key of any bad value."""
         where = where or f"venues.{venue}"
-        unknown = set(data) - _KEYS
-        if unknown:
-            raise ConfigError(f"unknown keys {sorted(unknown)}", file=where, key=sorted(unknown)[0],
-                              allowed=", ".join(sorted(_KEYS)))
+        reject_unknown_keys(data, _KEYS, where)
         vid = VenueId(str(data.get("venue", venue)))
-        insts = []
-        iceberg_parts: dict[str, int] = {}
-        for i, raw in enumerate(data.get("instruments", [])):
-            k = f"instruments[{i}]"
-            try:
-                insts.append(Instrument(
-                    venue=vid, symbol=Symbol(raw["symbol"]), venue_symbol=raw["venue_symbol"],
-                    base=raw["base"], quote=raw["quote"],
-                    tick_size=_dec(raw["tick_size"], where, k + ".tick_size"),
-                    lot_size=_dec(raw["lot_size"], where, k + ".lot_size"),
-                    min_quantity=_dec(raw.get("min_quantity", "0"), where, k + ".min_quantity"),
-                    min_notional=_dec(raw.get("min_notional", "0"), where, k + ".min_notional"),
-                    kind=InstrumentKind.SPOT))
-            except KeyError as e:
-                raise ConfigError(f"missing {e.args[0]!r}", file=where, key=k) from None
-            if "iceberg_parts" in raw:
-                iceberg_parts[raw["symbol"]] = raw["iceberg_parts"]
-        kw: dict[str, Any] = {"instruments": tuple(insts), "venue": vid, "iceberg_parts": iceberg_parts}
+        rows = list(data.get("instruments", []))
+        insts = spot_instruments_from_mapping(rows, vid, where)
+        iceberg_parts: dict[str, int] = {raw["symbol"]: raw["iceberg_parts"] for raw in rows if "iceberg_parts" in raw}
+        kw: dict[str, Any] = {"instruments": insts, "venue": vid, "iceberg_parts": iceberg_parts}
         for key in ("rest_url", "ws_url", "api_key_env", "api_secret_env", "order_resp_type"):
             if key in data:
                 kw[key] = str(data[key])
         for key in ("request_timeout_s", "maker_bps", "taker_bps", "listen_key_keepalive_s",
                     "ws_reconnect_max_s", "poll_interval_s"):
             if key in data:
-                kw[key] = _dec(data[key], where, key)
+                kw[key] = config_decimal(data[key], where, key)
         if "recv_window_ms" in data:
             kw["recv_window_ms"] = int(data["recv_window_ms"])
         for key in ("user_stream", "sync_time"):
             if key in data:
                 kw[key] = bool(data[key])
         if "resolve_delays_s" in data:
-            kw["resolve_delays_s"] = tuple(_dec(v, where, "resolve_delays_s") for v in data["resolve_delays_s"])
+            kw["resolve_delays_s"] = config_decimals(data["resolve_delays_s"], where, "resolve_delays_s")
         if "rate_limits" in data:
             kw["rate_limits"] = dict(data["rate_limits"])
         return cls(**kw)
@@ -181,12 +154,7 @@ class BinanceCredentials:
     def from_env(cls, config: BinanceSpotConfig, environ: Mapping[str, str] | None = None) -> BinanceCredentials:
         """Read the variables named by ``api_key_env``/``api_secret_env``; a missing one is a
         :class:`ConfigError` naming the variable (never its value)."""
-        env = os.environ if environ is None else environ
-        missing = [n for n in (config.api_key_env, config.api_secret_env) if not env.get(n)]
-        if missing:
-            raise ConfigError(f"environment variable(s) {', '.join(missing)} not set",
-                              file=f"venues.{config.venue}", key="api_key_env/api_secret_env")
-        return cls(Secret(env[config.api_key_env]), Secret(env[config.api_secret_env]))
+        return cls(*read_api_secrets(config.venue, config.api_key_env, config.api_secret_env, environ))
 
     def __repr__(self) -> str:
         return "BinanceCredentials(api_key=***, api_secret=***)"

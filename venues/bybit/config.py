@@ -27,14 +27,21 @@ The instruments can also be read from the venue (GET /v5/market/instruments-info
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from marketdata.errors import ConfigError
-from marketdata.model import Instrument, InstrumentKind, Symbol, VenueId
+from marketdata.model import Instrument, VenueId
+from venues.config_common import (
+    check_instruments,
+    config_decimal,
+    config_decimals,
+    read_api_secrets,
+    reject_unknown_keys,
+    spot_instruments_from_mapping,
+)
 from venues.signing import Secret
 
 __all__ = ["BybitCredentials", "BybitSpotConfig"]
@@ -44,18 +51,6 @@ _KEYS = {"venue", "rest_url", "ws_private_url", "api_key_env", "api_secret_env",
          "ws_reconnect_max_s", "ping_interval_s", "rate_limits", "sync_time", "account_type",
          "check_filters", "ws_auth_expires_s", "ip_ban_s"}
 _ACCOUNT_TYPES = ("UNIFIED",)
-
-
-def _dec(value: Any, where: str, key: str) -> Decimal:
-    if isinstance(value, float):
-        value = repr(value)
-    try:
-        d = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        raise ConfigError(f"{value!r} is not a number", file=where, key=key) from None
-    if not d.is_finite():
-        raise ConfigError(f"{value!r} is not finite", file=where, key=key)
-    return d
 
 
 @dataclass(frozen=True)
@@ -96,12 +91,7 @@ class BybitSpotConfig:
 
     def __post_init__(self) -> None:
         where = f"venues.{self.venue}"
-        if not self.instruments:
-            raise ConfigError("at least one instrument is required", file=where, key="instruments")
-        for inst in self.instruments:
-            if inst.venue != self.venue:
-                raise ConfigError(f"instrument {inst.key} does not belong to venue {self.venue}",
-                                  file=where, key="instruments")
+        check_instruments(self.instruments, self.venue, where)
         if not 0 < self.recv_window_ms <= 60_000:
             raise ConfigError(f"recv_window_ms {self.recv_window_ms} must be in 1..60000", file=where,
                               key="recv_window_ms")
@@ -125,33 +115,17 @@ class BybitSpotConfig:
                      where: str | None = None) -> BybitSpotConfig:
         """Build from a parsed TOML table; names the key of any bad value."""
         where = where or f"venues.{venue}"
-        unknown = set(data) - _KEYS
-        if unknown:
-            raise ConfigError(f"unknown keys {sorted(unknown)}", file=where, key=sorted(unknown)[0],
-                              allowed=", ".join(sorted(_KEYS)))
+        reject_unknown_keys(data, _KEYS, where)
         vid = VenueId(str(data.get("venue", venue)))
-        insts = []
-        for i, raw in enumerate(data.get("instruments", [])):
-            k = f"instruments[{i}]"
-            try:
-                insts.append(Instrument(
-                    venue=vid, symbol=Symbol(raw["symbol"]), venue_symbol=raw["venue_symbol"],
-                    base=raw["base"], quote=raw["quote"],
-                    tick_size=_dec(raw["tick_size"], where, k + ".tick_size"),
-                    lot_size=_dec(raw["lot_size"], where, k + ".lot_size"),
-                    min_quantity=_dec(raw.get("min_quantity", "0"), where, k + ".min_quantity"),
-                    min_notional=_dec(raw.get("min_notional", "0"), where, k + ".min_notional"),
-                    kind=InstrumentKind.SPOT))
-            except KeyError as e:
-                raise ConfigError(f"missing {e.args[0]!r}", file=where, key=k) from None
-        kw: dict[str, Any] = {"instruments": tuple(insts), "venue": vid}
+        kw: dict[str, Any] = {"instruments": spot_instruments_from_mapping(data.get("instruments", []), vid, where),
+                              "venue": vid}
         for key in ("rest_url", "ws_private_url", "api_key_env", "api_secret_env", "account_type"):
             if key in data:
                 kw[key] = str(data[key])
         for key in ("request_timeout_s", "maker_bps", "taker_bps", "ws_reconnect_max_s", "ping_interval_s",
                     "ws_auth_expires_s", "ip_ban_s"):
             if key in data:
-                kw[key] = _dec(data[key], where, key)
+                kw[key] = config_decimal(data[key], where, key)
         if "recv_window_ms" in data:
             v = data["recv_window_ms"]
             if isinstance(v, bool) or not isinstance(v, int):
@@ -163,7 +137,7 @@ class BybitSpotConfig:
                     raise ConfigError(f"{key} must be true or false, got {data[key]!r}", file=where, key=key)
                 kw[key] = data[key]
         if "resolve_delays_s" in data:
-            kw["resolve_delays_s"] = tuple(_dec(v, where, "resolve_delays_s") for v in data["resolve_delays_s"])
+            kw["resolve_delays_s"] = config_decimals(data["resolve_delays_s"], where, "resolve_delays_s")
         if "rate_limits" in data:
             kw["rate_limits"] = dict(data["rate_limits"])
         return cls(**kw)
@@ -180,12 +154,7 @@ class BybitCredentials:
     def from_env(cls, config: BybitSpotConfig, environ: Mapping[str, str] | None = None) -> BybitCredentials:
         """Read the variables named by ``api_key_env``/``api_secret_env``; a missing one is a
         :class:`ConfigError` naming the variable (never its value)."""
-        env = os.environ if environ is None else environ
-        missing = [n for n in (config.api_key_env, config.api_secret_env) if not env.get(n)]
-        if missing:
-            raise ConfigError(f"environment variable(s) {', '.join(missing)} not set",
-                              file=f"venues.{config.venue}", key="api_key_env/api_secret_env")
-        return cls(Secret(env[config.api_key_env]), Secret(env[config.api_secret_env]))
+        return cls(*read_api_secrets(config.venue, config.api_key_env, config.api_secret_env, environ))
 
     def __repr__(self) -> str:
         return "BybitCredentials(api_key=***, api_secret=***)"

@@ -28,11 +28,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from marketdata.errors import ConfigError
-from marketdata.model import Instrument, InstrumentKind, Symbol, VenueId
+from marketdata.model import Instrument, InstrumentKind, VenueId
+from venues.config_common import (
+    check_instruments,
+    config_decimal,
+    config_decimals,
+    instrument_from_mapping,
+    reject_unknown_keys,
+)
 from venues.ib.codec import MAX_TEXT_SERVER_VERSION
 from venues.ib.messages import MIN_SERVER_VERSION, IbContract
 
@@ -45,18 +52,6 @@ _INST_KEYS = {"symbol", "venue_symbol", "sec_type", "exchange", "primary_exchang
               "tick_size", "lot_size", "min_quantity", "min_notional", "con_id", "local_symbol"}
 _SEC_TYPES = ("STK", "CRYPTO")
 _RESTING_TIF = ("DAY", "GTC")
-
-
-def _dec(value: Any, where: str, key: str) -> Decimal:
-    if isinstance(value, float):
-        value = repr(value)
-    try:
-        d = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        raise ConfigError(f"{value!r} is not a number", file=where, key=key) from None
-    if not d.is_finite():
-        raise ConfigError(f"{value!r} is not finite", file=where, key=key)
-    return d
 
 
 def _int(value: Any, where: str, key: str, lo: int, hi: int) -> int:
@@ -95,12 +90,8 @@ class IbConfig:
 
     def __post_init__(self) -> None:
         where = f"venues.{self.venue}"
-        if not self.instruments:
-            raise ConfigError("at least one instrument is required", file=where, key="instruments")
+        check_instruments(self.instruments, self.venue, where)
         for inst in self.instruments:
-            if inst.venue != self.venue:
-                raise ConfigError(f"instrument {inst.key} does not belong to venue {self.venue}", file=where,
-                                  key="instruments")
             if inst.symbol not in self.contracts:
                 raise ConfigError(f"instrument {inst.symbol} has no IB contract", file=where, key="instruments")
         if not MIN_SERVER_VERSION <= self.min_server_version <= self.max_server_version <= MAX_TEXT_SERVER_VERSION:
@@ -127,32 +118,20 @@ class IbConfig:
     def from_mapping(cls, data: Mapping[str, Any], *, venue: str = "ib", where: str | None = None) -> IbConfig:
         """Build from a parsed TOML table; names the key of any bad value."""
         where = where or f"venues.{venue}"
-        unknown = set(data) - _KEYS
-        if unknown:
-            raise ConfigError(f"unknown keys {sorted(unknown)}", file=where, key=sorted(unknown)[0],
-                              allowed=", ".join(sorted(_KEYS)))
+        reject_unknown_keys(data, _KEYS, where)
         vid = VenueId(str(data.get("venue", venue)))
         insts: list[Instrument] = []
         contracts: dict[str, IbContract] = {}
         for i, raw in enumerate(data.get("instruments", [])):
             k = f"instruments[{i}]"
-            bad = set(raw) - _INST_KEYS
-            if bad:
-                raise ConfigError(f"unknown keys {sorted(bad)}", file=where, key=f"{k}.{sorted(bad)[0]}",
-                                  allowed=", ".join(sorted(_INST_KEYS)))
+            reject_unknown_keys(raw, _INST_KEYS, where, prefix=k + ".")
             try:
                 sec_type = str(raw.get("sec_type", "STK"))
                 if sec_type not in _SEC_TYPES:
                     raise ConfigError(f"unknown sec_type {sec_type!r}", file=where, key=f"{k}.sec_type",
                                       allowed=", ".join(_SEC_TYPES))
-                insts.append(Instrument(
-                    venue=vid, symbol=Symbol(raw["symbol"]), venue_symbol=raw["venue_symbol"],
-                    base=raw["base"], quote=raw["quote"],
-                    tick_size=_dec(raw["tick_size"], where, k + ".tick_size"),
-                    lot_size=_dec(raw["lot_size"], where, k + ".lot_size"),
-                    min_quantity=_dec(raw.get("min_quantity", "0"), where, k + ".min_quantity"),
-                    min_notional=_dec(raw.get("min_notional", "0"), where, k + ".min_notional"),
-                    kind=InstrumentKind.STOCK if sec_type == "STK" else InstrumentKind.SPOT))
+                insts.append(instrument_from_mapping(
+                    raw, vid, where, k, InstrumentKind.STOCK if sec_type == "STK" else InstrumentKind.SPOT))
                 contracts[raw["symbol"]] = IbContract(
                     symbol=str(raw["venue_symbol"]), sec_type=sec_type,
                     exchange=str(raw.get("exchange", "SMART" if sec_type == "STK" else "PAXOS")),
@@ -175,13 +154,13 @@ class IbConfig:
                 kw[key] = _int(data[key], where, key, 1, 10_000)
         for key in ("connect_timeout_s", "request_timeout_s", "commission_wait_s", "maker_bps", "taker_bps"):
             if key in data:
-                kw[key] = _dec(data[key], where, key)
+                kw[key] = config_decimal(data[key], where, key)
         if "outside_rth" in data:
             if not isinstance(data["outside_rth"], bool):
                 raise ConfigError(f"{data['outside_rth']!r} must be true or false", file=where, key="outside_rth")
             kw["outside_rth"] = data["outside_rth"]
         if "reconnect_delays_s" in data:
-            kw["reconnect_delays_s"] = tuple(_dec(v, where, "reconnect_delays_s") for v in data["reconnect_delays_s"])
+            kw["reconnect_delays_s"] = config_decimals(data["reconnect_delays_s"], where, "reconnect_delays_s")
         if "rate_limits" in data:
             kw["rate_limits"] = dict(data["rate_limits"])
         return cls(**kw)
