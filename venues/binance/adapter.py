@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import json
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -45,7 +43,6 @@ from marketdata.errors import (
 )
 from marketdata.model import (
     ClientOrderId,
-    Fill,
     Instrument,
     Order,
     OrderEvent,
@@ -59,12 +56,10 @@ from marketdata.model import (
 from venues.base import (
     ICEBERG_TIME_IN_FORCE,
     Balance,
-    EventHandler,
     FeeSchedule,
     FeeTier,
     OrderStatusReport,
     Position,
-    Venue,
     VenueCapabilities,
     VenueInfo,
     carried_display,
@@ -87,6 +82,7 @@ from venues.binance.parsers import (
 )
 from venues.ratelimit import RateLimiter
 from venues.signing import redact
+from venues.tracking import BalanceCache, TrackedOrder, TrackingVenue, next_replacement_id, query_schedule
 from venues.ws import ReconnectingWebSocket
 
 __all__ = ["BinanceSpotVenue"]
@@ -99,33 +95,22 @@ _TERMINAL = {OrderStatus.FILLED: OrderEventKind.FILLED, OrderStatus.CANCELED: Or
 _LISTEN_KEY_UNKNOWN = -1125   # "This listenKey does not exist."
 _TRADES_PAGE = 1000   # GET /api/v3/myTrades: limit default 500, max 1000
 _TIF = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK"}
-GarbledHandler = Callable[[str, Any, str], None]
-ReportHandler = Callable[[OrderStatusReport], None]
-BalanceHandler = Callable[[list[str]], None]   # assets whose free balance went up
 
 
 @dataclass
-class _Track:
+class _Track(TrackedOrder):
     """What the adapter knows about one of its orders (to merge REST and stream reports)."""
 
-    order: Order
-    inst: Instrument
-    venue_order_id: VenueOrderId | None = None
-    accepted: bool = False
-    terminal: OrderEventKind | None = None
-    filled_lots: int = 0
-    trade_ids: set[str] = field(default_factory=set)
-    pending: tuple[OrderEventKind, int, int, str | None] | None = None  # kind, venue cum lots, ts, reason
-    rejected: tuple[str | None, str | None] | None = None  # reason, code
-    replaces: int = 0
-    uncounted_lots: int = 0   # of filled_lots: fills made before this session tracked it (no trade ids)
-    venue_cum_lots: int = 0   # the most the venue's REST answers said is filled
     next_trade_id: int = 0    # myTrades fromId: every trade of the order below it has been read
     recovering: bool = False  # a retry of a failed myTrades read is under way
 
 
-class BinanceSpotVenue(Venue):
-    """Binance spot over REST + user-data WebSocket. See docs/venues-binance.md."""
+class BinanceSpotVenue(BalanceCache, TrackingVenue[_Track]):
+    """Binance spot over REST + user-data WebSocket. See docs/venues-binance.md.
+
+    The per-order merge, the handlers and the balance cache are :mod:`venues.tracking`'s."""
+
+    _log = log
 
     def __init__(self, config: BinanceSpotConfig, clock: Clock, *, credentials: BinanceCredentials | None = None,
                  environ: dict[str, str] | None = None, limiter: RateLimiter | None = None) -> None:
@@ -143,21 +128,13 @@ class BinanceSpotVenue(Venue):
         self._by_venue_symbol = {i.venue_symbol: i for i in config.instruments}
         self.limiter = limiter or RateLimiter.from_preset("binance-spot", clock, overrides=config.rate_limits)
         self.http = BinanceHttpClient(config, creds, clock, self.limiter)
-        self._handler: EventHandler | None = None
-        self._garbled: GarbledHandler | None = None
-        self._report_handler: ReportHandler | None = None
-        self._balance_handler: BalanceHandler | None = None
-        self._tracks: dict[ClientOrderId, _Track] = {}
+        self._init_tracking()
         self._seen_raw: OrderedDict[str, None] = OrderedDict()
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._user_ws: ReconnectingWebSocket | None = None
         self._listen_key: str | None = None
         self.replacements: dict[ClientOrderId, ClientOrderId] = {}
-        # balances as last read (GET /api/v3/account) or pushed (outboundAccountPosition):
-        # asset -> (venue's account update time ns, Balance); applied only if not older
-        self._balances: dict[str, tuple[int, Balance]] = {}
-        self._balances_seeded = False
-        self.balances_received_ns: int | None = None   # local clock, last time the cache changed
+        # balances as last read (GET /api/v3/account) or pushed (outboundAccountPosition)
+        self._init_balances()
         self.stats = {"events": 0, "duplicates": 0, "garbled": 0, "resolved": 0, "unresolved": 0,
                       "recovered_fills": 0, "polls": 0}
 
@@ -165,25 +142,6 @@ class BinanceSpotVenue(Venue):
         return f"BinanceSpotVenue(venue={self.config.venue!r}, rest_url={self.config.rest_url!r})"
 
     # ------------------------------------------------------------------ wiring
-    def set_event_handler(self, handler: EventHandler) -> None:
-        self._handler = handler
-
-    def set_balance_handler(self, handler: BalanceHandler) -> None:
-        """``handler(assets)`` whenever a balance reading (pushed or polled) raises the free
-        balance of some assets: a deposit, a transfer, funds an order released. Called after
-        the cache holds the new figures; an exception in it is logged, never raised here."""
-        self._balance_handler = handler
-
-    def set_garbled_handler(self, handler: GarbledHandler) -> None:
-        """``handler(venue, raw, error)`` for stream messages that cannot be parsed
-        (``OrderManager.on_garbled`` fits)."""
-        self._garbled = handler
-
-    def set_status_report_handler(self, handler: ReportHandler) -> None:
-        """``handler(report)`` for every status report the adapter fetched on its own (UNKNOWN
-        resolution, reconnect reconciliation); ``OrderManager.on_status_report`` fits."""
-        self._report_handler = handler
-
     @property
     def user_stream(self) -> ReconnectingWebSocket | None:
         return self._user_ws
@@ -209,11 +167,7 @@ class BinanceSpotVenue(Venue):
             self._spawn(self._poll_loop(float(self.config.poll_interval_s)))
 
     async def close(self) -> None:
-        for t in list(self._tasks):
-            t.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self._cancel_tasks()
         if self._user_ws is not None:
             await self._user_ws.close()
             self._user_ws = None
@@ -225,17 +179,6 @@ class BinanceSpotVenue(Venue):
                 log.info("%s: closing the listen key failed: %s", self.venue_id, e)
             self._listen_key = None
         await self.http.close()
-
-    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s: background task failed", self.venue_id, exc_info=task.exception())
 
     async def _user_stream_url(self) -> str:
         data = await self.http.request("POST", "/api/v3/userDataStream", request_type="query_order", signed=False)
@@ -332,76 +275,7 @@ class BinanceSpotVenue(Venue):
             return self.config.instruments[0]
         raise UnknownOrderError(f"{self.venue_id}: order {cid} is not known here and the symbol is ambiguous")
 
-    def _emit(self, ev: OrderEvent) -> None:
-        self.stats["events"] += 1
-        if self._handler is None:
-            log.warning("%s: no event handler; dropped %s %s", self.venue_id, ev.kind.value, ev.client_order_id)
-            return
-        try:
-            self._handler(ev)
-        except Exception:
-            log.exception("%s: event handler raised on %s %s", self.venue_id, ev.kind.value, ev.client_order_id)
-
-    def _event(self, tr: _Track, kind: OrderEventKind, ts_event: int, *, reason: str | None = None,
-               code: str | None = None, fill: Fill | None = None) -> None:
-        self._emit(OrderEvent(kind=kind, client_order_id=tr.order.client_order_id, venue=self.venue_id,
-                              ts_event=ts_event, ts_init=self._clock.now_ns(), venue_order_id=tr.venue_order_id,
-                              fill=fill, reason=reason, code=code))
-
     # ------------------------------------------------------------------ the per-order merge
-    def _on_accepted(self, tr: _Track, voi: VenueOrderId | None, ts_event: int) -> None:
-        if voi is not None:
-            tr.venue_order_id = voi
-        if tr.accepted or tr.terminal is not None:
-            return
-        tr.accepted = True
-        self._event(tr, OrderEventKind.ACCEPTED, ts_event)
-
-    def _on_fill(self, tr: _Track, fill: Fill) -> None:
-        if fill.trade_id in tr.trade_ids:
-            self.stats["duplicates"] += 1
-            log.info("%s: duplicate fill %s of %s dropped", self.venue_id, fill.trade_id, fill.client_order_id)
-            return
-        self._on_accepted(tr, fill.venue_order_id, fill.ts_event)
-        tr.trade_ids.add(fill.trade_id)
-        tr.filled_lots += fill.lots
-        if tr.terminal is not None:
-            log.warning("%s: fill %s of %s after its terminal event %s (reported: a fill is a fact)",
-                        self.venue_id, fill.trade_id, fill.client_order_id, tr.terminal.value)
-        done = tr.filled_lots >= tr.order.lots
-        kind = OrderEventKind.FILLED if done else OrderEventKind.PARTIALLY_FILLED
-        if done and tr.terminal is None:
-            tr.terminal = OrderEventKind.FILLED
-            tr.pending = None
-        self._event(tr, kind, fill.ts_event, fill=fill)
-        self._flush_pending(tr)
-
-    def _on_terminal(self, tr: _Track, kind: OrderEventKind, venue_cum_lots: int, ts_event: int,
-                     reason: str | None = None, code: str | None = None) -> None:
-        if tr.terminal is not None:
-            return
-        if kind is OrderEventKind.REJECTED:
-            tr.terminal = kind
-            tr.rejected = (reason, code)
-            self._event(tr, kind, ts_event, reason=reason, code=code)
-            return
-        self._on_accepted(tr, None, ts_event)
-        if kind is OrderEventKind.FILLED or venue_cum_lots > tr.filled_lots:
-            # the fills are still on their way (stream) or must be fetched (myTrades)
-            tr.pending = (kind, venue_cum_lots, ts_event, reason)
-            return
-        tr.terminal = kind
-        self._event(tr, kind, ts_event, reason=reason, code=code)
-
-    def _flush_pending(self, tr: _Track) -> None:
-        if tr.pending is None or tr.terminal is not None:
-            return
-        kind, cum, ts, reason = tr.pending
-        if tr.filled_lots >= cum and kind is not OrderEventKind.FILLED:
-            tr.pending = None
-            tr.terminal = kind
-            self._event(tr, kind, ts, reason=reason)
-
     def _apply_report(self, tr: _Track, rep: OrderStatusReport) -> bool:
         """Apply a REST view of the order; True if the venue has fills we have not seen."""
         ts = rep.ts_event or self._clock.now_ns()
@@ -745,15 +619,7 @@ class BinanceSpotVenue(Venue):
 
     def derive_replacement_id(self, client_order_id: ClientOrderId) -> ClientOrderId:
         """``<id>.r<n>`` (Binance allows no ``~``); a blake2b digest when that is over 36 chars."""
-        tr = self._tracks.get(client_order_id)
-        n = 1
-        if tr is not None:
-            tr.replaces += 1
-            n = tr.replaces
-        new = f"{client_order_id}.r{n}"
-        if len(new) > 36:
-            new = "r-" + hashlib.blake2b(new.encode(), digest_size=16).hexdigest()[:34]
-        return ClientOrderId(new)
+        return next_replacement_id(client_order_id, self._tracks.get(client_order_id), ".")
 
     async def replace(self, client_order_id: ClientOrderId, *, lots: int | None = None,
                       price_ticks: int | None = None) -> None:
@@ -858,23 +724,16 @@ class BinanceSpotVenue(Venue):
         made no earlier than ``recvWindow`` after the request was sent, so "no such order" then is
         final (REJECTED). A query that got no answer (timeout, dropped connection, 5xx, rate limit)
         proves nothing: the queries go on at the last delay until the venue answers."""
-        delays = [float(d) for d in self.config.resolve_delays_s]
         horizon_ns = sent_ns + (self.config.recv_window_ms + 1000) * NS_PER_MS
-        i = -1
-        while True:
-            i += 1
-            last = i >= len(delays) - 1
-            delay = delays[min(i, len(delays) - 1)]
-            if last:
-                delay = max(delay, (horizon_ns - self._clock.now_ns()) / 1e9)
-            await asyncio.sleep(delay)
+        async for i, last in query_schedule(self.config.resolve_delays_s, horizon_ns, self._clock):
             tr = self._tracks.get(cid)
             if tr is None:
                 return None
             try:
                 rep = await self.order_status(cid)
             except OrderNotFound:
-                log.info("%s: %s not at the venue yet (query %d of %d)", self.venue_id, cid, i + 1, len(delays))
+                log.info("%s: %s not at the venue yet (query %d of %d)", self.venue_id, cid, i + 1,
+                         len(self.config.resolve_delays_s))
                 if last:
                     break   # asked after the horizon: "no such order" is final
                 continue
@@ -893,11 +752,7 @@ class BinanceSpotVenue(Venue):
             if self._report_handler is not None:
                 self._report_handler(rep)
             return rep
-        tr = self._tracks.get(cid)
-        if tr is not None and not tr.accepted and tr.terminal is None:
-            self.stats["unresolved"] += 1
-            self._on_terminal(tr, OrderEventKind.REJECTED, 0, self._clock.now_ns(),
-                              reason="the venue has no such order after the request timed out", code="-2013")
+        self._reject_unresolved(cid, "-2013")
         return None
 
     async def reconcile(self) -> list[OrderStatusReport]:
@@ -923,17 +778,14 @@ class BinanceSpotVenue(Venue):
         """GET /api/v3/order by ``origClientOrderId``. An order the venue refused on entry is not
         kept by Binance (-2013); the adapter answers REJECTED for those from its own record."""
         inst = self._symbol_for(client_order_id)
-        tr = self._tracks.get(client_order_id)
         try:
             o = await self._signed("GET", "/api/v3/order",
                                    {"symbol": inst.venue_symbol, "origClientOrderId": client_order_id},
                                    request_type="query_order", cid=client_order_id)
         except OrderNotFound:
-            if tr is not None and tr.rejected is not None:
-                return OrderStatusReport(client_order_id=client_order_id, venue=self.venue_id, symbol=inst.symbol,
-                                         side=tr.order.side, status=OrderStatus.REJECTED, lots=tr.order.lots,
-                                         filled_lots=0, price_ticks=tr.order.price_ticks,
-                                         venue_order_id=tr.venue_order_id, ts_event=self._clock.now_ns())
+            rejected = self._rejected_report(client_order_id, inst)
+            if rejected is not None:
+                return rejected
             raise
         return parse_order(o, inst, venue=self.venue_id)
 
@@ -955,56 +807,6 @@ class BinanceSpotVenue(Venue):
         ts = int(acc["updateTime"]) * NS_PER_MS if "updateTime" in acc else self._clock.now_ns()
         self._update_balances(ts, bal, complete=True)
         return bal
-
-    def _update_balances(self, ts_ns: int, bal: Mapping[str, Balance], *, complete: bool) -> None:
-        """Apply balances as of the venue's account time ``ts_ns``: an asset is replaced only by a
-        reading at least as new as the one held (a REST answer can arrive after a newer stream
-        event). ``complete``: the whole account (zero balances omitted), so a held asset missing
-        from it is now zero."""
-        cache = self._balances
-        changed = False
-        up: list[str] = []
-        for asset, b in bal.items():
-            held = cache.get(asset)
-            if held is None or held[0] <= ts_ns:
-                # a rise, or an asset the (seeded) account did not hold arriving with a free amount
-                was = held[1].free if held is not None else (Decimal(0) if self._balances_seeded else None)
-                if was is not None and b.free > was:
-                    up.append(asset)
-                cache[asset] = (ts_ns, b)
-                changed = True
-        if complete:
-            for asset, (held_ts, _b) in list(cache.items()):
-                if asset not in bal and held_ts <= ts_ns:
-                    cache[asset] = (ts_ns, Balance(asset, Decimal(0)))
-                    changed = True
-            self._balances_seeded = True
-        if changed:
-            self.balances_received_ns = self._clock.now_ns()
-        if up and self._balance_handler is not None:
-            try:
-                self._balance_handler(up)
-            except Exception:  # the handler's failure must not lose the balances (already cached)
-                log.exception("%s: balance handler failed for %s", self.venue_id, ", ".join(up))
-
-    @property
-    def balances_seeded(self) -> bool:
-        """True once the whole account was read (:meth:`balances`): from then on the cache is
-        the venue's view, kept current by the user stream."""
-        return self._balances_seeded
-
-    def balance_as_of_ns(self, asset: str) -> int | None:
-        """The venue's account time of :meth:`cached_balance` (``None``: never read)."""
-        held = self._balances.get(asset)
-        return held[0] if held is not None else None
-
-    def cached_balance(self, asset: str) -> Balance | None:
-        """The latest known balance of ``asset`` (no request): ``None`` until the account was
-        read once; an asset the account does not hold is a zero balance."""
-        held = self._balances.get(asset)
-        if held is not None:
-            return held[1]
-        return Balance(asset, Decimal(0)) if self._balances_seeded else None
 
     async def positions(self) -> list[Position]:
         """Spot has no positions; reported as the base-asset balance of each configured instrument."""

@@ -36,7 +36,7 @@ import json
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -52,7 +52,6 @@ from marketdata.errors import (
 )
 from marketdata.model import (
     ClientOrderId,
-    Fill,
     Instrument,
     Order,
     OrderEvent,
@@ -65,12 +64,10 @@ from marketdata.model import (
 )
 from venues.base import (
     Balance,
-    EventHandler,
     FeeSchedule,
     FeeTier,
     OrderStatusReport,
     Position,
-    Venue,
     VenueCapabilities,
     VenueInfo,
 )
@@ -90,6 +87,7 @@ from venues.bybit.parsers import (
 )
 from venues.bybit.ws_private import BybitPrivateWebSocket
 from venues.ratelimit import RateLimiter
+from venues.tracking import BalanceCache, TrackedOrder, TrackingVenue, next_replacement_id, query_schedule
 
 __all__ = ["BybitSpotVenue", "wire_client_id"]
 
@@ -115,40 +113,30 @@ _TIF = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK", 
 _PAGE = 50   # order/realtime, order/history: limit max 50; execution/list: max 100
 _EXEC_PAGE = 100
 _NO_REASON = frozenset({"", "EC_NoError", "UNKNOWN"})
-GarbledHandler = Callable[[str, Any, str], None]
-ReportHandler = Callable[[OrderStatusReport], None]
-BalanceHandler = Callable[[list[str]], None]
 _P = TypeVar("_P")
 
 
 @dataclass
-class _Track:
+class _Track(TrackedOrder):
     """What the adapter knows about one of its orders (to merge REST and stream reports)."""
 
-    order: Order
-    inst: Instrument
-    venue_order_id: VenueOrderId | None = None
-    accepted: bool = False
-    terminal: OrderEventKind | None = None
-    filled_lots: int = 0
-    trade_ids: set[str] = field(default_factory=set)
-    pending: tuple[OrderEventKind, int, int, str | None] | None = None  # kind, venue cum lots, ts, reason
-    rejected: tuple[str | None, str | None] | None = None  # reason, code
     cancel_requested: bool = False
-    replaces: int = 0
-    uncounted_lots: int = 0   # of filled_lots: fills made before this session tracked it (no exec ids)
-    venue_cum_lots: int = 0
     settling: bool = False    # a delayed execution/list read is scheduled
     done: asyncio.Event = field(default_factory=asyncio.Event)   # set once terminal
 
 
-class BybitSpotVenue(Venue):
+class BybitSpotVenue(BalanceCache, TrackingVenue[_Track]):
     """Bybit v5 spot over REST + the private WebSocket. See docs/venues-bybit.md.
 
     ``map_client_ids``: a client order id Bybit cannot take as ``orderLinkId`` is sent as
     :func:`wire_client_id` of it, and every answer, push and report naming that ``orderLinkId`` is
     mapped back to our id (the engine asks for this: its ids may hold a ``.`` from a parent id).
-    Without it (the default) such an id is refused before anything is sent."""
+    Without it (the default) such an id is refused before anything is sent.
+
+    The per-order merge, the handlers and the balance cache are :mod:`venues.tracking`'s."""
+
+    _log = log
+    _FILL_NOUN = "execution"
 
     def __init__(self, config: BybitSpotConfig, clock: Clock, *, credentials: BybitCredentials | None = None,
                  environ: dict[str, str] | None = None, limiter: RateLimiter | None = None,
@@ -167,18 +155,11 @@ class BybitSpotVenue(Venue):
         self._by_venue_symbol = {i.venue_symbol: i for i in config.instruments}
         self.limiter = limiter or RateLimiter.from_preset("bybit", clock, overrides=config.rate_limits)
         self.http = BybitHttpClient(config, creds, clock, self.limiter)
-        self._handler: EventHandler | None = None
-        self._garbled: GarbledHandler | None = None
-        self._report_handler: ReportHandler | None = None
-        self._balance_handler: BalanceHandler | None = None
-        self._tracks: dict[ClientOrderId, _Track] = {}
+        self._init_tracking()
         self._seen_raw: OrderedDict[str, None] = OrderedDict()
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._ws: BybitPrivateWebSocket | None = None
         self.replacements: dict[ClientOrderId, ClientOrderId] = {}
-        self._balances: dict[str, tuple[int, Balance]] = {}
-        self._balances_seeded = False
-        self.balances_received_ns: int | None = None
+        self._init_balances()
         self.stats = {"events": 0, "duplicates": 0, "garbled": 0, "resolved": 0, "unresolved": 0,
                       "recovered_fills": 0, "other_category": 0}
 
@@ -186,24 +167,6 @@ class BybitSpotVenue(Venue):
         return f"BybitSpotVenue(venue={self.config.venue!r}, rest_url={self.config.rest_url!r})"
 
     # ------------------------------------------------------------------ wiring
-    def set_event_handler(self, handler: EventHandler) -> None:
-        self._handler = handler
-
-    def set_balance_handler(self, handler: BalanceHandler) -> None:
-        """``handler(assets)`` whenever a balance reading (pushed or read) raises the free balance
-        of some assets. Called after the cache holds the new figures; its exceptions are logged."""
-        self._balance_handler = handler
-
-    def set_garbled_handler(self, handler: GarbledHandler) -> None:
-        """``handler(venue, raw, error)`` for stream messages that cannot be parsed
-        (``OrderManager.on_garbled`` fits)."""
-        self._garbled = handler
-
-    def set_status_report_handler(self, handler: ReportHandler) -> None:
-        """``handler(report)`` for every status report the adapter fetched on its own (UNKNOWN
-        resolution, reconnect reconciliation); ``OrderManager.on_status_report`` fits."""
-        self._report_handler = handler
-
     @property
     def user_stream(self) -> BybitPrivateWebSocket | None:
         return self._ws
@@ -232,26 +195,11 @@ class BybitSpotVenue(Venue):
             log.warning("%s: balances not read at connect (unknown until the next read): %s", self.venue_id, e)
 
     async def close(self) -> None:
-        for t in list(self._tasks):
-            t.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self._cancel_tasks()
         if self._ws is not None:
             await self._ws.close()
             self._ws = None
         await self.http.close()
-
-    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s: background task failed", self.venue_id, exc_info=task.exception())
 
     async def fetch_instruments(self, symbols: Mapping[str, str] | None = None) -> list[Instrument]:
         """GET /v5/market/instruments-info?category=spot (public, every page) -> instruments with
@@ -330,82 +278,16 @@ class BybitSpotVenue(Venue):
         fill = None if ex.fill is None else dataclasses.replace(ex.fill, client_order_id=cid)
         return dataclasses.replace(ex, client_order_id=cid, fill=fill)
 
-    def _emit(self, ev: OrderEvent) -> None:
-        self.stats["events"] += 1
-        if self._handler is None:
-            log.warning("%s: no event handler; dropped %s %s", self.venue_id, ev.kind.value, ev.client_order_id)
-            return
-        try:
-            self._handler(ev)
-        except Exception:
-            log.exception("%s: event handler raised on %s %s", self.venue_id, ev.kind.value, ev.client_order_id)
-
-    def _event(self, tr: _Track, kind: OrderEventKind, ts_event: int, *, reason: str | None = None,
-               code: str | None = None, fill: Fill | None = None) -> None:
-        self._emit(OrderEvent(kind=kind, client_order_id=tr.order.client_order_id, venue=self.venue_id,
-                              ts_event=ts_event, ts_init=self._clock.now_ns(), venue_order_id=tr.venue_order_id,
-                              fill=fill, reason=reason, code=code))
-
     # ------------------------------------------------------------------ the per-order merge
-    def _on_accepted(self, tr: _Track, voi: VenueOrderId | None, ts_event: int) -> None:
-        if voi is not None:
-            tr.venue_order_id = voi
-        if tr.accepted or tr.terminal is not None:
-            return
-        tr.accepted = True
-        self._event(tr, OrderEventKind.ACCEPTED, ts_event)
-
-    def _on_fill(self, tr: _Track, fill: Fill) -> None:
-        if fill.trade_id in tr.trade_ids:
-            self.stats["duplicates"] += 1
-            log.info("%s: duplicate execution %s of %s dropped", self.venue_id, fill.trade_id, fill.client_order_id)
-            return
-        self._on_accepted(tr, fill.venue_order_id, fill.ts_event)
-        tr.trade_ids.add(fill.trade_id)
-        tr.filled_lots += fill.lots
-        if tr.terminal is not None:
-            log.warning("%s: fill %s of %s after its terminal event %s (reported: a fill is a fact)",
-                        self.venue_id, fill.trade_id, fill.client_order_id, tr.terminal.value)
-        done = tr.filled_lots >= tr.order.lots
-        kind = OrderEventKind.FILLED if done else OrderEventKind.PARTIALLY_FILLED
-        if done and tr.terminal is None:
-            self._set_terminal(tr, OrderEventKind.FILLED)
-            tr.pending = None
-        self._event(tr, kind, fill.ts_event, fill=fill)
-        self._flush_pending(tr)
-
     def _set_terminal(self, tr: _Track, kind: OrderEventKind) -> None:
-        tr.terminal = kind
-        tr.done.set()
+        super()._set_terminal(tr, kind)
+        tr.done.set()   # wakes a replace waiting for the cancel
 
-    def _on_terminal(self, tr: _Track, kind: OrderEventKind, venue_cum_lots: int, ts_event: int,
-                     reason: str | None = None, code: str | None = None) -> None:
-        if tr.terminal is not None:
-            return
-        if kind is OrderEventKind.REJECTED:
-            self._set_terminal(tr, kind)
-            tr.rejected = (reason, code)
-            self._event(tr, kind, ts_event, reason=reason, code=code)
-            return
-        self._on_accepted(tr, None, ts_event)
-        if kind is OrderEventKind.FILLED or venue_cum_lots > tr.filled_lots:
-            # the fills are still on their way (execution topic) or must be fetched (execution/list)
-            tr.pending = (kind, venue_cum_lots, ts_event, reason)
-            if not tr.settling:
-                tr.settling = True
-                self._spawn(self._settle_fills_later(tr))
-            return
-        self._set_terminal(tr, kind)
-        self._event(tr, kind, ts_event, reason=reason, code=code)
-
-    def _flush_pending(self, tr: _Track) -> None:
-        if tr.pending is None or tr.terminal is not None:
-            return
-        kind, cum, ts, reason = tr.pending
-        if tr.filled_lots >= cum and kind is not OrderEventKind.FILLED:
-            tr.pending = None
-            self._set_terminal(tr, kind)
-            self._event(tr, kind, ts, reason=reason)
+    def _on_terminal_held(self, tr: _Track) -> None:
+        # the fills are still on their way (execution topic) or must be fetched (execution/list)
+        if not tr.settling:
+            tr.settling = True
+            self._spawn(self._settle_fills_later(tr))
 
     def _apply_order(self, tr: _Track, bo: BybitOrder) -> bool:
         """Apply one venue view of the order (a query answer or an ``order`` push); True if the
@@ -710,15 +592,7 @@ class BybitSpotVenue(Venue):
     def derive_replacement_id(self, client_order_id: ClientOrderId) -> ClientOrderId:
         """``<id>-r<n>`` (orderLinkId allows letters, digits, ``-`` and ``_``); a blake2b digest
         when that is over 36 chars."""
-        tr = self._tracks.get(client_order_id)
-        n = 1
-        if tr is not None:
-            tr.replaces += 1
-            n = tr.replaces
-        new = f"{client_order_id}-r{n}"
-        if len(new) > 36:
-            new = "r-" + hashlib.blake2b(new.encode(), digest_size=16).hexdigest()[:34]
-        return ClientOrderId(new)
+        return next_replacement_id(client_order_id, self._tracks.get(client_order_id), "-")
 
     async def replace(self, client_order_id: ClientOrderId, *, lots: int | None = None,
                       price_ticks: int | None = None) -> None:
@@ -773,16 +647,8 @@ class BybitSpotVenue(Venue):
         made no earlier than ``recv_window`` + 1 s after the request was sent, so "no such order"
         then is final (REJECTED). A query without an answer proves nothing: the queries go on at the
         last delay until the venue answers."""
-        delays = [float(d) for d in self.config.resolve_delays_s]
         horizon_ns = sent_ns + (self.config.recv_window_ms + 1000) * NS_PER_MS
-        i = -1
-        while True:
-            i += 1
-            last = i >= len(delays) - 1
-            delay = delays[min(i, len(delays) - 1)]
-            if last:
-                delay = max(delay, (horizon_ns - self._clock.now_ns()) / 1e9)
-            await asyncio.sleep(delay)
+        async for i, last in query_schedule(self.config.resolve_delays_s, horizon_ns, self._clock):
             tr = self._tracks.get(cid)
             if tr is None:
                 return None
@@ -810,11 +676,7 @@ class BybitSpotVenue(Venue):
             if self._report_handler is not None:
                 self._report_handler(rep)
             return rep
-        tr = self._tracks.get(cid)
-        if tr is not None and not tr.accepted and tr.terminal is None:
-            self.stats["unresolved"] += 1
-            self._on_terminal(tr, OrderEventKind.REJECTED, 0, self._clock.now_ns(),
-                              reason="the venue has no such order after the request timed out", code="170213")
+        self._reject_unresolved(cid, "170213")
         return None
 
     async def reconcile(self) -> list[OrderStatusReport]:
@@ -865,15 +727,12 @@ class BybitSpotVenue(Venue):
         by Bybit; the adapter answers REJECTED for those from its own record, and raises
         :class:`~venues.bybit.errors.OrderNotFound` for an order nobody knows."""
         inst = self._symbol_for(client_order_id)
-        tr = self._tracks.get(client_order_id)
         bo = await self._query(client_order_id, inst)
         if bo is not None:
             return bo.report
-        if tr is not None and tr.rejected is not None:
-            return OrderStatusReport(client_order_id=client_order_id, venue=self.venue_id, symbol=inst.symbol,
-                                     side=tr.order.side, status=OrderStatus.REJECTED, lots=tr.order.lots,
-                                     filled_lots=0, price_ticks=tr.order.price_ticks,
-                                     venue_order_id=tr.venue_order_id, ts_event=self._clock.now_ns())
+        rejected = self._rejected_report(client_order_id, inst)
+        if rejected is not None:
+            return rejected
         raise OrderNotFound("order does not exist", venue=self.venue_id, client_order_id=client_order_id,
                             code=170213)
 
@@ -911,53 +770,6 @@ class BybitSpotVenue(Venue):
         self._update_balances((venue_ms if venue_ms is not None else self.http.timestamp_ms()) * NS_PER_MS, bal,
                               complete=True)
         return bal
-
-    def _update_balances(self, ts_ns: int, bal: Mapping[str, Balance], *, complete: bool) -> None:
-        """Apply balances as of the venue time ``ts_ns``: an asset is replaced only by a reading at
-        least as new as the one held. ``complete``: the whole account, so a held asset missing from
-        it is now zero."""
-        cache = self._balances
-        changed = False
-        up: list[str] = []
-        for asset, b in bal.items():
-            held = cache.get(asset)
-            if held is None or held[0] <= ts_ns:
-                was = held[1].free if held is not None else (Decimal(0) if self._balances_seeded else None)
-                if was is not None and b.free > was:
-                    up.append(asset)
-                cache[asset] = (ts_ns, b)
-                changed = True
-        if complete:
-            for asset, (held_ts, _b) in list(cache.items()):
-                if asset not in bal and held_ts <= ts_ns:
-                    cache[asset] = (ts_ns, Balance(asset, Decimal(0)))
-                    changed = True
-            self._balances_seeded = True
-        if changed:
-            self.balances_received_ns = self._clock.now_ns()
-        if up and self._balance_handler is not None:
-            try:
-                self._balance_handler(up)
-            except Exception:
-                log.exception("%s: balance handler failed for %s", self.venue_id, ", ".join(up))
-
-    @property
-    def balances_seeded(self) -> bool:
-        """True once the whole account was read (:meth:`balances`)."""
-        return self._balances_seeded
-
-    def balance_as_of_ns(self, asset: str) -> int | None:
-        """The venue time of :meth:`cached_balance` (``None``: never read)."""
-        held = self._balances.get(asset)
-        return held[0] if held is not None else None
-
-    def cached_balance(self, asset: str) -> Balance | None:
-        """The latest known balance of ``asset`` (no request): ``None`` until the account was read
-        once; an asset the account does not hold is a zero balance."""
-        held = self._balances.get(asset)
-        if held is not None:
-            return held[1]
-        return Balance(asset, Decimal(0)) if self._balances_seeded else None
 
     async def positions(self) -> list[Position]:
         """Spot has no positions; reported as the base-asset balance of each configured instrument."""
