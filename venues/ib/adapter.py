@@ -2,7 +2,7 @@
 
 One asyncio TCP connection per adapter (no ibapi reader thread): :func:`venues.ib.codec.read_frame`
 on the event loop reads each message, :func:`venues.ib.messages.decode_message` decodes it
-synchronously and the per-order merge below turns it into :class:`~marketdata.model.OrderEvent` s,
+synchronously and the per-order merge (:mod:`venues.tracking`) turns it into :class:`~marketdata.model.OrderEvent` s,
 each state once and in a valid order (ACCEPTED or REJECTED first, fills counted once by execId, one
 terminal event after the last fill):
 
@@ -35,8 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -68,12 +67,10 @@ from marketdata.model import (
 )
 from venues.base import (
     Balance,
-    EventHandler,
     FeeSchedule,
     FeeTier,
     OrderStatusReport,
     Position,
-    Venue,
     VenueCapabilities,
     VenueInfo,
 )
@@ -107,13 +104,11 @@ from venues.ib.messages import (
     encode_start_api,
 )
 from venues.ratelimit import RateLimiter
+from venues.tracking import TrackedOrder, TrackingVenue
 
 __all__ = ["IbVenue"]
 
 log = logging.getLogger(__name__)
-
-GarbledHandler = Callable[[str, Any, str], None]
-ReportHandler = Callable[[OrderStatusReport], None]
 
 ERR_MAX_RATE = 100
 ERR_DUPLICATE_ID = 103
@@ -132,18 +127,10 @@ _ORDER_REF_MAX = 64
 
 
 @dataclass
-class _Track:
-    """What the adapter knows about one of its orders."""
+class _Track(TrackedOrder):
+    """What the adapter knows about one of its orders (``trade_ids``: the execIds reported)."""
 
-    order: Order
-    inst: Instrument
-    order_id: int
-    accepted: bool = False
-    terminal: OrderEventKind | None = None
-    filled_lots: int = 0
-    venue_cum_lots: int = 0
-    exec_ids: set[str] = field(default_factory=set)
-    pending: tuple[OrderEventKind, int, str | None] | None = None   # kind, venue cum lots, reason
+    order_id: int = 0
     ack: asyncio.Future[None] | None = None
     unknown: bool = False
     paced_out: bool = False   # TWS answered error 100 to its placeOrder (submit raised RateLimited)
@@ -151,6 +138,9 @@ class _Track:
     last_status: str = ""
     perm_id: int = 0
     sent_seq: int = 0
+
+    def __post_init__(self) -> None:
+        self.venue_order_id = VenueOrderId(str(self.order_id))   # what the events carry
 
 
 @dataclass
@@ -172,8 +162,13 @@ class _Conn:
     closed_why: str | None = None
 
 
-class IbVenue(Venue):
-    """Interactive Brokers over the TWS socket API. See docs/venues-ib.md."""
+class IbVenue(TrackingVenue[_Track]):
+    """Interactive Brokers over the TWS socket API. See docs/venues-ib.md.
+
+    The per-order merge and the handlers are :mod:`venues.tracking`'s; a held terminal status is
+    reported at the time its executions are in (every IB event time is local)."""
+
+    _log = log
 
     def __init__(self, config: IbConfig, clock: Clock, *, limiter: RateLimiter | None = None) -> None:
         self.config = config
@@ -185,10 +180,7 @@ class IbVenue(Venue):
                                            native_modify=False, native_iceberg=False),
             fees=FeeSchedule((FeeTier(maker_bps=config.maker_bps, taker_bps=config.taker_bps),)))
         self.limiter = limiter or RateLimiter.from_preset("ib", clock, overrides=config.rate_limits)
-        self._handler: EventHandler | None = None
-        self._garbled: GarbledHandler | None = None
-        self._report_handler: ReportHandler | None = None
-        self._tracks: dict[ClientOrderId, _Track] = {}
+        self._init_tracking()
         self._by_order_id: dict[int, _Track] = {}   # every id sent, also of replaced records
         self._commissions: dict[str, CommissionReport] = {}
         self._held: dict[str, _Held] = {}
@@ -200,7 +192,6 @@ class IbVenue(Venue):
         self.server_version: int | None = None
         self.ib_connected = True   # TWS's own link to IB (1100 lost / 1101, 1102 restored)
         self._closing = False
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._recon_lock = asyncio.Lock()
         self._open_seen: dict[int, OpenOrder] | None = None
         self._open_end: asyncio.Future[None] | None = None
@@ -213,18 +204,6 @@ class IbVenue(Venue):
                f"client_id={self.config.client_id})"
 
     # ------------------------------------------------------------------ wiring
-    def set_event_handler(self, handler: EventHandler) -> None:
-        self._handler = handler
-
-    def set_garbled_handler(self, handler: GarbledHandler) -> None:
-        """``handler(venue, raw, error)`` for inbound messages that cannot be decoded
-        (``OrderManager.on_garbled`` fits)."""
-        self._garbled = handler
-
-    def set_status_report_handler(self, handler: ReportHandler) -> None:
-        """``handler(report)`` for each order :meth:`reconcile` settled (``OrderManager.on_status_report``)."""
-        self._report_handler = handler
-
     @property
     def connected(self) -> bool:
         c = self._conn
@@ -238,11 +217,7 @@ class IbVenue(Venue):
 
     async def close(self) -> None:
         self._closing = True
-        for t in list(self._tasks):
-            t.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self._cancel_tasks()
         if self._conn is not None:
             await self._drop(self._conn, "closed by the adapter")
             if self._conn.task is not None:
@@ -252,17 +227,6 @@ class IbVenue(Venue):
         for h in self._held.values():
             if h.handle is not None:
                 h.handle.cancel()
-
-    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s: background task failed", self.venue_id, exc_info=task.exception())
 
     # ------------------------------------------------------------------ connection
     async def _open(self) -> None:
@@ -484,7 +448,7 @@ class IbVenue(Venue):
                       side=Side.BUY if m.action == "BUY" else Side.SELL,
                       order_type=OrderType.LIMIT if price is not None else OrderType.MARKET, lots=lots,
                       price_ticks=price, time_in_force=TimeInForce.IOC if m.tif == "IOC" else TimeInForce.GTC)
-        tr = _Track(order, inst, m.order_id)
+        tr = _Track(order, inst, order_id=m.order_id)
         self._tracks[cid] = tr
         self._by_order_id[m.order_id] = tr
         log.info("%s: adopted order %d (%s) of an earlier session", self.venue_id, m.order_id, cid)
@@ -507,7 +471,7 @@ class IbVenue(Venue):
         if cum_lots is not None:
             tr.venue_cum_lots = max(tr.venue_cum_lots, cum_lots)
         if status in _LIVE:
-            self._on_accepted(tr, now)
+            self._on_accepted(tr, None, now)
         elif status == "Filled":
             self._on_terminal(tr, OrderEventKind.FILLED, tr.venue_cum_lots, now)
         elif status in _CANCELLED:
@@ -530,13 +494,13 @@ class IbVenue(Venue):
                      m.order_id)
             return
         self._heard(tr)
-        if m.exec_id in tr.exec_ids or m.exec_id in self._held:
+        if m.exec_id in tr.trade_ids or m.exec_id in self._held:
             self.stats["duplicates"] += 1
             log.info("%s: duplicate execution %s of %s dropped", self.venue_id, m.exec_id, tr.order.client_order_id)
             return
         wait = float(self.config.commission_wait_s)
         if m.exec_id in self._commissions or wait <= 0:
-            tr.exec_ids.add(m.exec_id)
+            tr.trade_ids.add(m.exec_id)
             self._emit_fill(tr, m)
             return
         handle = asyncio.get_running_loop().call_later(wait, self._release, m.exec_id)
@@ -550,7 +514,7 @@ class IbVenue(Venue):
         self._commissions[m.exec_id] = m
         if m.exec_id in self._held:
             self._release(m.exec_id)
-        elif any(m.exec_id in tr.exec_ids for tr in self._tracks.values()):
+        elif any(m.exec_id in tr.trade_ids for tr in self._tracks.values()):
             self.stats["late_commissions"] += 1
             log.warning("%s: commission %s %s for execution %s came after its fill was reported with fee 0",
                         self.venue_id, m.commission, m.currency, m.exec_id)
@@ -562,9 +526,9 @@ class IbVenue(Venue):
         if held.handle is not None:
             held.handle.cancel()
         tr = held.track
-        if exec_id in tr.exec_ids:
+        if exec_id in tr.trade_ids:
             return
-        tr.exec_ids.add(exec_id)
+        tr.trade_ids.add(exec_id)
         self._emit_fill(tr, held.exec)
 
     def _emit_fill(self, tr: _Track, m: ExecDetails) -> None:
@@ -588,18 +552,11 @@ class IbVenue(Venue):
                     price_ticks=price_ticks, lots=lots, fee=fee,
                     fee_currency=c.currency if c is not None and c.currency else inst.quote,
                     liquidity=Liquidity.MAKER if m.last_liquidity == 1 else Liquidity.TAKER,
-                    ts_event=now, ts_init=now, venue_order_id=VenueOrderId(str(tr.order_id)))
-        self._on_accepted(tr, now)
-        tr.filled_lots += lots
-        if tr.terminal is not None:
-            log.warning("%s: fill %s of %s after its terminal event %s (reported: a fill is a fact)",
-                        self.venue_id, m.exec_id, tr.order.client_order_id, tr.terminal.value)
-        done = tr.filled_lots >= tr.order.lots
-        if done and tr.terminal is None:
-            tr.terminal = OrderEventKind.FILLED
-            tr.pending = None
-        self._event(tr, OrderEventKind.FILLED if done else OrderEventKind.PARTIALLY_FILLED, now, fill=fill)
-        self._flush_pending(tr)
+                    ts_event=now, ts_init=now, venue_order_id=tr.venue_order_id)
+        self._count_fill(tr, fill)
+
+    def _held_terminal_ts(self, ts_held: int) -> int:
+        return self._clock.now_ns()
 
     def _on_error(self, m: ErrorMessage) -> None:
         code = m.code
@@ -688,53 +645,6 @@ class IbVenue(Venue):
         except VenueError as e:
             log.warning("%s: reqIds not sent: %s", self.venue_id, e)
 
-    # ------------------------------------------------------------------ the per-order merge
-    def _emit(self, ev: OrderEvent) -> None:
-        self.stats["events"] += 1
-        if self._handler is None:
-            log.warning("%s: no event handler; dropped %s %s", self.venue_id, ev.kind.value, ev.client_order_id)
-            return
-        try:
-            self._handler(ev)
-        except Exception:
-            log.exception("%s: event handler raised on %s %s", self.venue_id, ev.kind.value, ev.client_order_id)
-
-    def _event(self, tr: _Track, kind: OrderEventKind, ts_event: int, *, reason: str | None = None,
-               code: str | None = None, fill: Fill | None = None) -> None:
-        self._emit(OrderEvent(kind=kind, client_order_id=tr.order.client_order_id, venue=self.venue_id,
-                              ts_event=ts_event, ts_init=self._clock.now_ns(),
-                              venue_order_id=VenueOrderId(str(tr.order_id)), fill=fill, reason=reason, code=code))
-
-    def _on_accepted(self, tr: _Track, ts_event: int) -> None:
-        if tr.accepted or tr.terminal is not None:
-            return
-        tr.accepted = True
-        self._event(tr, OrderEventKind.ACCEPTED, ts_event)
-
-    def _on_terminal(self, tr: _Track, kind: OrderEventKind, venue_cum_lots: int, ts_event: int,
-                     reason: str | None = None, code: str | None = None) -> None:
-        if tr.terminal is not None:
-            return
-        if kind is OrderEventKind.REJECTED:
-            tr.terminal = kind
-            self._event(tr, kind, ts_event, reason=reason, code=code)
-            return
-        self._on_accepted(tr, ts_event)
-        if kind is OrderEventKind.FILLED or venue_cum_lots > tr.filled_lots:
-            tr.pending = (kind, venue_cum_lots, reason)   # the executions are on their way
-            return
-        tr.terminal = kind
-        self._event(tr, kind, ts_event, reason=reason, code=code)
-
-    def _flush_pending(self, tr: _Track) -> None:
-        if tr.pending is None or tr.terminal is not None:
-            return
-        kind, cum, reason = tr.pending
-        if tr.filled_lots >= cum and kind is not OrderEventKind.FILLED:
-            tr.pending = None
-            tr.terminal = kind
-            self._event(tr, kind, self._clock.now_ns(), reason=reason)
-
     # ------------------------------------------------------------------ commands
     def _inst(self, symbol: str) -> Instrument:
         inst = self.info.instruments.get(symbol)
@@ -797,7 +707,7 @@ class IbVenue(Venue):
         order_id = self._next_id
         self._next_id += 1
         self._seq += 1
-        tr = _Track(order, inst, order_id, sent_seq=self._seq)
+        tr = _Track(order, inst, order_id=order_id, sent_seq=self._seq)
         tr.ack = asyncio.get_running_loop().create_future()
         self._tracks[cid] = tr
         self._by_order_id[order_id] = tr
