@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Protocol, Self
 
 from marketdata.errors import ConfigError
 from marketdata.model import Instrument, InstrumentKind, Symbol, VenueId
 from venues.signing import Secret
 
-__all__ = ["check_instruments", "config_decimal", "config_decimals", "instrument_from_mapping", "read_api_secrets",
-           "reject_unknown_keys", "spot_instruments_from_mapping"]
+__all__ = ["ApiCredentials", "KeyEnvConfig", "check_instruments", "config_decimal", "config_decimals",
+           "instrument_from_mapping", "read_api_secrets", "reject_unknown_keys", "spot_instruments_from_mapping"]
 
 
 def config_decimal(value: Any, where: str, key: str) -> Decimal:
@@ -99,3 +100,31 @@ def read_api_secrets(venue: VenueId, key_env: str, secret_env: str,
         raise ConfigError(f"environment variable(s) {', '.join(missing)} not set",
                           file=f"venues.{venue}", key="api_key_env/api_secret_env")
     return Secret(env[key_env]), Secret(env[secret_env])
+
+
+class KeyEnvConfig(Protocol):
+    """What :meth:`ApiCredentials.from_env` reads of a venue's config."""
+
+    @property
+    def venue(self) -> VenueId: ...
+    @property
+    def api_key_env(self) -> str: ...
+    @property
+    def api_secret_env(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class ApiCredentials:
+    """API key and secret; both wrapped in :class:`~venues.signing.Secret` (never printed)."""
+
+    api_key: Secret
+    api_secret: Secret
+
+    @classmethod
+    def from_env(cls, config: KeyEnvConfig, environ: Mapping[str, str] | None = None) -> Self:
+        """Read the variables named by ``api_key_env``/``api_secret_env``; a missing one is a
+        :class:`ConfigError` naming the variable (never its value)."""
+        return cls(*read_api_secrets(config.venue, config.api_key_env, config.api_secret_env, environ))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(api_key=***, api_secret=***)"

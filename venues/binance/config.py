@@ -34,14 +34,13 @@ from typing import Any
 from marketdata.errors import ConfigError
 from marketdata.model import Instrument, VenueId
 from venues.config_common import (
+    ApiCredentials,
     check_instruments,
     config_decimal,
     config_decimals,
-    read_api_secrets,
     reject_unknown_keys,
     spot_instruments_from_mapping,
 )
-from venues.signing import Secret
 
 __all__ = ["BinanceCredentials", "BinanceSpotConfig"]
 
@@ -143,18 +142,6 @@ class BinanceSpotConfig:
         return cls(**kw)
 
 
-@dataclass(frozen=True)
-class BinanceCredentials:
+@dataclass(frozen=True, repr=False)
+class BinanceCredentials(ApiCredentials):
     """API key and secret; both wrapped in :class:`~venues.signing.Secret` (never printed)."""
-
-    api_key: Secret
-    api_secret: Secret
-
-    @classmethod
-    def from_env(cls, config: BinanceSpotConfig, environ: Mapping[str, str] | None = None) -> BinanceCredentials:
-        """Read the variables named by ``api_key_env``/``api_secret_env``; a missing one is a
-        :class:`ConfigError` naming the variable (never its value)."""
-        return cls(*read_api_secrets(config.venue, config.api_key_env, config.api_secret_env, environ))
-
-    def __repr__(self) -> str:
-        return "BinanceCredentials(api_key=***, api_secret=***)"

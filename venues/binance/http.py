@@ -16,14 +16,14 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-import aiohttp
 from yarl import URL
 
-from marketdata.clock import NS_PER_MS, Clock
-from marketdata.errors import ConfigError, RateLimited, VenueDisconnected, VenueError, VenueTimeout
-from venues.binance.config import BinanceCredentials, BinanceSpotConfig
+from marketdata.clock import NS_PER_MS
+from marketdata.errors import ConfigError, RateLimited, VenueError
+from venues.binance.config import BinanceSpotConfig
 from venues.binance.errors import RATE_LIMIT_CODES, banned_until_ms, map_error, named_limit
-from venues.ratelimit import RateLimiter
+from venues.config_common import ApiCredentials
+from venues.rest_common import RestClient, wire_value
 from venues.signing import hmac_sha256_hex, redact
 
 __all__ = ["BinanceHttpClient", "sign_query"]
@@ -35,7 +35,7 @@ _USED_WEIGHT_HEADERS = (("X-MBX-USED-WEIGHT-1M", "REQUEST_WEIGHT"), ("X-MBX-ORDE
 _BUCKET_OF_HEADER = dict(_USED_WEIGHT_HEADERS)
 
 
-def sign_query(params: Mapping[str, Any], credentials: BinanceCredentials) -> str:
+def sign_query(params: Mapping[str, Any], credentials: ApiCredentials) -> str:
     """``params`` URL-encoded in order with ``&signature=<hex HMAC-SHA256>`` appended (the caller
     puts ``recvWindow`` and ``timestamp`` last in ``params``)."""
     query = urlencode([(k, _wire(v)) for k, v in params.items()])
@@ -43,62 +43,27 @@ def sign_query(params: Mapping[str, Any], credentials: BinanceCredentials) -> st
 
 
 def _wire(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        raise TypeError("floats are never sent to Binance; pass a Decimal or string")
-    return format(v, "f") if hasattr(v, "as_tuple") else str(v)
+    return wire_value(v, "Binance")
 
 
-class BinanceHttpClient:
-    """Signed and unsigned REST calls with pacing, timeouts and error mapping.
+class BinanceHttpClient(RestClient[BinanceSpotConfig]):
+    """Signed and unsigned REST calls with pacing, timeouts and error mapping (the session,
+    timestamp and transport errors: :class:`venues.rest_common.RestClient`).
 
     ``time_offset_ms`` (venue time minus our clock) is added to every timestamp; :meth:`sync_time`
     sets it from GET /api/v3/time."""
 
-    def __init__(self, config: BinanceSpotConfig, credentials: BinanceCredentials, clock: Clock,
-                 limiter: RateLimiter) -> None:
-        self._config = config
-        self._cred = credentials
-        self._clock = clock
-        self.limiter = limiter
-        self._session: aiohttp.ClientSession | None = None
-        self.time_offset_ms = 0
-        self.requests = 0
+    _log = log
 
-    def __repr__(self) -> str:
-        return f"BinanceHttpClient(venue={self._config.venue!r}, rest_url={self._config.rest_url!r})"
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            raise VenueDisconnected("HTTP session is not open (call connect())", venue=self._config.venue)
-        return self._session
-
-    async def start(self) -> None:
-        """Open the session (idempotent)."""
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._config.timeout_s),
-                headers={"X-MBX-APIKEY": self._cred.api_key.reveal()})
-
-    async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
-
-    def timestamp_ms(self) -> int:
-        """The request timestamp: our clock plus the venue's measured offset, in ms."""
-        return self._clock.now_ns() // NS_PER_MS + self.time_offset_ms
+    def _session_headers(self) -> dict[str, str]:
+        return {"X-MBX-APIKEY": self._cred.api_key.reveal()}
 
     async def sync_time(self) -> int:
         """Measure the venue clock offset with GET /api/v3/time (midpoint of the round trip)."""
         t0 = self._clock.now_ns() // NS_PER_MS
         data = await self.request("GET", "/api/v3/time", request_type="query_order", signed=False)
         t1 = self._clock.now_ns() // NS_PER_MS
-        self.time_offset_ms = int(data["serverTime"]) - (t0 + t1) // 2
-        log.info("%s: venue clock offset %d ms", self._config.venue, self.time_offset_ms)
-        return self.time_offset_ms
+        return self._set_time_offset(int(data["serverTime"]), t0, t1)
 
     async def request(self, method: str, path: str, params: Mapping[str, Any] | None = None, *,
                       request_type: str, signed: bool = True, client_order_id: str | None = None,
@@ -119,24 +84,7 @@ class BinanceHttpClient:
         else:
             query = urlencode([(k, _wire(v)) for k, v in p.items()])
         url = URL(f"{self._config.rest_url}{path}" + (f"?{query}" if query else ""), encoded=True)
-        session = self.session
-        self.requests += 1
-        try:
-            async with session.request(method, url) as resp:
-                status = resp.status
-                headers = resp.headers
-                text = await resp.text()
-        except TimeoutError:
-            log.warning("%s: %s %s timed out after %s s (cid=%s)", venue, method, path,
-                        self._config.request_timeout_s, client_order_id)
-            raise VenueTimeout(f"{method} {path}: no answer in {self._config.request_timeout_s} s",
-                               venue=venue, client_order_id=client_order_id) from None
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError,
-                ConnectionError) as e:
-            log.warning("%s: %s %s connection lost: %s (cid=%s)", venue, method, path,
-                        redact(str(e), self._cred.api_key, self._cred.api_secret), client_order_id)
-            raise VenueDisconnected(f"{method} {path}: {type(e).__name__}", venue=venue,
-                                    client_order_id=client_order_id) from None
+        status, headers, text = await self._round_trip(method, url, path, client_order_id)
         now = self._clock.now_ns()
         self._feed_headers(headers, now)
         if status == 200:

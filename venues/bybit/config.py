@@ -35,14 +35,13 @@ from typing import Any
 from marketdata.errors import ConfigError
 from marketdata.model import Instrument, VenueId
 from venues.config_common import (
+    ApiCredentials,
     check_instruments,
     config_decimal,
     config_decimals,
-    read_api_secrets,
     reject_unknown_keys,
     spot_instruments_from_mapping,
 )
-from venues.signing import Secret
 
 __all__ = ["BybitCredentials", "BybitSpotConfig"]
 
@@ -143,18 +142,6 @@ class BybitSpotConfig:
         return cls(**kw)
 
 
-@dataclass(frozen=True)
-class BybitCredentials:
+@dataclass(frozen=True, repr=False)
+class BybitCredentials(ApiCredentials):
     """API key and secret; both wrapped in :class:`~venues.signing.Secret` (never printed)."""
-
-    api_key: Secret
-    api_secret: Secret
-
-    @classmethod
-    def from_env(cls, config: BybitSpotConfig, environ: Mapping[str, str] | None = None) -> BybitCredentials:
-        """Read the variables named by ``api_key_env``/``api_secret_env``; a missing one is a
-        :class:`ConfigError` naming the variable (never its value)."""
-        return cls(*read_api_secrets(config.venue, config.api_key_env, config.api_secret_env, environ))
-
-    def __repr__(self) -> str:
-        return "BybitCredentials(api_key=***, api_secret=***)"

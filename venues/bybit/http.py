@@ -24,15 +24,15 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-import aiohttp
 from yarl import URL
 
 from marketdata.clock import NS_PER_MS, Clock
-from marketdata.errors import ConfigError, RateLimited, VenueDisconnected, VenueError, VenueTimeout
+from marketdata.errors import ConfigError, RateLimited, VenueError
 from venues.bybit.config import BybitCredentials, BybitSpotConfig
 from venues.bybit.errors import map_error
 from venues.ratelimit import RateLimiter
-from venues.signing import Secret, hmac_sha256_hex, redact
+from venues.rest_common import RestClient, wire_value
+from venues.signing import Secret, hmac_sha256_hex
 
 __all__ = ["BUCKET_OF_REQUEST_TYPE", "BybitHttpClient", "sign_rest", "sign_ws_auth"]
 
@@ -56,58 +56,24 @@ def sign_ws_auth(secret: Secret | str, expires_ms: int) -> str:
 
 
 def _wire(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        raise TypeError("floats are never sent to Bybit; pass a Decimal or string")
-    return format(v, "f") if hasattr(v, "as_tuple") else str(v)
+    return wire_value(v, "Bybit")
 
 
-class BybitHttpClient:
-    """Signed and public REST calls with pacing, timeouts and error mapping.
+class BybitHttpClient(RestClient[BybitSpotConfig]):
+    """Signed and public REST calls with pacing, timeouts and error mapping (the session,
+    timestamp, secret scrubbing and transport errors: :class:`venues.rest_common.RestClient`).
 
     ``time_offset_ms`` (venue time minus our clock) is added to every timestamp; :meth:`sync_time`
     sets it from GET /v5/market/time."""
 
+    _log = log
+
     def __init__(self, config: BybitSpotConfig, credentials: BybitCredentials, clock: Clock,
                  limiter: RateLimiter) -> None:
-        self._config = config
-        self._cred = credentials
-        self._clock = clock
-        self.limiter = limiter
-        self._session: aiohttp.ClientSession | None = None
-        self.time_offset_ms = 0
-        self.requests = 0
+        super().__init__(config, credentials, clock, limiter)
         self.last_time_ms: int | None = None
         """The venue's ``time`` (epoch ms) of the last successful answer: what a REST reading is
         as of, on the clock of the stream pushes' ``creationTime``."""
-
-    def __repr__(self) -> str:
-        return f"BybitHttpClient(venue={self._config.venue!r}, rest_url={self._config.rest_url!r})"
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            raise VenueDisconnected("HTTP session is not open (call connect())", venue=self._config.venue)
-        return self._session
-
-    async def start(self) -> None:
-        """Open the session (idempotent)."""
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._config.timeout_s))
-
-    async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
-
-    def timestamp_ms(self) -> int:
-        """The request timestamp: our clock plus the venue's measured offset, in ms."""
-        return self._clock.now_ns() // NS_PER_MS + self.time_offset_ms
-
-    def scrub(self, text: str) -> str:
-        """``text`` without the API key or secret (Bybit's 10004 text echoes the string signed)."""
-        return redact(text, self._cred.api_key, self._cred.api_secret)
 
     def ws_auth_args(self) -> list[Any]:
         """``args`` of the private stream's ``auth`` op: [api_key, expires ms, signature]."""
@@ -120,9 +86,7 @@ class BybitHttpClient:
         data = await self.request("GET", "/v5/market/time", request_type="query_order", signed=False)
         t1 = self._clock.now_ns() // NS_PER_MS
         venue_ms = int(data["timeNano"]) // NS_PER_MS if "timeNano" in data else int(data["timeSecond"]) * 1000
-        self.time_offset_ms = venue_ms - (t0 + t1) // 2
-        log.info("%s: venue clock offset %d ms", self._config.venue, self.time_offset_ms)
-        return self.time_offset_ms
+        return self._set_time_offset(venue_ms, t0, t1)
 
     async def request(self, method: str, path: str, params: Mapping[str, Any] | None = None, *,
                       request_type: str, signed: bool = True, client_order_id: str | None = None) -> Any:
@@ -148,24 +112,8 @@ class BybitHttpClient:
             headers.update({"X-BAPI-API-KEY": self._cred.api_key.reveal(), "X-BAPI-TIMESTAMP": str(ts),
                             "X-BAPI-RECV-WINDOW": str(rw), "X-BAPI-SIGN-TYPE": "2",
                             "X-BAPI-SIGN": sign_rest(self._cred.api_key, self._cred.api_secret, ts, rw, payload)})
-        session = self.session
-        self.requests += 1
-        try:
-            async with session.request(method, url, data=body, headers=headers) as resp:
-                status = resp.status
-                rheaders = resp.headers
-                text = await resp.text()
-        except TimeoutError:
-            log.warning("%s: %s %s timed out after %s s (cid=%s)", venue, method, path,
-                        self._config.request_timeout_s, client_order_id)
-            raise VenueTimeout(f"{method} {path}: no answer in {self._config.request_timeout_s} s",
-                               venue=venue, client_order_id=client_order_id) from None
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError,
-                ConnectionError) as e:
-            log.warning("%s: %s %s connection lost: %s (cid=%s)", venue, method, path, self.scrub(str(e)),
-                        client_order_id)
-            raise VenueDisconnected(f"{method} {path}: {type(e).__name__}", venue=venue,
-                                    client_order_id=client_order_id) from None
+        status, rheaders, text = await self._round_trip(method, url, path, client_order_id, data=body,
+                                                        headers=headers)
         now = self._clock.now_ns()
         self._feed_headers(request_type, rheaders, now)
         code: int | None = None
