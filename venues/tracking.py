@@ -33,6 +33,7 @@ from decimal import Decimal
 from typing import Any, ClassVar, Generic, TypeVar
 
 from marketdata.clock import Clock
+from marketdata.errors import UnknownOrderError
 from marketdata.model import (
     ClientOrderId,
     Fill,
@@ -89,7 +90,8 @@ class TrackingVenue(Venue, Generic[_T]):
     stats: dict[str, int]
     _tracks: dict[ClientOrderId, _T]
 
-    def _init_tracking(self) -> None:
+    def _init_tracking(self, instruments: Sequence[Instrument]) -> None:
+        self._instruments = tuple(instruments)   # as configured, in order
         self._handler: EventHandler | None = None
         self._garbled: GarbledHandler | None = None
         self._report_handler: ReportHandler | None = None
@@ -109,6 +111,23 @@ class TrackingVenue(Venue, Generic[_T]):
         """``handler(report)`` for every status report the adapter fetched on its own (UNKNOWN
         resolution, reconnect reconciliation); ``OrderManager.on_status_report`` fits."""
         self._report_handler = handler
+
+    def _report_garbled(self, raw: Any, error: str) -> None:
+        """Hand an inbound message that could not be parsed or applied to the garbled handler."""
+        if self._garbled is not None:
+            try:
+                self._garbled(self.venue_id, raw, error)
+            except Exception:
+                self._log.exception("%s: garbled handler raised", self.venue_id)
+
+    def _symbol_for(self, cid: ClientOrderId) -> Instrument:
+        """The instrument of order ``cid``: its track's, else the only configured one."""
+        tr = self._tracks.get(cid)
+        if tr is not None:
+            return tr.inst
+        if len(self._instruments) == 1:
+            return self._instruments[0]
+        raise UnknownOrderError(f"{self.venue_id}: order {cid} is not known here and the symbol is ambiguous")
 
     # ------------------------------------------------------------------ owned tasks
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
@@ -261,8 +280,8 @@ async def query_schedule(delays_s: Sequence[Decimal], horizon_ns: int,
 
 
 def next_replacement_id(client_order_id: ClientOrderId, tr: TrackedOrder | None, sep: str) -> ClientOrderId:
-    """``<id><sep>r<n>`` for the n-th replacement of ``tr`` (counted on it); a blake2b digest
-    ``r-<34 hex>`` when that is over 36 characters (both venues' client id limit)."""
+    """``<id><sep>r<n>`` for the n-th replacement of ``tr`` (counted on it); ``r-`` and a 16-byte
+    blake2b hex digest of that when it is over 36 characters (both venues' client id limit)."""
     n = 1
     if tr is not None:
         tr.replaces += 1

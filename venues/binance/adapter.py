@@ -128,7 +128,7 @@ class BinanceSpotVenue(BalanceCache, TrackingVenue[_Track]):
         self._by_venue_symbol = {i.venue_symbol: i for i in config.instruments}
         self.limiter = limiter or RateLimiter.from_preset("binance-spot", clock, overrides=config.rate_limits)
         self.http = BinanceHttpClient(config, creds, clock, self.limiter)
-        self._init_tracking()
+        self._init_tracking(config.instruments)
         self._seen_raw: OrderedDict[str, None] = OrderedDict()
         self._user_ws: ReconnectingWebSocket | None = None
         self._listen_key: str | None = None
@@ -266,14 +266,6 @@ class BinanceSpotVenue(BalanceCache, TrackingVenue[_Track]):
         if inst is None:
             raise OrderRejected(f"unknown symbol {symbol!r}", venue=self.venue_id, code=-1121)
         return inst
-
-    def _symbol_for(self, cid: ClientOrderId) -> Instrument:
-        tr = self._tracks.get(cid)
-        if tr is not None:
-            return tr.inst
-        if len(self.config.instruments) == 1:
-            return self.config.instruments[0]
-        raise UnknownOrderError(f"{self.venue_id}: order {cid} is not known here and the symbol is ambiguous")
 
     # ------------------------------------------------------------------ the per-order merge
     def _apply_report(self, tr: _Track, rep: OrderStatusReport) -> bool:
@@ -417,11 +409,7 @@ class BinanceSpotVenue(BalanceCache, TrackingVenue[_Track]):
             self.stats["garbled"] += 1
             log.warning("%s: garbled user-data message (%s: %s): %s", self.venue_id, type(e).__name__, e,
                         self._scrub(raw))
-            if self._garbled is not None:
-                try:
-                    self._garbled(self.venue_id, raw, f"{type(e).__name__}: {e}")
-                except Exception:
-                    log.exception("%s: garbled handler raised", self.venue_id)
+            self._report_garbled(raw, f"{type(e).__name__}: {e}")
 
     def _apply_execution_report(self, rep: ExecutionReport, inst: Instrument, raw: str) -> None:
         ev: OrderEvent = rep.event

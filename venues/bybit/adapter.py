@@ -155,7 +155,7 @@ class BybitSpotVenue(BalanceCache, TrackingVenue[_Track]):
         self._by_venue_symbol = {i.venue_symbol: i for i in config.instruments}
         self.limiter = limiter or RateLimiter.from_preset("bybit", clock, overrides=config.rate_limits)
         self.http = BybitHttpClient(config, creds, clock, self.limiter)
-        self._init_tracking()
+        self._init_tracking(config.instruments)
         self._seen_raw: OrderedDict[str, None] = OrderedDict()
         self._ws: BybitPrivateWebSocket | None = None
         self.replacements: dict[ClientOrderId, ClientOrderId] = {}
@@ -247,14 +247,6 @@ class BybitSpotVenue(BalanceCache, TrackingVenue[_Track]):
         if inst is None:
             raise OrderRejected(f"unknown symbol {symbol!r}", venue=self.venue_id, code=10001)
         return inst
-
-    def _symbol_for(self, cid: ClientOrderId) -> Instrument:
-        tr = self._tracks.get(cid)
-        if tr is not None:
-            return tr.inst
-        if len(self.config.instruments) == 1:
-            return self.config.instruments[0]
-        raise UnknownOrderError(f"{self.venue_id}: order {cid} is not known here and the symbol is ambiguous")
 
     def _wire(self, cid: ClientOrderId) -> str:
         """The ``orderLinkId`` of our ``cid`` (see ``map_client_ids``)."""
@@ -413,11 +405,7 @@ class BybitSpotVenue(BalanceCache, TrackingVenue[_Track]):
         self.stats["garbled"] += 1
         log.warning("%s: garbled private-stream message (%s: %s): %s", self.venue_id, type(e).__name__, e,
                     self.http.scrub(raw[:2000]))
-        if self._garbled is not None:
-            try:
-                self._garbled(self.venue_id, raw, f"{type(e).__name__}: {e}")
-            except Exception:
-                log.exception("%s: garbled handler raised", self.venue_id)
+        self._report_garbled(raw, f"{type(e).__name__}: {e}")
 
     def _track_for(self, cid: ClientOrderId, inst: Instrument, side: Side, otype: OrderType, lots: int,
                    price_ticks: int | None, tif: TimeInForce, voi: VenueOrderId, prior_lots: int) -> _Track:

@@ -180,7 +180,7 @@ class IbVenue(TrackingVenue[_Track]):
                                            native_modify=False, native_iceberg=False),
             fees=FeeSchedule((FeeTier(maker_bps=config.maker_bps, taker_bps=config.taker_bps),)))
         self.limiter = limiter or RateLimiter.from_preset("ib", clock, overrides=config.rate_limits)
-        self._init_tracking()
+        self._init_tracking(config.instruments)
         self._by_order_id: dict[int, _Track] = {}   # every id sent, also of replaced records
         self._commissions: dict[str, CommissionReport] = {}
         self._held: dict[str, _Held] = {}
@@ -336,13 +336,6 @@ class IbVenue(TrackingVenue[_Track]):
             return
 
     # ------------------------------------------------------------------ inbound
-    def _report_garbled(self, raw: Any, error: str) -> None:
-        if self._garbled is not None:
-            try:
-                self._garbled(self.venue_id, raw, error)
-            except Exception:
-                log.exception("%s: garbled handler raised", self.venue_id)
-
     def _on_frame(self, body: bytes, server_version: int) -> None:
         """One message body. Never raises: an undecodable message is logged (with the message and
         field named), counted and handed to the garbled handler; the stream goes on."""
