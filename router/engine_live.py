@@ -217,6 +217,11 @@ class LiveRuntime:
                 try:
                     limiter = RateLimiter.from_preset_with_caps(wiring.preset, clock,
                                                                 overrides=st.adapter_config.rate_limits, **caps)
+                except ConfigError as exc:   # a bad bucket value names the bucket alone: it is under rate_limits
+                    bucket = exc.key or ""
+                    where = bucket if bucket.startswith("rate_limits") else f"rate_limits.{bucket}".rstrip(".")
+                    raise rekey(exc, engine.config.path, f"venues.{v}.{where}") from None
+                try:
                     # reads the env vars now: a missing one is a ConfigError before anything runs
                     self.venues[v] = wiring.make_venue(st, clock, limiter)
                 except ConfigError as exc:   # name the file and the venue's key
