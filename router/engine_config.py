@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from algos.params import parse_duration_ns, parse_time
 from algos.specs import AlgoSpec, algo_spec
@@ -388,6 +389,12 @@ def _extract_live(data: dict[str, Any], file: str) -> dict[str, LiveVenueSetting
             if not str(md_ws_url).startswith(("ws://", "wss://")):
                 raise ConfigError(f"invalid URL {md_ws_url!r}", file=file, key=f"venues.{name}.ws_url",
                                   allowed="ws(s)://... (the public stream; /v5/public/spot is appended)")
+            path = urlsplit(str(md_ws_url)).path.rstrip("/")
+            if "/v5/" in f"{path}/" and not path.endswith("/v5/public/spot"):
+                # another Bybit stream (linear, option, private): /v5/public/spot would be appended to it
+                raise ConfigError(f"{md_ws_url!r} is not Bybit's public spot stream", file=file,
+                                  key=f"venues.{name}.ws_url",
+                                  allowed="the stream host (wss://stream.bybit.com) or a URL ending in /v5/public/spot")
             depth = live.pop("orderbook_depth", 50)
             if isinstance(depth, bool) or depth not in BYBIT_ORDERBOOK_DEPTHS:
                 raise ConfigError(f"invalid value {depth!r}", file=file, key=f"venues.{name}.orderbook_depth",
