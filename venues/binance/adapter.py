@@ -172,11 +172,15 @@ class BinanceSpotVenue(BalanceCache, TrackingVenue[_Track]):
             await self._user_ws.close()
             self._user_ws = None
         if self._listen_key is not None:
+            # bounded: the DELETE waits on the rate limiter, which during an IP ban would hold the
+            # shutdown for the whole ban; an abandoned key expires by itself within 60 minutes
             try:
-                await self.http.request("DELETE", "/api/v3/userDataStream", {"listenKey": self._listen_key},
-                                        request_type="query_order", signed=False)
-            except VenueError as e:
-                log.info("%s: closing the listen key failed: %s", self.venue_id, e)
+                async with asyncio.timeout(float(self.config.request_timeout_s)):
+                    await self.http.request("DELETE", "/api/v3/userDataStream", {"listenKey": self._listen_key},
+                                            request_type="query_order", signed=False)
+            except (VenueError, TimeoutError) as e:
+                log.info("%s: closing the listen key failed (left to expire): %s", self.venue_id,
+                         self._scrub(str(e) or type(e).__name__))
             self._listen_key = None
         await self.http.close()
 
