@@ -248,14 +248,19 @@ after the ack; the frame ``DROP`` aborts the TCP connection."""
 
 class FakeBybitPublic:
     """A loopback server with Bybit's public spot protocol: acks subscribe/unsubscribe with the
-    request's req_id (or refuses topics in ``refuse`` like the failure fixture, without req_id),
+    request's req_id (or refuses topics in ``refuse`` like the failure fixture, without req_id; and
+    a subscribe request for which ``refuse_nth(topic, n)`` is true, ``n`` counting that topic's
+    subscribe requests from 1 over all connections),
     answers ``{"op": "ping"}`` with the public pong, and after an orderbook subscription sends the
     frames ``script`` gives."""
 
     def __init__(self, script: Script, *, refuse: frozenset[str] = frozenset(), answer_pings: bool = True,
-                 wait_ping_before_drop: bool = True) -> None:
+                 wait_ping_before_drop: bool = True,
+                 refuse_nth: Callable[[str, int], bool] | None = None) -> None:
         self.script = script
         self.refuse = refuse
+        self.refuse_nth = refuse_nth
+        self.sub_requests: dict[str, int] = {}
         self.answer_pings = answer_pings
         self.wait_ping_before_drop = wait_ping_before_drop
         self.mute_acks = False
@@ -309,7 +314,10 @@ class FakeBybitPublic:
             assert op == "subscribe", msg
             if self.mute_acks:
                 continue
-            bad = [a for a in args if a in self.refuse]
+            for a in args:
+                self.sub_requests[a] = self.sub_requests.get(a, 0) + 1
+            bad = [a for a in args if a in self.refuse
+                   or (self.refuse_nth is not None and self.refuse_nth(a, self.sub_requests[a]))]
             if bad:
                 fail = dict(_load("ws_subscription_failure.json"), conn_id=conn_id)
                 fail["ret_msg"] = f"Invalid topic: {bad[0]}"

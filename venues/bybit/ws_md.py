@@ -3,9 +3,10 @@ the venue's ``aiohttp`` session.
 
 :class:`BybitPublicWebSocket` is the transport: one connection kept open (the shared lifecycle of
 :mod:`venues.ws`: one task owned by the client, stopped by :meth:`close`, capped exponential backoff
-between attempts), the topics subscribed on every (re)connection with each request's ack checked,
-``{"op": "ping"}`` every 20 s (Bybit drops connections that stay silent) with a missing pong taken
-as a dead connection.
+between attempts), the topics subscribed on every (re)connection with each request's ack checked
+(a refused subscription retried with a capped exponential backoff, the connection recycled after
+``max_refusals`` refusals in a row), ``{"op": "ping"}`` every 20 s (Bybit drops connections that
+stay silent) with a missing pong taken as a dead connection.
 
 :class:`BybitMarketDataStream` parses the pushes (:mod:`venues.bybit.marketdata`) to
 :class:`~marketdata.model.BookDeltas` / :class:`~marketdata.model.TradeTick` and hands them to a
@@ -61,8 +62,16 @@ class BybitPublicWebSocket(ReconnectingWebSocket):
     are not JSON objects (``decoded`` ``None``); ``op`` answers (subscription acks, pongs) are handled
     here. The connection is ready once its subscriptions were all answered and ``on_connect`` (run
     then, after every connection) returned; ``on_disconnect`` when an established connection ends
-    other than by :meth:`close` (messages are being lost from then on). A subscription Bybit refuses is logged
-    with its ``ret_msg``, kept in :attr:`failed` and not retried on that connection."""
+    other than by :meth:`close` (messages are being lost from then on).
+
+    A subscription Bybit refuses (``success: false``) is logged at WARNING with its ``ret_msg``, kept
+    in :attr:`failed` and sent again (subscribe only) after a backoff per topic: ``retry_backoff_s``
+    doubling up to ``reconnect_max_s``. The backoff of a topic survives reconnections and is reset by
+    an accepted subscription or by :meth:`synced` (the stream calls it on each orderbook snapshot).
+    The ``max_refusals``-th refusal in a row of one topic on a connection recycles the connection
+    instead (the reconnection subscribes every topic). A subscription that is not answered within
+    ``ack_timeout_s`` recycles the connection too. The retries are timers of the connection's writer
+    task: they end with the connection and with :meth:`close`."""
 
     ready_text = "not connected and subscribed"
 
@@ -70,9 +79,11 @@ class BybitPublicWebSocket(ReconnectingWebSocket):
                  topics: list[str], on_message: TopicCallback, *, on_connect: Hook | None = None,
                  on_disconnect: Callable[[], None] | None = None, ping_interval_s: float = 20.0,
                  ack_timeout_s: float = 10.0, reconnect_max_s: Decimal = Decimal(30),
-                 connect_timeout_s: float = 10.0) -> None:
-        if ping_interval_s <= 0 or ack_timeout_s <= 0:
-            raise ValueError("ping_interval_s and ack_timeout_s must be > 0")
+                 connect_timeout_s: float = 10.0, retry_backoff_s: float = 0.5, max_refusals: int = 3) -> None:
+        if ping_interval_s <= 0 or ack_timeout_s <= 0 or retry_backoff_s <= 0:
+            raise ValueError("ping_interval_s, ack_timeout_s and retry_backoff_s must be > 0")
+        if max_refusals < 1:
+            raise ValueError("max_refusals must be >= 1")
         super().__init__(name, session_getter, self._static_url, None, on_connect=on_connect,
                          on_disconnect=on_disconnect, reconnect_max_s=reconnect_max_s,
                          connect_timeout_s=connect_timeout_s, heartbeat_s=None, venue="bybit")
@@ -87,11 +98,22 @@ class BybitPublicWebSocket(ReconnectingWebSocket):
         self._req_ids = itertools.count(1)
         self._awaiting_pong = False
         self._writer_task: asyncio.Task[None] | None = None
+        self._retry_backoff_s = retry_backoff_s
+        self._max_refusals = max_refusals
+        self._retry_at: dict[str, float] = {}     # topic -> loop time of its next subscribe (this connection)
+        self._retry_delay: dict[str, float] = {}  # topic -> backoff before its next retry (across connections)
+        self._refusals: dict[str, int] = {}       # topic -> refusals in a row on this connection
+        self._recycle: list[str] = []             # topics refused max_refusals times: reconnect
         self.subscribed: set[str] = set()
         self.failed: dict[str, str] = {}
-        """Topic -> Bybit's ``ret_msg`` for subscriptions refused on the current connection."""
+        """Topic -> Bybit's ``ret_msg`` for subscriptions refused on the current connection (and not
+        accepted since)."""
         self.pings = 0
         self.pongs = 0
+        self.refusals = 0
+        """Subscriptions refused (one per topic and answer), over all connections."""
+        self.recycles = 0
+        """Connections recycled because a topic was refused ``max_refusals`` times in a row."""
 
     async def _static_url(self) -> str:
         return self.url
@@ -116,6 +138,29 @@ class BybitPublicWebSocket(ReconnectingWebSocket):
             if t not in self._resubscribe:
                 self._resubscribe.append(t)
         self._wakeup.set()
+
+    @property
+    def retrying(self) -> dict[str, float]:
+        """Topic -> loop time of its scheduled subscribe retry (a copy)."""
+        return dict(self._retry_at)
+
+    def synced(self, topic: str) -> None:
+        """``topic`` delivered a snapshot: its retries stop and its backoff starts again from
+        ``retry_backoff_s``."""
+        if topic in self._retry_delay or topic in self._retry_at or topic in self._refusals:
+            self._retry_at.pop(topic, None)
+            self._retry_delay.pop(topic, None)
+            self._refusals.pop(topic, None)
+            self.failed.pop(topic, None)
+
+    async def close(self) -> None:
+        """Stop the task; the writer (and with it any scheduled retry) is cancelled with the
+        connection."""
+        await super().close()
+        self._retry_at.clear()
+        self._retry_delay.clear()
+        self._refusals.clear()
+        self._recycle.clear()
 
     # ------------------------------------------------------------------ connection hooks
     async def _opened(self, ws: aiohttp.ClientWebSocketResponse) -> None:
@@ -148,6 +193,9 @@ class BybitPublicWebSocket(ReconnectingWebSocket):
         self._wakeup.clear()
         self.subscribed.clear()
         self.failed.clear()
+        self._retry_at.clear()
+        self._refusals.clear()
+        self._recycle.clear()
         self._awaiting_pong = False
 
     async def _send(self, ws: aiohttp.ClientWebSocketResponse, op: str, args: list[str] | None = None) -> str:
@@ -168,14 +216,23 @@ class BybitPublicWebSocket(ReconnectingWebSocket):
 
     async def _writer(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Pings every ``ping_interval_s`` (a ping still unanswered at the next one closes the
-        connection), sends resubscriptions, and gives up on acks that never come."""
+        connection), sends resubscriptions and the retries of refused subscriptions when due,
+        recycles the connection when a topic was refused too often, and gives up on acks that never
+        come."""
         loop = asyncio.get_running_loop()
         next_ping = loop.time() + self._ping_interval_s
         ack_deadline = loop.time() + self._ack_timeout_s
         while not ws.closed:
+            next_retry = min(self._retry_at.values(), default=next_ping)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, min(next_ping, ack_deadline) - loop.time())):
+                async with asyncio.timeout(max(0.0, min(next_ping, ack_deadline, next_retry) - loop.time())):
                     await self._wakeup.wait()
+            if self._recycle:
+                log.warning("%s: subscription to %s refused %d times in a row; reconnecting", self.name,
+                            sorted(self._recycle), self._max_refusals)
+                self.recycles += 1
+                await ws.close()
+                return
             if self._wakeup.is_set():
                 self._wakeup.clear()
                 topics, self._resubscribe = self._resubscribe, []
@@ -183,10 +240,19 @@ class BybitPublicWebSocket(ReconnectingWebSocket):
                     log.info("%s: resubscribing %s for a fresh snapshot", self.name, topics)
                     for t in topics:
                         self.subscribed.discard(t)
+                        self._retry_at.pop(t, None)   # superseded by this subscription
                     await self._send(ws, "unsubscribe", topics)
                     await self._subscribe(ws, topics)
                     ack_deadline = loop.time() + self._ack_timeout_s
             now = loop.time()
+            due = [t for t, at in self._retry_at.items() if at <= now]
+            if due:
+                for t in due:
+                    del self._retry_at[t]
+                log.info("%s: retrying the subscription to %s", self.name, due)
+                await self._subscribe(ws, due)
+                ack_deadline = loop.time() + self._ack_timeout_s
+                now = loop.time()
             if self._pending and now >= ack_deadline:
                 waiting = sorted(t for ts in self._pending.values() for t in ts)
                 log.warning("%s: no subscription ack for %s after %.1f s; reconnecting", self.name, waiting,
@@ -248,11 +314,39 @@ class BybitPublicWebSocket(ReconnectingWebSocket):
         topics = self._pending.pop(key)
         if success:
             self.subscribed.update(topics)
-        else:
             for t in topics:
-                self.failed[t] = ret_msg
-            log.error("%s: subscription to %s refused: %s", self.name, topics, ret_msg)
+                self.failed.pop(t, None)
+                self._refusals.pop(t, None)
+                self._retry_delay.pop(t, None)
+        else:
+            self._refused(topics, ret_msg)
         return True
+
+    def _refused(self, topics: list[str], ret_msg: str) -> None:
+        """Bybit refused a subscription: schedule its retry, or the recycling of the connection on
+        the ``max_refusals``-th refusal in a row; the writer does either (woken here)."""
+        now = asyncio.get_running_loop().time()
+        cap = self._reconnect_max_s
+        delays: list[float] = []
+        for t in topics:
+            self.failed[t] = ret_msg
+            self.refusals += 1
+            n = self._refusals[t] = self._refusals.get(t, 0) + 1
+            if n >= self._max_refusals:
+                self._retry_at.pop(t, None)
+                if t not in self._recycle:
+                    self._recycle.append(t)
+                continue
+            delay = min(self._retry_delay.get(t, self._retry_backoff_s), cap)
+            self._retry_delay[t] = min(delay * 2, cap)
+            self._retry_at[t] = now + delay
+            delays.append(delay)
+        if delays:
+            log.warning("%s: subscription to %s refused (%s); retrying in %.1f s", self.name, topics, ret_msg,
+                        min(delays))
+        else:
+            log.warning("%s: subscription to %s refused (%s)", self.name, topics, ret_msg)
+        self._wakeup.set()
 
     def _deliver(self, raw: str, msg: Any) -> None:
         try:
@@ -285,6 +379,9 @@ class BybitMarketDataStream:
     ``on_gap(venue_symbol)`` and, with ``auto_resync``, re-subscribes that symbol's book so Bybit
     pushes a fresh snapshot in band; the deltas keep being delivered, and the book's own sequence
     rule (:data:`~venues.bybit.marketdata.BYBIT_SEQUENCE_RULE`) refuses them until that snapshot.
+    A re-subscription Bybit refuses is retried by the socket (``retry_backoff_s`` doubling up to
+    ``reconnect_max_s``; the ``max_refusals``-th refusal in a row recycles the connection) until a
+    snapshot of the topic arrives, which stops the retries.
     A dropped connection calls ``on_gap`` for every symbol with a book (messages are lost until the
     reconnection, whose subscriptions bring a new snapshot each). A snapshot arriving mid-stream is
     delivered like any other: it replaces the book; one whose ``u`` went backwards (Bybit restarted
@@ -297,7 +394,7 @@ class BybitMarketDataStream:
                  channels: tuple[str, ...] = ("orderbook.50", "publicTrade"),
                  on_gap: Callable[[str], None] | None = None, reconnect_max_s: Decimal = Decimal(30),
                  ping_interval_s: float = 20.0, ack_timeout_s: float = 10.0, auto_resync: bool = True,
-                 connect_timeout_s: float = 10.0) -> None:
+                 connect_timeout_s: float = 10.0, retry_backoff_s: float = 0.5, max_refusals: int = 3) -> None:
         self._insts = {i.venue_symbol: i for i in instruments}
         self._handler = handler
         self._clock = clock
@@ -316,7 +413,8 @@ class BybitMarketDataStream:
         self._ws = BybitPublicWebSocket(f"bybit-md:{','.join(self._insts)}", session_getter, self.url, topics,
                                         self.on_message, on_disconnect=self._dropped,
                                         ping_interval_s=ping_interval_s, ack_timeout_s=ack_timeout_s,
-                                        reconnect_max_s=reconnect_max_s, connect_timeout_s=connect_timeout_s)
+                                        reconnect_max_s=reconnect_max_s, connect_timeout_s=connect_timeout_s,
+                                        retry_backoff_s=retry_backoff_s, max_refusals=max_refusals)
 
     @property
     def socket(self) -> BybitPublicWebSocket:
@@ -364,6 +462,8 @@ class BybitMarketDataStream:
             if channel.startswith("orderbook."):
                 d = parse_orderbook(msg, inst, now)
                 self._sequence(sym, d.is_snapshot, d.last_update_id)
+                if d.is_snapshot:
+                    self._ws.synced(topic)
                 events.append(d)
             elif channel == "publicTrade":
                 events.extend(parse_public_trades(msg, inst, now))
