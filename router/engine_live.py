@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -72,6 +73,7 @@ from venues.binance.ws import BinanceMarketDataStream
 from venues.bybit import BybitSpotVenue
 from venues.bybit.ws_md import BybitMarketDataStream
 from venues.ratelimit import ClockSleeper, RateLimiter
+from venues.tasks import OwnedTasks
 
 if TYPE_CHECKING:
     from marketdata.clock import Clock
@@ -96,7 +98,7 @@ def live_instrument(settings: LiveVenueSettings, symbol: str, file: str) -> Inst
                       allowed=", ".join(i.symbol for i in settings.instruments) or "none configured")
 
 
-class AdapterWiring:
+class AdapterWiring(ABC):
     """What differs between live adapters, in one place: building the trading adapter (with its
     rate limiter), opening the public market-data stream, and (re)seeding the venue's book. One
     instance per ``[venues.<id>] adapter`` value in :data:`WIRINGS`; stateless (the state lives
@@ -105,20 +107,21 @@ class AdapterWiring:
     preset = ""
     """The :data:`venues.ratelimit.PRESETS` entry of the adapter's limiter."""
 
+    @abstractmethod
     def make_venue(self, st: LiveVenueSettings, clock: Clock, limiter: RateLimiter) -> LiveVenue:
-        raise NotImplementedError
+        """The trading adapter of ``st``, its requests paced by ``limiter``."""
 
+    @abstractmethod
     def open_stream(self, rt: LiveRuntime, v: str, st: LiveVenueSettings) -> MarketDataStream:
         """The venue's market-data stream, its events going to ``rt._on_md`` (not started)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def seed(self, rt: LiveRuntime, v: str) -> None:
         """After the stream started: get the book its first snapshot."""
-        raise NotImplementedError
 
+    @abstractmethod
     def resync(self, rt: LiveRuntime, v: str) -> None:
         """The book was marked out of sync (and emptied): get it a fresh snapshot (idempotent)."""
-        raise NotImplementedError
 
 
 class _BinanceWiring(AdapterWiring):
@@ -229,7 +232,7 @@ class LiveRuntime:
                     raise rekey(exc, engine.config.path, f"venues.{v}.{key}" if key else f"venues.{v}") from None
         self.streams: dict[str, MarketDataStream] = {}
         self._session: aiohttp.ClientSession | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = OwnedTasks(log, "live")
         self._buffers: dict[str, list[BookDeltas] | None] = {}
         self._overflowed: set[str] = set()
         self._resyncing: set[str] = set()
@@ -245,16 +248,7 @@ class LiveRuntime:
     # ------------------------------------------------------------------ tasks
     def spawn(self, coro: Awaitable[Any], what: str) -> asyncio.Task[Any]:
         """Run ``coro`` as an owned task (kept until done; a failure is logged, never lost)."""
-        task = asyncio.ensure_future(coro)
-        task.set_name(what)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("live task %s failed", task.get_name(), exc_info=task.exception())
+        return self._tasks.spawn(coro, what)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -367,10 +361,7 @@ class LiveRuntime:
         self.closed = True
         for stream in self.streams.values():
             await stream.close()
-        for t in list(self._tasks):
-            t.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.cancel_all()
         for venue in self.venues.values():
             await venue.close()
         if self._session is not None:

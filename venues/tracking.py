@@ -45,6 +45,7 @@ from marketdata.model import (
     VenueOrderId,
 )
 from venues.base import Balance, EventHandler, OrderStatusReport, Venue, VenueInfo
+from venues.tasks import OwnedTasks
 
 __all__ = ["BalanceCache", "BalanceHandler", "GarbledHandler", "ReportHandler", "TrackedOrder", "TrackingVenue",
            "next_replacement_id", "query_schedule"]
@@ -96,7 +97,7 @@ class TrackingVenue(Venue, Generic[_T]):
         self._garbled: GarbledHandler | None = None
         self._report_handler: ReportHandler | None = None
         self._tracks = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = OwnedTasks(self._log, str(self.venue_id))
 
     # ------------------------------------------------------------------ wiring
     def set_event_handler(self, handler: EventHandler) -> None:
@@ -131,22 +132,10 @@ class TrackingVenue(Venue, Generic[_T]):
 
     # ------------------------------------------------------------------ owned tasks
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._log.error("%s: background task failed", self.venue_id, exc_info=task.exception())
+        return self._tasks.spawn(coro)
 
     async def _cancel_tasks(self) -> None:
-        for t in list(self._tasks):
-            t.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self._tasks.cancel_all()
 
     # ------------------------------------------------------------------ events
     def _emit(self, ev: OrderEvent) -> None:

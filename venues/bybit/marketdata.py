@@ -33,6 +33,7 @@ resynced by re-subscribing, which makes Bybit send a fresh snapshot in band.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -256,6 +257,20 @@ def parse_subscription_response(msg: Mapping[str, Any]) -> SubscriptionResponse:
         raise TypeError(f"op response with op={op!r} success={success!r}")
     return SubscriptionResponse(op, success, str(msg.get("ret_msg") or ""), str(msg.get("req_id") or ""),
                                 str(msg.get("conn_id") or ""))
+
+
+def split_frame(raw: str) -> tuple[dict[str, Any] | None, bool]:
+    """One text frame of a Bybit v5 stream, public or private: ``(msg, push)``. ``push`` is true
+    for what goes to the stream owner's push handler: a topic message, or a frame that is not a
+    JSON object (``msg`` is then ``None``: the owner reports it garbled); false for a control
+    frame (a pong, an op answer), returned parsed."""
+    try:
+        msg = json.loads(raw)
+    except ValueError:
+        return None, True
+    if not isinstance(msg, dict):
+        return None, True
+    return msg, "topic" in msg
 
 
 def is_pong(msg: Mapping[str, Any]) -> bool:

@@ -36,6 +36,7 @@ from venues.bybit.marketdata import (
     parse_orderbook,
     parse_public_trades,
     parse_subscription_response,
+    split_frame,
     split_topic,
     trade_topic,
 )
@@ -273,14 +274,8 @@ class BybitPublicWebSocket(ReconnectingWebSocket):
 
     def _dispatch(self, raw: str) -> bool:
         """Handle one text frame; ``True`` if it was a subscription answer."""
-        try:
-            msg = json.loads(raw)
-        except ValueError:
-            msg = None
-        if not isinstance(msg, dict):
-            self._deliver(raw, None)
-            return False
-        if "topic" in msg:
+        msg, push = split_frame(raw)
+        if push or msg is None:
             self._deliver(raw, msg)
             return False
         if is_pong(msg):

@@ -36,6 +36,7 @@ import aiohttp
 
 from marketdata.errors import VenueError
 from venues.bybit.errors import AuthenticationError
+from venues.bybit.marketdata import is_pong, split_frame
 from venues.ws import Hook, ReconnectingWebSocket
 
 __all__ = ["PRIVATE_TOPICS", "BybitPrivateWebSocket"]
@@ -113,18 +114,12 @@ class BybitPrivateWebSocket(ReconnectingWebSocket):
                 fut.cancel()
 
     def _on_text(self, data: str) -> bool:
-        try:
-            msg = json.loads(data)
-        except ValueError:
-            msg = None
-        if not isinstance(msg, dict):
-            self._deliver(data, None)
-            return False
-        if "topic" in msg:
+        msg, push = split_frame(data)
+        if push or msg is None:
             self._deliver(data, msg)
             return False
         op = msg.get("op")
-        if op == "pong" or (op == "ping" and msg.get("ret_msg") == "pong"):
+        if is_pong(msg):
             self.pongs += 1
             self._awaiting_pong = False
             return False
